@@ -1,0 +1,435 @@
+//! The document cache: validated client metadata, keyed by client_id.
+//!
+//! * Lifetimes follow the origin's HTTP cache headers, as computed by the
+//!   `http-cache-semantics` crate (RFC 9111), clamped to
+//!   `[cache.min_ttl_s, cache.max_ttl_s]`; `cache.default_ttl_s` applies when
+//!   the origin sends neither `Cache-Control` nor `Expires`. The floor also
+//!   covers `no-store`/`no-cache`: an origin must not be able to make us
+//!   refetch on every request.
+//! * An expired entry whose response carried `ETag` or `Last-Modified` is
+//!   kept (for at most another `max_ttl_s`) so it can be revalidated with a
+//!   conditional request; a 304 renews it without re-validating the body.
+//! * Concurrent lookups of one client_id share one fetch (single flight).
+//!   The fetch runs in its own task, so a caller that goes away cannot
+//!   strand a half-done fetch holding a fetch permit; the task is bounded by
+//!   the fetch deadline, and the in-flight table by the fetch permits.
+//! * Only valid documents are cached; every error is returned, never stored.
+//! * `cache.max_entries` bounds the number of documents held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use http::header::{self, HeaderMap};
+use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
+
+use crate::client_id::ClientIdUrl;
+use crate::config::CacheConfig;
+use crate::egress::{Egress, FetchError, Fetched, MediaKind};
+use crate::error_code::ErrorCode;
+use crate::metadata::{self, ClientMetadata, MetadataError};
+
+/// How a lookup was served; a closed set, used as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// A fresh entry was in the cache.
+    Hit,
+    /// Nothing usable was cached; this lookup fetched the document.
+    Miss,
+    /// Another lookup was already fetching it; this one shared that fetch.
+    Coalesced,
+    /// The entry had expired and the origin confirmed it unchanged (304).
+    Revalidated,
+}
+
+impl CacheStatus {
+    /// The status as a metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Revalidated => "revalidated",
+        }
+    }
+}
+
+/// Where and how a cached document was fetched, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FetchReport {
+    /// Every address the host resolved to (all vetted).
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The vetted address the connection went to.
+    pub connected_to: std::net::SocketAddr,
+    /// The document's size in bytes.
+    pub bytes: usize,
+    /// How long the entry stays fresh, after clamping.
+    pub cache_ttl_s: u64,
+}
+
+/// A validated document and what the cache needs to keep it current.
+#[derive(Debug)]
+pub struct CachedDocument {
+    /// The validated metadata.
+    pub metadata: Arc<ClientMetadata>,
+    /// How it was fetched.
+    pub fetch: FetchReport,
+    fresh_until: Instant,
+    retain_for: Duration,
+    policy: CachePolicy,
+    validators: HeaderMap,
+}
+
+impl CachedDocument {
+    fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+}
+
+/// Why a client_id could not be resolved to a valid document.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    /// The fetch failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The document is invalid.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+impl ResolveError {
+    /// The stable error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ResolveError::Fetch(error) => error.code(),
+            ResolveError::Metadata(error) => error.code(),
+        }
+    }
+}
+
+/// A successful lookup.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The document.
+    pub document: Arc<CachedDocument>,
+    /// How the lookup was served.
+    pub status: CacheStatus,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Resolved, ResolveError>>>;
+
+/// The cache, shared by every request of the process.
+pub struct DocumentCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    egress: Arc<Egress>,
+    config: CacheConfig,
+    entries: moka::sync::Cache<String, Arc<CachedDocument>>,
+    in_flight: Mutex<HashMap<String, Flight>>,
+}
+
+impl std::fmt::Debug for DocumentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentCache")
+            .field("entries", &self.inner.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tells moka how long each entry may stay: stale entries with validators
+/// linger so they can be revalidated; the rest go when they expire.
+struct Retention;
+
+impl moka::Expiry<String, Arc<CachedDocument>> for Retention {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<CachedDocument>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.retain_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<CachedDocument>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.retain_for)
+    }
+}
+
+impl DocumentCache {
+    /// A cache that fetches through `egress`.
+    pub fn new(egress: Arc<Egress>, config: CacheConfig) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(config.max_entries)
+            .expire_after(Retention)
+            .build();
+        DocumentCache {
+            inner: Arc::new(Inner {
+                egress,
+                config,
+                entries,
+                in_flight: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The number of documents held (approximate while moka catches up).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entries.entry_count()
+    }
+
+    /// The fetcher behind this cache.
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.inner.egress
+    }
+
+    /// Returns the client's validated document, from the cache when fresh,
+    /// otherwise by fetching (or revalidating) it once for all concurrent callers.
+    pub async fn resolve(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
+        let key = client_id.as_str();
+        if let Some(document) = self.fresh(key) {
+            return Ok(Resolved {
+                document,
+                status: CacheStatus::Hit,
+            });
+        }
+        let (flight, leader) = {
+            let mut in_flight = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Re-checked under the lock: a flight may have landed since.
+            if let Some(document) = self.fresh(key) {
+                return Ok(Resolved {
+                    document,
+                    status: CacheStatus::Hit,
+                });
+            }
+            match in_flight.get(key) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = self.launch(client_id.clone());
+                    in_flight.insert(key.to_owned(), flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        let mut resolved = flight.await?;
+        if !leader {
+            resolved.status = CacheStatus::Coalesced;
+        }
+        Ok(resolved)
+    }
+
+    fn fresh(&self, key: &str) -> Option<Arc<CachedDocument>> {
+        self.inner
+            .entries
+            .get(key)
+            .filter(|document| document.is_fresh(Instant::now()))
+    }
+
+    /// Starts the one fetch for `client_id` in its own task.
+    fn launch(&self, client_id: ClientIdUrl) -> Flight {
+        let inner = Arc::clone(&self.inner);
+        let task = tokio::spawn(async move {
+            let key = client_id.as_str().to_owned();
+            let stale = inner.entries.get(&key);
+            let outcome = inner.refresh(&client_id, stale).await;
+            if let Ok(resolved) = &outcome {
+                inner
+                    .entries
+                    .insert(key.clone(), Arc::clone(&resolved.document));
+            }
+            // After the insert, so a caller never finds neither.
+            inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+            outcome
+        });
+        async move {
+            // The task does not panic by design; it can still be cancelled
+            // when the runtime shuts down under it.
+            task.await.unwrap_or_else(|join_error| {
+                Err(FetchError::Interrupted {
+                    reason: join_error.to_string(),
+                }
+                .into())
+            })
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+impl Inner {
+    async fn refresh(
+        &self,
+        client_id: &ClientIdUrl,
+        stale: Option<Arc<CachedDocument>>,
+    ) -> Result<Resolved, ResolveError> {
+        let conditional = stale
+            .as_ref()
+            .map(|document| document.validators.clone())
+            .unwrap_or_default();
+        let fetched = self
+            .egress
+            .fetch(client_id.url(), MediaKind::Json, &conditional)
+            .await?;
+        let request = cache_request(client_id);
+        let now = SystemTime::now();
+
+        if let (http::StatusCode::NOT_MODIFIED, Some(stale)) = (fetched.status, &stale) {
+            let response = response_head(&fetched);
+            if let AfterResponse::NotModified(policy, parts) =
+                stale.policy.after_response(&request, &response, now)
+            {
+                let document = self.entry(
+                    Arc::clone(&stale.metadata),
+                    policy,
+                    &parts.headers,
+                    &fetched,
+                    stale.fetch.bytes,
+                );
+                return Ok(Resolved {
+                    document: Arc::new(document),
+                    status: CacheStatus::Revalidated,
+                });
+            }
+            // A 304 whose validators do not match what we hold: we cannot
+            // use our copy, and we will not guess.
+            return Err(FetchError::HttpStatus {
+                status: 304,
+                location: None,
+            }
+            .into());
+        }
+
+        let metadata = metadata::validate(client_id, &fetched.body)?;
+        let policy = CachePolicy::new_options(
+            &request,
+            &response_head(&fetched),
+            now,
+            CacheOptions {
+                shared: true,
+                ..CacheOptions::default()
+            },
+        );
+        let document = self.entry(
+            Arc::new(metadata),
+            policy,
+            &fetched.headers,
+            &fetched,
+            fetched.body.len(),
+        );
+        Ok(Resolved {
+            document: Arc::new(document),
+            status: CacheStatus::Miss,
+        })
+    }
+
+    fn entry(
+        &self,
+        metadata: Arc<ClientMetadata>,
+        policy: CachePolicy,
+        headers: &HeaderMap,
+        fetched: &Fetched,
+        bytes: usize,
+    ) -> CachedDocument {
+        let ttl = self.lifetime(&policy, headers);
+        let validators = validators(headers);
+        let retain_for = if validators.is_empty() {
+            ttl
+        } else {
+            ttl + self.config.max_ttl
+        };
+        CachedDocument {
+            metadata,
+            fetch: FetchReport {
+                addresses: fetched.addresses.clone(),
+                connected_to: fetched.connected_to,
+                bytes,
+                cache_ttl_s: ttl.as_secs(),
+            },
+            fresh_until: Instant::now() + ttl,
+            retain_for,
+            policy,
+            validators,
+        }
+    }
+
+    /// The origin's lifetime, or the default when it says nothing, clamped.
+    fn lifetime(&self, policy: &CachePolicy, headers: &HeaderMap) -> Duration {
+        let says_something =
+            headers.contains_key(header::CACHE_CONTROL) || headers.contains_key(header::EXPIRES);
+        let origin = if says_something {
+            policy.time_to_live(SystemTime::now())
+        } else {
+            self.config.default_ttl
+        };
+        origin.clamp(self.config.min_ttl, self.config.max_ttl)
+    }
+}
+
+/// The request as the cache-semantics crate sees it.
+fn cache_request(client_id: &ClientIdUrl) -> http::request::Parts {
+    let (parts, ()) = http::Request::get(client_id.as_str())
+        .body(())
+        .unwrap_or_default()
+        .into_parts();
+    parts
+}
+
+fn response_head(fetched: &Fetched) -> http::response::Parts {
+    let mut response = http::Response::new(());
+    *response.status_mut() = fetched.status;
+    *response.headers_mut() = fetched.headers.clone();
+    response.into_parts().0
+}
+
+/// The conditional request headers for a stored response (RFC 9110 §13.1).
+fn validators(headers: &HeaderMap) -> HeaderMap {
+    let mut conditional = HeaderMap::new();
+    if let Some(etag) = headers.get(header::ETAG) {
+        conditional.insert(header::IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = headers.get(header::LAST_MODIFIED) {
+        conditional.insert(header::IF_MODIFIED_SINCE, modified.clone());
+    }
+    conditional
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn validators_carry_etag_and_last_modified() {
+        let mut headers = HeaderMap::new();
+        assert!(validators(&headers).is_empty());
+        headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        headers.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"),
+        );
+        let conditional = validators(&headers);
+        assert_eq!(conditional[header::IF_NONE_MATCH], "\"v1\"");
+        assert_eq!(
+            conditional[header::IF_MODIFIED_SINCE],
+            "Wed, 21 Oct 2026 07:28:00 GMT"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! `cimd-proxy check`: resolve one client_id exactly as the server would
+//! (same fetcher, same address rules, same validator, same policy) and
+//! report the verdict.
+
+use std::sync::Arc;
+
+use crate::cache::{DocumentCache, FetchReport};
+use crate::client_id::ClientIdUrl;
+use crate::config::Config;
+use crate::egress::{self, Egress, EgressSetupError};
+use crate::error_code::ErrorCode;
+use crate::metadata::ClientMetadata;
+use crate::policy::{Action, Decision, Policy};
+
+/// The outcome of checking one client_id; `--json` prints it as is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// The client_id as given.
+    pub client_id: String,
+    /// Valid and not denied.
+    pub ok: bool,
+    /// The policy's action, when the document was valid.
+    pub decision: Option<Action>,
+    /// Why the client was refused, when it was.
+    pub error: Option<ReportError>,
+    /// The validated document, when it was valid.
+    pub metadata: Option<Arc<ClientMetadata>>,
+    /// How the document was fetched, when it was.
+    pub fetch: Option<FetchReport>,
+    /// The policy's full decision (reasons, upstream client, scope ceiling).
+    pub policy: Option<Decision>,
+}
+
+/// A refusal: the stable code and a sentence naming the offending value.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReportError {
+    /// The stable error code.
+    pub code: ErrorCode,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
+impl CheckReport {
+    fn refused(client_id: &str, code: ErrorCode, message: String) -> Self {
+        CheckReport {
+            client_id: client_id.to_owned(),
+            ok: false,
+            decision: None,
+            error: Some(ReportError { code, message }),
+            metadata: None,
+            fetch: None,
+            policy: None,
+        }
+    }
+
+    /// One line for a person: the verdict and, on refusal, the code and why.
+    pub fn summary(&self) -> String {
+        match (&self.error, &self.fetch) {
+            (Some(error), _) => format!(
+                "refused: {}: {}: {}",
+                self.client_id, error.code, error.message
+            ),
+            (None, Some(fetch)) => format!(
+                "ok: {} is valid, decision {} (fetched {} bytes from {}, cached for {} s)",
+                self.client_id,
+                self.decision.map_or("none", Action::as_str),
+                fetch.bytes,
+                fetch.connected_to,
+                fetch.cache_ttl_s
+            ),
+            (None, None) => format!("ok: {}", self.client_id),
+        }
+    }
+}
+
+/// Why a check could not even start (a configuration the fetcher refuses).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct CheckSetupError(#[from] EgressSetupError);
+
+/// Fetches, validates and judges `client_id` under `config`.
+pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, CheckSetupError> {
+    let parsed = match ClientIdUrl::parse(client_id) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            return Ok(CheckReport::refused(
+                client_id,
+                error.code(),
+                error.to_string(),
+            ));
+        }
+    };
+    let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
+    let cache = DocumentCache::new(egress, config.cache.clone());
+    let resolved = match cache.resolve(&parsed).await {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            return Ok(CheckReport::refused(
+                client_id,
+                error.code(),
+                error.to_string(),
+            ));
+        }
+    };
+    let document = resolved.document;
+    let decision = Policy::new(config.policy.clone()).decide(&parsed, &document.metadata);
+    let denied = decision.action == Action::Deny;
+    Ok(CheckReport {
+        client_id: client_id.to_owned(),
+        ok: !denied,
+        decision: Some(decision.action),
+        error: denied.then(|| ReportError {
+            code: ErrorCode::PolicyDenied,
+            message: format!("the operator's policy denies {client_id}"),
+        }),
+        metadata: Some(Arc::clone(&document.metadata)),
+        fetch: Some(document.fetch.clone()),
+        policy: Some(decision),
+    })
+}

@@ -1,0 +1,949 @@
+//! Configuration: one TOML file, secrets only by reference.
+//!
+//! Loading happens in two stages. [`reader`] reads every key on its own into
+//! raw values; this module then checks each value and builds the validated
+//! [`Config`]. Both stages append to one list of [`Problem`]s, so an
+//! operator sees everything wrong with a file in one run, each problem named
+//! by its dotted key (`fetch.timeout_ms`), and the process fails once.
+//!
+//! Every section is optional. A file holding only `[fetch]` is a complete
+//! configuration for `cimd-proxy check`; what `serve` additionally needs is
+//! checked by [`Config::require_serve`].
+
+mod reader;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+use crate::policy::{Action, ClientIdPattern};
+use reader::Section;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `[server]`: where the proxy listens and what it calls itself.
+    pub server: ServerConfig,
+    /// `[upstream]`: the identity provider and its pre-registered clients.
+    pub upstream: UpstreamConfig,
+    /// `[fetch]`: the limits of the hardened fetcher.
+    pub fetch: FetchConfig,
+    /// `[cache]`: the document cache.
+    pub cache: CacheConfig,
+    /// `[policy]`: which clients are allowed, warned about or denied.
+    pub policy: PolicyConfig,
+    /// `[seal]`: the keys that seal state, codes and refresh tokens.
+    pub seal: SealConfig,
+    /// `[signing]`: the proxy's own id_token signing keys.
+    pub signing: SigningConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The proxy's public URL, which is also its OAuth issuer identifier.
+    pub public_url: Option<Url>,
+    /// The public listener (authorization endpoints).
+    pub listen: SocketAddr,
+    /// The admin listener (metrics and health).
+    pub admin_listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            public_url: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+        }
+    }
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamConfig {
+    /// The provider's issuer identifier, used for discovery.
+    pub issuer: Option<Url>,
+    /// Overrides the discovered authorization endpoint.
+    pub authorization_endpoint: Option<Url>,
+    /// Overrides the discovered token endpoint.
+    pub token_endpoint: Option<Url>,
+    /// What to do with the RFC 8707 `resource` parameter.
+    pub resource_parameter: ResourceParameter,
+    /// The pre-registered clients CIMD clients are mapped onto, by name.
+    pub clients: BTreeMap<String, UpstreamClient>,
+}
+
+/// `[upstream] resource_parameter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResourceParameter {
+    /// Pass `resource` to the provider as sent.
+    #[default]
+    Forward,
+    /// Remove it (Entra ID's v2 endpoint refuses it).
+    Drop,
+}
+
+/// `[upstream.clients.NAME]`: one application registered at the provider.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    /// Its client_id at the provider.
+    pub client_id: String,
+    /// How the proxy authenticates as this client at the token endpoint.
+    pub auth_method: UpstreamAuthMethod,
+    /// Where its client secret comes from (never the file itself).
+    pub client_secret: Option<SecretSource>,
+    /// The private key for `private_key_jwt`.
+    pub private_key_file: Option<PathBuf>,
+    /// Whether the proxy relays the callback or the client's own redirect goes upstream.
+    pub redirect_mode: RedirectMode,
+}
+
+/// `auth_method` of an upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamAuthMethod {
+    /// HTTP Basic with the client secret.
+    ClientSecretBasic,
+    /// The client secret in the form body.
+    ClientSecretPost,
+    /// A JWT assertion signed with `private_key_file`.
+    PrivateKeyJwt,
+    /// A public client.
+    None,
+}
+
+/// `redirect_mode` of an upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectMode {
+    /// The provider redirects to the proxy's `/callback`, which relays to the client.
+    #[default]
+    Relay,
+    /// The client's own redirect_uri goes upstream (it must be registered there).
+    Direct,
+}
+
+/// Where a secret is read from. The configuration names the place, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file (a mounted Kubernetes Secret).
+    File(PathBuf),
+}
+
+/// `[fetch]`: the hardened fetcher's limits.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// One deadline over resolution, connect, TLS, headers and body.
+    pub timeout: Duration,
+    /// The body cap; exceeding it is an error, never a truncation.
+    pub max_document_bytes: usize,
+    /// The cap on the response head (status line and headers).
+    pub max_response_header_bytes: usize,
+    /// Ports a client_id (or a URL in a document) may name.
+    pub allowed_ports: Vec<u16>,
+    /// DNS servers to query; empty means the system resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Exceptions to the block table; they win over everything else.
+    pub allow_cidrs: Vec<IpNet>,
+    /// Blocks on top of the table.
+    pub deny_cidrs: Vec<IpNet>,
+    /// A PEM file of CA certificates trusted beside the web PKI roots.
+    pub extra_root_certs: Option<PathBuf>,
+    /// Outbound fetches in flight at once; beyond it requests are refused.
+    pub max_concurrent_fetches: usize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            timeout: Duration::from_millis(5000),
+            max_document_bytes: 5120,
+            max_response_header_bytes: 8192,
+            allowed_ports: vec![443],
+            dns_servers: Vec::new(),
+            allow_cidrs: Vec::new(),
+            deny_cidrs: Vec::new(),
+            extra_root_certs: None,
+            max_concurrent_fetches: 64,
+        }
+    }
+}
+
+/// `[cache]`: lifetimes of cached documents.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The shortest lifetime, whatever the origin says (a floor against refetch floods).
+    pub min_ttl: Duration,
+    /// The longest lifetime, whatever the origin says.
+    pub max_ttl: Duration,
+    /// The lifetime when the origin sends neither `Cache-Control` nor `Expires`.
+    pub default_ttl: Duration,
+    /// The most documents held at once.
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(86_400),
+            default_ttl: Duration::from_secs(300),
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// `[policy]`: the operator's rules.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The action for clients no rule matches.
+    pub default_action: Action,
+    /// The upstream client used when the matching rule names none.
+    pub default_upstream_client: Option<String>,
+    /// The least strict action for clients whose only redirect URIs are on loopback.
+    pub loopback_only_redirects: Action,
+    /// Ordered rules; the first match wins.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            default_action: Action::Warn,
+            default_upstream_client: None,
+            loopback_only_redirects: Action::Warn,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[[policy.rules]]`.
+#[derive(Debug, Clone)]
+pub struct RuleConfig {
+    /// The client_id glob this rule matches.
+    pub client_id: ClientIdPattern,
+    /// What to do with a matching client.
+    pub action: Action,
+    /// Which upstream client a matching client is mapped onto.
+    pub upstream_client: Option<String>,
+    /// A ceiling on the scopes a matching client may request.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `[seal]`.
+#[derive(Debug, Clone)]
+pub struct SealConfig {
+    /// Where the sealing keys come from, newest first.
+    pub keys: Option<SecretSource>,
+    /// How long an issued authorization code stays valid.
+    pub code_ttl: Duration,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        SealConfig {
+            keys: None,
+            code_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[signing]`.
+#[derive(Debug, Clone, Default)]
+pub struct SigningConfig {
+    /// A file of id_token signing keys, newest first.
+    pub keys_file: Option<PathBuf>,
+}
+
+/// One thing wrong with a configuration, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key path, e.g. `fetch.timeout_ms`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The file is TOML, but values are wrong; every problem is listed.
+    #[error("{}", render_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    let mut out = format!(
+        "configuration has {} problem{}:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        out.push_str("\n  ");
+        out.push_str(&problem.to_string());
+    }
+    out
+}
+
+impl Config {
+    /// Reads and validates a configuration file, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text, path.parent()).map_err(|error| match error {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Validates configuration text. Relative file paths in it are resolved
+    /// against `base_dir` (the configuration file's folder) when given.
+    pub fn from_toml_str(text: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|error: toml::de::Error| ConfigError::Syntax {
+                    path: PathBuf::new(),
+                    message: error.to_string().trim_end().to_owned(),
+                })?;
+        let mut problems = Vec::new();
+        let mut root = Section::root(&table);
+        let files = FileResolver { base_dir };
+
+        let mut section = root.table("server", &mut problems);
+        let server = read_server(&mut section, &mut problems);
+        section.finish(&mut problems);
+
+        let mut section = root.table("upstream", &mut problems);
+        let upstream = read_upstream(&mut section, &files, &mut problems);
+        section.finish(&mut problems);
+
+        let mut section = root.table("fetch", &mut problems);
+        let fetch = read_fetch(&mut section, &files, &mut problems);
+        section.finish(&mut problems);
+
+        let mut section = root.table("cache", &mut problems);
+        let cache = read_cache(&mut section, &mut problems);
+        section.finish(&mut problems);
+
+        let mut section = root.table("policy", &mut problems);
+        let policy = read_policy(&mut section, &upstream, &mut problems);
+        section.finish(&mut problems);
+
+        let mut section = root.table("seal", &mut problems);
+        let seal = read_seal(&mut section, &files, &mut problems);
+        section.finish(&mut problems);
+
+        let mut section = root.table("signing", &mut problems);
+        let signing = SigningConfig {
+            keys_file: section
+                .get::<String>("keys_file", &mut problems)
+                .map(|file| files.resolve(&file)),
+        };
+        section.finish(&mut problems);
+
+        root.finish(&mut problems);
+        if problems.is_empty() {
+            Ok(Config {
+                server,
+                upstream,
+                fetch,
+                cache,
+                policy,
+                seal,
+                signing,
+            })
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Checks what `serve` needs beyond what `check` needs, reporting every
+    /// missing piece at once.
+    pub fn require_serve(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server.public_url.is_none() {
+            problems.push(Problem::new("server.public_url", "required to serve"));
+        }
+        if self.upstream.issuer.is_none() {
+            problems.push(Problem::new("upstream.issuer", "required to serve"));
+        }
+        if self.upstream.clients.is_empty() {
+            problems.push(Problem::new(
+                "upstream.clients",
+                "at least one pre-registered client is required to serve",
+            ));
+        }
+        if self.seal.keys.is_none() {
+            problems.push(Problem::new(
+                "seal",
+                "keys_env or keys_file is required to serve",
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Resolves file names in the configuration relative to the file itself.
+struct FileResolver<'a> {
+    base_dir: Option<&'a Path>,
+}
+
+impl FileResolver<'_> {
+    fn resolve(&self, name: &str) -> PathBuf {
+        match self.base_dir {
+            Some(base) if Path::new(name).is_relative() => base.join(name),
+            _ => PathBuf::from(name),
+        }
+    }
+}
+
+fn read_server(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> ServerConfig {
+    let defaults = ServerConfig::default();
+    let public_url = section
+        .get::<String>("public_url", problems)
+        .and_then(|value| {
+            let key = section.key_path("public_url");
+            parse_public_url(&value)
+                .map_err(|message| problems.push(Problem::new(&key, message)))
+                .ok()
+        });
+    ServerConfig {
+        public_url,
+        listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
+        admin_listen: read_socket_addr(section, "admin_listen", problems)
+            .unwrap_or(defaults.admin_listen),
+    }
+}
+
+/// The issuer identifier rules of RFC 8414 §2: https, no query, no fragment.
+/// Plain http is tolerated only on loopback, for development.
+fn parse_public_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|error| format!("not a URL ({error}): {value:?}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(format!(
+            "must be an https URL (http only on loopback): {value:?}"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("must not have a query or fragment: {value:?}"));
+    }
+    Ok(url)
+}
+
+fn read_socket_addr(
+    section: &mut Section<'_>,
+    key: &'static str,
+    problems: &mut Vec<Problem>,
+) -> Option<SocketAddr> {
+    let value = section.get::<String>(key, problems)?;
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                format!("expected \"ip:port\", found {value:?}"),
+            ));
+            None
+        }
+    }
+}
+
+fn read_url(
+    section: &mut Section<'_>,
+    key: &'static str,
+    problems: &mut Vec<Problem>,
+) -> Option<Url> {
+    let value = section.get::<String>(key, problems)?;
+    match Url::parse(&value) {
+        Ok(url) if url.scheme() == "https" || url.scheme() == "http" => Some(url),
+        _ => {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                format!("expected an http(s) URL, found {value:?}"),
+            ));
+            None
+        }
+    }
+}
+
+fn read_upstream(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> UpstreamConfig {
+    let resource_parameter = match section.get::<String>("resource_parameter", problems) {
+        None => ResourceParameter::default(),
+        Some(value) => match value.as_str() {
+            "forward" => ResourceParameter::Forward,
+            "drop" => ResourceParameter::Drop,
+            _ => {
+                problems.push(Problem::new(
+                    &section.key_path("resource_parameter"),
+                    format!("expected \"forward\" or \"drop\", found {value:?}"),
+                ));
+                ResourceParameter::default()
+            }
+        },
+    };
+    let mut config = UpstreamConfig {
+        issuer: read_url(section, "issuer", problems),
+        authorization_endpoint: read_url(section, "authorization_endpoint", problems),
+        token_endpoint: read_url(section, "token_endpoint", problems),
+        resource_parameter,
+        clients: BTreeMap::new(),
+    };
+    for (name, mut client) in section.named_tables("clients", problems) {
+        if let Some(parsed) = read_upstream_client(&mut client, files, problems) {
+            config.clients.insert(name.to_owned(), parsed);
+        }
+        client.finish(problems);
+    }
+    config
+}
+
+fn read_upstream_client(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<UpstreamClient> {
+    let client_id = section.require::<String>("client_id", problems);
+    let auth_method = match section.get::<String>("auth_method", problems).as_deref() {
+        None | Some("client_secret_basic") => Some(UpstreamAuthMethod::ClientSecretBasic),
+        Some("client_secret_post") => Some(UpstreamAuthMethod::ClientSecretPost),
+        Some("private_key_jwt") => Some(UpstreamAuthMethod::PrivateKeyJwt),
+        Some("none") => Some(UpstreamAuthMethod::None),
+        Some(other) => {
+            problems.push(Problem::new(
+                &section.key_path("auth_method"),
+                format!(
+                    "expected client_secret_basic, client_secret_post, private_key_jwt or none, found {other:?}"
+                ),
+            ));
+            None
+        }
+    };
+    let client_secret = read_secret_source(
+        section,
+        "client_secret_env",
+        "client_secret_file",
+        files,
+        problems,
+    );
+    let private_key_file = section
+        .get::<String>("private_key_file", problems)
+        .map(|file| files.resolve(&file));
+    let redirect_mode = match section.get::<String>("redirect_mode", problems).as_deref() {
+        None | Some("relay") => RedirectMode::Relay,
+        Some("direct") => RedirectMode::Direct,
+        Some(other) => {
+            problems.push(Problem::new(
+                &section.key_path("redirect_mode"),
+                format!("expected \"relay\" or \"direct\", found {other:?}"),
+            ));
+            RedirectMode::Relay
+        }
+    };
+    let auth_method = auth_method?;
+    match auth_method {
+        UpstreamAuthMethod::ClientSecretBasic | UpstreamAuthMethod::ClientSecretPost
+            if client_secret.is_none() =>
+        {
+            problems.push(Problem::new(
+                &section.key_path("client_secret_env"),
+                "client_secret_env or client_secret_file is required for this auth_method",
+            ));
+        }
+        UpstreamAuthMethod::PrivateKeyJwt if private_key_file.is_none() => {
+            problems.push(Problem::new(
+                &section.key_path("private_key_file"),
+                "required for auth_method = \"private_key_jwt\"",
+            ));
+        }
+        _ => {}
+    }
+    Some(UpstreamClient {
+        client_id: client_id?,
+        auth_method,
+        client_secret,
+        private_key_file,
+        redirect_mode,
+    })
+}
+
+/// Reads a secret reference given either as an environment variable name or
+/// a file name (exactly one). The value itself is read when it is used.
+fn read_secret_source(
+    section: &mut Section<'_>,
+    env_key: &'static str,
+    file_key: &'static str,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretSource> {
+    let env = section.get::<String>(env_key, problems);
+    let file = section.get::<String>(file_key, problems);
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                &section.key_path(env_key),
+                format!("set either {env_key} or {file_key}, not both"),
+            ));
+            None
+        }
+        (Some(var), None) if var.is_empty() => {
+            problems.push(Problem::new(
+                &section.key_path(env_key),
+                "must name an environment variable",
+            ));
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var)),
+        (None, Some(file)) => Some(SecretSource::File(files.resolve(&file))),
+        (None, None) => None,
+    }
+}
+
+fn read_fetch(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> FetchConfig {
+    let defaults = FetchConfig::default();
+    let mut range = |section: &mut Section<'_>, key: &'static str, min: u64, max: u64| {
+        let value = section.get::<u64>(key, problems)?;
+        if (min..=max).contains(&value) {
+            Some(value)
+        } else {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                format!("must be between {min} and {max}, found {value}"),
+            ));
+            None
+        }
+    };
+    let timeout = range(section, "timeout_ms", 1, 60_000).map(Duration::from_millis);
+    let max_document_bytes = range(section, "max_document_bytes", 1, 1 << 20);
+    let max_response_header_bytes = range(section, "max_response_header_bytes", 1024, 1 << 16);
+    let max_concurrent_fetches = range(section, "max_concurrent_fetches", 1, 4096);
+
+    let allowed_ports = section
+        .get::<Vec<u16>>("allowed_ports", problems)
+        .and_then(|ports| {
+            if ports.is_empty() || ports.contains(&0) {
+                problems.push(Problem::new(
+                    &section.key_path("allowed_ports"),
+                    "must list at least one port, each from 1 to 65535",
+                ));
+                None
+            } else {
+                Some(ports)
+            }
+        });
+    let dns_servers = read_list(section, "dns_servers", problems, parse_dns_server);
+    let allow_cidrs = read_list(section, "allow_cidrs", problems, parse_cidr);
+    let deny_cidrs = read_list(section, "deny_cidrs", problems, parse_cidr);
+    let extra_root_certs = section
+        .get::<String>("extra_root_certs", problems)
+        .filter(|file| !file.is_empty())
+        .map(|file| files.resolve(&file));
+    if let Some(file) = &extra_root_certs {
+        if let Err(message) = crate::egress::load_pem_certificates(file) {
+            problems.push(Problem::new(&section.key_path("extra_root_certs"), message));
+        }
+    }
+
+    FetchConfig {
+        timeout: timeout.unwrap_or(defaults.timeout),
+        max_document_bytes: max_document_bytes.map_or(defaults.max_document_bytes, |n| n as usize),
+        max_response_header_bytes: max_response_header_bytes
+            .map_or(defaults.max_response_header_bytes, |n| n as usize),
+        allowed_ports: allowed_ports.unwrap_or(defaults.allowed_ports),
+        dns_servers: dns_servers.unwrap_or_default(),
+        allow_cidrs: allow_cidrs.unwrap_or_default(),
+        deny_cidrs: deny_cidrs.unwrap_or_default(),
+        extra_root_certs,
+        max_concurrent_fetches: max_concurrent_fetches
+            .map_or(defaults.max_concurrent_fetches, |n| n as usize),
+    }
+}
+
+/// Reads an array of strings, parsing each; every bad element is a problem
+/// of its own, named by index.
+fn read_list<T>(
+    section: &mut Section<'_>,
+    key: &'static str,
+    problems: &mut Vec<Problem>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let values = section.get::<Vec<String>>(key, problems)?;
+    let mut parsed = Vec::with_capacity(values.len());
+    let mut ok = true;
+    for (index, value) in values.iter().enumerate() {
+        match parse(value) {
+            Ok(item) => parsed.push(item),
+            Err(message) => {
+                ok = false;
+                problems.push(Problem::new(
+                    &format!("{}[{index}]", section.key_path(key)),
+                    message,
+                ));
+            }
+        }
+    }
+    ok.then_some(parsed)
+}
+
+/// `"ip:port"`, or a bare IP meaning port 53.
+fn parse_dns_server(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    value
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("expected \"ip:port\" or an IP address, found {value:?}"))
+}
+
+/// A CIDR block; a bare address means that one host.
+fn parse_cidr(value: &str) -> Result<IpNet, String> {
+    if let Ok(net) = value.parse::<IpNet>() {
+        if net.trunc() != net {
+            return Err(format!(
+                "{value:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        return Ok(net);
+    }
+    value
+        .parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("expected a CIDR block like \"10.0.0.0/8\", found {value:?}"))
+}
+
+fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheConfig {
+    let defaults = CacheConfig::default();
+    // The MCP guidance caps document lifetimes at 24 hours.
+    const DAY_S: u64 = 86_400;
+    let mut seconds =
+        |section: &mut Section<'_>, key: &'static str, default: Duration| match section
+            .get::<u64>(key, problems)
+        {
+            Some(value) if value <= DAY_S => Duration::from_secs(value),
+            Some(value) => {
+                problems.push(Problem::new(
+                    &section.key_path(key),
+                    format!("must be at most {DAY_S} (24 hours), found {value}"),
+                ));
+                default
+            }
+            None => default,
+        };
+    let min_ttl = seconds(section, "min_ttl_s", defaults.min_ttl);
+    let max_ttl = seconds(section, "max_ttl_s", defaults.max_ttl);
+    let default_ttl = seconds(section, "default_ttl_s", defaults.default_ttl);
+    if min_ttl > max_ttl {
+        problems.push(Problem::new(
+            &section.key_path("min_ttl_s"),
+            "must not be greater than cache.max_ttl_s",
+        ));
+    }
+    if default_ttl < min_ttl || default_ttl > max_ttl {
+        problems.push(Problem::new(
+            &section.key_path("default_ttl_s"),
+            "must lie between cache.min_ttl_s and cache.max_ttl_s",
+        ));
+    }
+    let max_entries = match section.get::<u64>("max_entries", problems) {
+        Some(0) => {
+            problems.push(Problem::new(
+                &section.key_path("max_entries"),
+                "must be at least 1",
+            ));
+            defaults.max_entries
+        }
+        Some(n) => n,
+        None => defaults.max_entries,
+    };
+    CacheConfig {
+        min_ttl,
+        max_ttl,
+        default_ttl,
+        max_entries,
+    }
+}
+
+fn read_action(
+    section: &mut Section<'_>,
+    key: &'static str,
+    value: Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<Action> {
+    let value = value?;
+    match value.parse() {
+        Ok(action) => Some(action),
+        Err(()) => {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                format!("expected \"allow\", \"warn\" or \"deny\", found {value:?}"),
+            ));
+            None
+        }
+    }
+}
+
+/// An upstream client name only has to exist once upstream clients are
+/// configured at all: a `check`-only file has none.
+fn check_upstream_name(
+    upstream: &UpstreamConfig,
+    section: &Section<'_>,
+    key: &str,
+    name: Option<&str>,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(name) = name {
+        if !upstream.clients.is_empty() && !upstream.clients.contains_key(name) {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                format!("names no [upstream.clients.{name}]"),
+            ));
+        }
+    }
+}
+
+fn read_policy(
+    section: &mut Section<'_>,
+    upstream: &UpstreamConfig,
+    problems: &mut Vec<Problem>,
+) -> PolicyConfig {
+    let defaults = PolicyConfig::default();
+    let default_upstream_client = section.get::<String>("default_upstream_client", problems);
+    check_upstream_name(
+        upstream,
+        section,
+        "default_upstream_client",
+        default_upstream_client.as_deref(),
+        problems,
+    );
+    let default_action = section.get("default_action", problems);
+    let loopback_only_redirects = section.get("loopback_only_redirects", problems);
+    let mut policy = PolicyConfig {
+        default_action: read_action(section, "default_action", default_action, problems)
+            .unwrap_or(defaults.default_action),
+        default_upstream_client,
+        loopback_only_redirects: read_action(
+            section,
+            "loopback_only_redirects",
+            loopback_only_redirects,
+            problems,
+        )
+        .unwrap_or(defaults.loopback_only_redirects),
+        rules: Vec::new(),
+    };
+    for mut rule in section.array_of_tables("rules", problems) {
+        let client_id = match rule.require::<String>("client_id", problems) {
+            Some(pattern) => ClientIdPattern::new(&pattern)
+                .map_err(|message| {
+                    problems.push(Problem::new(&rule.key_path("client_id"), message))
+                })
+                .ok(),
+            None => None,
+        };
+        let action = rule.require("action", problems);
+        let action = read_action(&mut rule, "action", action, problems);
+        let upstream_client = rule.get::<String>("upstream_client", problems);
+        check_upstream_name(
+            upstream,
+            &rule,
+            "upstream_client",
+            upstream_client.as_deref(),
+            problems,
+        );
+        let scopes = rule.get::<Vec<String>>("scopes", problems);
+        rule.finish(problems);
+        if let (Some(client_id), Some(action)) = (client_id, action) {
+            policy.rules.push(RuleConfig {
+                client_id,
+                action,
+                upstream_client,
+                scopes,
+            });
+        }
+    }
+    policy
+}
+
+fn read_seal(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> SealConfig {
+    let defaults = SealConfig::default();
+    let keys = read_secret_source(section, "keys_env", "keys_file", files, problems);
+    let code_ttl = match section.get::<u64>("code_ttl_s", problems) {
+        Some(value) if (1..=600).contains(&value) => Duration::from_secs(value),
+        Some(value) => {
+            problems.push(Problem::new(
+                &section.key_path("code_ttl_s"),
+                format!("must be between 1 and 600 (RFC 6749 §4.1.2 advises at most 10 minutes), found {value}"),
+            ));
+            defaults.code_ttl
+        }
+        None => defaults.code_ttl,
+    };
+    SealConfig { keys, code_ttl }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+use super::*;
+
+fn load(text: &str) -> Result<Config, Vec<Problem>> {
+    Config::from_toml_str(text, None).map_err(|error| match error {
+        ConfigError::Invalid(problems) => problems,
+        other => panic!("expected validation problems, got {other}"),
+    })
+}
+
+fn keys(problems: &[Problem]) -> Vec<&str> {
+    problems
+        .iter()
+        .map(|problem| problem.key.as_str())
+        .collect()
+}
+
+#[test]
+fn empty_file_is_a_valid_configuration_with_safe_defaults() {
+    let config = load("").expect("empty config is valid");
+    assert_eq!(config.fetch.timeout, Duration::from_millis(5000));
+    assert_eq!(config.fetch.max_document_bytes, 5120);
+    assert_eq!(config.fetch.allowed_ports, vec![443]);
+    assert_eq!(config.fetch.max_concurrent_fetches, 64);
+    assert!(config.fetch.allow_cidrs.is_empty());
+    assert_eq!(config.policy.default_action, Action::Warn);
+    assert_eq!(config.policy.loopback_only_redirects, Action::Warn);
+}
+
+#[test]
+fn a_fetch_section_alone_is_enough_for_check() {
+    let config = load(
+        r#"
+        [fetch]
+        timeout_ms = 1500
+        max_document_bytes = 4096
+        allowed_ports = [443, 8443]
+        dns_servers = ["127.0.0.1:5353", "::1"]
+        allow_cidrs = ["10.1.2.3", "fd00::/8"]
+        deny_cidrs = ["203.0.113.0/24"]
+        extra_root_certs = ""
+        max_concurrent_fetches = 8
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(config.fetch.timeout, Duration::from_millis(1500));
+    assert_eq!(config.fetch.allowed_ports, vec![443, 8443]);
+    assert_eq!(
+        config.fetch.dns_servers,
+        vec![
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        config.fetch.allow_cidrs[0],
+        "10.1.2.3/32".parse::<IpNet>().unwrap()
+    );
+    assert_eq!(config.fetch.extra_root_certs, None);
+    assert_eq!(config.fetch.max_concurrent_fetches, 8);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key() {
+    let problems = load(
+        r#"
+        unknown_top = 1
+        [fetch]
+        timeout_ms = "fast"
+        max_document_bytes = 0
+        allowed_ports = []
+        dns_servers = ["not an address"]
+        allow_cidrs = ["10.0.0.1/8"]
+        deny_cidr = ["10.0.0.0/8"]
+        extra_root_certs = "/nonexistent/ca.pem"
+        [cache]
+        min_ttl_s = 600
+        max_ttl_s = 60
+        max_entries = 0
+        [policy]
+        default_action = "maybe"
+        [[policy.rules]]
+        client_id = "http://insecure.example/*"
+        [seal]
+        keys_env = "A"
+        keys_file = "b"
+        "#,
+    )
+    .expect_err("invalid");
+    let keys = keys(&problems);
+    for expected in [
+        "unknown_top",
+        "fetch.timeout_ms",
+        "fetch.max_document_bytes",
+        "fetch.allowed_ports",
+        "fetch.dns_servers[0]",
+        "fetch.allow_cidrs[0]",
+        "fetch.deny_cidr",
+        "fetch.extra_root_certs",
+        "cache.min_ttl_s",
+        "cache.max_entries",
+        "policy.default_action",
+        "policy.rules[0].client_id",
+        "policy.rules[0].action",
+        "seal.keys_env",
+    ] {
+        assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+    }
+}
+
+#[test]
+fn the_rendered_error_lists_every_problem() {
+    let error = Config::from_toml_str("[fetch]\ntimeout_ms = 0\nbogus = 1\n", None).unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with("configuration has 2 problems:"), "{text}");
+    assert!(text.contains("fetch.timeout_ms: must be between 1 and 60000, found 0"));
+    assert!(text.contains("fetch.bogus: unknown key"));
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[fetch\ntimeout_ms = 1\n").unwrap();
+    let error = Config::load(&path).unwrap_err();
+    assert!(matches!(error, ConfigError::Syntax { .. }));
+    let text = error.to_string();
+    assert!(text.contains("bad.toml"), "{text}");
+    assert!(text.contains("line 1"), "{text}");
+}
+
+#[test]
+fn a_section_of_the_wrong_type_is_a_problem_not_a_panic() {
+    let problems = load("fetch = 3\npolicy = []\n").unwrap_err();
+    assert_eq!(keys(&problems), vec!["fetch", "policy"]);
+}
+
+#[test]
+fn policy_rules_and_upstream_clients_cross_check() {
+    let config = load(
+        r#"
+        [upstream]
+        issuer = "https://login.example.com/tenant/v2.0"
+        resource_parameter = "drop"
+        [upstream.clients.main]
+        client_id = "11111111-2222"
+        client_secret_env = "MAIN_SECRET"
+        [upstream.clients.jwt]
+        client_id = "33333333"
+        auth_method = "private_key_jwt"
+        private_key_file = "keys/upstream.pem"
+        redirect_mode = "direct"
+        [policy]
+        default_action = "deny"
+        default_upstream_client = "main"
+        loopback_only_redirects = "deny"
+        [[policy.rules]]
+        client_id = "https://claude.ai/**"
+        action = "allow"
+        upstream_client = "jwt"
+        scopes = ["openid", "profile"]
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(config.upstream.resource_parameter, ResourceParameter::Drop);
+    let main = &config.upstream.clients["main"];
+    assert_eq!(main.auth_method, UpstreamAuthMethod::ClientSecretBasic);
+    assert_eq!(
+        main.client_secret,
+        Some(SecretSource::Env("MAIN_SECRET".into()))
+    );
+    assert_eq!(
+        config.upstream.clients["jwt"].redirect_mode,
+        RedirectMode::Direct
+    );
+    assert_eq!(config.policy.rules.len(), 1);
+    assert_eq!(
+        config.policy.rules[0].upstream_client.as_deref(),
+        Some("jwt")
+    );
+
+    let problems = load(
+        r#"
+        [upstream.clients.main]
+        client_id = "x"
+        auth_method = "client_secret_post"
+        [upstream.clients.jwt]
+        auth_method = "private_key_jwt"
+        [policy]
+        default_upstream_client = "missing"
+        [[policy.rules]]
+        client_id = "https://a.example/*"
+        action = "allow"
+        upstream_client = "also-missing"
+        "#,
+    )
+    .unwrap_err();
+    let keys = keys(&problems);
+    for expected in [
+        "upstream.clients.main.client_secret_env",
+        "upstream.clients.jwt.client_id",
+        "upstream.clients.jwt.private_key_file",
+        "policy.default_upstream_client",
+        "policy.rules[0].upstream_client",
+    ] {
+        assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+    }
+}
+
+#[test]
+fn relative_files_resolve_against_the_config_folder() {
+    let config = Config::from_toml_str(
+        "[seal]\nkeys_file = \"seal.keys\"\n[signing]\nkeys_file = \"/abs/sign.pem\"\n",
+        Some(Path::new("/etc/cimd-proxy")),
+    )
+    .unwrap();
+    assert_eq!(
+        config.seal.keys,
+        Some(SecretSource::File(PathBuf::from(
+            "/etc/cimd-proxy/seal.keys"
+        )))
+    );
+    assert_eq!(
+        config.signing.keys_file,
+        Some(PathBuf::from("/abs/sign.pem"))
+    );
+}
+
+#[test]
+fn serve_requirements_are_listed_together() {
+    let config = load("").unwrap();
+    let Err(ConfigError::Invalid(problems)) = config.require_serve() else {
+        panic!("an empty configuration cannot serve");
+    };
+    assert_eq!(
+        keys(&problems),
+        vec![
+            "server.public_url",
+            "upstream.issuer",
+            "upstream.clients",
+            "seal"
+        ]
+    );
+}
+
+#[test]
+fn public_url_must_be_https_except_on_loopback() {
+    assert!(load("[server]\npublic_url = \"https://auth.example.com\"").is_ok());
+    assert!(load("[server]\npublic_url = \"http://127.0.0.1:8080\"").is_ok());
+    let problems = load("[server]\npublic_url = \"http://auth.example.com\"").unwrap_err();
+    assert_eq!(keys(&problems), vec!["server.public_url"]);
+    let problems = load("[server]\npublic_url = \"https://a.example/?x=1\"").unwrap_err();
+    assert_eq!(keys(&problems), vec!["server.public_url"]);
+}

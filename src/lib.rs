@@ -1,0 +1,27 @@
+//! cimd-proxy: lets OAuth identity providers without dynamic registration
+//! accept clients that identify themselves with a Client ID Metadata
+//! Document (CIMD).
+//!
+//! The modules follow the request path; see ARCHITECTURE.md for the map.
+//! What is exported here is what the binary and the integration tests use.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod check;
+pub mod client_id;
+pub mod config;
+pub mod egress;
+pub mod error_code;
+pub mod metadata;
+pub mod policy;
+
+pub use cache::{CacheStatus, DocumentCache, ResolveError, Resolved};
+pub use check::{CheckReport, check};
+pub use client_id::ClientIdUrl;
+pub use config::{Config, ConfigError};
+pub use egress::{Egress, FetchError};
+pub use error_code::ErrorCode;
+pub use metadata::ClientMetadata;
+pub use policy::{Action, Decision, Policy};

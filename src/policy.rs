@@ -1,0 +1,320 @@
+//! The operator's policy: which CIMD clients are allowed, warned about or
+//! denied, which pre-registered upstream client each is mapped onto, and the
+//! ceiling on the scopes it may ask for.
+//!
+//! Rules are tried in order and the first whose `client_id` glob matches
+//! decides; clients no rule matches get `default_action`. On top of that,
+//! a client whose only redirect URIs are on loopback gets at least the
+//! `loopback_only_redirects` action, whatever its rule says: anyone can
+//! present a well-known client's URL and receive its code on their own
+//! local port (CIMD-RULES 17), so a rule that trusts the domain does not
+//! vouch for the person holding the loopback listener.
+
+use std::fmt;
+use std::str::FromStr;
+
+use globset::GlobMatcher;
+
+use crate::client_id::ClientIdUrl;
+use crate::config::PolicyConfig;
+use crate::metadata::ClientMetadata;
+
+/// What the policy does with a client. Ordered from least to most strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Proceed without asking.
+    Allow,
+    /// Proceed after showing the user who is asking.
+    Warn,
+    /// Refuse.
+    Deny,
+}
+
+impl Action {
+    /// The action as written in configuration and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Warn => "warn",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "allow" => Ok(Action::Allow),
+            "warn" => Ok(Action::Warn),
+            "deny" => Ok(Action::Deny),
+            _ => Err(()),
+        }
+    }
+}
+
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A glob over client_id URLs, e.g. `https://*.example.com/**`.
+///
+/// `*` and `?` never match `/`, and `**` matches across path segments. This
+/// is sound only because client_ids are strict (see [`crate::client_id`]):
+/// the authority always ends at the first `/`, with no userinfo, fragment,
+/// backslash or other spelling a parser would rewrite, so a `*` in the host
+/// position can only ever match within the host.
+#[derive(Debug, Clone)]
+pub struct ClientIdPattern {
+    source: String,
+    matcher: GlobMatcher,
+}
+
+impl ClientIdPattern {
+    /// Compiles a pattern; it must start with `https://` and name a host.
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        let Some(rest) = pattern.strip_prefix("https://") else {
+            return Err(format!("must start with \"https://\", found {pattern:?}"));
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(format!("must name a host, found {pattern:?}"));
+        }
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|error| format!("not a valid glob ({error}): {pattern:?}"))?;
+        Ok(ClientIdPattern {
+            source: pattern.to_owned(),
+            matcher: glob.compile_matcher(),
+        })
+    }
+
+    /// The pattern as configured.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the client_id matches, compared as the exact string received.
+    pub fn matches(&self, client_id: &ClientIdUrl) -> bool {
+        self.matcher.is_match(client_id.as_str())
+    }
+}
+
+/// Why the policy reached its decision; the consent page and logs show these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// A configured rule matched (its index and pattern).
+    Rule {
+        /// The rule's position in `[[policy.rules]]`, from 0.
+        index: usize,
+        /// The rule's `client_id` pattern.
+        pattern: String,
+    },
+    /// No rule matched: `default_action` applied (an unknown domain).
+    Default,
+    /// Every redirect URI is on loopback, which raised the action.
+    LoopbackOnlyRedirects,
+}
+
+/// The outcome of applying the policy to a valid client.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// The upstream client to map onto, when one is configured.
+    pub upstream_client: Option<String>,
+    /// The scope ceiling, when the rule sets one.
+    pub scopes: Option<Vec<String>>,
+    /// Why, in the order the reasons applied.
+    pub reasons: Vec<Reason>,
+}
+
+/// The compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    config: PolicyConfig,
+}
+
+impl Policy {
+    /// Builds the policy from its validated configuration.
+    pub fn new(config: PolicyConfig) -> Self {
+        Policy { config }
+    }
+
+    /// Decides what to do with a valid client.
+    pub fn decide(&self, client_id: &ClientIdUrl, metadata: &ClientMetadata) -> Decision {
+        let matched = self
+            .config
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, rule)| rule.client_id.matches(client_id));
+        let mut decision = match matched {
+            Some((index, rule)) => Decision {
+                action: rule.action,
+                upstream_client: rule
+                    .upstream_client
+                    .clone()
+                    .or_else(|| self.config.default_upstream_client.clone()),
+                scopes: rule.scopes.clone(),
+                reasons: vec![Reason::Rule {
+                    index,
+                    pattern: rule.client_id.as_str().to_owned(),
+                }],
+            },
+            None => Decision {
+                action: self.config.default_action,
+                upstream_client: self.config.default_upstream_client.clone(),
+                scopes: None,
+                reasons: vec![Reason::Default],
+            },
+        };
+        if metadata.only_loopback_redirects()
+            && self.config.loopback_only_redirects > decision.action
+        {
+            decision.action = self.config.loopback_only_redirects;
+            decision.reasons.push(Reason::LoopbackOnlyRedirects);
+        }
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RuleConfig;
+
+    fn client(url: &str) -> ClientIdUrl {
+        ClientIdUrl::parse(url).expect("valid client_id")
+    }
+
+    fn metadata(url: &str, redirects: &[&str]) -> ClientMetadata {
+        let body = serde_json::json!({ "client_id": url, "redirect_uris": redirects });
+        crate::metadata::validate(&client(url), body.to_string().as_bytes())
+            .expect("valid document")
+    }
+
+    fn rule(pattern: &str, action: Action) -> RuleConfig {
+        RuleConfig {
+            client_id: ClientIdPattern::new(pattern).expect("valid pattern"),
+            action,
+            upstream_client: None,
+            scopes: None,
+        }
+    }
+
+    #[test]
+    fn host_wildcard_does_not_cross_into_the_path_or_another_host() {
+        let pattern = ClientIdPattern::new("https://*.example.com/**").unwrap();
+        assert!(pattern.matches(&client("https://app.example.com/cimd.json")));
+        assert!(pattern.matches(&client("https://a.b.example.com/x/y/z")));
+        for spoof in [
+            "https://evil.test/.example.com/cimd.json",
+            "https://evil.test/x.example.com/",
+            "https://example.com.evil.test/cimd.json",
+            "https://evil.test/?.example.com/",
+            "https://app.example.com:8443/cimd.json",
+        ] {
+            assert!(!pattern.matches(&client(spoof)), "{spoof} must not match");
+        }
+    }
+
+    #[test]
+    fn single_star_stays_within_one_path_segment() {
+        let pattern = ClientIdPattern::new("https://app.example.com/*").unwrap();
+        assert!(pattern.matches(&client("https://app.example.com/cimd.json")));
+        assert!(!pattern.matches(&client("https://app.example.com/a/cimd.json")));
+    }
+
+    #[test]
+    fn patterns_must_be_https_with_a_host() {
+        assert!(ClientIdPattern::new("http://app.example.com/*").is_err());
+        assert!(ClientIdPattern::new("*").is_err());
+        assert!(ClientIdPattern::new("https:///x").is_err());
+        assert!(ClientIdPattern::new("https://[/x").is_err());
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_default_applies_otherwise() {
+        let policy = Policy::new(PolicyConfig {
+            rules: vec![
+                rule("https://bad.example.com/**", Action::Deny),
+                rule("https://*.example.com/**", Action::Allow),
+            ],
+            default_action: Action::Warn,
+            ..PolicyConfig::default()
+        });
+        let web = ["https://app.example.com/cb"];
+        let url = "https://bad.example.com/c";
+        assert_eq!(
+            policy.decide(&client(url), &metadata(url, &web)).action,
+            Action::Deny
+        );
+        let url = "https://good.example.com/c";
+        let decision = policy.decide(&client(url), &metadata(url, &web));
+        assert_eq!(decision.action, Action::Allow);
+        assert_eq!(
+            decision.reasons,
+            vec![Reason::Rule {
+                index: 1,
+                pattern: "https://*.example.com/**".into()
+            }]
+        );
+        let url = "https://unknown.test/c";
+        let decision = policy.decide(&client(url), &metadata(url, &web));
+        assert_eq!(decision.action, Action::Warn);
+        assert_eq!(decision.reasons, vec![Reason::Default]);
+    }
+
+    #[test]
+    fn loopback_only_clients_are_raised_but_never_lowered() {
+        let policy = Policy::new(PolicyConfig {
+            rules: vec![
+                rule("https://trusted.example.com/**", Action::Allow),
+                rule("https://blocked.example.com/**", Action::Deny),
+            ],
+            loopback_only_redirects: Action::Warn,
+            ..PolicyConfig::default()
+        });
+        let loopback = ["http://127.0.0.1/callback", "http://localhost/callback"];
+        let url = "https://trusted.example.com/cli";
+        let decision = policy.decide(&client(url), &metadata(url, &loopback));
+        assert_eq!(decision.action, Action::Warn);
+        assert!(decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
+        let url = "https://blocked.example.com/cli";
+        let decision = policy.decide(&client(url), &metadata(url, &loopback));
+        assert_eq!(decision.action, Action::Deny);
+        assert!(!decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
+    }
+
+    #[test]
+    fn rule_upstream_client_falls_back_to_the_default() {
+        let mut with_client = rule("https://a.example.com/**", Action::Allow);
+        with_client.upstream_client = Some("special".into());
+        with_client.scopes = Some(vec!["openid".into()]);
+        let policy = Policy::new(PolicyConfig {
+            rules: vec![with_client, rule("https://b.example.com/**", Action::Allow)],
+            default_upstream_client: Some("main".into()),
+            ..PolicyConfig::default()
+        });
+        let web = ["https://x.example.com/cb"];
+        let url = "https://a.example.com/c";
+        let decision = policy.decide(&client(url), &metadata(url, &web));
+        assert_eq!(decision.upstream_client.as_deref(), Some("special"));
+        assert_eq!(decision.scopes, Some(vec!["openid".to_owned()]));
+        let url = "https://b.example.com/c";
+        let decision = policy.decide(&client(url), &metadata(url, &web));
+        assert_eq!(decision.upstream_client.as_deref(), Some("main"));
+    }
+}
