@@ -183,8 +183,9 @@ impl DocumentCache {
         }
     }
 
-    /// The number of documents held (approximate while moka catches up).
+    /// The number of documents held, after pending evictions are applied.
     pub fn entry_count(&self) -> u64 {
+        self.inner.entries.run_pending_tasks();
         self.inner.entries.entry_count()
     }
 
@@ -302,6 +303,7 @@ impl Inner {
                     &parts.headers,
                     &fetched,
                     stale.fetch.bytes,
+                    now,
                 );
                 return Ok(Resolved {
                     document: Arc::new(document),
@@ -333,6 +335,7 @@ impl Inner {
             &fetched.headers,
             &fetched,
             fetched.body.len(),
+            now,
         );
         Ok(Resolved {
             document: Arc::new(document),
@@ -347,8 +350,9 @@ impl Inner {
         headers: &HeaderMap,
         fetched: &Fetched,
         bytes: usize,
+        received_at: SystemTime,
     ) -> CachedDocument {
-        let ttl = self.lifetime(&policy, headers);
+        let ttl = self.lifetime(&policy, headers, received_at);
         let validators = validators(headers);
         let retain_for = if validators.is_empty() {
             ttl
@@ -371,11 +375,11 @@ impl Inner {
     }
 
     /// The origin's lifetime, or the default when it says nothing, clamped.
-    fn lifetime(&self, policy: &CachePolicy, headers: &HeaderMap) -> Duration {
+    fn lifetime(&self, policy: &CachePolicy, headers: &HeaderMap, now: SystemTime) -> Duration {
         let says_something =
             headers.contains_key(header::CACHE_CONTROL) || headers.contains_key(header::EXPIRES);
         let origin = if says_something {
-            policy.time_to_live(SystemTime::now())
+            policy.time_to_live(now)
         } else {
             self.config.default_ttl
         };

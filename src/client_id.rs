@@ -71,6 +71,12 @@ impl ClientIdUrl {
     /// that was broken; the last check refuses anything a URL parser would
     /// rewrite, which catches every other non-canonical spelling (upper-case
     /// or Unicode hosts, `:443`, odd IPv4 forms, backslashes, spaces...).
+    ///
+    /// # Errors
+    ///
+    /// A [`ClientIdError`] naming the first rule `s` breaks, in this order:
+    /// length, scheme, URL syntax, userinfo, fragment, host, trailing dot,
+    /// path, dot segments, canonical form.
     pub fn parse(s: &str) -> Result<Self, ClientIdError> {
         if s.len() > MAX_CLIENT_ID_LEN {
             return Err(ClientIdError::TooLong {
@@ -97,10 +103,8 @@ impl ClientIdUrl {
         if authority.contains('@') || !url.username().is_empty() || url.password().is_some() {
             return Err(ClientIdError::UserInfo { value: shown(s) });
         }
-        // Checked on the raw string too: the parser keeps an empty fragment,
-        // but a `#` anywhere is a fragment delimiter, so this is the simplest
-        // complete test.
-        if s.contains('#') || url.fragment().is_some() {
+        // Any `#` starts a fragment, even with nothing after it.
+        if s.contains('#') {
             return Err(ClientIdError::Fragment { value: shown(s) });
         }
         // `https:///x` parses (the parser skips extra slashes and takes `x` as
@@ -108,9 +112,8 @@ impl ClientIdUrl {
         if authority.is_empty() || authority.starts_with(':') {
             return Err(ClientIdError::MissingHost { value: shown(s) });
         }
-        let host = match url.host() {
-            Some(host) => host,
-            None => return Err(ClientIdError::MissingHost { value: shown(s) }),
+        let Some(host) = url.host() else {
+            return Err(ClientIdError::MissingHost { value: shown(s) });
         };
         // A fully qualified `a.example.` reaches the same server as
         // `a.example` but is a different string, so it would be a second

@@ -132,6 +132,13 @@ impl AuthMethod {
 /// `token_endpoint_auth_methods_supported` and publishes keys (rule 13: the
 /// server may pick any listed method it supports, and the stronger one is
 /// only usable with keys); otherwise `none`.
+///
+/// # Errors
+///
+/// The first rule broken, checked in this order: strict JSON object
+/// ([`MetadataError::InvalidJson`]), `client_id`
+/// ([`MetadataError::ClientIdMismatch`]), then the other members
+/// ([`MetadataError::Invalid`], naming the member).
 pub fn validate(client_id: &ClientIdUrl, body: &[u8]) -> Result<ClientMetadata, MetadataError> {
     let mut doc = parse_strict_object(body)?;
     let client_id = take_client_id(&mut doc, client_id)?;
@@ -177,11 +184,12 @@ pub fn validate(client_id: &ClientIdUrl, body: &[u8]) -> Result<ClientMetadata, 
     let has_keys = jwks.is_some() || jwks_uri.is_some();
 
     let supported = supported.unwrap_or_default();
+    let lists_private_key_jwt = supported
+        .iter()
+        .any(|m| m == AuthMethod::PrivateKeyJwt.as_str());
     let token_endpoint_auth_method = match explicit_method {
         Some(method) => method,
-        None if has_keys && supported.iter().any(|m| m == "private_key_jwt") => {
-            AuthMethod::PrivateKeyJwt
-        }
+        None if has_keys && lists_private_key_jwt => AuthMethod::PrivateKeyJwt,
         None => AuthMethod::None,
     };
     if token_endpoint_auth_method == AuthMethod::PrivateKeyJwt && !has_keys {
@@ -339,6 +347,7 @@ impl MetadataError {
     }
 }
 
+/// Builds the error for a member that breaks a rule.
 fn invalid(field: &'static str, reason: impl Into<String>) -> MetadataError {
     MetadataError::Invalid {
         field,
@@ -560,6 +569,7 @@ fn parse_auth_method(method: &str) -> Result<AuthMethod, String> {
     }
 }
 
+/// The one wording for every shared-secret method, wherever it appears.
 fn shared_secret_reason(method: &str) -> String {
     format!(
         "\"{method}\" uses a shared secret, and shared secrets are not allowed for CIMD clients"
@@ -725,6 +735,7 @@ fn take_https_url(
     }
 }
 
+/// The error for a member of the wrong JSON type.
 fn wrong_type(field: &'static str, expected: &str, found: &Value) -> MetadataError {
     invalid(
         field,

@@ -251,3 +251,19 @@ fn public_url_must_be_https_except_on_loopback() {
     let problems = load("[server]\npublic_url = \"https://a.example/?x=1\"").unwrap_err();
     assert_eq!(keys(&problems), vec!["server.public_url"]);
 }
+
+#[test]
+fn the_example_file_is_valid_and_documents_the_defaults() {
+    let example = include_str!("../../policy.example.toml");
+    let config = Config::from_toml_str(example, None).expect("policy.example.toml is valid");
+    let defaults = Config::default();
+    // The example shows every default value of the sections that have them.
+    assert_eq!(format!("{:?}", config.fetch), format!("{:?}", defaults.fetch));
+    assert_eq!(format!("{:?}", config.cache), format!("{:?}", defaults.cache));
+    assert_eq!(config.server.listen, defaults.server.listen);
+    assert_eq!(config.server.admin_listen, defaults.server.admin_listen);
+    assert_eq!(config.policy.default_action, defaults.policy.default_action);
+    assert_eq!(config.seal.code_ttl, defaults.seal.code_ttl);
+    assert_eq!(config.policy.rules.len(), 2);
+    config.require_serve().expect("the example can serve");
+}
