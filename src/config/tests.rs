@@ -258,8 +258,14 @@ fn the_example_file_is_valid_and_documents_the_defaults() {
     let config = Config::from_toml_str(example, None).expect("policy.example.toml is valid");
     let defaults = Config::default();
     // The example shows every default value of the sections that have them.
-    assert_eq!(format!("{:?}", config.fetch), format!("{:?}", defaults.fetch));
-    assert_eq!(format!("{:?}", config.cache), format!("{:?}", defaults.cache));
+    assert_eq!(
+        format!("{:?}", config.fetch),
+        format!("{:?}", defaults.fetch)
+    );
+    assert_eq!(
+        format!("{:?}", config.cache),
+        format!("{:?}", defaults.cache)
+    );
     assert_eq!(config.server.listen, defaults.server.listen);
     assert_eq!(config.server.admin_listen, defaults.server.admin_listen);
     assert_eq!(config.policy.default_action, defaults.policy.default_action);
