@@ -41,6 +41,17 @@ pub struct Config {
     pub seal: SealConfig,
     /// `[signing]`: the proxy's own id_token signing keys.
     pub signing: SigningConfig,
+    /// `[resource]`: the protected resource beside the sidecar, if any.
+    pub resource: Option<ResourceConfig>,
+}
+
+/// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
+#[derive(Debug, Clone)]
+pub struct ResourceConfig {
+    /// The resource identifier (the MCP server's URL).
+    pub resource: Url,
+    /// The scopes the resource understands.
+    pub scopes_supported: Vec<String>,
 }
 
 /// `[server]`.
@@ -65,7 +76,7 @@ impl Default for ServerConfig {
 }
 
 /// `[upstream]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// The provider's issuer identifier, used for discovery.
     pub issuer: Option<Url>,
@@ -75,8 +86,29 @@ pub struct UpstreamConfig {
     pub token_endpoint: Option<Url>,
     /// What to do with the RFC 8707 `resource` parameter.
     pub resource_parameter: ResourceParameter,
+    /// Scopes to add for a requested `resource` (e.g. Entra's `api://app/.default`).
+    pub resource_scopes: BTreeMap<String, String>,
+    /// One deadline over each call to the provider.
+    pub timeout: Duration,
+    /// A PEM file of CA certificates trusted for the provider beside the web PKI roots.
+    pub extra_root_certs: Option<PathBuf>,
     /// The pre-registered clients CIMD clients are mapped onto, by name.
     pub clients: BTreeMap<String, UpstreamClient>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            issuer: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            resource_parameter: ResourceParameter::default(),
+            resource_scopes: BTreeMap::new(),
+            timeout: Duration::from_millis(10_000),
+            extra_root_certs: None,
+            clients: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[upstream] resource_parameter`.
@@ -243,6 +275,9 @@ pub struct SealConfig {
     pub keys: Option<SecretSource>,
     /// How long an issued authorization code stays valid.
     pub code_ttl: Duration,
+    /// How long a sealed refresh token stays valid (the provider's own
+    /// lifetime applies inside it too).
+    pub refresh_token_ttl: Duration,
 }
 
 impl Default for SealConfig {
@@ -250,6 +285,7 @@ impl Default for SealConfig {
         SealConfig {
             keys: None,
             code_ttl: Duration::from_secs(60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -375,6 +411,10 @@ impl Config {
         let seal = read_seal(&mut section, &files, &mut problems);
         section.finish(&mut problems);
 
+        let mut section = root.table("resource", &mut problems);
+        let resource = read_resource(&mut section, &mut problems);
+        section.finish(&mut problems);
+
         let mut section = root.table("signing", &mut problems);
         let signing = SigningConfig {
             keys_file: section
@@ -393,6 +433,7 @@ impl Config {
                 policy,
                 seal,
                 signing,
+                resource,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -537,11 +578,37 @@ fn read_upstream(
             }
         },
     };
+    let defaults = UpstreamConfig::default();
+    let timeout = match section.get::<u64>("timeout_ms", problems) {
+        Some(value) if (1..=120_000).contains(&value) => Duration::from_millis(value),
+        Some(value) => {
+            problems.push(Problem::new(
+                &section.key_path("timeout_ms"),
+                format!("must be between 1 and 120000, found {value}"),
+            ));
+            defaults.timeout
+        }
+        None => defaults.timeout,
+    };
+    let extra_root_certs = section
+        .get::<String>("extra_root_certs", problems)
+        .filter(|file| !file.is_empty())
+        .map(|file| files.resolve(&file));
+    if let Some(file) = &extra_root_certs {
+        if let Err(message) = crate::egress::load_pem_certificates(file) {
+            problems.push(Problem::new(&section.key_path("extra_root_certs"), message));
+        }
+    }
     let mut config = UpstreamConfig {
         issuer: read_url(section, "issuer", problems),
         authorization_endpoint: read_url(section, "authorization_endpoint", problems),
         token_endpoint: read_url(section, "token_endpoint", problems),
         resource_parameter,
+        resource_scopes: section
+            .get::<BTreeMap<String, String>>("resource_scopes", problems)
+            .unwrap_or_default(),
+        timeout,
+        extra_root_certs,
         clients: BTreeMap::new(),
     };
     for (name, mut client) in section.named_tables("clients", problems) {
@@ -924,6 +991,32 @@ fn read_policy(
     policy
 }
 
+fn read_resource(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> Option<ResourceConfig> {
+    let present = section.is_present();
+    let resource = if present {
+        section.require::<String>("resource", problems)
+    } else {
+        None
+    };
+    let scopes_supported = section
+        .get::<Vec<String>>("scopes_supported", problems)
+        .unwrap_or_default();
+    let resource = resource.and_then(|value| match Url::parse(&value) {
+        Ok(url) if url.scheme() == "https" || url.scheme() == "http" => Some(url),
+        _ => {
+            problems.push(Problem::new(
+                &section.key_path("resource"),
+                format!("expected an http(s) URL, found {value:?}"),
+            ));
+            None
+        }
+    })?;
+    Some(ResourceConfig {
+        resource,
+        scopes_supported,
+    })
+}
+
 fn read_seal(
     section: &mut Section<'_>,
     files: &FileResolver<'_>,
@@ -942,7 +1035,22 @@ fn read_seal(
         }
         None => defaults.code_ttl,
     };
-    SealConfig { keys, code_ttl }
+    let refresh_token_ttl = match section.get::<u64>("refresh_token_ttl_s", problems) {
+        Some(value) if (60..=365 * 86_400).contains(&value) => Duration::from_secs(value),
+        Some(value) => {
+            problems.push(Problem::new(
+                &section.key_path("refresh_token_ttl_s"),
+                format!("must be between 60 and 31536000 (a year), found {value}"),
+            ));
+            defaults.refresh_token_ttl
+        }
+        None => defaults.refresh_token_ttl,
+    };
+    SealConfig {
+        keys,
+        code_ttl,
+        refresh_token_ttl,
+    }
 }
 
 #[cfg(test)]

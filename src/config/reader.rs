@@ -139,6 +139,11 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// Whether the section exists in the file at all.
+    pub(super) fn is_present(&self) -> bool {
+        self.table.is_some()
+    }
+
     /// The full dotted path of a key in this section, for messages.
     pub(super) fn key_path(&self, key: &str) -> String {
         if self.path.is_empty() {
