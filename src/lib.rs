@@ -8,20 +8,32 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cache;
 pub mod check;
+pub mod client_auth;
 pub mod client_id;
 pub mod config;
 pub mod egress;
 pub mod error_code;
+pub mod id_token;
 pub mod metadata;
 pub mod policy;
+pub mod seal;
+pub mod server;
+pub mod upstream;
 
 pub use cache::{CacheStatus, DocumentCache, ResolveError, Resolved};
 pub use check::{CheckReport, check};
+pub use client_auth::{
+    ClientAuthError, ClientAuthLimits, ClientAuthenticator, JWT_BEARER, TokenClientAuth,
+};
 pub use client_id::ClientIdUrl;
 pub use config::{Config, ConfigError};
 pub use egress::{Egress, FetchError};
 pub use error_code::ErrorCode;
+pub use id_token::{IdTokenError, IdTokenVerifier, SigningError, SigningKeys, SigningSetupError};
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};
+pub use seal::{Purpose, SealError, SealSetupError, Sealer};
+pub use upstream::{Provider, ProviderMetadata, TokenResponse, UpstreamError};

@@ -20,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the proxy: the public listener and the admin listener.
+    Serve {
+        /// The configuration file.
+        #[arg(long, env = "CIMD_PROXY_CONFIG")]
+        config: PathBuf,
+    },
     /// Fetch and validate one client_id exactly as the server would, and report.
     ///
     /// Exit status: 0 valid and not denied, 1 rejected, 2 usage or configuration error.
@@ -55,7 +61,11 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A one-shot command keeps stderr for what went wrong; a server narrates.
+    init_logging(match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    });
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -67,13 +77,14 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve { config } => {
+            let config = load(Some(&config))?;
+            runtime()?.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config, json, url } => {
             let config = load(config.as_deref())?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let report = runtime.block_on(cimd_proxy::check(&config, &url))?;
+            let report = runtime()?.block_on(cimd_proxy::check(&config, &url))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -91,6 +102,48 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Everything is read and checked before a port is bound; then both
+/// listeners run until SIGTERM or Ctrl-C.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = std::sync::Arc::new(cimd_proxy::server::AppState::build(config).await?);
+    let server = &state.config.server;
+    let listeners = cimd_proxy::server::bind(server.listen, server.admin_listen).await?;
+    tracing::info!(
+        issuer = %state.issuer,
+        public = %listeners.public.local_addr()?,
+        admin = %listeners.admin.local_addr()?,
+        "cimd-proxy is serving"
+    );
+    cimd_proxy::server::run(state, listeners, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(match path {
         Some(path) => Config::load(path)?,
@@ -99,9 +152,9 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 /// Diagnostics go to stderr, so `--json` output on stdout stays clean.
-fn init_logging() {
+fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CIMD_PROXY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

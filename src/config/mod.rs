@@ -273,6 +273,8 @@ pub struct RuleConfig {
 pub struct SealConfig {
     /// Where the sealing keys come from, newest first.
     pub keys: Option<SecretSource>,
+    /// How long a sign-in may take at the provider (the sealed `state`'s lifetime).
+    pub state_ttl: Duration,
     /// How long an issued authorization code stays valid.
     pub code_ttl: Duration,
     /// How long a sealed refresh token stays valid (the provider's own
@@ -284,6 +286,7 @@ impl Default for SealConfig {
     fn default() -> Self {
         SealConfig {
             keys: None,
+            state_ttl: Duration::from_secs(600),
             code_ttl: Duration::from_secs(60),
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
         }
@@ -1035,6 +1038,17 @@ fn read_seal(
         }
         None => defaults.code_ttl,
     };
+    let state_ttl = match section.get::<u64>("state_ttl_s", problems) {
+        Some(value) if (10..=3600).contains(&value) => Duration::from_secs(value),
+        Some(value) => {
+            problems.push(Problem::new(
+                &section.key_path("state_ttl_s"),
+                format!("must be between 10 and 3600, found {value}"),
+            ));
+            defaults.state_ttl
+        }
+        None => defaults.state_ttl,
+    };
     let refresh_token_ttl = match section.get::<u64>("refresh_token_ttl_s", problems) {
         Some(value) if (60..=365 * 86_400).contains(&value) => Duration::from_secs(value),
         Some(value) => {
@@ -1048,6 +1062,7 @@ fn read_seal(
     };
     SealConfig {
         keys,
+        state_ttl,
         code_ttl,
         refresh_token_ttl,
     }

@@ -270,7 +270,10 @@ fn the_example_file_is_valid_and_documents_the_defaults() {
     assert_eq!(config.server.admin_listen, defaults.server.admin_listen);
     assert_eq!(config.policy.default_action, defaults.policy.default_action);
     assert_eq!(config.seal.code_ttl, defaults.seal.code_ttl);
-    assert_eq!(config.seal.refresh_token_ttl, defaults.seal.refresh_token_ttl);
+    assert_eq!(
+        config.seal.refresh_token_ttl,
+        defaults.seal.refresh_token_ttl
+    );
     assert_eq!(config.upstream.timeout, defaults.upstream.timeout);
     assert!(config.resource.is_some());
     assert_eq!(config.policy.rules.len(), 2);

@@ -7,3 +7,4 @@ mod support;
 
 mod cache;
 mod check_cli;
+mod client_auth;

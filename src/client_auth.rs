@@ -1,0 +1,1120 @@
+//! Client authentication at the token endpoint for CIMD clients.
+//!
+//! A CIMD client has no secret: its document is public. It either
+//! authenticates with nothing (`none`, a public client whose code is protected
+//! by PKCE) or with a JWT assertion signed by a key it publishes in its
+//! document (`private_key_jwt`, RFC 7523 §2.2 and §3, OIDC Core §9,
+//! CIMD-RULES.md rules 20 to 24). Every failure is OAuth `invalid_client`;
+//! only running out of capacity (the replay store, the outbound fetcher) is
+//! `temporarily_unavailable`.
+//!
+//! An assertion is checked in this order, and the first failure is reported:
+//!
+//! 1. size (at most [`MAX_ASSERTION_BYTES`], before anything decodes it);
+//! 2. the header: an asymmetric `alg` only (never `none`, never HMAC, whose
+//!    "secret" would be the public key everyone can read), the document's
+//!    `token_endpoint_auth_signing_alg` if it names one, no `crit`;
+//! 3. the key: chosen by `kid` from the document's `jwks`, or from its
+//!    `jwks_uri` fetched through the hardened [`Egress`]; without a `kid`,
+//!    the one key that fits the algorithm. The key must fit the algorithm
+//!    (type, curve, RSA ≥ 2048 bits, its own `alg`/`use`/`key_ops`). Key
+//!    material is only ever taken from the document: the header's `jwk`,
+//!    `jku`, `x5u` and `x5c` are never used;
+//! 4. the signature (by `jsonwebtoken`);
+//! 5. the claims: `iss` = `sub` = client_id, `aud` one of the proxy's
+//!    audiences, `exp` in the future but at most the assertion lifetime
+//!    ahead, `iat`/`nbf` not in the future, all with the clock skew;
+//! 6. `jti`: single use until the assertion can no longer be accepted.
+//!
+//! Key sets fetched from a `jwks_uri` are cached per URI (never per client:
+//! a document that changes its `jwks_uri` is honoured on the next request).
+//! An unknown `kid` forces one refetch, at most once per
+//! [`ClientAuthLimits::jwks_refetch_interval`] per URI, so bogus kids cannot
+//! become a fetch flood.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::client_id::{ClientIdUrl, shown};
+use crate::egress::{Egress, FetchError, MediaKind};
+use crate::metadata::{AuthMethod, ClientMetadata};
+
+/// The only `client_assertion_type` accepted (RFC 7523 §2.2, rule 21).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The largest assertion accepted, in bytes, checked before any decoding.
+///
+/// A real assertion is a few hundred bytes to 2 KiB (an RSA-4096 signature
+/// is 683 characters); the cap bounds the work an outsider can make us do and
+/// the size of what an unverified decode reads.
+pub const MAX_ASSERTION_BYTES: usize = 8 * 1024;
+
+/// The smallest RSA modulus accepted, in bits (NIST SP 800-131A).
+const MIN_RSA_BITS: usize = 2048;
+
+/// JWK members holding private or symmetric key material (RFC 7518 §6.2.2,
+/// §6.3.2, §6.4.1); the same list `metadata` refuses in an inline `jwks`.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The `alg` values that can be verified with a published public key and that
+/// the `jsonwebtoken` crate implements (ES512 is not among them).
+const SUPPORTED_ALGS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The client-authentication fields of a token request, as the form carried them.
+#[derive(Clone, Default)]
+pub struct TokenClientAuth {
+    /// The `client_id` form parameter, if sent.
+    pub client_id: Option<String>,
+    /// The `client_assertion_type` form parameter, if sent.
+    pub client_assertion_type: Option<String>,
+    /// The `client_assertion` form parameter, if sent. A credential: never log it.
+    pub client_assertion: Option<String>,
+    /// Whether a `client_secret` (form or HTTP Basic) came with the request.
+    pub has_client_secret: bool,
+}
+
+impl std::fmt::Debug for TokenClientAuth {
+    // The assertion is a bearer credential until it expires; only its size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenClientAuth")
+            .field("client_id", &self.client_id)
+            .field("client_assertion_type", &self.client_assertion_type)
+            .field(
+                "client_assertion",
+                &self
+                    .client_assertion
+                    .as_ref()
+                    .map(|a| format!("<{} bytes>", a.len())),
+            )
+            .field("has_client_secret", &self.has_client_secret)
+            .finish()
+    }
+}
+
+/// The bounds of client authentication; every one limits what an outsider can make us hold or do.
+#[derive(Debug, Clone)]
+pub struct ClientAuthLimits {
+    /// The most `jti`s remembered at once. When full (after purging expired
+    /// ones) new assertions are refused with `temporarily_unavailable`: an
+    /// unexpired `jti` is never forgotten to make room.
+    pub max_replay_entries: usize,
+    /// The most `jwks_uri`s whose key sets are cached.
+    pub max_jwks_entries: u64,
+    /// How long a fetched key set is used before it is fetched again.
+    pub jwks_ttl: Duration,
+    /// The least time between two refetches of one `jwks_uri` forced by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+    /// Clock skew allowed on `exp`, `iat` and `nbf`.
+    pub clock_skew: Duration,
+    /// How far ahead `exp` may be (plus the skew): a short-lived assertion
+    /// keeps the replay store small and a stolen one useless soon.
+    pub max_assertion_lifetime: Duration,
+}
+
+impl Default for ClientAuthLimits {
+    fn default() -> Self {
+        ClientAuthLimits {
+            max_replay_entries: 100_000,
+            max_jwks_entries: 1_000,
+            jwks_ttl: Duration::from_secs(300),
+            jwks_refetch_interval: Duration::from_secs(30),
+            clock_skew: Duration::from_secs(60),
+            max_assertion_lifetime: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a client could not be authenticated.
+///
+/// Messages never contain the assertion, a key or a secret; values taken
+/// from the assertion (an `alg` name) are escaped and shortened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientAuthError {
+    /// The `client_id` parameter names a different client than the assertion or the document.
+    #[error("the client_id parameter does not match the client the assertion is for")]
+    ClientIdMismatch,
+    /// A `client_assertion` came without `client_assertion_type`.
+    #[error("client_assertion_type is required with client_assertion")]
+    AssertionTypeMissing,
+    /// The `client_assertion_type` is not the JWT bearer type.
+    #[error("client_assertion_type must be {JWT_BEARER}")]
+    UnsupportedAssertionType,
+    /// `private_key_jwt` without an assertion, or an assertion type without an assertion.
+    #[error("the client must authenticate with a client_assertion (private_key_jwt)")]
+    AssertionMissing,
+    /// A `client_secret` was sent; CIMD clients have no secrets.
+    #[error("client_secret is not accepted: a CIMD client has no shared secret")]
+    SecretNotAllowed,
+    /// An assertion from a client whose document publishes no keys.
+    #[error("the client's metadata document publishes no keys to verify a client_assertion")]
+    NoKeys,
+    /// The assertion exceeds [`MAX_ASSERTION_BYTES`].
+    #[error("client_assertion is longer than {limit} bytes")]
+    AssertionTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The assertion is not a well-formed JWS/JWT.
+    #[error("client_assertion is malformed: {reason}")]
+    Malformed {
+        /// What is wrong, in fixed words.
+        reason: &'static str,
+    },
+    /// `none` or an HMAC algorithm: never acceptable for a public-key client.
+    #[error("client_assertion alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    DisallowedAlgorithm {
+        /// The header's `alg`, escaped and shortened.
+        alg: String,
+    },
+    /// An algorithm this proxy cannot verify (e.g. ES512).
+    #[error("client_assertion alg \"{alg}\" is not supported")]
+    UnsupportedAlgorithm {
+        /// The header's `alg`, escaped and shortened.
+        alg: String,
+    },
+    /// The document names another `token_endpoint_auth_signing_alg`.
+    #[error(
+        "client_assertion alg \"{alg}\" is not the document's token_endpoint_auth_signing_alg \"{expected}\""
+    )]
+    AlgorithmNotAllowed {
+        /// The header's `alg`.
+        alg: String,
+        /// The document's `token_endpoint_auth_signing_alg`.
+        expected: String,
+    },
+    /// No key in the client's key set has the assertion's `kid` (or, without a `kid`, fits its `alg`).
+    #[error("no key in the client's key set matches the client_assertion's kid and alg")]
+    UnknownKey,
+    /// Several keys fit and the assertion does not say which (or repeats a `kid`).
+    #[error(
+        "several keys in the client's key set fit the client_assertion; it must name one with kid"
+    )]
+    AmbiguousKey,
+    /// The chosen key cannot verify this algorithm.
+    #[error("the key for the client_assertion is unsuitable: {reason}")]
+    UnsuitableKey {
+        /// Why, in fixed words.
+        reason: &'static str,
+    },
+    /// The signature does not verify.
+    #[error("client_assertion signature is invalid")]
+    BadSignature,
+    /// `iss` is missing, not a string, or not the client_id.
+    #[error("client_assertion iss must be the client_id")]
+    WrongIssuer,
+    /// `sub` is missing, not a string, or not the client_id.
+    #[error("client_assertion sub must be the client_id")]
+    WrongSubject,
+    /// `aud` names none of the proxy's audiences.
+    #[error("client_assertion aud must contain this server's issuer or token endpoint")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("client_assertion has no {claim} claim")]
+    MissingClaim {
+        /// The claim.
+        claim: &'static str,
+    },
+    /// `exp` has passed (beyond the clock skew).
+    #[error("client_assertion has expired")]
+    Expired,
+    /// `exp` is further ahead than the assertion lifetime allows.
+    #[error("client_assertion exp is more than {} seconds ahead", .max.as_secs())]
+    ExpiresTooLate {
+        /// The largest lifetime accepted, skew included.
+        max: Duration,
+    },
+    /// `iat` is in the future (beyond the clock skew).
+    #[error("client_assertion iat is in the future")]
+    IssuedInFuture,
+    /// `nbf` is in the future (beyond the clock skew).
+    #[error("client_assertion is not valid yet (nbf)")]
+    NotYetValid,
+    /// No `jti`, or an empty one.
+    #[error("client_assertion has no jti")]
+    MissingJti,
+    /// The `jti` was already used by this client and has not expired.
+    #[error("client_assertion jti was already used")]
+    Replayed,
+    /// The replay store is full of unexpired `jti`s.
+    #[error("too many client assertions in flight; retry later")]
+    ReplayStoreFull,
+    /// The document's `jwks_uri` is not a URL.
+    #[error("the client's jwks_uri is not a valid URL")]
+    InvalidJwksUri,
+    /// Fetching the `jwks_uri` failed.
+    #[error("fetching the client's jwks_uri failed: {0}")]
+    JwksFetch(FetchError),
+    /// The `jwks_uri` answered with something that is not a public JWK Set.
+    #[error("the client's jwks_uri does not hold a public JWK Set: {reason}")]
+    InvalidJwks {
+        /// Why, in fixed words (never key material).
+        reason: &'static str,
+    },
+    /// The document passed in is not the client's (a caller bug, refused rather than trusted).
+    #[error("the metadata document is not the client's")]
+    MetadataMismatch,
+}
+
+impl ClientAuthError {
+    /// The OAuth `error` code (RFC 6749 §5.2): `invalid_client`, or `temporarily_unavailable` for capacity and time limits.
+    pub fn oauth_error(&self) -> &'static str {
+        if self.is_unavailable() {
+            "temporarily_unavailable"
+        } else {
+            "invalid_client"
+        }
+    }
+
+    /// The HTTP status of the error response: 401 for `invalid_client`, 503 otherwise.
+    pub fn http_status(&self) -> u16 {
+        if self.is_unavailable() { 503 } else { 401 }
+    }
+
+    /// One sentence for `error_description`; never the assertion or a key.
+    ///
+    /// A fetch failure is reported by its stable code only: the details
+    /// (addresses, resolver messages) belong in the log, not in a response
+    /// to whoever presented the assertion.
+    pub fn description(&self) -> String {
+        match self {
+            ClientAuthError::JwksFetch(error) => {
+                format!("fetching the client's jwks_uri failed ({})", error.code())
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// A stable, closed label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClientAuthError::ClientIdMismatch => "client_id_mismatch",
+            ClientAuthError::AssertionTypeMissing => "assertion_type_missing",
+            ClientAuthError::UnsupportedAssertionType => "unsupported_assertion_type",
+            ClientAuthError::AssertionMissing => "assertion_missing",
+            ClientAuthError::SecretNotAllowed => "secret_not_allowed",
+            ClientAuthError::NoKeys => "no_keys",
+            ClientAuthError::AssertionTooLarge { .. } => "assertion_too_large",
+            ClientAuthError::Malformed { .. } => "malformed_assertion",
+            ClientAuthError::DisallowedAlgorithm { .. } => "disallowed_alg",
+            ClientAuthError::UnsupportedAlgorithm { .. } => "unsupported_alg",
+            ClientAuthError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
+            ClientAuthError::UnknownKey => "unknown_key",
+            ClientAuthError::AmbiguousKey => "ambiguous_key",
+            ClientAuthError::UnsuitableKey { .. } => "unsuitable_key",
+            ClientAuthError::BadSignature => "bad_signature",
+            ClientAuthError::WrongIssuer => "wrong_iss",
+            ClientAuthError::WrongSubject => "wrong_sub",
+            ClientAuthError::WrongAudience => "wrong_aud",
+            ClientAuthError::MissingClaim { .. } => "missing_claim",
+            ClientAuthError::Expired => "expired",
+            ClientAuthError::ExpiresTooLate { .. } => "exp_too_far",
+            ClientAuthError::IssuedInFuture => "iat_in_future",
+            ClientAuthError::NotYetValid => "nbf_in_future",
+            ClientAuthError::MissingJti => "missing_jti",
+            ClientAuthError::Replayed => "replayed",
+            ClientAuthError::ReplayStoreFull => "replay_store_full",
+            ClientAuthError::InvalidJwksUri => "invalid_jwks_uri",
+            ClientAuthError::JwksFetch(_) => "jwks_fetch_failed",
+            ClientAuthError::InvalidJwks { .. } => "invalid_jwks",
+            ClientAuthError::MetadataMismatch => "metadata_mismatch",
+        }
+    }
+
+    fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ClientAuthError::ReplayStoreFull
+                | ClientAuthError::JwksFetch(FetchError::Overloaded { .. })
+                | ClientAuthError::JwksFetch(FetchError::Timeout { .. })
+        )
+    }
+}
+
+/// Seconds since the Unix epoch; JWT times are in these units.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Authenticates CIMD clients at the token endpoint. One per process, shared behind an `Arc`.
+pub struct ClientAuthenticator {
+    egress: Arc<Egress>,
+    audiences: Vec<String>,
+    limits: ClientAuthLimits,
+    jwks: JwksCache,
+    replay: ReplayStore,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for ClientAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthenticator")
+            .field("audiences", &self.audiences)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the keys for one assertion come from.
+enum KeySource<'a> {
+    Inline(&'a Value),
+    Uri(&'a str),
+}
+
+impl ClientAuthenticator {
+    /// Builds the authenticator.
+    ///
+    /// `audiences`: the proxy's issuer and its token endpoint URL (either is
+    /// accepted in `aud`). `egress` fetches `jwks_uri`s under the same rules
+    /// as documents.
+    pub fn new(egress: Arc<Egress>, audiences: Vec<String>, limits: ClientAuthLimits) -> Self {
+        Self::with_clock(egress, audiences, limits, Arc::new(system_clock))
+    }
+
+    fn with_clock(
+        egress: Arc<Egress>,
+        audiences: Vec<String>,
+        limits: ClientAuthLimits,
+        clock: Clock,
+    ) -> Self {
+        ClientAuthenticator {
+            egress,
+            jwks: JwksCache::new(&limits),
+            replay: ReplayStore::new(limits.max_replay_entries),
+            audiences,
+            limits,
+            clock,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &ClientAuthLimits {
+        &self.limits
+    }
+
+    /// `jti`s currently remembered (for a metrics gauge).
+    pub fn replay_entries(&self) -> usize {
+        self.replay.len()
+    }
+
+    /// Which client_id a token request is for: the form's `client_id`, or the
+    /// assertion's `sub`/`iss` read WITHOUT verification (only to know which
+    /// document to fetch); both present ⇒ they must agree (rule 24).
+    ///
+    /// `Ok(None)` means the request names no client at all.
+    ///
+    /// # Errors
+    ///
+    /// An assertion with a missing or wrong `client_assertion_type`, one over
+    /// [`MAX_ASSERTION_BYTES`] or unreadable, `sub` and `iss` that differ, or
+    /// a `client_id` parameter naming another client.
+    pub fn claimed_client_id(params: &TokenClientAuth) -> Result<Option<String>, ClientAuthError> {
+        let Some(assertion) = assertion_of(params)? else {
+            return Ok(params.client_id.clone());
+        };
+        let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
+            .map_err(|_| ClientAuthError::Malformed {
+                reason: "the claims are not a base64url-encoded JSON object",
+            })?;
+        let claim = |name: &str, error: ClientAuthError| match claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(value)) => Ok(Some(value.clone())),
+            Some(_) => Err(error),
+        };
+        let sub = claim("sub", ClientAuthError::WrongSubject)?;
+        let iss = claim("iss", ClientAuthError::WrongIssuer)?;
+        let named = match (sub, iss) {
+            (Some(sub), Some(iss)) if sub != iss => return Err(ClientAuthError::WrongIssuer),
+            (Some(sub), _) => sub,
+            (None, Some(iss)) => iss,
+            (None, None) => return Err(ClientAuthError::MissingClaim { claim: "sub" }),
+        };
+        match &params.client_id {
+            Some(client_id) if *client_id != named => Err(ClientAuthError::ClientIdMismatch),
+            _ => Ok(Some(named)),
+        }
+    }
+
+    /// Authenticates a CIMD client per its validated document.
+    ///
+    /// `metadata` must be the document just resolved for `client_id`; it is
+    /// re-resolved by the caller on every token request, and nothing that
+    /// belongs to it is cached here by client_id.
+    ///
+    /// # Errors
+    ///
+    /// A [`ClientAuthError`]; see [`ClientAuthError::oauth_error`] for what goes on the wire.
+    pub async fn authenticate(
+        &self,
+        client_id: &ClientIdUrl,
+        metadata: &ClientMetadata,
+        params: &TokenClientAuth,
+    ) -> Result<(), ClientAuthError> {
+        if metadata.client_id != client_id.as_str() {
+            return Err(ClientAuthError::MetadataMismatch);
+        }
+        if params
+            .client_id
+            .as_deref()
+            .is_some_and(|named| named != client_id.as_str())
+        {
+            return Err(ClientAuthError::ClientIdMismatch);
+        }
+        // A secret is refused whatever the method: CIMD clients have none
+        // (rule 9), and RFC 6749 §2.3 allows one method per request.
+        if params.has_client_secret {
+            return Err(ClientAuthError::SecretNotAllowed);
+        }
+        let assertion = assertion_of(params)?;
+        let source = match (&metadata.jwks, &metadata.jwks_uri) {
+            (Some(jwks), _) => Some(KeySource::Inline(jwks)),
+            (None, Some(uri)) => Some(KeySource::Uri(uri)),
+            (None, None) => None,
+        };
+        match (metadata.token_endpoint_auth_method, assertion, source) {
+            (AuthMethod::None, None, _) => Ok(()),
+            (AuthMethod::PrivateKeyJwt, None, _) => Err(ClientAuthError::AssertionMissing),
+            // A public client that signs anyway is held to its signature.
+            (_, Some(_), None) => Err(ClientAuthError::NoKeys),
+            (_, Some(assertion), Some(source)) => {
+                self.verify(client_id.as_str(), metadata, assertion, source)
+                    .await
+            }
+        }
+    }
+
+    async fn verify(
+        &self,
+        client_id: &str,
+        metadata: &ClientMetadata,
+        assertion: &str,
+        source: KeySource<'_>,
+    ) -> Result<(), ClientAuthError> {
+        let header = read_header(assertion)?;
+        if let Some(expected) = &metadata.token_endpoint_auth_signing_alg
+            && alg_name(header.alg) != expected.as_str()
+        {
+            return Err(ClientAuthError::AlgorithmNotAllowed {
+                alg: alg_name(header.alg).to_owned(),
+                expected: shown(expected),
+            });
+        }
+        let key = self.find_key(&source, &header).await?;
+        let decoding_key =
+            DecodingKey::from_jwk(&key).map_err(|_| ClientAuthError::UnsuitableKey {
+                reason: "the key's parameters are not a valid public key",
+            })?;
+        let claims = verify_signature(
+            assertion,
+            &decoding_key,
+            header.alg,
+            client_id,
+            &self.audiences,
+        )?;
+        self.check_claims(client_id, &claims)
+    }
+
+    /// The key for `header`, refetching a `jwks_uri` once (rate limited) when none fits.
+    async fn find_key(
+        &self,
+        source: &KeySource<'_>,
+        header: &AssertionHeader,
+    ) -> Result<Jwk, ClientAuthError> {
+        match source {
+            KeySource::Inline(jwks) => {
+                let set = parse_jwk_set(jwks)?;
+                select_key(&set, header.kid.as_deref(), header.alg).cloned()
+            }
+            KeySource::Uri(uri) => {
+                let url = Url::parse(uri).map_err(|_| ClientAuthError::InvalidJwksUri)?;
+                let set = self.jwks.get(&self.egress, &url).await?;
+                match select_key(&set, header.kid.as_deref(), header.alg) {
+                    Err(ClientAuthError::UnknownKey) => {
+                        match self.jwks.refresh(&self.egress, &url, &set).await? {
+                            Some(fresh) => {
+                                select_key(&fresh, header.kid.as_deref(), header.alg).cloned()
+                            }
+                            None => Err(ClientAuthError::UnknownKey),
+                        }
+                    }
+                    other => other.cloned(),
+                }
+            }
+        }
+    }
+
+    /// The claim checks `jsonwebtoken` does not make (or makes more loosely),
+    /// then the single-use check, last, so only a fully valid assertion
+    /// spends its `jti`.
+    fn check_claims(
+        &self,
+        client_id: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<(), ClientAuthError> {
+        // jsonwebtoken accepts an array `iss`; RFC 7523 §3 wants the client_id itself.
+        if claims.get("iss").and_then(Value::as_str) != Some(client_id) {
+            return Err(ClientAuthError::WrongIssuer);
+        }
+        if claims.get("sub").and_then(Value::as_str) != Some(client_id) {
+            return Err(ClientAuthError::WrongSubject);
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => self.audiences.contains(aud),
+            Some(Value::Array(auds)) => auds
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|aud| self.audiences.iter().any(|ours| ours == aud)),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(ClientAuthError::WrongAudience);
+        }
+
+        let now = (self.clock)();
+        let skew = secs(self.limits.clock_skew);
+        let exp =
+            numeric_date(claims, "exp")?.ok_or(ClientAuthError::MissingClaim { claim: "exp" })?;
+        if now > exp.saturating_add(skew) {
+            return Err(ClientAuthError::Expired);
+        }
+        let latest = now
+            .saturating_add(secs(self.limits.max_assertion_lifetime))
+            .saturating_add(skew);
+        if exp > latest {
+            return Err(ClientAuthError::ExpiresTooLate {
+                max: self.limits.max_assertion_lifetime + self.limits.clock_skew,
+            });
+        }
+        if numeric_date(claims, "iat")?.is_some_and(|iat| iat > now.saturating_add(skew)) {
+            return Err(ClientAuthError::IssuedInFuture);
+        }
+        if numeric_date(claims, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
+            return Err(ClientAuthError::NotYetValid);
+        }
+        let jti = match claims.get("jti") {
+            Some(Value::String(jti)) if !jti.is_empty() => jti,
+            _ => return Err(ClientAuthError::MissingJti),
+        };
+        // Kept as long as the assertion could still be accepted: until
+        // `exp` plus the skew, not `exp` alone, or an assertion accepted
+        // within the skew could be replayed after its entry was purged.
+        self.replay
+            .insert(replay_key(client_id, jti), exp.saturating_add(skew), now)
+    }
+}
+
+/// The assertion, after the checks that need no key: type and size.
+fn assertion_of(params: &TokenClientAuth) -> Result<Option<&str>, ClientAuthError> {
+    match (
+        params.client_assertion_type.as_deref(),
+        params.client_assertion.as_deref(),
+    ) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ClientAuthError::AssertionMissing),
+        (None, Some(_)) => Err(ClientAuthError::AssertionTypeMissing),
+        (Some(kind), Some(_)) if kind != JWT_BEARER => {
+            Err(ClientAuthError::UnsupportedAssertionType)
+        }
+        (Some(_), Some(assertion)) if assertion.len() > MAX_ASSERTION_BYTES => {
+            Err(ClientAuthError::AssertionTooLarge {
+                limit: MAX_ASSERTION_BYTES,
+            })
+        }
+        (Some(_), Some(assertion)) => Ok(Some(assertion)),
+    }
+}
+
+/// What the header says, once it is known to name an acceptable algorithm.
+struct AssertionHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+/// Reads the JOSE header with `jsonwebtoken` and refuses every algorithm but
+/// the asymmetric ones, and any `crit` extension (none is understood here,
+/// so RFC 7515 §4.1.11 requires refusing).
+fn read_header(assertion: &str) -> Result<AssertionHeader, ClientAuthError> {
+    let header = match jsonwebtoken::decode_header(assertion) {
+        Ok(header) => header,
+        // `none` and algorithms the crate lacks fail to parse at all; name
+        // them in the error rather than calling the token malformed.
+        Err(_) => {
+            return Err(match raw_alg(assertion) {
+                Some(alg) if alg.eq_ignore_ascii_case("none") || alg.starts_with("HS") => {
+                    ClientAuthError::DisallowedAlgorithm { alg: shown(&alg) }
+                }
+                Some(alg) => ClientAuthError::UnsupportedAlgorithm { alg: shown(&alg) },
+                None => ClientAuthError::Malformed {
+                    reason: "the header is not a base64url-encoded JSON object with an alg",
+                },
+            });
+        }
+    };
+    if !SUPPORTED_ALGS.contains(&header.alg) {
+        return Err(ClientAuthError::DisallowedAlgorithm {
+            alg: alg_name(header.alg).to_owned(),
+        });
+    }
+    if header.crit.is_some() {
+        return Err(ClientAuthError::Malformed {
+            reason: "the header has critical extensions (crit), which are not supported",
+        });
+    }
+    Ok(AssertionHeader {
+        alg: header.alg,
+        kid: header.kid,
+    })
+}
+
+/// The header's `alg` string, read only to word an error about a header
+/// `jsonwebtoken` refused; it is never used to verify anything.
+fn raw_alg(assertion: &str) -> Option<String> {
+    let encoded = assertion.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_owned)
+}
+
+/// The JWS name of an algorithm.
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // `Algorithm` is non-exhaustive; a future variant is not on our list.
+        _ => "unknown",
+    }
+}
+
+/// Verifies the signature with `jsonwebtoken` and returns the claims.
+///
+/// The crate also checks `iss`, `sub`, `aud` and the presence of `exp`;
+/// times are left to [`ClientAuthenticator::check_claims`], which reads our
+/// own clock (the crate reads the system clock and takes `exp` as unsigned).
+fn verify_signature(
+    assertion: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+    client_id: &str,
+    audiences: &[String],
+) -> Result<Map<String, Value>, ClientAuthError> {
+    let mut validation = Validation::new(alg);
+    validation.leeway = 0;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = true;
+    validation.set_audience(audiences);
+    validation.set_issuer(&[client_id]);
+    validation.sub = Some(client_id.to_owned());
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    match jsonwebtoken::decode::<Map<String, Value>>(assertion, key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(error) => Err(match error.kind() {
+            JwtErrorKind::InvalidSignature => ClientAuthError::BadSignature,
+            JwtErrorKind::InvalidIssuer => ClientAuthError::WrongIssuer,
+            JwtErrorKind::InvalidSubject => ClientAuthError::WrongSubject,
+            JwtErrorKind::InvalidAudience => ClientAuthError::WrongAudience,
+            JwtErrorKind::MissingRequiredClaim(claim) => ClientAuthError::MissingClaim {
+                claim: match claim.as_str() {
+                    "iss" => "iss",
+                    "sub" => "sub",
+                    "aud" => "aud",
+                    _ => "exp",
+                },
+            },
+            JwtErrorKind::InvalidAlgorithm
+            | JwtErrorKind::InvalidEcdsaKey
+            | JwtErrorKind::InvalidEddsaKey
+            | JwtErrorKind::InvalidRsaKey(_)
+            | JwtErrorKind::InvalidKeyFormat => ClientAuthError::UnsuitableKey {
+                reason: "the key cannot verify this algorithm",
+            },
+            _ => ClientAuthError::Malformed {
+                reason: "the assertion is not a valid signed JWT",
+            },
+        }),
+    }
+}
+
+/// A JWT NumericDate claim (RFC 7519 §2): a JSON number, possibly
+/// fractional, read as whole seconds (rounded down).
+fn numeric_date(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<i64>, ClientAuthError> {
+    let malformed = ClientAuthError::Malformed {
+        reason: "exp, iat and nbf must be numbers",
+    };
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(Value::Number(number)) => {
+            if let Some(seconds) = number.as_i64() {
+                Ok(Some(seconds))
+            } else if let Some(seconds) = number.as_u64() {
+                Ok(Some(i64::try_from(seconds).unwrap_or(i64::MAX)))
+            } else {
+                // Finite by construction (JSON has no NaN); `as` saturates.
+                number
+                    .as_f64()
+                    .map(|seconds| Some(seconds.floor() as i64))
+                    .ok_or(malformed)
+            }
+        }
+        Some(_) => Err(malformed),
+    }
+}
+
+fn secs(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Checks a JWK Set and keeps the keys this crate can read.
+///
+/// A set carrying private or symmetric key material is refused whole: its
+/// owner has leaked a key, and whatever it signs proves nothing. Keys the
+/// `jsonwebtoken` types cannot read are skipped rather than failing the set,
+/// so an unusual extra key (another curve, an encryption key) does not lock
+/// the client out; they can never be chosen.
+fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, ClientAuthError> {
+    let invalid = |reason| ClientAuthError::InvalidJwks { reason };
+    let Some(keys) = value.get("keys").and_then(Value::as_array) else {
+        return Err(invalid("it is not an object with a keys array"));
+    };
+    let mut usable = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Value::Object(members) = key else {
+            return Err(invalid("a key is not a JSON object"));
+        };
+        if members.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err(invalid("it contains a symmetric (oct) key"));
+        }
+        if PRIVATE_JWK_MEMBERS.iter().any(|m| members.contains_key(*m)) {
+            return Err(invalid("it contains private key material"));
+        }
+        if let Ok(jwk) = serde_json::from_value::<Jwk>(key.clone()) {
+            usable.push(jwk);
+        }
+    }
+    Ok(usable)
+}
+
+/// Chooses the key for an assertion: by `kid` when it names one, else the
+/// single key that fits `alg`. Two candidates are refused, not guessed between.
+fn select_key<'a>(
+    keys: &'a [Jwk],
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<&'a Jwk, ClientAuthError> {
+    let named: Vec<&Jwk> = match kid {
+        Some(kid) => keys
+            .iter()
+            .filter(|jwk| jwk.common.key_id.as_deref() == Some(kid))
+            .collect(),
+        None => keys.iter().collect(),
+    };
+    if named.is_empty() {
+        return Err(ClientAuthError::UnknownKey);
+    }
+    let mut first_reason = None;
+    let mut fitting = named.into_iter().filter(|jwk| match key_fits(jwk, alg) {
+        Ok(()) => true,
+        Err(reason) => {
+            first_reason.get_or_insert(reason);
+            false
+        }
+    });
+    match (fitting.next(), fitting.next()) {
+        (Some(key), None) => Ok(key),
+        (Some(_), Some(_)) => Err(ClientAuthError::AmbiguousKey),
+        // Without a kid, "no key of the right type" is an unknown key: the
+        // client may have just rotated to a new key type.
+        (None, _) if kid.is_none() => Err(ClientAuthError::UnknownKey),
+        (None, _) => Err(ClientAuthError::UnsuitableKey {
+            reason: first_reason.unwrap_or("the key does not fit the algorithm"),
+        }),
+    }
+}
+
+/// Whether `jwk` may verify an assertion signed with `alg`; the error is the reason.
+fn key_fits(jwk: &Jwk, alg: Algorithm) -> Result<(), &'static str> {
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && key_alg != KeyAlgorithm::from(alg)
+    {
+        return Err("the key's alg is not the assertion's alg");
+    }
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|usage| *usage != PublicKeyUse::Signature)
+    {
+        return Err("the key's use is not sig");
+    }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return Err("the key's key_ops do not include verify");
+    }
+    match (&jwk.algorithm, alg) {
+        (
+            AlgorithmParameters::RSA(rsa),
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => {
+            let modulus = URL_SAFE_NO_PAD
+                .decode(&rsa.n)
+                .map_err(|_| "the RSA modulus is not base64url")?;
+            if modulus_bits(&modulus) < MIN_RSA_BITS {
+                return Err("the RSA key is shorter than 2048 bits");
+            }
+            Ok(())
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256)
+            if ec.curve == EllipticCurve::P256 =>
+        {
+            Ok(())
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384)
+            if ec.curve == EllipticCurve::P384 =>
+        {
+            Ok(())
+        }
+        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA)
+            if okp.curve == EllipticCurve::Ed25519 =>
+        {
+            Ok(())
+        }
+        _ => Err("the key's type or curve does not fit the assertion's alg"),
+    }
+}
+
+/// The bit length of a big-endian unsigned integer.
+fn modulus_bits(bytes: &[u8]) -> usize {
+    let mut significant = bytes.iter().skip_while(|byte| **byte == 0);
+    match significant.next() {
+        Some(first) => (significant.count() + 1) * 8 - first.leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+/// The replay-store key: a SHA-256 of the client_id and the `jti`, so an
+/// entry costs 32 bytes however long the `jti` is, and two clients' `jti`s
+/// never collide (the client_id is length-prefixed).
+fn replay_key(client_id: &str, jti: &str) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(&(client_id.len() as u64).to_be_bytes());
+    context.update(client_id.as_bytes());
+    context.update(jti.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
+}
+
+/// The `jti`s seen, each kept until the last second its assertion could be accepted.
+///
+/// One mutex over a map and a min-heap of expiries: every operation is
+/// O(log n) and short, so sharding would buy nothing measurable at token
+/// endpoint rates. Expired entries are purged from the heap's front on every
+/// insert. It never evicts an unexpired entry: when it is full it refuses.
+struct ReplayStore {
+    max: usize,
+    inner: Mutex<ReplayInner>,
+}
+
+#[derive(Default)]
+struct ReplayInner {
+    until: HashMap<[u8; 32], i64>,
+    by_expiry: BinaryHeap<Reverse<(i64, [u8; 32])>>,
+}
+
+impl ReplayStore {
+    fn new(max: usize) -> Self {
+        ReplayStore {
+            max,
+            inner: Mutex::new(ReplayInner::default()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lock().until.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReplayInner> {
+        // Nothing panics while the lock is held, so a poisoned state is still consistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `key` until `keep_until` (inclusive), or refuses a replay or a full store.
+    fn insert(&self, key: [u8; 32], keep_until: i64, now: i64) -> Result<(), ClientAuthError> {
+        let mut inner = self.lock();
+        while let Some(Reverse((until, _))) = inner.by_expiry.peek()
+            && *until < now
+        {
+            if let Some(Reverse((_, expired))) = inner.by_expiry.pop() {
+                inner.until.remove(&expired);
+            }
+        }
+        if inner.until.contains_key(&key) {
+            return Err(ClientAuthError::Replayed);
+        }
+        if inner.until.len() >= self.max {
+            return Err(ClientAuthError::ReplayStoreFull);
+        }
+        inner.until.insert(key, keep_until);
+        inner.by_expiry.push(Reverse((keep_until, key)));
+        Ok(())
+    }
+}
+
+/// Key sets fetched from `jwks_uri`s, keyed by the URI.
+///
+/// Each URI has a slot behind an async mutex: concurrent requests for one
+/// URI wait for the one fetch in progress instead of each fetching (single
+/// flight), and the forced-refetch rate limit is decided under that lock, so
+/// a burst of bogus kids yields one refetch, not one per request. The slots
+/// live in a bounded moka cache with LRU eviction (which always admits a new
+/// entry); a slot idle for longer than both the key lifetime and the refetch
+/// interval is dropped, by which time it holds nothing worth keeping.
+/// Fetch errors are returned, never stored.
+struct JwksCache {
+    slots: moka::sync::Cache<String, Arc<tokio::sync::Mutex<JwksSlot>>>,
+    ttl: Duration,
+    refetch_interval: Duration,
+}
+
+#[derive(Default)]
+struct JwksSlot {
+    keys: Option<Arc<Vec<Jwk>>>,
+    loaded_at: Option<Instant>,
+    last_forced: Option<Instant>,
+}
+
+impl JwksCache {
+    fn new(limits: &ClientAuthLimits) -> Self {
+        JwksCache {
+            slots: moka::sync::Cache::builder()
+                .max_capacity(limits.max_jwks_entries)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .time_to_idle(
+                    limits
+                        .jwks_ttl
+                        .max(limits.jwks_refetch_interval)
+                        .max(Duration::from_secs(1)),
+                )
+                .build(),
+            ttl: limits.jwks_ttl,
+            refetch_interval: limits.jwks_refetch_interval,
+        }
+    }
+
+    fn slot(&self, url: &Url) -> Arc<tokio::sync::Mutex<JwksSlot>> {
+        self.slots
+            .get_with(url.as_str().to_owned(), Default::default)
+    }
+
+    /// The key set, fetched when absent or older than the lifetime.
+    async fn get(&self, egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, ClientAuthError> {
+        let slot = self.slot(url);
+        let mut slot = slot.lock().await;
+        if let (Some(keys), Some(loaded_at)) = (&slot.keys, slot.loaded_at)
+            && loaded_at.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(keys));
+        }
+        slot.keys = None;
+        let keys = fetch_jwks(egress, url).await?;
+        slot.keys = Some(Arc::clone(&keys));
+        slot.loaded_at = Some(Instant::now());
+        Ok(keys)
+    }
+
+    /// A refetch for an unknown key: `Some` with the newer set (fetched now,
+    /// or by another request since `seen` was read), or `None` when a forced
+    /// refetch of this URI happened less than the refetch interval ago.
+    async fn refresh(
+        &self,
+        egress: &Egress,
+        url: &Url,
+        seen: &Arc<Vec<Jwk>>,
+    ) -> Result<Option<Arc<Vec<Jwk>>>, ClientAuthError> {
+        let slot = self.slot(url);
+        let mut slot = slot.lock().await;
+        if let Some(current) = &slot.keys
+            && !Arc::ptr_eq(current, seen)
+        {
+            return Ok(Some(Arc::clone(current)));
+        }
+        if slot
+            .last_forced
+            .is_some_and(|at| at.elapsed() < self.refetch_interval)
+        {
+            return Ok(None);
+        }
+        // Counted before the fetch, so a failing URI is not retried early either.
+        slot.last_forced = Some(Instant::now());
+        tracing::debug!(jwks_uri = %url, "unknown kid: refetching the client's key set");
+        let keys = fetch_jwks(egress, url).await?;
+        slot.keys = Some(Arc::clone(&keys));
+        slot.loaded_at = Some(Instant::now());
+        Ok(Some(keys))
+    }
+}
+
+async fn fetch_jwks(egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, ClientAuthError> {
+    let fetched = egress
+        .fetch(url, MediaKind::Json, &HeaderMap::new())
+        .await
+        .map_err(ClientAuthError::JwksFetch)?;
+    let value: Value =
+        serde_json::from_slice(&fetched.body).map_err(|_| ClientAuthError::InvalidJwks {
+            reason: "it is not JSON",
+        })?;
+    parse_jwk_set(&value).map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests;

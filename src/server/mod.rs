@@ -1,0 +1,287 @@
+//! The public listener: discovery, `/authorize`, `/callback`, `/token`,
+//! `/jwks.json`, and protected resource metadata.
+//!
+//! Handlers live one per file; this module holds the shared state, the
+//! routes, and the HTTP/1.1 listener with its ingress limits (request head
+//! size and read time, parameter size).
+
+mod authorize;
+mod callback;
+mod discovery;
+mod listener;
+pub mod oauth;
+pub mod pages;
+mod params;
+mod token;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+
+use crate::cache::DocumentCache;
+use crate::client_auth::{ClientAuthLimits, ClientAuthenticator};
+use crate::config::{Config, RedirectMode};
+use crate::egress::{self, Egress, EgressSetupError};
+use crate::id_token::{SigningKeys, SigningSetupError};
+use crate::policy::Policy;
+use crate::seal::{SealSetupError, Sealer};
+use crate::upstream::{Provider, UpstreamError};
+pub use listener::{Listeners, bind};
+use pages::{PageReason, error_page};
+use params::{MAX_PARAMS_BYTES, Params};
+
+/// Everything a request handler needs, shared by all requests.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// The proxy's issuer identifier: `server.public_url` without a trailing slash.
+    pub issuer: String,
+    /// Client documents.
+    pub cache: DocumentCache,
+    /// The operator's policy.
+    pub policy: Policy,
+    /// Seals state, codes and refresh tokens.
+    pub sealer: Sealer,
+    /// The identity provider.
+    pub provider: Provider,
+    /// `private_key_jwt` verification.
+    pub client_auth: ClientAuthenticator,
+    /// The proxy's id_token keys.
+    pub signing: SigningKeys,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration lacks what serving needs.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The fetcher could not be built.
+    #[error(transparent)]
+    Egress(#[from] EgressSetupError),
+    /// The sealing keys could not be read.
+    #[error(transparent)]
+    Seal(#[from] SealSetupError),
+    /// The signing keys could not be read.
+    #[error(transparent)]
+    Signing(#[from] SigningSetupError),
+    /// The provider could not be discovered or its credentials loaded.
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl AppState {
+    /// Builds the state from a configuration: reads keys, discovers the
+    /// provider, and sets up the fetcher. Fails before any port is bound.
+    pub async fn build(config: Config) -> Result<AppState, ServeError> {
+        config.require_serve()?;
+        let (Some(public_url), Some(seal_keys)) = (&config.server.public_url, &config.seal.keys)
+        else {
+            // Unreachable: require_serve has just checked both.
+            return Err(crate::config::ConfigError::Invalid(Vec::new()).into());
+        };
+        let issuer = public_url.as_str().trim_end_matches('/').to_owned();
+        let sealer = Sealer::from_source(seal_keys)?;
+        let signing = match &config.signing.keys_file {
+            Some(path) => SigningKeys::load(path)?,
+            None => {
+                tracing::warn!(
+                    "no [signing] keys_file: id_tokens are signed with an ephemeral key that \
+                     does not survive a restart and is not shared between replicas"
+                );
+                SigningKeys::generate_ephemeral()?
+            }
+        };
+        let provider = Provider::discover(&config.upstream).await?;
+        let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
+        let client_auth = ClientAuthenticator::new(
+            Arc::clone(&egress),
+            vec![issuer.clone(), format!("{issuer}/token")],
+            ClientAuthLimits::default(),
+        );
+        Ok(AppState {
+            cache: DocumentCache::new(egress, config.cache.clone()),
+            policy: Policy::new(config.policy.clone()),
+            issuer,
+            sealer,
+            provider,
+            client_auth,
+            signing,
+            config,
+        })
+    }
+
+    /// The relay callback the provider redirects to.
+    pub fn callback_url(&self) -> String {
+        format!("{}/callback", self.issuer)
+    }
+
+    /// The upstream client a decision maps onto: the named one, or the only
+    /// one configured.
+    fn upstream_client_for<'a>(&'a self, named: Option<&'a str>) -> Option<&'a str> {
+        let clients = &self.config.upstream.clients;
+        match named {
+            Some(name) => clients.contains_key(name).then_some(name),
+            None if clients.len() == 1 => clients.keys().next().map(String::as_str),
+            None => None,
+        }
+    }
+
+    fn upstream_mode(&self, name: &str) -> RedirectMode {
+        self.config
+            .upstream
+            .clients
+            .get(name)
+            .map_or(RedirectMode::Relay, |client| client.redirect_mode)
+    }
+
+    /// The path part of the public URL, without a trailing slash.
+    fn path_prefix(&self) -> String {
+        self.config
+            .server
+            .public_url
+            .as_ref()
+            .map(|url| url.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The public routes. Endpoints answer under the public URL's path and at
+/// the root, for clients that build `/authorize` from the origin.
+pub fn router(state: Arc<AppState>) -> Router {
+    let prefix = state.path_prefix();
+    let mut router = Router::new();
+    let mut seen = BTreeSet::new();
+    let mut add = |router: Router<Arc<AppState>>, path: String, route| {
+        if seen.insert(path.clone()) {
+            router.route(&path, route)
+        } else {
+            router
+        }
+    };
+    for well_known in ["oauth-authorization-server", "openid-configuration"] {
+        for path in discovery::well_known_paths(well_known, &prefix) {
+            router = add(router, path, get(metadata));
+        }
+    }
+    if let Some(resource) = &state.config.resource {
+        let resource_path = resource.resource.path().trim_end_matches('/').to_owned();
+        for path in discovery::well_known_paths("oauth-protected-resource", "")
+            .into_iter()
+            .chain([format!(
+                "/.well-known/oauth-protected-resource{resource_path}"
+            )])
+        {
+            router = add(router, path, get(protected_resource));
+        }
+    }
+    for base in [prefix.as_str(), ""] {
+        router = add(
+            router,
+            format!("{base}/authorize"),
+            get(authorize_get).post(authorize_post),
+        );
+        router = add(router, format!("{base}/callback"), get(callback));
+        router = add(router, format!("{base}/token"), post(token));
+        router = add(router, format!("{base}/jwks.json"), get(jwks));
+    }
+    router
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
+        .with_state(state)
+}
+
+async fn metadata(State(state): State<Arc<AppState>>) -> Response {
+    let metadata = discovery::authorization_server_metadata(
+        &state.issuer,
+        &state.provider.metadata(),
+        &state.signing.algorithms(),
+    );
+    Json(metadata).into_response()
+}
+
+async fn protected_resource(State(state): State<Arc<AppState>>) -> Response {
+    match &state.config.resource {
+        Some(resource) => Json(discovery::protected_resource_metadata(
+            &state.issuer,
+            resource,
+        ))
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.signing.jwks()).into_response()
+}
+
+async fn authorize_get(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    match Params::parse(query.as_bytes()) {
+        Ok(params) => authorize::authorize(state, params, &query).await,
+        Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
+    }
+}
+
+async fn authorize_post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    match Params::parse(&body) {
+        Ok(params) => {
+            let raw = String::from_utf8_lossy(&body).into_owned();
+            authorize::authorize(state, params, &raw).await
+        }
+        Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
+    }
+}
+
+async fn callback(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    match Params::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(params) => callback::callback(state, params),
+        Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
+    }
+}
+
+async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    token::token(state, headers, body).await
+}
+
+/// Runs the proxy on already bound listeners until `shutdown` resolves,
+/// then lets requests in flight finish (within a grace period).
+pub async fn run(
+    state: Arc<AppState>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let public = tokio::spawn(listener::serve(
+        listeners.public,
+        router(Arc::clone(&state)),
+        until_stopped(stopped.clone()),
+    ));
+    let admin = tokio::spawn(listener::serve(
+        listeners.admin,
+        crate::admin::router(),
+        until_stopped(stopped),
+    ));
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = stop.send(true);
+    let _ = tokio::join!(public, admin);
+}

@@ -1,0 +1,202 @@
+//! HTML pages for people: the error page shown when the proxy must not
+//! redirect back to a client.
+//!
+//! Templates are askama's, compiled in, with HTML auto-escaping: nothing a
+//! client controls (its host, a message quoting its document) can become
+//! markup. Every page carries a strict Content-Security-Policy.
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error_code::ErrorCode;
+
+/// Why a page is shown instead of a redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageReason {
+    /// The client was refused by the fetcher, the validator or the policy.
+    Client(ErrorCode),
+    /// The request's redirect_uri is not in the client's document.
+    RedirectUriNotRegistered,
+    /// A parameter needed before any redirect can be trusted is missing or malformed.
+    BadRequest,
+    /// The sign-in's sealed state is invalid, expired or from elsewhere.
+    InvalidState,
+    /// The proxy cannot complete the request (configuration or provider).
+    Unavailable,
+}
+
+impl PageReason {
+    /// The code shown to the administrator.
+    pub fn code(self) -> &'static str {
+        match self {
+            PageReason::Client(code) => code.as_str(),
+            PageReason::RedirectUriNotRegistered => "redirect_uri_mismatch",
+            PageReason::BadRequest => "invalid_request",
+            PageReason::InvalidState => "invalid_state",
+            PageReason::Unavailable => "temporarily_unavailable",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            PageReason::Client(ErrorCode::PolicyDenied) => StatusCode::FORBIDDEN,
+            PageReason::Client(ErrorCode::FetchOverloaded) | PageReason::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            PageReason::Client(ErrorCode::PolicyDenied) => "This application is not allowed",
+            PageReason::Client(_) | PageReason::RedirectUriNotRegistered => {
+                "This application cannot sign you in"
+            }
+            PageReason::BadRequest | PageReason::InvalidState => "This sign-in link is not valid",
+            PageReason::Unavailable => "Sign-in is unavailable right now",
+        }
+    }
+
+    /// One sentence a person understands.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            PageReason::Client(code) => match code {
+                ErrorCode::InvalidClientIdUrl => {
+                    "The application identified itself with an address that is not a valid client identifier."
+                }
+                ErrorCode::BlockedAddress | ErrorCode::PortNotAllowed => {
+                    "The application's description is hosted at an address this service does not contact."
+                }
+                ErrorCode::DnsFailure
+                | ErrorCode::ConnectFailure
+                | ErrorCode::TlsFailure
+                | ErrorCode::Timeout
+                | ErrorCode::HttpStatus => {
+                    "The application's description could not be retrieved from its website."
+                }
+                ErrorCode::TooLarge
+                | ErrorCode::InvalidContentType
+                | ErrorCode::InvalidJson
+                | ErrorCode::ClientIdMismatch
+                | ErrorCode::InvalidMetadata => {
+                    "The application's description is not valid, so it cannot be trusted."
+                }
+                ErrorCode::PolicyDenied => {
+                    "Your organisation does not allow this application to sign in."
+                }
+                ErrorCode::FetchOverloaded => "The service is busy. Please try again in a moment.",
+            },
+            PageReason::RedirectUriNotRegistered => {
+                "The application asked to send you back to an address it has not declared, so the sign-in was stopped."
+            }
+            PageReason::BadRequest => "The sign-in request is incomplete or malformed.",
+            PageReason::InvalidState => {
+                "This sign-in has expired or was not started here. Start again from the application."
+            }
+            PageReason::Unavailable => "Please try again in a moment.",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    sentence: &'a str,
+    code: &'a str,
+    detail: &'a str,
+    client_host: Option<&'a str>,
+}
+
+/// The Content-Security-Policy of every page: nothing but our own inline
+/// style, no scripts, no framing, forms only to ourselves.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Renders the error page. `detail` is for the administrator; it is escaped
+/// like everything else and must never hold a secret.
+pub fn error_page(reason: PageReason, detail: &str, client_host: Option<&str>) -> Response {
+    let page = ErrorPage {
+        title: reason.title(),
+        sentence: reason.sentence(),
+        code: reason.code(),
+        detail,
+        client_host,
+    };
+    match page.render() {
+        Ok(html) => html_response(reason.status(), html),
+        Err(error) => {
+            tracing::error!(%error, "cannot render the error page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// An HTML response with the page hygiene headers.
+pub fn html_response(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_values_are_escaped() {
+        let response = error_page(
+            PageReason::Client(ErrorCode::InvalidMetadata),
+            "<script>alert(1)</script>",
+            Some("\"><img src=x onerror=alert(1)>.example"),
+        );
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("frame-ancestors 'none'"));
+        let html = body(response).await;
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<img"));
+        // Present, but as text.
+        assert!(html.contains("script&#62;alert(1)") || html.contains("script&gt;alert(1)"));
+    }
+
+    #[tokio::test]
+    async fn every_client_code_has_a_sentence_and_a_status() {
+        for code in ErrorCode::ALL {
+            let reason = PageReason::Client(code);
+            assert!(!reason.sentence().is_empty());
+            let response = error_page(reason, "detail", Some("app.example"));
+            assert!(response.status().is_client_error() || response.status().is_server_error());
+            assert!(body(response).await.contains(code.as_str()));
+        }
+    }
+}

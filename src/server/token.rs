@@ -1,0 +1,442 @@
+//! `/token`: authenticate the CIMD client, open what we sealed, call the
+//! provider as the pre-registered client, and make the answer the client's.
+//!
+//! Every request re-resolves the client's document (through the cache) and
+//! re-applies the current policy, which is how revocation works without a
+//! registry: deny a client_id, or let its document vanish, and its refresh
+//! tokens stop at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::authorize::short;
+use super::callback::SealedCode;
+use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_client};
+use super::params::Params;
+use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
+use crate::client_id::{ClientIdUrl, is_url_client_id};
+use crate::config::RedirectMode;
+use crate::id_token::{IdTokenError, IdTokenVerifier, reissue_claims};
+use crate::policy::Action;
+use crate::seal::Purpose;
+
+/// What the client's refresh token holds: the provider's, bound to the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SealedRefresh {
+    upstream_refresh_token: String,
+    client_id: String,
+    scope: String,
+    upstream_client: String,
+}
+
+/// The lifetime of the id_tokens the proxy issues.
+const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Handles `POST /token`.
+pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match Params::parse(&body) {
+        Ok(params) => params,
+        Err(error) => {
+            return TokenError::new(OAuthErrorCode::InvalidRequest, error.to_string())
+                .into_response();
+        }
+    };
+    let auth = TokenClientAuth {
+        client_id: params.get("client_id").map(str::to_owned),
+        client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
+        client_assertion: params.get("client_assertion").map(str::to_owned),
+        has_client_secret: params.get("client_secret").is_some(),
+    };
+    let claimed = match ClientAuthenticator::claimed_client_id(&auth) {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            return TokenError::new(OAuthErrorCode::InvalidClient, error.description())
+                .into_response();
+        }
+    };
+    let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
+    let client_id = match claimed {
+        Some(id) if is_url_client_id(&id) => id,
+        // A pre-registered client (or one we cannot name): the provider's business.
+        other => return forward(&state, body, &headers, other.as_deref(), &grant_type).await,
+    };
+    let outcome = cimd_token(&state, &params, &auth, &client_id, &grant_type).await;
+    let (status, error) = match &outcome {
+        Ok(response) => (response.status().as_u16(), "-".to_owned()),
+        Err(error) => (
+            error.code.token_status().as_u16(),
+            error.code.as_str().to_owned(),
+        ),
+    };
+    tracing::info!(
+        target: "audit",
+        event = "token",
+        client_id = %short(&client_id),
+        grant_type = %short(&grant_type),
+        status,
+        error = %error,
+    );
+    outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn forward(
+    state: &AppState,
+    body: Bytes,
+    headers: &HeaderMap,
+    client_id: Option<&str>,
+    grant_type: &str,
+) -> Response {
+    tracing::info!(
+        target: "audit",
+        event = "token",
+        client_id = %short(client_id.unwrap_or("-")),
+        grant_type = %short(grant_type),
+        decision = "pass_through",
+    );
+    let authorization = headers.get(header::AUTHORIZATION).cloned();
+    match state
+        .provider
+        .forward_token_request(body, authorization)
+        .await
+    {
+        Ok(answer) => {
+            let (parts, body) = answer.into_parts();
+            let mut response = (parts.status, body).into_response();
+            if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type.clone());
+            }
+            no_store(&mut response);
+            response
+        }
+        Err(error) => TokenError::new(
+            OAuthErrorCode::TemporarilyUnavailable,
+            format!("the identity provider is unavailable: {error}"),
+        )
+        .into_response(),
+    }
+}
+
+/// The token request of a CIMD client.
+async fn cimd_token(
+    state: &AppState,
+    params: &Params,
+    auth: &TokenClientAuth,
+    client_id: &str,
+    grant_type: &str,
+) -> Result<Response, TokenError> {
+    let client = ClientIdUrl::parse(client_id)
+        .map_err(|error| TokenError::new(OAuthErrorCode::InvalidClient, error.to_string()))?;
+    // Revocation without a registry: the document and the policy, now.
+    let resolved = state
+        .cache
+        .resolve(&client)
+        .await
+        .map_err(|error| token_error_for_client(error.code(), error.to_string()))?;
+    let metadata = &resolved.document.metadata;
+    if state.policy.decide(&client, metadata).action == Action::Deny {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidClient,
+            "the operator's policy denies this client",
+        ));
+    }
+    state
+        .client_auth
+        .authenticate(&client, metadata, auth)
+        .await
+        .map_err(|error| {
+            TokenError::new(
+                OAuthErrorCode::from_provider(error.oauth_error()),
+                error.description(),
+            )
+        })?;
+    match grant_type {
+        "authorization_code" => authorization_code(state, params, client_id).await,
+        "refresh_token" => refresh_token(state, params, client_id).await,
+        "" => Err(TokenError::new(
+            OAuthErrorCode::InvalidRequest,
+            "grant_type is missing",
+        )),
+        _ => Err(TokenError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "only authorization_code and refresh_token are supported",
+        )),
+    }
+}
+
+async fn authorization_code(
+    state: &AppState,
+    params: &Params,
+    client_id: &str,
+) -> Result<Response, TokenError> {
+    let Some(code) = params.get("code") else {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidRequest,
+            "code is missing",
+        ));
+    };
+    let Some(verifier) = params.get("code_verifier") else {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidRequest,
+            "code_verifier is missing (PKCE is required)",
+        ));
+    };
+    let sealed: SealedCode = state.sealer.open(Purpose::Code, code).map_err(|error| {
+        TokenError::new(
+            OAuthErrorCode::InvalidGrant,
+            format!("the authorization code is not valid: {error}"),
+        )
+    })?;
+    if sealed.client_id != client_id {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidGrant,
+            "the authorization code was issued to another client",
+        ));
+    }
+    if params
+        .get("redirect_uri")
+        .is_some_and(|uri| uri != sealed.redirect_uri)
+    {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidGrant,
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let upstream_redirect = match state.upstream_mode(&sealed.upstream_client) {
+        RedirectMode::Relay => state.callback_url(),
+        RedirectMode::Direct => sealed.redirect_uri.clone(),
+    };
+    let answer = state
+        .provider
+        .token(
+            &sealed.upstream_client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &sealed.upstream_code),
+                ("redirect_uri", &upstream_redirect),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+        .map_err(|error| {
+            TokenError::new(
+                OAuthErrorCode::from_provider(error.oauth_error()),
+                format!("the identity provider is unavailable: {error}"),
+            )
+        })?;
+    let openid = sealed.scope.split(' ').any(|scope| scope == "openid");
+    finish(
+        state,
+        answer,
+        client_id,
+        &sealed.upstream_client,
+        &sealed.scope,
+        openid.then_some(sealed.nonce.as_deref()),
+    )
+    .await
+}
+
+async fn refresh_token(
+    state: &AppState,
+    params: &Params,
+    client_id: &str,
+) -> Result<Response, TokenError> {
+    let Some(token) = params.get("refresh_token") else {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidRequest,
+            "refresh_token is missing",
+        ));
+    };
+    let sealed: SealedRefresh =
+        state
+            .sealer
+            .open(Purpose::RefreshToken, token)
+            .map_err(|error| {
+                TokenError::new(
+                    OAuthErrorCode::InvalidGrant,
+                    format!("the refresh token is not valid: {error}"),
+                )
+            })?;
+    if sealed.client_id != client_id {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidGrant,
+            "the refresh token was issued to another client",
+        ));
+    }
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", sealed.upstream_refresh_token.as_str()),
+    ];
+    if let Some(scope) = params.get("scope") {
+        form.push(("scope", scope));
+    }
+    let answer = state
+        .provider
+        .token(&sealed.upstream_client, &form)
+        .await
+        .map_err(|error| {
+            TokenError::new(
+                OAuthErrorCode::from_provider(error.oauth_error()),
+                format!("the identity provider is unavailable: {error}"),
+            )
+        })?;
+    let openid = sealed.scope.split(' ').any(|scope| scope == "openid");
+    finish(
+        state,
+        answer,
+        client_id,
+        &sealed.upstream_client,
+        &sealed.scope,
+        openid.then_some(None),
+    )
+    .await
+    .map(|mut response| {
+        // A provider that does not rotate refresh tokens leaves the client
+        // with the one it has, which stays valid.
+        no_store(&mut response);
+        response
+    })
+}
+
+/// Turns the provider's answer into the client's: the refresh token sealed
+/// to the client, the id_token re-issued under the proxy's key.
+/// `openid` is `Some(expected nonce)` when the client asked for `openid`.
+async fn finish(
+    state: &AppState,
+    answer: crate::upstream::TokenResponse,
+    client_id: &str,
+    upstream_client: &str,
+    scope: &str,
+    openid: Option<Option<&str>>,
+) -> Result<Response, TokenError> {
+    let mut body = answer.body;
+    if !answer.status.is_success() {
+        // The provider's OAuth error passes through, reduced to its known fields.
+        let code = body
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or(OAuthErrorCode::ServerError, OAuthErrorCode::from_provider);
+        if code == OAuthErrorCode::InvalidClient {
+            // The client authenticated to us; the provider refusing *our*
+            // credentials is our fault, not the client's.
+            tracing::error!(
+                upstream_client,
+                "the provider refused the proxy's credentials for this upstream client"
+            );
+            return Err(TokenError::new(
+                OAuthErrorCode::ServerError,
+                "the proxy's credentials were refused by the identity provider",
+            ));
+        }
+        let description = body
+            .get("error_description")
+            .and_then(Value::as_str)
+            .map(|text| text.chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        return Err(TokenError::new(code, description));
+    }
+    if let Some(Value::String(upstream_refresh_token)) = body.remove("refresh_token") {
+        let sealed = state.sealer.seal(
+            Purpose::RefreshToken,
+            state.config.seal.refresh_token_ttl,
+            &SealedRefresh {
+                upstream_refresh_token,
+                client_id: client_id.to_owned(),
+                scope: scope.to_owned(),
+                upstream_client: upstream_client.to_owned(),
+            },
+        );
+        body.insert("refresh_token".into(), Value::String(sealed));
+    }
+    let provider_id_token = body.remove("id_token");
+    if let (Some(expected_nonce), Some(Value::String(id_token))) = (openid, provider_id_token) {
+        let ours = reissue_id_token(
+            state,
+            &id_token,
+            client_id,
+            upstream_client,
+            expected_nonce,
+            body.get("access_token").and_then(Value::as_str),
+        )
+        .await?;
+        body.insert("id_token".into(), Value::String(ours));
+    }
+    let mut response = (StatusCode::OK, Json(Value::Object(body))).into_response();
+    no_store(&mut response);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Verifies the provider's id_token and issues the proxy's own.
+async fn reissue_id_token(
+    state: &AppState,
+    id_token: &str,
+    client_id: &str,
+    upstream_client: &str,
+    expected_nonce: Option<&str>,
+    access_token: Option<&str>,
+) -> Result<String, TokenError> {
+    let provider = state.provider.metadata();
+    let audience = state
+        .provider
+        .client_id_of(upstream_client)
+        .unwrap_or_default()
+        .to_owned();
+    let verifier = IdTokenVerifier::new(provider.issuer.clone(), audience);
+    let unavailable = |error: &dyn std::fmt::Display| {
+        TokenError::new(
+            OAuthErrorCode::TemporarilyUnavailable,
+            format!("cannot read the identity provider's keys: {error}"),
+        )
+    };
+    let keys = state
+        .provider
+        .jwks(false)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let claims = match verifier.verify(id_token, &keys, expected_nonce) {
+        Err(IdTokenError::UnknownKey) => {
+            // The provider may have rotated its keys: refetch once.
+            let keys = state
+                .provider
+                .jwks(true)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            verifier.verify(id_token, &keys, expected_nonce)
+        }
+        other => other,
+    }
+    .map_err(|error| {
+        tracing::warn!(%error, "the provider's id_token failed verification");
+        TokenError::new(
+            OAuthErrorCode::ServerError,
+            "the identity provider's id_token could not be verified",
+        )
+    })?;
+    let claims: Map<String, Value> = claims;
+    let ours = reissue_claims(
+        &claims,
+        &state.issuer,
+        client_id,
+        expected_nonce,
+        access_token,
+        state.signing.alg(),
+        ID_TOKEN_LIFETIME,
+    );
+    state.signing.sign(&ours).map_err(|error| {
+        tracing::error!(%error, "cannot sign an id_token");
+        TokenError::new(OAuthErrorCode::ServerError, "cannot sign the id_token")
+    })
+}
