@@ -1,0 +1,326 @@
+// What an attacker tries, and exactly what the proxy answers: error pages
+// (never redirects) until the client and its redirect_uri are trusted, error
+// redirects with state and iss after that, and the right OAuth error at /token.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as jose from 'jose';
+import { createWorld } from './lib/world.js';
+import { newSealKey } from './lib/proxy.js';
+import {
+  authorizeThrough, codeFor, exchangePublic, getManual, pkce, postForm, publicClientDocument, random, withQuery,
+} from './lib/oauth.js';
+import { assertErrorPage, assertErrorRedirect, assertTokenError } from './lib/assert-oauth.js';
+
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const STATE_TTL_S = 10;
+
+let world;
+let short; // same keys and public URL, state_ttl_s = 10, code_ttl_s = 1
+let other; // same public URL, a different seal key: another deployment
+let pendingExpiry; // a provider→/callback URL whose state `short` sealed, to present once expired
+const clients = {};
+
+before(async () => {
+  world = await createWorld('50-attacks', {
+    proxy: (w) => ({
+      rules: [
+        { client_id: w.docs.clientId('denied-app'), action: 'deny' },
+        { client_id: w.docs.clientId('scoped-app'), action: 'allow', scopes: ['openid'] },
+      ],
+    }),
+  });
+  const { docs } = world;
+  const cb = (name) => `${docs.origin}/${name}/callback`;
+  for (const name of ['alice', 'mallory', 'denied-app', 'scoped-app']) {
+    clients[name] = { redirectUri: cb(name), clientId: docs.addClient(name, (id) => publicClientDocument(id, [cb(name)])) };
+  }
+  clients.mismatch = {
+    redirectUri: cb('mismatch'),
+    clientId: docs.addClient('mismatch', () => publicClientDocument('https://elsewhere.invalid/clients/mismatch.json', [cb('mismatch')])),
+  };
+  clients.secretive = {
+    redirectUri: cb('secretive'),
+    clientId: docs.addClient('secretive', (id) => publicClientDocument(id, [cb('secretive')], {
+      token_endpoint_auth_method: 'client_secret_basic', client_secret: 'leaked',
+    })),
+  };
+
+  // private_key_jwt client and an attacker's key.
+  const { publicKey, privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
+  const attacker = await jose.generateKeyPair('RS256', { extractable: true });
+  const kid = 'signer-1';
+  const jwk = { ...(await jose.exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+  const jwksUri = docs.serve('/jwks/signer.json', { keys: [jwk] });
+  clients.signer = {
+    redirectUri: cb('signer'),
+    kid,
+    privateKey,
+    publicKey,
+    attackerKey: attacker.privateKey,
+    clientId: docs.addClient('signer', (id) => ({
+      client_id: id,
+      redirect_uris: [cb('signer')],
+      grant_types: ['authorization_code', 'refresh_token'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'],
+      jwks_uri: jwksUri,
+    })),
+  };
+
+  const shared = { publicUrl: world.proxy.publicUrl };
+  short = await world.startProxy({ name: 'proxy-short-ttl', ...shared, stateTtlS: STATE_TTL_S, codeTtlS: 1 });
+  other = await world.startProxy({ name: 'proxy-other-deployment', ...shared, sealKeys: [newSealKey()] });
+
+  // Start the clock for the expired-state test now; it is checked last.
+  const run = await authorizeThrough(short, { ...clients.alice, stopAtCallback: true });
+  assert.ok(run.stoppedAt, JSON.stringify(run.hops));
+  pendingExpiry = { url: run.stoppedAt, sealedAt: Date.now() };
+});
+after(async () => { await world?.close(); });
+
+const authorizeUrl = (proxy, { clientId, redirectUri }, params = {}) => {
+  const { challenge } = pkce();
+  return withQuery(proxy.url('/authorize'), {
+    response_type: 'code', client_id: clientId, redirect_uri: redirectUri, scope: 'openid',
+    state: 'client-state-123', code_challenge: challenge, code_challenge_method: 'S256', ...params,
+  });
+};
+
+// ---------------------------------------------------------------- /authorize
+
+test('/authorize: redirect_uri not in the document ⇒ 400 HTML, no Location', async (t) => {
+  const res = await getManual(authorizeUrl(world.proxy, clients.alice, { redirect_uri: 'https://evil.invalid/callback' }));
+  assertErrorPage(res, 400);
+  assert.ok(!res.body.includes('evil.invalid/callback?'), 'no link built to the attacker');
+});
+
+test('/authorize: a redirect_uri differing only by path or by port (non-loopback) ⇒ 400 HTML', async (t) => {
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, clients.alice, { redirect_uri: `${clients.alice.redirectUri}/x` })), 400);
+  const port = new URL(world.docs.origin).port;
+  const otherPort = clients.alice.redirectUri.replace(`:${port}/`, `:${Number(port) + 1}/`);
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, clients.alice, { redirect_uri: otherPort })), 400);
+});
+
+test('/authorize: a document whose client_id is another URL ⇒ 400 HTML, no Location', async (t) => {
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, clients.mismatch)), 400);
+});
+
+test('/authorize: a document carrying a client_secret ⇒ 400 HTML, no Location', async (t) => {
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, clients.secretive)), 400);
+});
+
+test('/authorize: a client_id whose document is missing (404) ⇒ 400 HTML, no Location', async (t) => {
+  const ghost = { clientId: world.docs.clientId('ghost'), redirectUri: `${world.docs.origin}/ghost/callback` };
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, ghost)), 400);
+});
+
+test('/authorize: a client the policy denies ⇒ 403 HTML, no Location', async (t) => {
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, clients['denied-app'])), 403);
+});
+
+test('/authorize: PKCE missing ⇒ error=invalid_request redirect with state and iss', async (t) => {
+  const res = await getManual(authorizeUrl(world.proxy, clients.alice, { code_challenge: undefined, code_challenge_method: undefined }));
+  assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'invalid_request', state: 'client-state-123', iss: world.proxy.issuer });
+});
+
+test('/authorize: PKCE plain ⇒ error=invalid_request redirect with state and iss', async (t) => {
+  const res = await getManual(authorizeUrl(world.proxy, clients.alice, { code_challenge: 'a'.repeat(43), code_challenge_method: 'plain' }));
+  assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'invalid_request', state: 'client-state-123', iss: world.proxy.issuer });
+});
+
+test('/authorize: response_type=token ⇒ error=unsupported_response_type redirect', async (t) => {
+  const res = await getManual(authorizeUrl(world.proxy, clients.alice, { response_type: 'token' }));
+  assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'unsupported_response_type', state: 'client-state-123', iss: world.proxy.issuer });
+});
+
+test('/authorize: only scopes above the rule\'s ceiling ⇒ error=invalid_scope redirect', async (t) => {
+  const res = await getManual(authorizeUrl(world.proxy, clients['scoped-app'], { scope: 'email' }));
+  assertErrorRedirect(res, { redirectUri: clients['scoped-app'].redirectUri, error: 'invalid_scope', state: 'client-state-123', iss: world.proxy.issuer });
+  // Within the ceiling, the rest is cut and the request goes upstream.
+  const ok = await getManual(authorizeUrl(world.proxy, clients['scoped-app'], { scope: 'openid email' }));
+  assert.equal(ok.status, 302);
+  assert.equal(new URL(ok.location).searchParams.get('scope'), 'openid');
+});
+
+// ---------------------------------------------------------------- /callback
+
+test('/callback: a tampered state ⇒ 400 HTML, no Location', async (t) => {
+  const run = await authorizeThrough(world.proxy, { ...clients.alice, stopAtCallback: true });
+  const callback = new URL(run.stoppedAt);
+  const state = callback.searchParams.get('state');
+  const i = Math.floor(state.length / 2);
+  const flipped = state.slice(0, i) + (state[i] === 'A' ? 'B' : 'A') + state.slice(i + 1);
+  callback.searchParams.set('state', flipped);
+  assertErrorPage(await getManual(world.proxy.url(`/callback${callback.search}`)), 400);
+  // The untampered one still works: the page above was about the state alone.
+  const good = await getManual(world.proxy.url(`/callback${run.stoppedAt.search}`));
+  assert.equal(good.status, 302);
+  assert.equal(new URL(good.location).searchParams.get('state'), run.state);
+});
+
+test('/callback: a state from another deployment (another seal key) ⇒ 400 HTML, no Location', async (t) => {
+  const run = await authorizeThrough(other, { ...clients.alice, stopAtCallback: true });
+  assert.ok(run.stoppedAt, JSON.stringify(run.hops));
+  assertErrorPage(await getManual(world.proxy.url(`/callback${run.stoppedAt.search}`)), 400);
+});
+
+test('/callback: an iss naming another issuer (mix-up, RFC 9207) ⇒ error=access_denied redirect, no code', async (t) => {
+  const run = await authorizeThrough(world.proxy, { ...clients.alice, stopAtCallback: true });
+  const callback = new URL(run.stoppedAt);
+  assert.equal(callback.searchParams.get('iss'), world.provider.issuer, 'oidc-provider sends iss');
+  callback.searchParams.set('iss', 'https://attacker.invalid');
+  const res = await getManual(world.proxy.url(`/callback${callback.search}`));
+  assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'access_denied', state: run.state, iss: world.proxy.issuer });
+});
+
+test('/callback: the provider\'s error is relayed to the client with its state and the proxy\'s iss', async (t) => {
+  const run = await authorizeThrough(world.proxy, { ...clients.alice, stopAtCallback: true });
+  const sealed = run.stoppedAt.searchParams.get('state');
+  const res = await getManual(world.proxy.url(`/callback?${new URLSearchParams({
+    error: 'access_denied', error_description: 'the user said no', state: sealed, iss: world.provider.issuer,
+  })}`));
+  assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'access_denied', state: run.state, iss: world.proxy.issuer });
+});
+
+test('/callback: a missing state ⇒ 400 HTML', async (t) => {
+  assertErrorPage(await getManual(world.proxy.url('/callback?code=abc')), 400);
+});
+
+// ---------------------------------------------------------------- /token, public clients
+
+test('/token: a sealed code replayed by another client_id ⇒ invalid_grant', async (t) => {
+  const alice = await codeFor(world.proxy, clients.alice);
+  const res = await exchangePublic(world.proxy, {
+    clientId: clients.mallory.clientId, code: alice.code, redirectUri: clients.mallory.redirectUri, verifier: alice.verifier,
+  });
+  assertTokenError(res, { status: 400, error: 'invalid_grant' }, t);
+  // Alice's own exchange still works.
+  const mine = await exchangePublic(world.proxy, { ...clients.alice, code: alice.code, verifier: alice.verifier });
+  assert.equal(mine.status, 200, mine.text);
+});
+
+test('/token: the same code twice ⇒ invalid_grant the second time', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  const first = await exchangePublic(world.proxy, { ...clients.alice, code: run.code, verifier: run.verifier });
+  assert.equal(first.status, 200, first.text);
+  assertTokenError(await exchangePublic(world.proxy, { ...clients.alice, code: run.code, verifier: run.verifier }),
+    { status: 400, error: 'invalid_grant' }, t);
+});
+
+test('/token: wrong redirect_uri ⇒ invalid_grant', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  assertTokenError(await exchangePublic(world.proxy, {
+    clientId: clients.alice.clientId, code: run.code, verifier: run.verifier, redirectUri: `${clients.alice.redirectUri}/other`,
+  }), { status: 400, error: 'invalid_grant' }, t);
+});
+
+test('/token: wrong PKCE verifier ⇒ invalid_grant (the provider says so)', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  assertTokenError(await exchangePublic(world.proxy, { ...clients.alice, code: run.code, verifier: pkce().verifier }),
+    { status: 400, error: 'invalid_grant' }, t);
+});
+
+test('/token: a forged code ⇒ invalid_grant', async (t) => {
+  assertTokenError(await exchangePublic(world.proxy, { ...clients.alice, code: random(60), verifier: pkce().verifier }),
+    { status: 400, error: 'invalid_grant' }, t);
+});
+
+test('/token: a refresh token presented by another client_id ⇒ invalid_grant', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  const tokens = await exchangePublic(world.proxy, { ...clients.alice, code: run.code, verifier: run.verifier });
+  assert.equal(tokens.status, 200, tokens.text);
+  assert.ok(tokens.json.refresh_token);
+  const stolen = await postForm(world.proxy.url('/token'), {
+    grant_type: 'refresh_token', client_id: clients.mallory.clientId, refresh_token: tokens.json.refresh_token,
+  });
+  assertTokenError(stolen, { status: 400, error: 'invalid_grant' }, t);
+  const own = await postForm(world.proxy.url('/token'), {
+    grant_type: 'refresh_token', client_id: clients.alice.clientId, refresh_token: tokens.json.refresh_token,
+  });
+  assert.equal(own.status, 200, own.text);
+});
+
+test('/token: a code older than code_ttl_s ⇒ invalid_grant', async (t) => {
+  const run = await authorizeThrough(short, { ...clients.alice, stopAtCallback: true });
+  const relayed = await getManual(short.url(`/callback${run.stoppedAt.search}`));
+  assert.equal(relayed.status, 302);
+  const code = new URL(relayed.location).searchParams.get('code');
+  await sleep(2500);
+  assertTokenError(await exchangePublic(short, { ...clients.alice, code, verifier: run.verifier }),
+    { status: 400, error: 'invalid_grant' }, t);
+});
+
+// ---------------------------------------------------------------- /token, private_key_jwt
+
+async function assertion({ key, alg = 'RS256', kid, aud, claims = {}, header = {} }) {
+  const now = Math.floor(Date.now() / 1000);
+  const { clientId } = clients.signer;
+  const payload = {
+    iss: clientId, sub: clientId, aud: aud ?? world.proxy.issuer, iat: now, exp: now + 60, jti: random(), ...claims,
+  };
+  return new jose.SignJWT(payload)
+    .setProtectedHeader({ alg, typ: 'JWT', ...(kid ? { kid } : {}), ...header })
+    .sign(key);
+}
+
+function unsigned(claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${enc({ alg: 'none', typ: 'JWT' })}.${enc(claims)}.`;
+}
+
+function exchangeSigned(code, verifier, clientAssertion, extra = {}) {
+  return postForm(world.proxy.url('/token'), {
+    grant_type: 'authorization_code', code, redirect_uri: clients.signer.redirectUri, code_verifier: verifier,
+    client_assertion_type: ASSERTION_TYPE, client_assertion: clientAssertion, ...extra,
+  });
+}
+
+test('/token private_key_jwt: every forged assertion ⇒ invalid_client 401; replay ⇒ invalid_client', async (t) => {
+  const { clientId, kid, privateKey, publicKey, attackerKey } = clients.signer;
+  const a = await codeFor(world.proxy, clients.signer);
+  const b = await codeFor(world.proxy, clients.signer);
+  const now = Math.floor(Date.now() / 1000);
+  const spki = await jose.exportSPKI(publicKey);
+
+  const forged = {
+    'no assertion at all (public-client style)': null,
+    'wrong aud': await assertion({ key: privateKey, kid, aud: 'https://elsewhere.invalid/token' }),
+    'alg none': unsigned({ iss: clientId, sub: clientId, aud: world.proxy.issuer, iat: now, exp: now + 60, jti: random() }),
+    'HS256 signed with the public key': await assertion({ key: new TextEncoder().encode(spki), alg: 'HS256', kid }),
+    'unknown kid (attacker key)': await assertion({ key: attackerKey, kid: 'attacker-key' }),
+    'bad signature (attacker key, real kid)': await assertion({ key: attackerKey, kid }),
+    'expired': await assertion({ key: privateKey, kid, claims: { exp: now - 120, iat: now - 300 } }),
+    'sub is another client': await assertion({ key: privateKey, kid, claims: { sub: clients.alice.clientId } }),
+  };
+  for (const [name, jwt] of Object.entries(forged)) {
+    const res = jwt === null
+      ? await exchangePublic(world.proxy, { clientId, code: b.code, redirectUri: clients.signer.redirectUri, verifier: b.verifier })
+      : await exchangeSigned(b.code, b.verifier, jwt);
+    assert.equal(res.status, 401, `${name}: ${res.status} ${res.text}`);
+    assert.equal(res.json?.error, 'invalid_client', `${name}: ${res.text}`);
+    t.diagnostic(`${name}: ${res.json.error_description}`);
+  }
+  // A form client_id naming another client than the assertion.
+  const mixed = await exchangeSigned(b.code, b.verifier, await assertion({ key: privateKey, kid }), { client_id: clients.alice.clientId });
+  assertTokenError(mixed, { status: 401, error: 'invalid_client' }, t);
+
+  // A good assertion works once...
+  const good = await assertion({ key: privateKey, kid });
+  const first = await exchangeSigned(a.code, a.verifier, good);
+  assert.equal(first.status, 200, first.text);
+  // ...and is refused when replayed, even with a fresh, valid code.
+  const replay = await exchangeSigned(b.code, b.verifier, good);
+  assertTokenError(replay, { status: 401, error: 'invalid_client' }, t);
+  // Code b was never spent by any of the refusals above.
+  const last = await exchangeSigned(b.code, b.verifier, await assertion({ key: privateKey, kid, aud: world.proxy.url('/token') }));
+  assert.equal(last.status, 200, `aud = the token endpoint is accepted too: ${last.text}`);
+});
+
+// ---------------------------------------------------------------- last: the clock-driven one
+
+test(`/callback: a state older than state_ttl_s (${STATE_TTL_S} s) ⇒ 400 HTML, no Location`, async (t) => {
+  const waitMs = pendingExpiry.sealedAt + STATE_TTL_S * 1000 + 1500 - Date.now();
+  if (waitMs > 0) await sleep(waitMs);
+  assertErrorPage(await getManual(short.url(`/callback${pendingExpiry.url.search}`)), 400);
+});

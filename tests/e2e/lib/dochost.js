@@ -1,0 +1,52 @@
+// The client document host: HTTPS on 127.0.0.2 with a certificate from the
+// test CA, serving client metadata documents and JWK sets registered per test.
+import https from 'node:https';
+import { listen, closeServer } from './net.js';
+
+export const DOC_HOST_IP = '127.0.0.2';
+
+/**
+ * Starts the host. Returns { origin, port, serve(path, body, opts), clientId(name), addClient(name, fn),
+ * requests, close() }.
+ */
+export async function startDocumentHost({ cert, key }) {
+  const routes = new Map();
+  const requests = [];
+  const server = https.createServer({ cert, key }, (req, res) => {
+    const path = req.url.split('?')[0];
+    requests.push({ method: req.method, path, headers: req.headers });
+    const route = routes.get(path);
+    if (!route || req.method !== 'GET') {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
+    const body = typeof route.body === 'string' ? route.body : JSON.stringify(route.body);
+    res.writeHead(route.status ?? 200, {
+      'content-type': route.contentType ?? 'application/json',
+      'cache-control': route.cacheControl ?? 'max-age=60',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  });
+  const port = await listen(server, 0, DOC_HOST_IP);
+  const origin = `https://${DOC_HOST_IP}:${port}`;
+
+  return {
+    origin,
+    port,
+    requests,
+    /** Serves `body` (object ⇒ JSON) at `path`. */
+    serve(path, body, opts = {}) { routes.set(path, { body, ...opts }); return `${origin}${path}`; },
+    /** The client_id URL of the document named `name`. */
+    clientId(name) { return `${origin}/clients/${name}.json`; },
+    /** Registers `/clients/<name>.json`; `build(clientId)` returns the document. Returns the client_id. */
+    addClient(name, build) {
+      const clientId = `${origin}/clients/${name}.json`;
+      routes.set(`/clients/${name}.json`, { body: build(clientId) });
+      return clientId;
+    },
+    fetchCount(path) { return requests.filter((r) => r.path === path).length; },
+    close: () => closeServer(server),
+  };
+}

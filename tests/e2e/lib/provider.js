@@ -1,0 +1,143 @@
+// The upstream identity provider: oidc-provider on 127.0.0.1, with an
+// account `test-user` and an interaction route that signs the user in and
+// grants consent at once, so a whole authorization runs without any page.
+import http from 'node:http';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { exportJWK } from 'jose';
+import { listen, closeServer } from './net.js';
+
+// oidc-provider 9 warns on every import under Node 20 (it prefers 22 LTS, and works on 20.19+)
+// and on every instance about its in-memory adapter, which is what a test wants. Only those two
+// known lines are dropped; every other warning goes through.
+const KNOWN_NOISE = [/^oidc-provider WARNING: Unsupported runtime/, /^oidc-provider WARNING: a quick start development-only in-memory adapter/];
+const consoleWarn = console.warn;
+console.warn = (...args) => {
+  if (typeof args[0] === 'string' && KNOWN_NOISE.some((re) => re.test(args[0]))) return;
+  consoleWarn(...args);
+};
+const { default: Provider } = await import('oidc-provider');
+
+export const TEST_USER = Object.freeze({
+  sub: 'test-user',
+  name: 'Test User',
+  email: 'test-user@example.test',
+  email_verified: true,
+});
+
+/**
+ * Starts the provider. `clients` are static clients (oidc-provider client
+ * metadata). `resourceIndicators`: accept any http(s) loopback resource.
+ * Returns { issuer, port, provider, url(path), stop(), start() } — `stop()` closes the
+ * listener and every open connection (to test "provider down"), `start()` reopens it on the same port.
+ */
+export async function startProvider({ clients, port = 0, log = () => {} } = {}) {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const signingJwk = { ...(await exportJWK(privateKey)), use: 'sig', alg: 'RS256', kid: 'provider-key-1' };
+
+  const server = http.createServer();
+  const actualPort = await listen(server, port, '127.0.0.1');
+  const issuer = `http://127.0.0.1:${actualPort}`;
+
+  const provider = new Provider(issuer, {
+    clients,
+    jwks: { keys: [signingJwk] },
+    cookies: { keys: [randomBytes(32).toString('hex')] },
+    claims: {
+      openid: ['sub'],
+      profile: ['name'],
+      email: ['email', 'email_verified'],
+    },
+    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    async findAccount(_ctx, sub) {
+      if (sub !== TEST_USER.sub) return undefined;
+      return { accountId: sub, async claims() { return { ...TEST_USER }; } };
+    },
+    features: {
+      devInteractions: { enabled: false },
+      registration: { enabled: false },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, resource) => ({
+          scope: 'mcp:tools mcp:resources',
+          audience: resource,
+          accessTokenFormat: 'opaque',
+        }),
+      },
+    },
+    pkce: { required: () => true },
+    // Refresh tokens for every authorization_code grant of a client allowed the refresh_token grant.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    ttl: {
+      AccessToken: 600,
+      AuthorizationCode: 120,
+      IdToken: 600,
+      RefreshToken: 3600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+    },
+  });
+  provider.on('server_error', (_ctx, err) => log(`server_error: ${err?.stack || err}`));
+  provider.on('grant.error', (_ctx, err) => log(`grant.error: ${err?.message} ${err?.error_description || ''}`));
+  provider.on('authorization.error', (_ctx, err) => log(`authorization.error: ${err?.message} ${err?.error_description || ''}`));
+
+  const providerCallback = provider.callback();
+  const requests = [];
+
+  server.on('request', (req, res) => {
+    requests.push({ method: req.method, url: req.url });
+    if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(req.url.split('?')[0])) {
+      finishInteraction(provider, req, res).catch((err) => {
+        log(`interaction failed: ${err?.stack || err}`);
+        if (!res.headersSent) {
+          res.statusCode = 500;
+          res.end(String(err?.message || err));
+        }
+      });
+      return;
+    }
+    providerCallback(req, res);
+  });
+
+  return {
+    issuer,
+    port: actualPort,
+    provider,
+    requests,
+    url: (path) => `${issuer}${path}`,
+    async stop() { await closeServer(server); },
+    async start() { await listen(server, actualPort, '127.0.0.1'); },
+  };
+}
+
+/** Signs `test-user` in and grants every requested scope, claim and resource, then resumes. */
+async function finishInteraction(provider, req, res) {
+  const interaction = await provider.interactionDetails(req, res);
+  const { params } = interaction;
+  let grant;
+  if (interaction.grantId) {
+    grant = await provider.Grant.find(interaction.grantId);
+  }
+  if (!grant) {
+    grant = new provider.Grant({ accountId: TEST_USER.sub, clientId: params.client_id });
+  }
+  if (params.scope) grant.addOIDCScope(params.scope);
+  if (params.claims) {
+    const claims = JSON.parse(params.claims);
+    const names = [...Object.keys(claims.id_token || {}), ...Object.keys(claims.userinfo || {})];
+    if (names.length) grant.addOIDCClaims(names);
+  }
+  const resources = params.resource === undefined ? [] : [].concat(params.resource);
+  for (const resource of resources) {
+    grant.addResourceScope(resource, params.scope || '');
+  }
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, {
+    login: { accountId: TEST_USER.sub, remember: false },
+    consent: { grantId },
+  }, { mergeWithLastSubmission: false });
+}

@@ -1,0 +1,170 @@
+// Spawning cimd-proxy: a configuration file per instance, stdout/stderr to
+// test-artifacts/, readiness through the admin /healthz, and a sure kill.
+import { spawn } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { proxyBin } from './paths.js';
+import { freePort } from './net.js';
+
+/** A fresh seal key: 32 random bytes, unpadded base64url (43 characters). */
+export function newSealKey() {
+  return randomBytes(32).toString('base64url');
+}
+
+/** Writes a fresh P-256 private key (PKCS#8 PEM) to `file`. */
+export function writeSigningKey(file) {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  return file;
+}
+
+const q = (s) => JSON.stringify(String(s));
+const list = (xs) => `[${xs.map((x) => (typeof x === 'number' ? String(x) : q(x))).join(', ')}]`;
+
+/** The TOML configuration of one instance. */
+export function proxyConfig(o) {
+  const lines = [
+    '[server]',
+    `public_url = ${q(o.publicUrl)}`,
+    `listen = ${q(`127.0.0.1:${o.port}`)}`,
+    `admin_listen = ${q(`127.0.0.1:${o.adminPort}`)}`,
+    '',
+    '[upstream]',
+    `issuer = ${q(o.providerIssuer)}`,
+    'timeout_ms = 3000',
+  ];
+  if (o.resourceParameter) lines.push(`resource_parameter = ${q(o.resourceParameter)}`);
+  lines.push(
+    '',
+    '[upstream.clients.main]',
+    'client_id = "proxy-app"',
+    'auth_method = "client_secret_basic"',
+    'client_secret_env = "UPSTREAM_SECRET"',
+    '',
+    '[fetch]',
+    `allowed_ports = ${list([o.docHostPort])}`,
+    `allow_cidrs = ${list(['127.0.0.2/32'])}`,
+    `extra_root_certs = ${q(o.caFile)}`,
+    'timeout_ms = 2000',
+    '',
+    '[seal]',
+    'keys_env = "CIMD_PROXY_SEAL_KEYS"',
+  );
+  if (o.codeTtlS) lines.push(`code_ttl_s = ${o.codeTtlS}`);
+  if (o.stateTtlS) lines.push(`state_ttl_s = ${o.stateTtlS}`);
+  lines.push(
+    '',
+    '[signing]',
+    `keys_file = ${q(o.signingKeysFile)}`,
+    '',
+    '[policy]',
+    `default_action = ${q(o.defaultAction ?? 'allow')}`,
+    'default_upstream_client = "main"',
+    'loopback_only_redirects = "allow"',
+  );
+  for (const rule of o.rules ?? []) {
+    lines.push('', '[[policy.rules]]', `client_id = ${q(rule.client_id)}`, `action = ${q(rule.action)}`);
+    if (rule.scopes) lines.push(`scopes = ${list(rule.scopes)}`);
+  }
+  if (o.resource) {
+    lines.push('', '[resource]', `resource = ${q(o.resource.resource)}`,
+      `scopes_supported = ${list(o.resource.scopes_supported ?? [])}`);
+  }
+  if (o.extraToml) lines.push('', o.extraToml);
+  return `${lines.join('\n')}\n`;
+}
+
+// Every proxy this process started dies with it, however the test file ends.
+const running = new Set();
+const killAll = () => { for (const child of running) child.kill('SIGKILL'); };
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => { killAll(); process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 })[signal]); });
+}
+
+/**
+ * Starts one proxy instance and waits until its admin /healthz answers 200 (10 s at most).
+ * `o`: see proxyConfig; `name` names the config and log files in `o.dir` / `o.artifacts`.
+ */
+export async function startProxy(o) {
+  if (!existsSync(proxyBin)) {
+    throw new Error(`proxy binary not found at ${proxyBin} (set CIMD_PROXY_BIN or run cargo build)`);
+  }
+  const port = o.port ?? await freePort();
+  const adminPort = o.adminPort ?? await freePort();
+  const publicUrl = o.publicUrl ?? `http://127.0.0.1:${port}`;
+  const full = { ...o, port, adminPort, publicUrl };
+  const configFile = path.join(o.dir, `${o.name}.toml`);
+  writeFileSync(configFile, proxyConfig(full));
+  writeFileSync(path.join(o.artifacts, `${o.name}.toml`), proxyConfig(full));
+
+  const stdoutFile = path.join(o.artifacts, `${o.name}.stdout.log`);
+  const stderrFile = path.join(o.artifacts, `${o.name}.stderr.log`);
+  const child = spawn(proxyBin, ['serve', '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      CIMD_PROXY_LOG: process.env.CIMD_PROXY_LOG || 'info',
+      NO_COLOR: '1',
+      UPSTREAM_SECRET: o.upstreamSecret,
+      CIMD_PROXY_SEAL_KEYS: o.sealKeys.join(','),
+    },
+  });
+  running.add(child);
+  const out = createWriteStream(stdoutFile);
+  const err = createWriteStream(stderrFile);
+  child.stdout.pipe(out);
+  child.stderr.pipe(err);
+  let exited = null;
+  const exitedPromise = new Promise((resolve) => {
+    child.on('exit', (code, signal) => { exited = { code, signal }; running.delete(child); resolve(exited); });
+  });
+
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const deadline = Date.now() + 10_000;
+  let lastError;
+  for (;;) {
+    if (exited) {
+      await sleep(50);
+      const stderr = existsSync(stderrFile) ? readFileSync(stderrFile, 'utf8') : '';
+      throw new Error(`proxy ${o.name} exited (${JSON.stringify(exited)}) before it was healthy:\n${stderr.slice(-3000)}`);
+    }
+    try {
+      const res = await fetch(`${admin}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) break;
+      lastError = `status ${res.status}`;
+    } catch (e) {
+      lastError = e.cause?.code || e.message;
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`proxy ${o.name} not healthy within 10 s (${lastError}); logs in ${o.artifacts}`);
+    }
+    await sleep(50);
+  }
+
+  return {
+    name: o.name,
+    issuer: publicUrl,
+    publicUrl,
+    port,
+    admin,
+    base: `http://127.0.0.1:${port}`,
+    configFile,
+    child,
+    url: (p) => `http://127.0.0.1:${port}${p}`,
+    async stop() {
+      if (exited) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exitedPromise;
+      clearTimeout(timer);
+      await new Promise((resolve) => { out.end(resolve); });
+      await new Promise((resolve) => { err.end(resolve); });
+    },
+  };
+}
