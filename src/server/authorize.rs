@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::oauth::{OAuthErrorCode, error_redirect, found, redirect_with};
+use super::oauth::{OAuthErrorCode, error_redirect, found, public_detail, redirect_with};
 use super::pages::{PageReason, error_page};
 use super::params::Params;
 use crate::client_id::{ClientIdUrl, is_url_client_id};
@@ -247,7 +247,7 @@ fn pass_through(state: &AppState, raw_query: &str) -> Response {
 /// An error page for a client we refuse, with the audit line.
 fn refuse(client_id: &str, host: Option<&str>, code: crate::ErrorCode, detail: &str) -> Response {
     audit(client_id, "refused", code.as_str(), None);
-    error_page(PageReason::Client(code), detail, host)
+    error_page(PageReason::Client(code), &public_detail(code, detail), host)
 }
 
 /// The scopes sent upstream: the request's, cut to the rule's ceiling, plus

@@ -50,7 +50,7 @@ pub struct AppState {
     /// Seals state, codes and refresh tokens.
     pub sealer: Sealer,
     /// The identity provider.
-    pub provider: Provider,
+    pub provider: Arc<Provider>,
     /// `private_key_jwt` verification.
     pub client_auth: ClientAuthenticator,
     /// The proxy's id_token keys.
@@ -119,7 +119,7 @@ impl AppState {
             policy: Policy::new(config.policy.clone()),
             issuer,
             sealer,
-            provider,
+            provider: Arc::new(provider),
             client_auth,
             signing,
             config,
@@ -275,12 +275,15 @@ pub async fn run(
         router(Arc::clone(&state)),
         until_stopped(stopped.clone()),
     ));
+    let readiness = crate::admin::Readiness::new();
+    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider(Arc::clone(&state.provider)));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
-        crate::admin::router(),
+        crate::admin::router(readiness),
         until_stopped(stopped),
     ));
     shutdown.await;
+    watcher.abort();
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop.send(true);
     let _ = tokio::join!(public, admin);

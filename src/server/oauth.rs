@@ -171,12 +171,101 @@ pub fn found(location: &str) -> Response {
     }
 }
 
+/// What a requester may learn about why a client was refused.
+///
+/// Problems with the client's own document are the client developer's to
+/// fix, so they are told precisely. Network-level refusals are not echoed:
+/// "internal.corp resolves to 10.2.3.4" would turn the proxy into an oracle
+/// for the internal DNS and network of whoever runs it. The full detail is
+/// logged for the operator.
+pub fn public_detail(code: ErrorCode, message: &str) -> String {
+    match code {
+        ErrorCode::BlockedAddress
+        | ErrorCode::PortNotAllowed
+        | ErrorCode::DnsFailure
+        | ErrorCode::ConnectFailure
+        | ErrorCode::TlsFailure
+        | ErrorCode::Timeout
+        | ErrorCode::FetchOverloaded => {
+            tracing::info!(code = code.as_str(), detail = %message, "client document not retrieved");
+            format!("the client's metadata document could not be retrieved ({code})")
+        }
+        _ => message.to_owned(),
+    }
+}
+
 /// Maps a refusal of the client itself to what the token endpoint says.
-pub fn token_error_for_client(code: ErrorCode, message: String) -> TokenError {
+pub fn token_error_for_client(code: ErrorCode, message: &str) -> TokenError {
+    let description = public_detail(code, message);
     match code {
         ErrorCode::FetchOverloaded | ErrorCode::Timeout => {
-            TokenError::new(OAuthErrorCode::TemporarilyUnavailable, message)
+            TokenError::new(OAuthErrorCode::TemporarilyUnavailable, description)
         }
-        _ => TokenError::new(OAuthErrorCode::InvalidClient, message),
+        _ => TokenError::new(OAuthErrorCode::InvalidClient, description),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_refusals_do_not_reveal_internal_addresses() {
+        let message = "internal.corp resolves to 10.2.3.4, a refused address (private, 10.0.0.0/8)";
+        for code in [
+            ErrorCode::BlockedAddress,
+            ErrorCode::DnsFailure,
+            ErrorCode::ConnectFailure,
+            ErrorCode::TlsFailure,
+            ErrorCode::Timeout,
+        ] {
+            let detail = public_detail(code, message);
+            assert!(!detail.contains("10.2.3.4"), "{detail}");
+            assert!(detail.contains(code.as_str()));
+        }
+        // The client's own document problems are the developer's to fix.
+        let mismatch = "the document has client_id \"https://a.example/x\"";
+        assert_eq!(
+            public_detail(ErrorCode::ClientIdMismatch, mismatch),
+            mismatch
+        );
+        let error = token_error_for_client(ErrorCode::BlockedAddress, message);
+        assert_eq!(error.code, OAuthErrorCode::InvalidClient);
+        assert!(!error.description.contains("10.2.3.4"));
+        assert_eq!(
+            token_error_for_client(ErrorCode::FetchOverloaded, "busy").code,
+            OAuthErrorCode::TemporarilyUnavailable
+        );
+    }
+
+    #[test]
+    fn error_redirects_keep_the_clients_query_and_add_state_and_iss() {
+        let response = error_redirect(
+            "https://app.example/cb?tenant=1",
+            OAuthErrorCode::InvalidRequest,
+            "PKCE is required",
+            Some("xyz"),
+            "https://proxy.example",
+        );
+        assert_eq!(response.status(), StatusCode::FOUND);
+        let location = response.headers()[header::LOCATION].to_str().unwrap();
+        let url = Url::parse(location).unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(pairs[0], ("tenant".into(), "1".into()));
+        assert!(pairs.contains(&("error".into(), "invalid_request".into())));
+        assert!(pairs.contains(&("state".into(), "xyz".into())));
+        assert!(pairs.contains(&("iss".into(), "https://proxy.example".into())));
+    }
+
+    #[test]
+    fn unknown_provider_errors_are_not_reflected() {
+        assert_eq!(
+            OAuthErrorCode::from_provider("<script>"),
+            OAuthErrorCode::ServerError
+        );
+        assert_eq!(
+            OAuthErrorCode::from_provider("login_required"),
+            OAuthErrorCode::AccessDenied
+        );
     }
 }

@@ -68,7 +68,16 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
         // A pre-registered client (or one we cannot name): the provider's business.
         other => return forward(&state, body, &headers, other.as_deref(), &grant_type).await,
     };
-    let outcome = cimd_token(&state, &params, &auth, &client_id, &grant_type).await;
+    let mut upstream_client = None;
+    let outcome = cimd_token(
+        &state,
+        &params,
+        &auth,
+        &client_id,
+        &grant_type,
+        &mut upstream_client,
+    )
+    .await;
     let (status, error) = match &outcome {
         Ok(response) => (response.status().as_u16(), "-".to_owned()),
         Err(error) => (
@@ -80,6 +89,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
         target: "audit",
         event = "token",
         client_id = %short(&client_id),
+        upstream_client = upstream_client.as_deref().unwrap_or("-"),
         grant_type = %short(&grant_type),
         status,
         error = %error,
@@ -118,21 +128,33 @@ async fn forward(
             no_store(&mut response);
             response
         }
-        Err(error) => TokenError::new(
-            OAuthErrorCode::TemporarilyUnavailable,
-            format!("the identity provider is unavailable: {error}"),
-        )
-        .into_response(),
+        Err(error) => provider_unavailable(&error).into_response(),
     }
 }
 
-/// The token request of a CIMD client.
+/// A provider failure as the client sees it: the code, and a sentence
+/// that does not reveal the provider's address or our transport; the
+/// detail goes to the log.
+fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
+    tracing::warn!(%error, "token request to the provider failed");
+    let code = OAuthErrorCode::from_provider(error.oauth_error());
+    let description = if code == OAuthErrorCode::TemporarilyUnavailable {
+        "the identity provider is unavailable; try again later"
+    } else {
+        "the proxy could not complete the request at the identity provider"
+    };
+    TokenError::new(code, description)
+}
+
+/// The token request of a CIMD client. `upstream_client` learns, for the
+/// audit line, which pre-registered client the grant was made as.
 async fn cimd_token(
     state: &AppState,
     params: &Params,
     auth: &TokenClientAuth,
     client_id: &str,
     grant_type: &str,
+    upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
     let client = ClientIdUrl::parse(client_id)
         .map_err(|error| TokenError::new(OAuthErrorCode::InvalidClient, error.to_string()))?;
@@ -141,7 +163,7 @@ async fn cimd_token(
         .cache
         .resolve(&client)
         .await
-        .map_err(|error| token_error_for_client(error.code(), error.to_string()))?;
+        .map_err(|error| token_error_for_client(error.code(), &error.to_string()))?;
     let metadata = &resolved.document.metadata;
     if state.policy.decide(&client, metadata).action == Action::Deny {
         return Err(TokenError::new(
@@ -160,8 +182,8 @@ async fn cimd_token(
             )
         })?;
     match grant_type {
-        "authorization_code" => authorization_code(state, params, client_id).await,
-        "refresh_token" => refresh_token(state, params, client_id).await,
+        "authorization_code" => authorization_code(state, params, client_id, upstream_client).await,
+        "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
         "" => Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
             "grant_type is missing",
@@ -177,6 +199,7 @@ async fn authorization_code(
     state: &AppState,
     params: &Params,
     client_id: &str,
+    upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
     let Some(code) = params.get("code") else {
         return Err(TokenError::new(
@@ -202,6 +225,7 @@ async fn authorization_code(
             "the authorization code was issued to another client",
         ));
     }
+    *upstream_client = Some(sealed.upstream_client.clone());
     if params
         .get("redirect_uri")
         .is_some_and(|uri| uri != sealed.redirect_uri)
@@ -227,12 +251,7 @@ async fn authorization_code(
             ],
         )
         .await
-        .map_err(|error| {
-            TokenError::new(
-                OAuthErrorCode::from_provider(error.oauth_error()),
-                format!("the identity provider is unavailable: {error}"),
-            )
-        })?;
+        .map_err(|error| provider_unavailable(&error))?;
     let openid = sealed.scope.split(' ').any(|scope| scope == "openid");
     finish(
         state,
@@ -249,6 +268,7 @@ async fn refresh_token(
     state: &AppState,
     params: &Params,
     client_id: &str,
+    upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
     let Some(token) = params.get("refresh_token") else {
         return Err(TokenError::new(
@@ -272,6 +292,7 @@ async fn refresh_token(
             "the refresh token was issued to another client",
         ));
     }
+    *upstream_client = Some(sealed.upstream_client.clone());
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", sealed.upstream_refresh_token.as_str()),
@@ -283,12 +304,7 @@ async fn refresh_token(
         .provider
         .token(&sealed.upstream_client, &form)
         .await
-        .map_err(|error| {
-            TokenError::new(
-                OAuthErrorCode::from_provider(error.oauth_error()),
-                format!("the identity provider is unavailable: {error}"),
-            )
-        })?;
+        .map_err(|error| provider_unavailable(&error))?;
     let openid = sealed.scope.split(' ').any(|scope| scope == "openid");
     finish(
         state,
@@ -299,12 +315,6 @@ async fn refresh_token(
         openid.then_some(None),
     )
     .await
-    .map(|mut response| {
-        // A provider that does not rotate refresh tokens leaves the client
-        // with the one it has, which stays valid.
-        no_store(&mut response);
-        response
-    })
 }
 
 /// Turns the provider's answer into the client's: the refresh token sealed
@@ -344,6 +354,8 @@ async fn finish(
             .unwrap_or_default();
         return Err(TokenError::new(code, description));
     }
+    // A provider that does not rotate refresh tokens sends none back; the
+    // client keeps the sealed one it has, which stays valid.
     if let Some(Value::String(upstream_refresh_token)) = body.remove("refresh_token") {
         let sealed = state.sealer.seal(
             Purpose::RefreshToken,
@@ -396,9 +408,10 @@ async fn reissue_id_token(
         .to_owned();
     let verifier = IdTokenVerifier::new(provider.issuer.clone(), audience);
     let unavailable = |error: &dyn std::fmt::Display| {
+        tracing::warn!(%error, "cannot read the provider's JWKS");
         TokenError::new(
             OAuthErrorCode::TemporarilyUnavailable,
-            format!("cannot read the identity provider's keys: {error}"),
+            "the identity provider's keys are unavailable; try again later",
         )
     };
     let keys = state
