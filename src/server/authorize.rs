@@ -173,7 +173,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
     }
     match upstream.redirect_mode {
         RedirectMode::Relay => {
-            let sealed = state.sealer.seal(
+            let sealed = match state.sealer.try_seal(
                 Purpose::State,
                 state.config.seal.state_ttl,
                 &SealedState {
@@ -184,7 +184,16 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
                     scope: scope.clone(),
                     upstream_client: upstream_name.to_owned(),
                 },
-            );
+            ) {
+                Ok(sealed) => sealed,
+                // The client chose the sizes of state, nonce and redirect_uri.
+                Err(error) => {
+                    return fail(
+                        OAuthErrorCode::InvalidRequest,
+                        &format!("state, nonce and redirect_uri are too large together ({error})"),
+                    );
+                }
+            };
             upstream_params.push(("redirect_uri", state.callback_url()));
             upstream_params.push(("state", sealed));
         }

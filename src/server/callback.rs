@@ -91,7 +91,7 @@ pub fn callback(state: Arc<AppState>, params: Params) -> Response {
             issuer,
         );
     };
-    let code = state.sealer.seal(
+    let sealed_code = state.sealer.try_seal(
         Purpose::Code,
         state.config.seal.code_ttl,
         &SealedCode {
@@ -103,6 +103,20 @@ pub fn callback(state: Arc<AppState>, params: Params) -> Response {
             upstream_client: flow.upstream_client.clone(),
         },
     );
+    let code = match sealed_code {
+        Ok(code) => code,
+        Err(error) => {
+            audit("seal_failed");
+            tracing::warn!(%error, "cannot seal the authorization code");
+            return error_redirect(
+                &flow.redirect_uri,
+                OAuthErrorCode::ServerError,
+                "the sign-in could not be completed",
+                client_state,
+                issuer,
+            );
+        }
+    };
     audit("ok");
     let mut response_params = vec![("code", code.as_str())];
     if let Some(client_state) = client_state {

@@ -165,7 +165,8 @@ async fn cimd_token(
         .await
         .map_err(|error| token_error_for_client(error.code(), &error.to_string()))?;
     let metadata = &resolved.document.metadata;
-    if state.policy.decide(&client, metadata).action == Action::Deny {
+    let decision = state.policy.decide(&client, metadata);
+    if decision.action == Action::Deny {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidClient,
             "the operator's policy denies this client",
@@ -182,7 +183,12 @@ async fn cimd_token(
             )
         })?;
     match grant_type {
-        "authorization_code" => authorization_code(state, params, client_id, upstream_client).await,
+        "authorization_code" => {
+            let direct = state
+                .upstream_client_for(decision.upstream_client.as_deref())
+                .filter(|name| state.upstream_mode(name) == RedirectMode::Direct);
+            authorization_code(state, params, metadata, direct, upstream_client).await
+        }
         "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
         "" => Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
@@ -195,12 +201,18 @@ async fn cimd_token(
     }
 }
 
+/// The `authorization_code` grant. A relayed sign-in presents the code we
+/// sealed at `/callback`; a client mapped onto a `direct` upstream client
+/// presents the provider's own code, which the provider has bound to the
+/// redirect_uri and the PKCE challenge.
 async fn authorization_code(
     state: &AppState,
     params: &Params,
-    client_id: &str,
+    metadata: &crate::metadata::ClientMetadata,
+    direct_upstream: Option<&str>,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
+    let client_id = metadata.client_id.as_str();
     let Some(code) = params.get("code") else {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
@@ -213,55 +225,107 @@ async fn authorization_code(
             "code_verifier is missing (PKCE is required)",
         ));
     };
-    let sealed: SealedCode = state.sealer.open(Purpose::Code, code).map_err(|error| {
-        TokenError::new(
-            OAuthErrorCode::InvalidGrant,
-            format!("the authorization code is not valid: {error}"),
-        )
-    })?;
-    if sealed.client_id != client_id {
-        return Err(TokenError::new(
-            OAuthErrorCode::InvalidGrant,
-            "the authorization code was issued to another client",
-        ));
-    }
-    *upstream_client = Some(sealed.upstream_client.clone());
-    if params
-        .get("redirect_uri")
-        .is_some_and(|uri| uri != sealed.redirect_uri)
-    {
-        return Err(TokenError::new(
-            OAuthErrorCode::InvalidGrant,
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    let upstream_redirect = match state.upstream_mode(&sealed.upstream_client) {
+    let (grant, id_token) = match (
+        state.sealer.open::<SealedCode>(Purpose::Code, code),
+        direct_upstream,
+    ) {
+        (Ok(sealed), _) => {
+            if sealed.client_id != client_id {
+                return Err(TokenError::new(
+                    OAuthErrorCode::InvalidGrant,
+                    "the authorization code was issued to another client",
+                ));
+            }
+            if params
+                .get("redirect_uri")
+                .is_some_and(|uri| uri != sealed.redirect_uri)
+            {
+                return Err(TokenError::new(
+                    OAuthErrorCode::InvalidGrant,
+                    "redirect_uri does not match the authorization request",
+                ));
+            }
+            let id_token = if has_openid(&sealed.scope) {
+                IdToken::Reissue {
+                    expected_nonce: sealed.nonce.clone(),
+                }
+            } else {
+                IdToken::Drop
+            };
+            (sealed, id_token)
+        }
+        (Err(_), Some(direct)) => {
+            let Some(redirect_uri) = params
+                .get("redirect_uri")
+                .filter(|uri| metadata.match_redirect_uri(uri).is_some())
+            else {
+                return Err(TokenError::new(
+                    OAuthErrorCode::InvalidGrant,
+                    "redirect_uri is missing or not one the client lists",
+                ));
+            };
+            let grant = SealedCode {
+                upstream_code: code.to_owned(),
+                client_id: client_id.to_owned(),
+                redirect_uri: redirect_uri.to_owned(),
+                nonce: None,
+                scope: String::new(),
+                upstream_client: direct.to_owned(),
+            };
+            (grant, IdToken::ReissueWithProviderNonce)
+        }
+        (Err(error), None) => {
+            return Err(TokenError::new(
+                OAuthErrorCode::InvalidGrant,
+                format!("the authorization code is not valid: {error}"),
+            ));
+        }
+    };
+    *upstream_client = Some(grant.upstream_client.clone());
+    let upstream_redirect = match state.upstream_mode(&grant.upstream_client) {
         RedirectMode::Relay => state.callback_url(),
-        RedirectMode::Direct => sealed.redirect_uri.clone(),
+        RedirectMode::Direct => grant.redirect_uri.clone(),
     };
     let answer = state
         .provider
         .token(
-            &sealed.upstream_client,
+            &grant.upstream_client,
             &[
                 ("grant_type", "authorization_code"),
-                ("code", &sealed.upstream_code),
+                ("code", &grant.upstream_code),
                 ("redirect_uri", &upstream_redirect),
                 ("code_verifier", verifier),
             ],
         )
         .await
         .map_err(|error| provider_unavailable(&error))?;
-    let openid = sealed.scope.split(' ').any(|scope| scope == "openid");
     finish(
         state,
         answer,
         client_id,
-        &sealed.upstream_client,
-        &sealed.scope,
-        openid.then_some(sealed.nonce.as_deref()),
+        &grant.upstream_client,
+        &grant.scope,
+        id_token,
     )
     .await
+}
+
+fn has_openid(scope: &str) -> bool {
+    scope.split(' ').any(|scope| scope == "openid")
+}
+
+/// What to do with the provider's id_token in a token response.
+enum IdToken {
+    /// The client did not ask for `openid`: drop it.
+    Drop,
+    /// Verify it (with the nonce the client sent, if any) and issue ours.
+    Reissue {
+        /// The client's nonce, sealed since `/authorize`.
+        expected_nonce: Option<String>,
+    },
+    /// Direct mode: we never saw the authorization request, so the nonce the
+    /// provider verified and signed is carried over.
+    ReissueWithProviderNonce,
 }
 
 async fn refresh_token(
@@ -305,28 +369,34 @@ async fn refresh_token(
         .token(&sealed.upstream_client, &form)
         .await
         .map_err(|error| provider_unavailable(&error))?;
-    let openid = sealed.scope.split(' ').any(|scope| scope == "openid");
+    let id_token = if has_openid(&sealed.scope) {
+        // On refresh there is no nonce (OIDC Core §12.2).
+        IdToken::Reissue {
+            expected_nonce: None,
+        }
+    } else {
+        IdToken::Drop
+    };
     finish(
         state,
         answer,
         client_id,
         &sealed.upstream_client,
         &sealed.scope,
-        openid.then_some(None),
+        id_token,
     )
     .await
 }
 
 /// Turns the provider's answer into the client's: the refresh token sealed
 /// to the client, the id_token re-issued under the proxy's key.
-/// `openid` is `Some(expected nonce)` when the client asked for `openid`.
 async fn finish(
     state: &AppState,
     answer: crate::upstream::TokenResponse,
     client_id: &str,
     upstream_client: &str,
     scope: &str,
-    openid: Option<Option<&str>>,
+    id_token: IdToken,
 ) -> Result<Response, TokenError> {
     let mut body = answer.body;
     if !answer.status.is_success() {
@@ -357,30 +427,62 @@ async fn finish(
     // A provider that does not rotate refresh tokens sends none back; the
     // client keeps the sealed one it has, which stays valid.
     if let Some(Value::String(upstream_refresh_token)) = body.remove("refresh_token") {
-        let sealed = state.sealer.seal(
-            Purpose::RefreshToken,
-            state.config.seal.refresh_token_ttl,
-            &SealedRefresh {
-                upstream_refresh_token,
-                client_id: client_id.to_owned(),
-                scope: scope.to_owned(),
-                upstream_client: upstream_client.to_owned(),
-            },
-        );
+        // Direct mode never saw the request's scopes: the provider's answer names them.
+        let scope = if scope.is_empty() {
+            body.get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        } else {
+            scope
+        };
+        let sealed = state
+            .sealer
+            .try_seal(
+                Purpose::RefreshToken,
+                state.config.seal.refresh_token_ttl,
+                &SealedRefresh {
+                    upstream_refresh_token,
+                    client_id: client_id.to_owned(),
+                    scope: scope.to_owned(),
+                    upstream_client: upstream_client.to_owned(),
+                },
+            )
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot seal the refresh token");
+                TokenError::new(OAuthErrorCode::ServerError, "cannot issue a refresh token")
+            })?;
         body.insert("refresh_token".into(), Value::String(sealed));
     }
     let provider_id_token = body.remove("id_token");
-    if let (Some(expected_nonce), Some(Value::String(id_token))) = (openid, provider_id_token) {
-        let ours = reissue_id_token(
-            state,
-            &id_token,
-            client_id,
-            upstream_client,
-            expected_nonce,
-            body.get("access_token").and_then(Value::as_str),
-        )
-        .await?;
-        body.insert("id_token".into(), Value::String(ours));
+    if let Some(Value::String(provider_id_token)) = provider_id_token {
+        let ours = match id_token {
+            IdToken::Drop => None,
+            IdToken::Reissue { expected_nonce } => Some(
+                reissue_id_token(
+                    state,
+                    &provider_id_token,
+                    client_id,
+                    upstream_client,
+                    NonceRule::Expect(expected_nonce.as_deref()),
+                    body.get("access_token").and_then(Value::as_str),
+                )
+                .await?,
+            ),
+            IdToken::ReissueWithProviderNonce => Some(
+                reissue_id_token(
+                    state,
+                    &provider_id_token,
+                    client_id,
+                    upstream_client,
+                    NonceRule::CarryOver,
+                    body.get("access_token").and_then(Value::as_str),
+                )
+                .await?,
+            ),
+        };
+        if let Some(ours) = ours {
+            body.insert("id_token".into(), Value::String(ours));
+        }
     }
     let mut response = (StatusCode::OK, Json(Value::Object(body))).into_response();
     no_store(&mut response);
@@ -391,15 +493,27 @@ async fn finish(
     Ok(response)
 }
 
+/// Which nonce the proxy's id_token carries.
+enum NonceRule<'a> {
+    /// The provider's must equal this one (when set), and ours carries it.
+    Expect(Option<&'a str>),
+    /// Ours carries whatever the provider's verified token carries.
+    CarryOver,
+}
+
 /// Verifies the provider's id_token and issues the proxy's own.
 async fn reissue_id_token(
     state: &AppState,
     id_token: &str,
     client_id: &str,
     upstream_client: &str,
-    expected_nonce: Option<&str>,
+    nonce: NonceRule<'_>,
     access_token: Option<&str>,
 ) -> Result<String, TokenError> {
+    let expected_nonce = match nonce {
+        NonceRule::Expect(expected) => expected,
+        NonceRule::CarryOver => None,
+    };
     let provider = state.provider.metadata();
     let audience = state
         .provider
@@ -439,11 +553,15 @@ async fn reissue_id_token(
         )
     })?;
     let claims: Map<String, Value> = claims;
+    let nonce = match nonce {
+        NonceRule::Expect(expected) => expected,
+        NonceRule::CarryOver => claims.get("nonce").and_then(Value::as_str),
+    };
     let ours = reissue_claims(
         &claims,
         &state.issuer,
         client_id,
-        expected_nonce,
+        nonce,
         access_token,
         state.signing.alg(),
         ID_TOKEN_LIFETIME,
