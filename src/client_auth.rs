@@ -32,9 +32,7 @@
 //! [`ClientAuthLimits::jwks_refetch_interval`] per URI, so bogus kids cannot
 //! become a fetch flood.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -51,6 +49,7 @@ use url::Url;
 use crate::client_id::{ClientIdUrl, shown};
 use crate::egress::{Egress, FetchError, MediaKind};
 use crate::metadata::{AuthMethod, ClientMetadata};
+use crate::replay::{ReplayError, ReplayStore};
 
 /// The only `client_assertion_type` accepted (RFC 7523 §2.2, rule 21).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -628,6 +627,10 @@ impl ClientAuthenticator {
         // within the skew could be replayed after its entry was purged.
         self.replay
             .insert(replay_key(client_id, jti), exp.saturating_add(skew), now)
+            .map_err(|error| match error {
+                ReplayError::Replayed => ClientAuthError::Replayed,
+                ReplayError::Full => ClientAuthError::ReplayStoreFull,
+            })
     }
 }
 
@@ -952,62 +955,6 @@ fn replay_key(client_id: &str, jti: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(context.finish().as_ref());
     key
-}
-
-/// The `jti`s seen, each kept until the last second its assertion could be accepted.
-///
-/// One mutex over a map and a min-heap of expiries: every operation is
-/// O(log n) and short, so sharding would buy nothing measurable at token
-/// endpoint rates. Expired entries are purged from the heap's front on every
-/// insert. It never evicts an unexpired entry: when it is full it refuses.
-struct ReplayStore {
-    max: usize,
-    inner: Mutex<ReplayInner>,
-}
-
-#[derive(Default)]
-struct ReplayInner {
-    until: HashMap<[u8; 32], i64>,
-    by_expiry: BinaryHeap<Reverse<(i64, [u8; 32])>>,
-}
-
-impl ReplayStore {
-    fn new(max: usize) -> Self {
-        ReplayStore {
-            max,
-            inner: Mutex::new(ReplayInner::default()),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.lock().until.len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ReplayInner> {
-        // Nothing panics while the lock is held, so a poisoned state is still consistent.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records `key` until `keep_until` (inclusive), or refuses a replay or a full store.
-    fn insert(&self, key: [u8; 32], keep_until: i64, now: i64) -> Result<(), ClientAuthError> {
-        let mut inner = self.lock();
-        while let Some(Reverse((until, _))) = inner.by_expiry.peek()
-            && *until < now
-        {
-            if let Some(Reverse((_, expired))) = inner.by_expiry.pop() {
-                inner.until.remove(&expired);
-            }
-        }
-        if inner.until.contains_key(&key) {
-            return Err(ClientAuthError::Replayed);
-        }
-        if inner.until.len() >= self.max {
-            return Err(ClientAuthError::ReplayStoreFull);
-        }
-        inner.until.insert(key, keep_until);
-        inner.by_expiry.push(Reverse((keep_until, key)));
-        Ok(())
-    }
 }
 
 /// Key sets fetched from `jwks_uri`s, keyed by the URI.

@@ -442,32 +442,6 @@ async fn a_full_replay_store_refuses_with_temporarily_unavailable_until_an_entry
 }
 
 #[test]
-fn the_replay_store_never_forgets_an_unexpired_entry() {
-    let store = ReplayStore::new(3);
-    for n in 0..3u8 {
-        store.insert([n; 32], 100 + i64::from(n), 0).unwrap();
-    }
-    assert_eq!(
-        store.insert([9; 32], 500, 0).unwrap_err().as_str(),
-        "replay_store_full"
-    );
-    for n in 0..3u8 {
-        assert_eq!(
-            store.insert([n; 32], 500, 100).unwrap_err().as_str(),
-            "replayed",
-            "entry {n} at its last second"
-        );
-    }
-    // At 101 only the first entry (until 100) has gone.
-    store.insert([9; 32], 500, 101).expect("room after purge");
-    assert_eq!(store.len(), 3);
-    assert_eq!(
-        store.insert([1; 32], 500, 101).unwrap_err().as_str(),
-        "replayed"
-    );
-}
-
-#[test]
 fn replay_keys_separate_clients_and_do_not_grow_with_the_jti() {
     assert_ne!(
         replay_key("https://a/x", "y"),

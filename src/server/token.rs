@@ -277,7 +277,7 @@ async fn authorization_code(
         (Err(error), None) => {
             return Err(TokenError::new(
                 OAuthErrorCode::InvalidGrant,
-                format!("the authorization code is not valid: {error}"),
+                format!("the authorization code is not valid ({})", error.as_str()),
             ));
         }
     };

@@ -42,6 +42,15 @@ export function proxyConfig(o) {
     'client_id = "proxy-app"',
     'auth_method = "client_secret_basic"',
     'client_secret_env = "UPSTREAM_SECRET"',
+  );
+  // More upstream clients: { name: { client_id, auth_method, client_secret_env, redirect_mode } }.
+  for (const [name, c] of Object.entries(o.upstreamClients ?? {})) {
+    lines.push('', `[upstream.clients.${name}]`, `client_id = ${q(c.client_id)}`);
+    for (const key of ['auth_method', 'client_secret_env', 'redirect_mode']) {
+      if (c[key]) lines.push(`${key} = ${q(c[key])}`);
+    }
+  }
+  lines.push(
     '',
     '[fetch]',
     `allowed_ports = ${list([o.docHostPort])}`,
@@ -67,6 +76,7 @@ export function proxyConfig(o) {
   for (const rule of o.rules ?? []) {
     lines.push('', '[[policy.rules]]', `client_id = ${q(rule.client_id)}`, `action = ${q(rule.action)}`);
     if (rule.scopes) lines.push(`scopes = ${list(rule.scopes)}`);
+    if (rule.upstream_client) lines.push(`upstream_client = ${q(rule.upstream_client)}`);
   }
   if (o.resource) {
     lines.push('', '[resource]', `resource = ${q(o.resource.resource)}`,
@@ -86,7 +96,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 /**
  * Starts one proxy instance and waits until its admin /healthz answers 200 (10 s at most).
- * `o`: see proxyConfig; `name` names the config and log files in `o.dir` / `o.artifacts`.
+ * `o`: see proxyConfig (plus `env`: more environment variables, e.g. another upstream secret); `name` names the config and log files in `o.dir` / `o.artifacts`.
  */
 export async function startProxy(o) {
   if (!existsSync(proxyBin)) {
@@ -111,6 +121,7 @@ export async function startProxy(o) {
       NO_COLOR: '1',
       UPSTREAM_SECRET: o.upstreamSecret,
       CIMD_PROXY_SEAL_KEYS: o.sealKeys.join(','),
+      ...o.env,
     },
   });
   running.add(child);

@@ -16,9 +16,10 @@ export const LEGACY_SECRET = 'legacy-app-secret-for-tests';
 /**
  * Builds the world for the test file `name`. `proxy`: false for none, or options for
  * the main instance (rules, resource, codeTtlS, …), or a function of the world returning
- * them (to name the proxy's own URL). Always call `close()` (in `after`).
+ * them (to name the proxy's own URL). `providerClients`: more static clients registered at
+ * the provider (oidc-provider client metadata). Always call `close()` (in `after`).
  */
-export async function createWorld(name, { proxy = {} } = {}) {
+export async function createWorld(name, { proxy = {}, providerClients = [] } = {}) {
   const tmp = tempDir(`cimd-e2e-${name}-`);
   const artifacts = artifactsDir(name);
   const closers = [];
@@ -67,6 +68,7 @@ export async function createWorld(name, { proxy = {} } = {}) {
           response_types: ['code'],
           scope: 'openid profile email offline_access',
         },
+        ...providerClients,
       ],
     });
     closers.push(() => world.provider.stop());
