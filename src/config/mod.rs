@@ -175,6 +175,8 @@ pub struct FetchConfig {
     pub timeout: Duration,
     /// The body cap; exceeding it is an error, never a truncation.
     pub max_document_bytes: usize,
+    /// The logo cap; a larger logo is not shown.
+    pub max_logo_bytes: usize,
     /// The cap on the response head (status line and headers).
     pub max_response_header_bytes: usize,
     /// Ports a client_id (or a URL in a document) may name.
@@ -196,6 +198,7 @@ impl Default for FetchConfig {
         FetchConfig {
             timeout: Duration::from_millis(5000),
             max_document_bytes: 5120,
+            max_logo_bytes: 65_536,
             max_response_header_bytes: 8192,
             allowed_ports: vec![443],
             dns_servers: Vec::new(),
@@ -240,6 +243,8 @@ pub struct PolicyConfig {
     pub default_upstream_client: Option<String>,
     /// The least strict action for clients whose only redirect URIs are on loopback.
     pub loopback_only_redirects: Action,
+    /// When the consent page is shown.
+    pub interstitial: Interstitial,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
 }
@@ -250,9 +255,20 @@ impl Default for PolicyConfig {
             default_action: Action::Warn,
             default_upstream_client: None,
             loopback_only_redirects: Action::Warn,
+            interstitial: Interstitial::Warn,
             rules: Vec::new(),
         }
     }
+}
+
+/// `[policy] interstitial`: when the user is shown who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interstitial {
+    /// For `warn` decisions only.
+    #[default]
+    Warn,
+    /// For every CIMD client, allowed ones included.
+    Always,
 }
 
 /// `[[policy.rules]]`.
@@ -744,6 +760,7 @@ fn read_fetch(
     };
     let timeout = range(section, "timeout_ms", 1, 60_000).map(Duration::from_millis);
     let max_document_bytes = range(section, "max_document_bytes", 1, 1 << 20);
+    let max_logo_bytes = range(section, "max_logo_bytes", 1, 1 << 20);
     let max_response_header_bytes = range(section, "max_response_header_bytes", 1024, 1 << 16);
     let max_concurrent_fetches = range(section, "max_concurrent_fetches", 1, 4096);
 
@@ -776,6 +793,7 @@ fn read_fetch(
     FetchConfig {
         timeout: timeout.unwrap_or(defaults.timeout),
         max_document_bytes: max_document_bytes.map_or(defaults.max_document_bytes, |n| n as usize),
+        max_logo_bytes: max_logo_bytes.map_or(defaults.max_logo_bytes, |n| n as usize),
         max_response_header_bytes: max_response_header_bytes
             .map_or(defaults.max_response_header_bytes, |n| n as usize),
         allowed_ports: allowed_ports.unwrap_or(defaults.allowed_ports),
@@ -959,6 +977,17 @@ fn read_policy(
             problems,
         )
         .unwrap_or(defaults.loopback_only_redirects),
+        interstitial: match section.get::<String>("interstitial", problems).as_deref() {
+            None | Some("warn") => Interstitial::Warn,
+            Some("always") => Interstitial::Always,
+            Some(other) => {
+                problems.push(Problem::new(
+                    &section.key_path("interstitial"),
+                    format!("expected \"warn\" or \"always\", found {other:?}"),
+                ));
+                Interstitial::Warn
+            }
+        },
         rules: Vec::new(),
     };
     for mut rule in section.array_of_tables("rules", problems) {

@@ -59,7 +59,13 @@ pub use classify::{AddressPolicy, RangeClass, Verdict};
 pub enum MediaKind {
     /// `application/json` or any `application/*+json` type.
     Json,
+    /// A raster image: PNG, JPEG, GIF or WebP (never SVG, which is a document
+    /// that can carry script).
+    RasterImage,
 }
+
+/// The raster image types a logo may have.
+pub const RASTER_IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 impl MediaKind {
     fn accepts(self, content_type: &str) -> bool {
@@ -77,12 +83,16 @@ impl MediaKind {
                         .and_then(|subtype| subtype.strip_suffix("+json"))
                         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
             }
+            MediaKind::RasterImage => RASTER_IMAGE_TYPES.contains(&essence.as_str()),
         }
     }
 
     fn accept_header(self) -> HeaderValue {
         match self {
             MediaKind::Json => HeaderValue::from_static("application/json"),
+            MediaKind::RasterImage => {
+                HeaderValue::from_static("image/png, image/jpeg, image/gif, image/webp")
+            }
         }
     }
 }
@@ -94,7 +104,7 @@ pub struct Fetched {
     pub status: StatusCode,
     /// The response headers (for cache semantics).
     pub headers: HeaderMap,
-    /// The body, at most `max_document_bytes` long (empty for a 304).
+    /// The body, at most `max_document_bytes` (or `max_logo_bytes`) long (empty for a 304).
     pub body: Bytes,
     /// Every address the name resolved to, all of which passed the check.
     pub addresses: Vec<IpAddr>,
@@ -196,7 +206,7 @@ pub enum FetchError {
         limit: usize,
     },
     /// The media type is not the one expected.
-    #[error("content type {found:?} is not a JSON media type")]
+    #[error("content type {found:?} is not the expected media type")]
     ContentType {
         /// The `Content-Type` received, if any.
         found: Option<String>,
@@ -508,8 +518,11 @@ impl Egress {
         let (parts, mut body) = response.into_parts();
         let mut collected = BytesMut::new();
         if !not_modified {
-            check_representation(&parts.headers, kind, self.config.max_document_bytes)?;
-            let limit = self.config.max_document_bytes;
+            let limit = match kind {
+                MediaKind::Json => self.config.max_document_bytes,
+                MediaKind::RasterImage => self.config.max_logo_bytes,
+            };
+            check_representation(&parts.headers, kind, limit)?;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|error| protocol_error(&error, header_limit))?;
                 if let Ok(data) = frame.into_data() {

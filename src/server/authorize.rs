@@ -13,11 +13,12 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::oauth::{OAuthErrorCode, error_redirect, found, public_detail, redirect_with};
+use super::consent::{self, ConsentRequest};
+use super::oauth::{OAuthErrorCode, error_redirect, found, public_detail, with_query};
 use super::pages::{PageReason, error_page};
 use super::params::Params;
 use crate::client_id::{ClientIdUrl, is_url_client_id};
-use crate::config::{RedirectMode, ResourceParameter};
+use crate::config::{Interstitial, RedirectMode, ResourceParameter};
 use crate::policy::Action;
 use crate::seal::Purpose;
 
@@ -221,24 +222,43 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         }
     }
 
-    if decision.action == Action::Warn {
-        // The consent page for `warn` is not built yet: proceed, and say so.
-        tracing::warn!(client_id = %client_id, "policy says warn; proceeding without an interstitial page");
-    }
-    audit(
-        client_id,
-        decision.action.as_str(),
-        "ok",
-        Some(upstream_name),
-    );
     let pairs: Vec<(&str, &str)> = upstream_params
         .iter()
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
-    redirect_with(
+    let Some(location) = with_query(
         state.provider.metadata().authorization_endpoint.as_str(),
         &pairs,
-    )
+    ) else {
+        return fail(OAuthErrorCode::ServerError, "bad provider endpoint");
+    };
+    let show_page =
+        decision.action == Action::Warn || state.config.policy.interstitial == Interstitial::Always;
+    audit(
+        client_id,
+        decision.action.as_str(),
+        if show_page { "consent_page" } else { "ok" },
+        Some(upstream_name),
+    );
+    if show_page {
+        return consent::interstitial(
+            &state,
+            &ConsentRequest {
+                client_id,
+                host: &host,
+                redirect_uri: &redirect_uri,
+                state: client_state,
+                scope: &scope,
+                client_name: metadata.client_name.as_deref(),
+                client_uri: metadata.client_uri.as_deref(),
+                reasons: &decision.reasons,
+                allowed: decision.action == Action::Allow,
+                has_logo: metadata.logo_uri.is_some(),
+                location: &location,
+            },
+        );
+    }
+    found(&location)
 }
 
 /// A pre-registered client's request goes to the provider untouched.

@@ -7,6 +7,7 @@
 
 mod authorize;
 mod callback;
+mod consent;
 mod discovery;
 mod listener;
 pub mod oauth;
@@ -30,7 +31,9 @@ use crate::client_auth::{ClientAuthLimits, ClientAuthenticator};
 use crate::config::{Config, RedirectMode};
 use crate::egress::{self, Egress, EgressSetupError};
 use crate::id_token::{SigningKeys, SigningSetupError};
-use crate::policy::Policy;
+use crate::logo::LogoCache;
+use crate::policy::{Action, Policy};
+use crate::replay::ReplayStore;
 use crate::seal::{SealSetupError, Sealer};
 use crate::upstream::{Provider, UpstreamError};
 pub use listener::{Listeners, bind};
@@ -55,7 +58,14 @@ pub struct AppState {
     pub client_auth: ClientAuthenticator,
     /// The proxy's id_token keys.
     pub signing: SigningKeys,
+    /// Consent-form tokens already used.
+    pub consents: ReplayStore,
+    /// Logos of allowed clients.
+    pub logos: LogoCache,
 }
+
+/// The most consent pages awaiting an answer at once.
+const MAX_PENDING_CONSENTS: usize = 100_000;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +125,8 @@ impl AppState {
             ClientAuthLimits::default(),
         );
         Ok(AppState {
+            logos: LogoCache::new(Arc::clone(&egress)),
+            consents: ReplayStore::new(MAX_PENDING_CONSENTS),
             cache: DocumentCache::new(egress, config.cache.clone()),
             policy: Policy::new(config.policy.clone()),
             issuer,
@@ -197,6 +209,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(authorize_get).post(authorize_post),
         );
         router = add(router, format!("{base}/callback"), get(callback));
+        router = add(router, format!("{base}/consent"), post(consent));
+        router = add(router, format!("{base}/logo"), get(logo));
         router = add(router, format!("{base}/token"), post(token));
         router = add(router, format!("{base}/jwks.json"), get(jwks));
     }
@@ -252,6 +266,62 @@ async fn callback(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery)
     match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(params) => callback::callback(state, params),
         Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
+    }
+}
+
+async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    match Params::parse(&body) {
+        Ok(params) => consent::decide(state, &headers, params),
+        Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
+    }
+}
+
+/// `GET /logo?client_id=…`: the logo of a client the policy allows, served
+/// from our origin with the type its bytes were verified to be.
+async fn logo(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let not_found = || StatusCode::NOT_FOUND.into_response();
+    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
+        return not_found();
+    };
+    let Some(client) = params
+        .get("client_id")
+        .and_then(|id| crate::client_id::ClientIdUrl::parse(id).ok())
+    else {
+        return not_found();
+    };
+    let Ok(resolved) = state.cache.resolve(&client).await else {
+        return not_found();
+    };
+    let metadata = &resolved.document.metadata;
+    // Untrusted clients never get a logo.
+    if state.policy.decide(&client, metadata).action != Action::Allow {
+        return not_found();
+    }
+    let Some(logo_uri) = metadata
+        .logo_uri
+        .as_deref()
+        .and_then(|uri| url::Url::parse(uri).ok())
+    else {
+        return not_found();
+    };
+    match state.logos.get(&logo_uri).await {
+        Ok(logo) => (
+            [
+                (axum::http::header::CONTENT_TYPE, logo.content_type),
+                (axum::http::header::CACHE_CONTROL, "private, max-age=300"),
+                (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; sandbox",
+                ),
+            ],
+            logo.bytes.clone(),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::info!(%error, "logo not shown");
+            not_found()
+        }
     }
 }
 

@@ -148,14 +148,18 @@ pub fn error_redirect(
 
 /// A 302 to `base` with `params` added to its query (existing ones kept).
 pub fn redirect_with(base: &str, params: &[(&str, &str)]) -> Response {
-    match Url::parse(base) {
-        Ok(mut url) => {
-            url.query_pairs_mut().extend_pairs(params);
-            found(url.as_str())
-        }
+    match with_query(base, params) {
+        Some(location) => found(&location),
         // Only validated URIs get here; refuse rather than build a bad Location.
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// `base` with `params` added to its query (existing ones kept).
+pub fn with_query(base: &str, params: &[(&str, &str)]) -> Option<String> {
+    let mut url = Url::parse(base).ok()?;
+    url.query_pairs_mut().extend_pairs(params);
+    Some(url.into())
 }
 
 /// A plain 302 with `Cache-Control: no-store`.

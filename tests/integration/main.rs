@@ -8,3 +8,4 @@ mod support;
 mod cache;
 mod check_cli;
 mod client_auth;
+mod logo;
