@@ -39,6 +39,8 @@ enum Command {
         /// The client_id URL to check.
         url: String,
     },
+    /// Print a new random sealing key (for `seal.keys_env` / `seal.keys_file`).
+    Keygen,
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -91,6 +93,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", report.summary());
             }
             Ok(ExitCode::from(u8::from(!report.ok)))
+        }
+        Command::Keygen => {
+            println!("{}", cimd_proxy::Sealer::generate_key());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Check { config },
