@@ -1,4 +1,4 @@
-//! The admin listener: liveness and readiness (metrics join it later).
+//! The admin listener: liveness, readiness and Prometheus metrics.
 //! It is separate from the public listener so that it can stay off the
 //! Service that faces the internet.
 //!
@@ -61,17 +61,42 @@ impl Readiness {
     }
 }
 
+/// Refreshes gauges that are cheaper to read at scrape time than to keep
+/// current on every request (the cache's entry count).
+pub type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Clone)]
+struct AdminState {
+    readiness: Arc<Readiness>,
+    before_scrape: ScrapeHook,
+}
+
 /// The admin routes.
-pub fn router(readiness: Arc<Readiness>) -> Router {
+pub fn router(readiness: Arc<Readiness>, before_scrape: ScrapeHook) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .with_state(readiness)
+        .with_state(AdminState {
+            readiness,
+            before_scrape,
+        })
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, &'static str) {
-    if readiness.is_ready() {
+async fn metrics(State(admin): State<AdminState>) -> impl axum::response::IntoResponse {
+    (admin.before_scrape)();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::METRICS.render(),
+    )
+}
+
+async fn readyz(State(admin): State<AdminState>) -> (StatusCode, &'static str) {
+    if admin.readiness.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (

@@ -27,7 +27,7 @@ use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 
 use crate::client_id::ClientIdUrl;
 use crate::config::CacheConfig;
-use crate::egress::{Egress, FetchError, Fetched, MediaKind};
+use crate::egress::{Egress, FetchError, FetchKind, Fetched};
 use crate::error_code::ErrorCode;
 use crate::metadata::{self, ClientMetadata, MetadataError};
 
@@ -197,6 +197,18 @@ impl DocumentCache {
     /// Returns the client's validated document, from the cache when fresh,
     /// otherwise by fetching (or revalidating) it once for all concurrent callers.
     pub async fn resolve(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
+        let result = self.resolve_unmeasured(client_id).await;
+        let metrics = &*crate::metrics::METRICS;
+        if let Ok(resolved) = &result {
+            metrics
+                .cache_lookups
+                .with_label_values(&[resolved.status.as_str()])
+                .inc();
+        }
+        result
+    }
+
+    async fn resolve_unmeasured(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
         let key = client_id.as_str();
         if let Some(document) = self.fresh(key) {
             return Ok(Resolved {
@@ -287,7 +299,7 @@ impl Inner {
             .unwrap_or_default();
         let fetched = self
             .egress
-            .fetch(client_id.url(), MediaKind::Json, &conditional)
+            .fetch(client_id.url(), FetchKind::Document, &conditional)
             .await?;
         let request = cache_request(client_id);
         let now = SystemTime::now();

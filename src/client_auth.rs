@@ -47,7 +47,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::client_id::{ClientIdUrl, shown};
-use crate::egress::{Egress, FetchError, MediaKind};
+use crate::egress::{Egress, FetchError, FetchKind};
 use crate::metadata::{AuthMethod, ClientMetadata};
 use crate::replay::{ReplayError, ReplayStore};
 
@@ -1053,7 +1053,7 @@ impl JwksCache {
 
 async fn fetch_jwks(egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, ClientAuthError> {
     let fetched = egress
-        .fetch(url, MediaKind::Json, &HeaderMap::new())
+        .fetch(url, FetchKind::Jwks, &HeaderMap::new())
         .await
         .map_err(ClientAuthError::JwksFetch)?;
     let value: Value =

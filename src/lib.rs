@@ -19,6 +19,7 @@ pub mod error_code;
 pub mod id_token;
 pub mod logo;
 pub mod metadata;
+pub mod metrics;
 pub mod policy;
 pub mod replay;
 pub mod seal;

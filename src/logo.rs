@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use url::Url;
 
-use crate::egress::{Egress, FetchError, MediaKind};
+use crate::egress::{Egress, FetchError, FetchKind};
 
 /// How long a fetched logo is kept.
 const LOGO_TTL: Duration = Duration::from_secs(3600);
@@ -77,7 +77,7 @@ impl LogoCache {
         }
         let fetched = self
             .egress
-            .fetch(url, MediaKind::RasterImage, &HeaderMap::new())
+            .fetch(url, FetchKind::Logo, &HeaderMap::new())
             .await?;
         let content_type = sniff(&fetched.body).ok_or(LogoError::NotAnImage)?;
         let logo = Arc::new(Logo {

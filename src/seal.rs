@@ -430,6 +430,12 @@ impl Sealer {
         sealed: &str,
     ) -> Result<T, SealError> {
         self.open_at(purpose, sealed, unix_now())
+            .inspect_err(|error| {
+                crate::metrics::METRICS
+                    .seal_failures
+                    .with_label_values(&[purpose.as_str(), error.as_str()])
+                    .inc();
+            })
     }
 
     /// [`Sealer::open`] with the clock given (unix seconds). A value is valid

@@ -52,6 +52,7 @@ use url::{Host, Url};
 
 use crate::config::FetchConfig;
 use crate::error_code::ErrorCode;
+use crate::metrics::METRICS;
 pub use classify::{AddressPolicy, RangeClass, Verdict};
 
 /// What a caller expects the response body to be.
@@ -62,6 +63,37 @@ pub enum MediaKind {
     /// A raster image: PNG, JPEG, GIF or WebP (never SVG, which is a document
     /// that can carry script).
     RasterImage,
+}
+
+/// What a fetch is for: it decides the expected media type and the body
+/// cap, and it is the `kind` label of the fetch metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FetchKind {
+    /// A client metadata document (`fetch.max_document_bytes`).
+    Document,
+    /// A client's JWK Set from its `jwks_uri` (`fetch.max_document_bytes`).
+    Jwks,
+    /// A client's logo (`fetch.max_logo_bytes`).
+    Logo,
+}
+
+impl FetchKind {
+    /// The metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FetchKind::Document => "document",
+            FetchKind::Jwks => "jwks",
+            FetchKind::Logo => "logo",
+        }
+    }
+
+    /// The media type the body must have.
+    pub const fn media(self) -> MediaKind {
+        match self {
+            FetchKind::Document | FetchKind::Jwks => MediaKind::Json,
+            FetchKind::Logo => MediaKind::RasterImage,
+        }
+    }
 }
 
 /// The raster image types a logo may have.
@@ -330,6 +362,9 @@ impl Egress {
         .with_root_certificates(roots)
         .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        METRICS
+            .fetch_capacity
+            .set(config.max_concurrent_fetches as i64);
         Ok(Egress {
             resolver,
             addresses: AddressPolicy::new(
@@ -353,13 +388,43 @@ impl Egress {
         self.config.max_concurrent_fetches - self.permits.available_permits()
     }
 
-    /// Fetches `url`, expecting a body of `kind`. `conditional` carries
-    /// revalidation headers (`If-None-Match`, `If-Modified-Since`); when it
-    /// is non-empty a 304 is a success too.
+    /// Fetches `url` for `kind`. `conditional` carries revalidation headers
+    /// (`If-None-Match`, `If-Modified-Since`); when it is non-empty a 304 is
+    /// a success too. Every fetch is counted and timed by kind and outcome.
     pub async fn fetch(
         &self,
         url: &Url,
-        kind: MediaKind,
+        kind: FetchKind,
+        conditional: &HeaderMap,
+    ) -> Result<Fetched, FetchError> {
+        let started = std::time::Instant::now();
+        let result = self.fetch_unmeasured(url, kind, conditional).await;
+        let metrics = &*METRICS;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.code().as_str(),
+        };
+        metrics
+            .fetches
+            .with_label_values(&[kind.as_str(), outcome])
+            .inc();
+        metrics
+            .fetch_duration
+            .with_label_values(&[kind.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(FetchError::Blocked { class, .. }) = &result {
+            metrics
+                .refused_addresses
+                .with_label_values(&[class.as_str()])
+                .inc();
+        }
+        result
+    }
+
+    async fn fetch_unmeasured(
+        &self,
+        url: &Url,
+        kind: FetchKind,
         conditional: &HeaderMap,
     ) -> Result<Fetched, FetchError> {
         let (host, port) = match (url.scheme(), url.host(), url.port_or_known_default()) {
@@ -380,7 +445,8 @@ impl Egress {
                 .map_err(|_| FetchError::Overloaded {
                     limit: self.config.max_concurrent_fetches,
                 })?;
-        let attempt = self.fetch_pinned(url, host, port, kind, conditional);
+        let _in_flight = InFlight::enter();
+        let attempt = self.fetch_pinned(url, host, port, kind.media(), conditional);
         tokio::time::timeout(self.config.timeout, attempt)
             .await
             .unwrap_or(Err(FetchError::Timeout {
@@ -609,11 +675,13 @@ fn host_header(url: &Url) -> String {
 
 /// The host's own interface addresses, refused as fetch targets: a document
 /// URL must never reach a service on the proxy's own machine or pod.
+/// Loopback addresses are left to the table, which names them for what they are.
 pub fn local_addresses() -> Vec<IpAddr> {
     match if_addrs::get_if_addrs() {
         Ok(interfaces) => interfaces
             .into_iter()
             .map(|interface| interface.ip())
+            .filter(|ip| !ip.is_loopback())
             .collect(),
         Err(error) => {
             tracing::warn!(%error, "cannot list local interface addresses");
@@ -684,6 +752,22 @@ fn build_resolver(config: &FetchConfig) -> Result<TokioResolver, EgressSetupErro
     builder
         .build()
         .map_err(|error| EgressSetupError::Resolver(error.to_string()))
+}
+
+/// Counts a fetch in the in-flight gauge for as long as it holds a permit.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        METRICS.fetches_in_flight.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.fetches_in_flight.dec();
+    }
 }
 
 /// Aborts a spawned task when dropped, so a fetch abandoned at its deadline

@@ -56,12 +56,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
     };
     if !is_url_client_id(client_id) {
         // A pre-registered client: the provider knows it; pass it through.
-        tracing::info!(
-            target: "audit",
-            event = "authorize",
-            client_id = %short(client_id),
-            decision = "pass_through",
-        );
+        audit(client_id, "pass_through", "pass_through", None);
         return pass_through(&state, raw_query);
     }
     let client = match ClientIdUrl::parse(client_id) {
@@ -320,7 +315,12 @@ fn is_s256_challenge(challenge: &str) -> bool {
 }
 
 /// One audit line per authorization decision: who asked, what was decided.
-fn audit(client_id: &str, decision: &str, outcome: &str, upstream_client: Option<&str>) {
+/// `outcome` is from a closed set (codes and fixed words): it is a metric label.
+fn audit(client_id: &str, decision: &str, outcome: &'static str, upstream_client: Option<&str>) {
+    crate::metrics::METRICS
+        .authorize
+        .with_label_values(&[outcome])
+        .inc();
     tracing::info!(
         target: "audit",
         event = "authorize",

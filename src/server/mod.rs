@@ -349,7 +349,15 @@ pub async fn run(
     let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider(Arc::clone(&state.provider)));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
-        crate::admin::router(readiness),
+        crate::admin::router(readiness, {
+            let state = Arc::clone(&state);
+            Arc::new(move || {
+                let entries = state.cache.entry_count();
+                crate::metrics::METRICS
+                    .cache_entries
+                    .set(i64::try_from(entries).unwrap_or(i64::MAX));
+            })
+        }),
         until_stopped(stopped),
     ));
     shutdown.await;

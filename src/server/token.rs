@@ -79,12 +79,10 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
     )
     .await;
     let (status, error) = match &outcome {
-        Ok(response) => (response.status().as_u16(), "-".to_owned()),
-        Err(error) => (
-            error.code.token_status().as_u16(),
-            error.code.as_str().to_owned(),
-        ),
+        Ok(response) => (response.status().as_u16(), "-"),
+        Err(error) => (error.code.token_status().as_u16(), error.code.as_str()),
     };
+    count(&grant_type, if error == "-" { "ok" } else { error });
     tracing::info!(
         target: "audit",
         event = "token",
@@ -111,6 +109,7 @@ async fn forward(
         grant_type = %short(grant_type),
         decision = "pass_through",
     );
+    count(grant_type, "pass_through");
     let authorization = headers.get(header::AUTHORIZATION).cloned();
     match state
         .provider
@@ -130,6 +129,19 @@ async fn forward(
         }
         Err(error) => provider_unavailable(&error).into_response(),
     }
+}
+
+/// Counts a token request; the grant type becomes a closed label.
+fn count(grant_type: &str, outcome: &'static str) {
+    let grant_type = match grant_type {
+        "authorization_code" => "authorization_code",
+        "refresh_token" => "refresh_token",
+        _ => "other",
+    };
+    crate::metrics::METRICS
+        .token_requests
+        .with_label_values(&[grant_type, outcome])
+        .inc();
 }
 
 /// A provider failure as the client sees it: the code, and a sentence

@@ -282,7 +282,7 @@ impl Provider {
             }
         }
         let http = HttpClient::new(config)?;
-        let metadata = discovery::discover(&http, config).await?;
+        let metadata = measured("discovery", discovery::discover(&http, config)).await?;
         tracing::info!(
             issuer = %metadata.issuer,
             token_endpoint = %metadata.token_endpoint,
@@ -309,7 +309,7 @@ impl Provider {
     /// Runs discovery again (for readiness). On failure the last good
     /// metadata stays in force and the error is returned.
     pub async fn refresh_metadata(&self) -> Result<(), UpstreamError> {
-        let fresh = discovery::discover(&self.http, &self.config).await?;
+        let fresh = measured("discovery", discovery::discover(&self.http, &self.config)).await?;
         let jwks_moved = self.metadata().jwks_uri != fresh.jwks_uri;
         *self
             .metadata
@@ -361,7 +361,7 @@ impl Provider {
         let (body, authorization) =
             token_request(client, upstream_client, grant_type, params, endpoint)?;
         let started = Instant::now();
-        let answer = self.http.post_form(endpoint, body, authorization).await?;
+        let answer = measured("token", self.http.post_form(endpoint, body, authorization)).await?;
         let result = token_response(answer, endpoint);
         tracing::debug!(
             upstream_client,
@@ -385,7 +385,11 @@ impl Provider {
     ) -> Result<Response<Bytes>, UpstreamError> {
         let metadata = self.metadata();
         let endpoint = &metadata.token_endpoint;
-        let answer = self.http.post_form(endpoint, body, authorization).await?;
+        let answer = measured(
+            "forward_token",
+            self.http.post_form(endpoint, body, authorization),
+        )
+        .await?;
         if answer.status.is_server_error() {
             return Err(UpstreamError::Status {
                 url: endpoint.to_string(),
@@ -448,7 +452,7 @@ impl Provider {
     async fn fetch_jwks(&self) -> Result<JwkSet, UpstreamError> {
         let metadata = self.metadata();
         let url = metadata.jwks_uri.as_ref().ok_or(UpstreamError::NoJwksUri)?;
-        let answer = self.http.get(url).await?;
+        let answer = measured("jwks", self.http.get(url)).await?;
         if !answer.status.is_success() {
             return Err(UpstreamError::Status {
                 url: url.to_string(),
@@ -564,4 +568,25 @@ fn token_request(
         }
     }
     Ok((Bytes::from(form.finish()), authorization))
+}
+
+/// Times a call to the provider and counts its failure by kind.
+async fn measured<T>(
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    let started = Instant::now();
+    let result = call.await;
+    let metrics = &*crate::metrics::METRICS;
+    metrics
+        .provider_duration
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(error) = &result {
+        metrics
+            .provider_errors
+            .with_label_values(&[operation, error.kind()])
+            .inc();
+    }
+    result
 }
