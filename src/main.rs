@@ -25,6 +25,9 @@ enum Command {
         /// The configuration file.
         #[arg(long, env = "CIMD_PROXY_CONFIG")]
         config: PathBuf,
+        /// Log format: JSON lines (for log collectors) or readable text.
+        #[arg(long, env = "CIMD_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+        log_format: LogFormat,
     },
     /// Fetch and validate one client_id exactly as the server would, and report.
     ///
@@ -58,16 +61,25 @@ enum ConfigCommand {
     },
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line, with the request span's fields.
+    Json,
+    /// Readable text.
+    Text,
+}
+
 /// Exit status for a usage or configuration error (clap uses it too).
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A one-shot command keeps stderr for what went wrong; a server narrates.
-    init_logging(match cli.command {
-        Command::Serve { .. } => "info",
-        _ => "warn",
-    });
+    match cli.command {
+        Command::Serve { log_format, .. } => init_logging("info", log_format),
+        _ => init_logging("warn", LogFormat::Text),
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -79,7 +91,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config } => {
+        Command::Serve { config, .. } => {
             let config = load(Some(&config))?;
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
@@ -158,12 +170,20 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 }
 
 /// Diagnostics go to stderr, so `--json` output on stdout stays clean.
-fn init_logging(default_filter: &str) {
+fn init_logging(default_filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CIMD_PROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }

@@ -217,7 +217,46 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Gives every request an id: the audit lines it produces carry it (as a
+/// field of the `request` span) and the response returns it in
+/// `X-Request-Id`, so a user's report can be matched to the log. A caller's
+/// own id is kept only if it is short and plain; otherwise one is made.
+async fn request_id(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let header = axum::http::HeaderName::from_static("x-request-id");
+    let id = request
+        .headers()
+        .get(&header)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(new_request_id, str::to_owned);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        request.headers_mut().insert(header.clone(), value.clone());
+        let span = tracing::info_span!("request", id = %id);
+        let mut response = next.run(request).instrument(span).await;
+        response.headers_mut().insert(header, value);
+        response
+    } else {
+        next.run(request).await
+    }
+}
+
+/// 64 random bits as hex.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the id is only less unique; the request still runs.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn metadata(State(state): State<Arc<AppState>>) -> Response {

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createWorld } from './lib/world.js';
 import { publicClientDocument, codeFor, exchangePublic, getManual, withQuery } from './lib/oauth.js';
 
@@ -74,4 +75,41 @@ test('after sign-ins and refusals, /metrics is valid and the counters moved', as
   const check = spawnSync('promtool', ['check', 'metrics'], { input: after, encoding: 'utf8' });
   assert.equal(check.error, undefined, `promtool is required (scripts/test installs it): ${check.error}`);
   assert.equal(check.status, 0, `promtool check metrics:\n${check.stdout}\n${check.stderr}`);
+});
+
+test('audit lines are JSON with a request id, and never hold a code, token or secret', async () => {
+  const redirectUri = 'http://127.0.0.1/callback';
+  const clientId = world.docs.addClient('audit-cli', (id) => publicClientDocument(id, [redirectUri]));
+  const callback = 'http://127.0.0.1:45124/callback';
+  const { code, verifier, state } = await codeFor(world.proxy, { clientId, redirectUri: callback });
+  const response = await fetch(world.proxy.url('/token'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-request-id': 'e2e-audit-1' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', client_id: clientId, code, redirect_uri: callback, code_verifier: verifier,
+    }),
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get('x-request-id'), 'e2e-audit-1', 'a plain caller id is kept and returned');
+  const tokens = await response.json();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const lines = readFileSync(world.proxy.stderrFile, 'utf8').split('\n').filter(Boolean);
+  const records = lines.map((line) => JSON.parse(line));
+  const audits = records.filter((r) => r.target === 'audit' && r.fields?.client_id?.includes('audit-cli'));
+  const events = audits.map((r) => r.fields.event);
+  assert.deepEqual([...new Set(events)].sort(), ['authorize', 'callback', 'token']);
+  for (const record of audits) {
+    assert.match(record.span?.id ?? '', /^[0-9a-f]{16}$|^e2e-audit-1$/, JSON.stringify(record));
+    assert.ok(record.fields.upstream_client, JSON.stringify(record));
+  }
+  const token = audits.find((r) => r.fields.event === 'token');
+  assert.equal(token.span.id, 'e2e-audit-1');
+  assert.equal(token.fields.error, '-');
+
+  const everything = lines.join('\n');
+  for (const secret of [code, verifier, state, tokens.access_token, tokens.refresh_token, tokens.id_token,
+    world.upstreamSecret, ...world.sealKeys]) {
+    assert.ok(secret && !everything.includes(secret), 'a secret, code or token reached the log');
+  }
 });

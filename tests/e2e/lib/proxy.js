@@ -166,6 +166,7 @@ export async function startProxy(o) {
     admin,
     base: `http://127.0.0.1:${port}`,
     configFile,
+    stderrFile,
     child,
     url: (p) => `http://127.0.0.1:${port}${p}`,
     async stop() {
