@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::upstream::Provider;
+use crate::server::Shared;
 
 /// How often the provider's metadata is refreshed to decide readiness.
 pub const READINESS_REFRESH: Duration = Duration::from_secs(30);
@@ -42,11 +42,13 @@ impl Readiness {
     }
 
     /// Refreshes the provider's metadata forever, recording the outcome.
-    pub async fn watch_provider(self: Arc<Self>, provider: Arc<Provider>) {
+    /// The provider in force is looked up each time: a reload may replace it.
+    pub async fn watch_provider(self: Arc<Self>, shared: Arc<Shared>) {
         let mut ticks = tokio::time::interval(READINESS_REFRESH);
         ticks.tick().await;
         loop {
             ticks.tick().await;
+            let provider = Arc::clone(&shared.current().provider);
             let ok = match provider.refresh_metadata().await {
                 Ok(()) => true,
                 Err(error) => {

@@ -91,9 +91,9 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config, .. } => {
-            let config = load(Some(&config))?;
-            runtime()?.block_on(serve(config))?;
+        Command::Serve { config: path, .. } => {
+            let config = load(Some(&path))?;
+            runtime()?.block_on(serve(config, path))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, json, url } => {
@@ -128,9 +128,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Everything is read and checked before a port is bound; then both
-/// listeners run until SIGTERM or Ctrl-C.
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let state = std::sync::Arc::new(cimd_proxy::server::AppState::build(config).await?);
+/// listeners run until SIGTERM or Ctrl-C, reloading the configuration on
+/// SIGHUP or when the file changes.
+async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    let state = cimd_proxy::server::AppState::build(config).await?;
     let server = &state.config.server;
     let listeners = cimd_proxy::server::bind(server.listen, server.admin_listen).await?;
     tracing::info!(
@@ -139,7 +140,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         admin = %listeners.admin.local_addr()?,
         "cimd-proxy is serving"
     );
-    cimd_proxy::server::run(state, listeners, shutdown_signal()).await;
+    let shared = cimd_proxy::server::Shared::new(state);
+    let reloader = tokio::spawn(cimd_proxy::server::reload::watch(
+        std::sync::Arc::clone(&shared),
+        path,
+    ));
+    cimd_proxy::server::run(shared, listeners, shutdown_signal()).await;
+    reloader.abort();
     Ok(())
 }
 

@@ -79,6 +79,13 @@ pub struct ClientIdPattern {
     matcher: GlobMatcher,
 }
 
+/// Two patterns are the same when they are written the same.
+impl PartialEq for ClientIdPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
 impl ClientIdPattern {
     /// Compiles a pattern; it must start with `https://` and name a host.
     pub fn new(pattern: &str) -> Result<Self, String> {

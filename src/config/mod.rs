@@ -25,7 +25,7 @@ use crate::policy::{Action, ClientIdPattern};
 use reader::Section;
 
 /// The whole validated configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// `[server]`: where the proxy listens and what it calls itself.
     pub server: ServerConfig,
@@ -46,7 +46,7 @@ pub struct Config {
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResourceConfig {
     /// The resource identifier (the MCP server's URL).
     pub resource: Url,
@@ -55,7 +55,7 @@ pub struct ResourceConfig {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// The proxy's public URL, which is also its OAuth issuer identifier.
     pub public_url: Option<Url>,
@@ -76,7 +76,7 @@ impl Default for ServerConfig {
 }
 
 /// `[upstream]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// The provider's issuer identifier, used for discovery.
     pub issuer: Option<Url>,
@@ -122,7 +122,7 @@ pub enum ResourceParameter {
 }
 
 /// `[upstream.clients.NAME]`: one application registered at the provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamClient {
     /// Its client_id at the provider.
     pub client_id: String,
@@ -169,7 +169,7 @@ pub enum SecretSource {
 }
 
 /// `[fetch]`: the hardened fetcher's limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FetchConfig {
     /// One deadline over resolution, connect, TLS, headers and body.
     pub timeout: Duration,
@@ -211,7 +211,7 @@ impl Default for FetchConfig {
 }
 
 /// `[cache]`: lifetimes of cached documents.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     /// The shortest lifetime, whatever the origin says (a floor against refetch floods).
     pub min_ttl: Duration,
@@ -235,7 +235,7 @@ impl Default for CacheConfig {
 }
 
 /// `[policy]`: the operator's rules.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
     /// The action for clients no rule matches.
     pub default_action: Action,
@@ -272,7 +272,7 @@ pub enum Interstitial {
 }
 
 /// `[[policy.rules]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleConfig {
     /// The client_id glob this rule matches.
     pub client_id: ClientIdPattern,
@@ -285,7 +285,7 @@ pub struct RuleConfig {
 }
 
 /// `[seal]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SealConfig {
     /// Where the sealing keys come from, newest first.
     pub keys: Option<SecretSource>,
@@ -310,7 +310,7 @@ impl Default for SealConfig {
 }
 
 /// `[signing]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SigningConfig {
     /// A file of id_token signing keys, newest first.
     pub keys_file: Option<PathBuf>,

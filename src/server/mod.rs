@@ -13,15 +13,17 @@ mod listener;
 pub mod oauth;
 pub mod pages;
 mod params;
+pub mod reload;
 mod token;
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::{PoisonError, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -46,22 +48,62 @@ pub struct AppState {
     pub config: Config,
     /// The proxy's issuer identifier: `server.public_url` without a trailing slash.
     pub issuer: String,
-    /// Client documents.
-    pub cache: DocumentCache,
+    /// Client documents (kept across reloads).
+    pub cache: Arc<DocumentCache>,
     /// The operator's policy.
     pub policy: Policy,
     /// Seals state, codes and refresh tokens.
     pub sealer: Sealer,
     /// The identity provider.
     pub provider: Arc<Provider>,
-    /// `private_key_jwt` verification.
-    pub client_auth: ClientAuthenticator,
+    /// `private_key_jwt` verification (kept across reloads: its `jti` store
+    /// must not forget).
+    pub client_auth: Arc<ClientAuthenticator>,
     /// The proxy's id_token keys.
     pub signing: SigningKeys,
-    /// Consent-form tokens already used.
-    pub consents: ReplayStore,
-    /// Logos of allowed clients.
-    pub logos: LogoCache,
+    /// Consent-form tokens already used (kept across reloads).
+    pub consents: Arc<ReplayStore>,
+    /// Logos of allowed clients (kept across reloads).
+    pub logos: Arc<LogoCache>,
+}
+
+/// The state in force. A reload swaps it; a request in flight keeps the
+/// state it started with, so nothing is dropped or half-applied.
+pub struct Shared {
+    current: RwLock<Arc<AppState>>,
+}
+
+impl Shared {
+    /// Wraps the first state.
+    pub fn new(state: AppState) -> Arc<Shared> {
+        Arc::new(Shared {
+            current: RwLock::new(Arc::new(state)),
+        })
+    }
+
+    /// The state in force now.
+    pub fn current(&self) -> Arc<AppState> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `state` in force for every request from now on.
+    pub fn replace(&self, state: AppState) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
+    }
+}
+
+/// Extracts the state in force when the request arrived.
+struct Current(Arc<AppState>);
+
+impl FromRequestParts<Arc<Shared>> for Current {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut axum::http::request::Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Current(shared.current()))
+    }
 }
 
 /// The most consent pages awaiting an answer at once.
@@ -125,15 +167,64 @@ impl AppState {
             ClientAuthLimits::default(),
         );
         Ok(AppState {
-            logos: LogoCache::new(Arc::clone(&egress)),
-            consents: ReplayStore::new(MAX_PENDING_CONSENTS),
-            cache: DocumentCache::new(egress, config.cache.clone()),
+            logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
+            consents: Arc::new(ReplayStore::new(MAX_PENDING_CONSENTS)),
+            cache: Arc::new(DocumentCache::new(egress, config.cache.clone())),
             policy: Policy::new(config.policy.clone()),
             issuer,
             sealer,
             provider: Arc::new(provider),
-            client_auth,
+            client_auth: Arc::new(client_auth),
             signing,
+            config,
+        })
+    }
+
+    /// The state a new configuration gives, keeping what must survive a
+    /// reload: the document cache, the single-use stores (a reload must not
+    /// make a used `jti` or consent token usable again), the logo cache.
+    /// Keys, the policy and the provider (with its credentials) are read
+    /// anew. Listeners, the public URL, `[fetch]`, `[cache]` and
+    /// `[resource]` take effect only on restart; a change there is logged and
+    /// the running values are kept.
+    pub async fn reloaded(&self, mut config: Config) -> Result<AppState, ServeError> {
+        config.require_serve()?;
+        let Some(seal_keys) = &config.seal.keys else {
+            // Unreachable: require_serve has just checked it.
+            return Err(crate::config::ConfigError::Invalid(Vec::new()).into());
+        };
+        let sealer = Sealer::from_source(seal_keys)?;
+        let signing = match &config.signing.keys_file {
+            Some(path) => SigningKeys::load(path)?,
+            None if self.config.signing.keys_file.is_none() => self.signing.clone(),
+            None => SigningKeys::generate_ephemeral()?,
+        };
+        let provider = Provider::discover(&config.upstream).await?;
+        let restart_only = [
+            ("server", config.server != self.config.server),
+            ("fetch", config.fetch != self.config.fetch),
+            ("cache", config.cache != self.config.cache),
+            ("resource", config.resource != self.config.resource),
+        ];
+        for (section, changed) in restart_only {
+            if changed {
+                tracing::warn!(section, "this section changed; it takes effect on restart");
+            }
+        }
+        config.server = self.config.server.clone();
+        config.fetch = self.config.fetch.clone();
+        config.cache = self.config.cache.clone();
+        config.resource = self.config.resource.clone();
+        Ok(AppState {
+            issuer: self.issuer.clone(),
+            cache: Arc::clone(&self.cache),
+            policy: Policy::new(config.policy.clone()),
+            sealer,
+            provider: Arc::new(provider),
+            client_auth: Arc::clone(&self.client_auth),
+            signing,
+            consents: Arc::clone(&self.consents),
+            logos: Arc::clone(&self.logos),
             config,
         })
     }
@@ -175,11 +266,12 @@ impl AppState {
 
 /// The public routes. Endpoints answer under the public URL's path and at
 /// the root, for clients that build `/authorize` from the origin.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(shared: Arc<Shared>) -> Router {
+    let state = shared.current();
     let prefix = state.path_prefix();
     let mut router = Router::new();
     let mut seen = BTreeSet::new();
-    let mut add = |router: Router<Arc<AppState>>, path: String, route| {
+    let mut add = |router: Router<Arc<Shared>>, path: String, route| {
         if seen.insert(path.clone()) {
             router.route(&path, route)
         } else {
@@ -218,7 +310,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
         .layer(axum::middleware::from_fn(request_id))
-        .with_state(state)
+        .with_state(shared)
 }
 
 /// Gives every request an id: the audit lines it produces carry it (as a
@@ -259,7 +351,7 @@ fn new_request_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn metadata(State(state): State<Arc<AppState>>) -> Response {
+async fn metadata(Current(state): Current) -> Response {
     let metadata = discovery::authorization_server_metadata(
         &state.issuer,
         &state.provider.metadata(),
@@ -268,7 +360,7 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Response {
     Json(metadata).into_response()
 }
 
-async fn protected_resource(State(state): State<Arc<AppState>>) -> Response {
+async fn protected_resource(Current(state): Current) -> Response {
     match &state.config.resource {
         Some(resource) => Json(discovery::protected_resource_metadata(
             &state.issuer,
@@ -279,11 +371,11 @@ async fn protected_resource(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+async fn jwks(Current(state): Current) -> Response {
     Json(state.signing.jwks()).into_response()
 }
 
-async fn authorize_get(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+async fn authorize_get(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     match Params::parse(query.as_bytes()) {
         Ok(params) => authorize::authorize(state, params, &query).await,
@@ -291,7 +383,7 @@ async fn authorize_get(State(state): State<Arc<AppState>>, RawQuery(query): RawQ
     }
 }
 
-async fn authorize_post(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn authorize_post(Current(state): Current, body: Bytes) -> Response {
     match Params::parse(&body) {
         Ok(params) => {
             let raw = String::from_utf8_lossy(&body).into_owned();
@@ -301,14 +393,14 @@ async fn authorize_post(State(state): State<Arc<AppState>>, body: Bytes) -> Resp
     }
 }
 
-async fn callback(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+async fn callback(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(params) => callback::callback(state, params),
         Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
     }
 }
 
-async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn consent(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {
     match Params::parse(&body) {
         Ok(params) => consent::decide(state, &headers, params),
         Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
@@ -317,7 +409,7 @@ async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
 
 /// `GET /logo?client_id=…`: the logo of a client the policy allows, served
 /// from our origin with the type its bytes were verified to be.
-async fn logo(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     let not_found = || StatusCode::NOT_FOUND.into_response();
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
         return not_found();
@@ -364,14 +456,14 @@ async fn logo(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> 
     }
 }
 
-async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {
     token::token(state, headers, body).await
 }
 
 /// Runs the proxy on already bound listeners until `shutdown` resolves,
 /// then lets requests in flight finish (within a grace period).
 pub async fn run(
-    state: Arc<AppState>,
+    shared: Arc<Shared>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -381,17 +473,17 @@ pub async fn run(
     };
     let public = tokio::spawn(listener::serve(
         listeners.public,
-        router(Arc::clone(&state)),
+        router(Arc::clone(&shared)),
         until_stopped(stopped.clone()),
     ));
     let readiness = crate::admin::Readiness::new();
-    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider(Arc::clone(&state.provider)));
+    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider(Arc::clone(&shared)));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
         crate::admin::router(readiness, {
-            let state = Arc::clone(&state);
+            let shared = Arc::clone(&shared);
             Arc::new(move || {
-                let entries = state.cache.entry_count();
+                let entries = shared.current().cache.entry_count();
                 crate::metrics::METRICS
                     .cache_entries
                     .set(i64::try_from(entries).unwrap_or(i64::MAX));
