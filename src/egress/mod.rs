@@ -605,12 +605,28 @@ impl Egress {
         drop(driver);
         Ok(Fetched {
             status,
-            headers: parts.headers,
+            headers: owned_headers(&parts.headers),
             body: collected.freeze(),
             addresses: Vec::new(),
             connected_to: SocketAddr::from(([0, 0, 0, 0], 0)),
         })
     }
+}
+
+/// The response head copied out of the connection's read buffer. hyper's
+/// header values are slices of that buffer, and the cache keeps a
+/// document's headers (for revalidation) as long as the document: without
+/// the copy, every cached document would keep its whole read buffer
+/// (8 KiB or more) alive.
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        // Always Ok: the bytes come from a valid header value.
+        if let Ok(copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.append(name.clone(), copy);
+        }
+    }
+    owned
 }
 
 /// Refuses encodings, wrong media types and announced oversize bodies
@@ -833,6 +849,27 @@ mod tests {
             check_representation(&empty, MediaKind::Json, 10),
             Err(FetchError::ContentType { found: None })
         ));
+    }
+
+    #[test]
+    fn kept_headers_do_not_share_the_read_buffer() {
+        // As hyper parses them: every value a slice of one buffer.
+        let buffer = Bytes::from(b"max-age=60\"v1\"\"v2\"".to_vec());
+        let range = buffer.as_ptr_range();
+        let mut parsed = HeaderMap::new();
+        for (name, part) in [
+            (header::CACHE_CONTROL, buffer.slice(0..10)),
+            (header::ETAG, buffer.slice(10..14)),
+            (header::ETAG, buffer.slice(14..18)),
+        ] {
+            parsed.append(name, HeaderValue::from_maybe_shared(part).unwrap());
+        }
+        let owned = owned_headers(&parsed);
+        assert_eq!(owned, parsed);
+        assert_eq!(owned.get_all(header::ETAG).iter().count(), 2);
+        for value in owned.values() {
+            assert!(!range.contains(&value.as_bytes().as_ptr()));
+        }
     }
 
     #[test]
