@@ -102,6 +102,10 @@ pub struct ClientMetadata {
     /// Members this crate does not interpret, kept for reporting.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Whether every redirect URI is a loopback one, decided once at
+    /// validation: the policy asks on every request.
+    #[serde(skip)]
+    loopback_only: bool,
 }
 
 /// How a CIMD client authenticates at the token endpoint.
@@ -209,8 +213,10 @@ pub fn validate(client_id: &ClientIdUrl, body: &[u8]) -> Result<ClientMetadata, 
             None => None,
         };
 
+    let loopback_only = redirect_uris.iter().all(|uri| is_loopback_redirect(uri));
     Ok(ClientMetadata {
         client_id,
+        loopback_only,
         redirect_uris,
         client_name: take_string(&mut doc, "client_name")?,
         client_uri: take_https_url(&mut doc, "client_uri")?,
@@ -242,9 +248,7 @@ impl ClientMetadata {
     /// machine, so the client's URL proves nothing about who receives it
     /// (rule 17: warn harder).
     pub fn only_loopback_redirects(&self) -> bool {
-        self.redirect_uris
-            .iter()
-            .all(|uri| is_loopback_redirect(uri))
+        self.loopback_only
     }
 
     /// Finds the registered redirect URI the request's redirect_uri matches (exact string, or the loopback port rule).

@@ -113,7 +113,12 @@ impl ClientIdPattern {
 
     /// Whether the client_id matches, compared as the exact string received.
     pub fn matches(&self, client_id: &ClientIdUrl) -> bool {
-        self.matcher.is_match(client_id.as_str())
+        self.matches_str(client_id.as_str())
+    }
+
+    /// [`Self::matches`] for a client_id already known to be valid.
+    pub fn matches_str(&self, client_id: &str) -> bool {
+        self.matcher.is_match(client_id)
     }
 }
 
@@ -161,12 +166,18 @@ impl Policy {
 
     /// Decides what to do with a valid client.
     pub fn decide(&self, client_id: &ClientIdUrl, metadata: &ClientMetadata) -> Decision {
+        self.decide_str(client_id.as_str(), metadata)
+    }
+
+    /// [`Self::decide`] for a client_id already known to be valid (the
+    /// cache holds documents only for client_ids that parsed).
+    pub fn decide_str(&self, client_id: &str, metadata: &ClientMetadata) -> Decision {
         let matched = self
             .config
             .rules
             .iter()
             .enumerate()
-            .find(|(_, rule)| rule.client_id.matches(client_id));
+            .find(|(_, rule)| rule.client_id.matches_str(client_id));
         let mut decision = match matched {
             Some((index, rule)) => Decision {
                 action: rule.action,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::consent::{self, ConsentRequest};
-use super::oauth::{OAuthErrorCode, error_redirect, found, public_detail, with_query};
+use super::oauth::{OAuthErrorCode, error_redirect, found, public_detail, with_query_url};
 use super::pages::{PageReason, error_page};
 use super::params::Params;
 use crate::client_id::{ClientIdUrl, is_url_client_id};
@@ -59,21 +59,31 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         audit(client_id, "pass_through", "pass_through", None);
         return pass_through(&state, raw_query);
     }
-    let client = match ClientIdUrl::parse(client_id) {
-        Ok(client) => client,
-        Err(error) => return refuse(client_id, None, error.code(), &error.to_string()),
-    };
-    let host = client.url().host_str().unwrap_or_default().to_owned();
-    let resolved = match state.cache.resolve(&client).await {
-        Ok(resolved) => resolved,
-        Err(error) => return refuse(client_id, Some(&host), error.code(), &error.to_string()),
+    // A cached client needs no parsing: only valid client_ids are cached.
+    let resolved = match state.cache.cached(client_id) {
+        Some(resolved) => resolved,
+        None => {
+            let client = match ClientIdUrl::parse(client_id) {
+                Ok(client) => client,
+                Err(error) => return refuse(client_id, None, error.code(), &error.to_string()),
+            };
+            match state.cache.resolve(&client).await {
+                Ok(resolved) => resolved,
+                Err(error) => {
+                    let host = host_of(client_id);
+                    return refuse(client_id, Some(&host), error.code(), &error.to_string());
+                }
+            }
+        }
     };
     let metadata = Arc::clone(&resolved.document.metadata);
-    let decision = state.policy.decide(&client, &metadata);
+    let decision = state.policy.decide_str(client_id, &metadata);
+    // Shown on pages only, so found only when one is shown.
+    let host = || host_of(client_id);
     if decision.action == Action::Deny {
         return refuse(
             client_id,
-            Some(&host),
+            Some(&host()),
             crate::ErrorCode::PolicyDenied,
             "the operator's policy denies this client",
         );
@@ -89,7 +99,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
                 return error_page(
                     PageReason::RedirectUriNotRegistered,
                     "the redirect_uri is not listed in the client's metadata document",
-                    Some(&host),
+                    Some(&host()),
                 );
             }
         },
@@ -99,7 +109,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
             return error_page(
                 PageReason::BadRequest,
                 "redirect_uri is required: the client lists several",
-                Some(&host),
+                Some(&host()),
             );
         }
     };
@@ -221,12 +231,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         .iter()
         .map(|(name, value)| (*name, value.as_str()))
         .collect();
-    let Some(location) = with_query(
-        state.provider.metadata().authorization_endpoint.as_str(),
-        &pairs,
-    ) else {
-        return fail(OAuthErrorCode::ServerError, "bad provider endpoint");
-    };
+    let location = with_query_url(&state.provider.metadata().authorization_endpoint, &pairs);
     let show_page =
         decision.action == Action::Warn || state.config.policy.interstitial == Interstitial::Always;
     audit(
@@ -236,6 +241,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         Some(upstream_name),
     );
     if show_page {
+        let host = host();
         return consent::interstitial(
             &state,
             &ConsentRequest {
@@ -254,6 +260,14 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         );
     }
     found(&location)
+}
+
+/// The host of a client_id that parsed, for pages.
+fn host_of(client_id: &str) -> String {
+    url::Url::parse(client_id)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A pre-registered client's request goes to the provider untouched.
@@ -331,14 +345,25 @@ fn audit(client_id: &str, decision: &str, outcome: &'static str, upstream_client
     );
 }
 
-/// Client ids in logs are bounded: an outsider chose them.
-pub fn short(value: &str) -> String {
-    value
-        .chars()
-        .take(crate::client_id::MAX_CLIENT_ID_LEN)
-        .collect::<String>()
-        .escape_debug()
-        .to_string()
+/// Client ids in logs are bounded and escaped: an outsider chose them.
+/// The common case, short printable ASCII with nothing to escape, is
+/// borrowed as is.
+pub fn short(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = value.len() <= crate::client_id::MAX_CLIENT_ID_LEN
+        && value
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\\' | b'\''));
+    if plain {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    std::borrow::Cow::Owned(
+        value
+            .chars()
+            .take(crate::client_id::MAX_CLIENT_ID_LEN)
+            .collect::<String>()
+            .escape_debug()
+            .to_string(),
+    )
 }
 
 #[cfg(test)]

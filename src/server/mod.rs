@@ -343,12 +343,29 @@ async fn request_id(mut request: axum::extract::Request, next: axum::middleware:
     }
 }
 
-/// 64 random bits as hex.
+/// 64 bits as hex, unique within the process and unpredictable from
+/// outside: a counter through a bijective mix (SplitMix64's finalizer)
+/// keyed with a random value drawn once. No system call per request.
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 8];
-    // Without randomness the id is only less unique; the request still runs.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEY: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let key = *KEY.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness the ids are only less unique across processes.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    let mut z = key.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    format!("{z:016x}")
 }
 
 async fn metadata(Current(state): Current) -> Response {

@@ -157,9 +157,85 @@ pub fn redirect_with(base: &str, params: &[(&str, &str)]) -> Response {
 
 /// `base` with `params` added to its query (existing ones kept).
 pub fn with_query(base: &str, params: &[(&str, &str)]) -> Option<String> {
-    let mut url = Url::parse(base).ok()?;
-    url.query_pairs_mut().extend_pairs(params);
-    Some(url.into())
+    Url::parse(base)
+        .ok()
+        .map(|url| with_query_url(&url, params))
+}
+
+/// [`with_query`] for an already parsed URL: the same string the url
+/// crate's `query_pairs_mut` makes, built in one pass (this is on every
+/// `/authorize`, and the sealed state alone is hundreds of bytes).
+pub fn with_query_url(base: &Url, params: &[(&str, &str)]) -> String {
+    if base.fragment().is_some() {
+        // Not an endpoint anyone configures (RFC 6749 §3.1 forbids it); the
+        // url crate knows where the pairs go.
+        let mut url = base.clone();
+        url.query_pairs_mut().extend_pairs(params);
+        return url.into();
+    }
+    let size = params
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 2)
+        .sum::<usize>();
+    let mut out = String::with_capacity(base.as_str().len() + size + size / 8);
+    out.push_str(base.as_str());
+    let mut separate = match base.query() {
+        None => {
+            out.push('?');
+            false
+        }
+        Some(query) => !query.is_empty(),
+    };
+    for (name, value) in params {
+        if separate {
+            out.push('&');
+        }
+        separate = true;
+        push_form_encoded(&mut out, name);
+        out.push('=');
+        push_form_encoded(&mut out, value);
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` byte serialization (WHATWG URL
+/// §5.2), as `form_urlencoded::byte_serialize`: alphanumerics and `*-._`
+/// kept, space as `+`, every other byte percent-encoded in upper case.
+fn push_form_encoded(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    /// The bytes written as they are.
+    const KEPT: [bool; 256] = {
+        let mut kept = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            kept[b] = c.is_ascii_alphanumeric() || matches!(c, b'*' | b'-' | b'.' | b'_');
+            b += 1;
+        }
+        kept
+    };
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if KEPT[usize::from(byte)] {
+            continue;
+        }
+        // A run of kept ASCII bytes: both ends are character boundaries.
+        if start < i {
+            out.push_str(&value[start..i]);
+        }
+        if byte == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        start = i + 1;
+    }
+    if start < bytes.len() {
+        out.push_str(&value[start..]);
+    }
 }
 
 /// A plain 302 with `Cache-Control: no-store`.
@@ -271,5 +347,33 @@ mod tests {
             OAuthErrorCode::from_provider("login_required"),
             OAuthErrorCode::AccessDenied
         );
+    }
+
+    #[test]
+    fn queries_are_built_exactly_as_the_url_crate_builds_them() {
+        let params = [
+            ("client_id", "https://app.example/c.json?x=1&y=2"),
+            ("scope", "openid profile  mcp:tools"),
+            ("state", "a-b_c.d*e~f'g\"h<i>%j+k/l"),
+            ("nonce", "héllo wörld 日本 \u{1F600}"),
+            ("redirect_uri", "http://127.0.0.1:8080/cb#frag"),
+            ("empty", ""),
+            ("ctl", "\u{0}\t\r\n\u{7f}"),
+        ];
+        for base in [
+            "https://idp.example/authorize",
+            "https://idp.example/authorize?",
+            "https://idp.example/authorize?tenant=a%20b",
+            "https://idp.example/oauth2/v2.0/authorize?p=1&q",
+            "https://idp.example/authorize#fragment",
+            "http://127.0.0.1:9000/",
+        ] {
+            let mut expected = Url::parse(base).unwrap();
+            expected.query_pairs_mut().extend_pairs(params);
+            let expected: String = expected.into();
+            let built = with_query_url(&Url::parse(base).unwrap(), &params);
+            assert_eq!(built, expected, "{base}");
+            assert_eq!(Url::parse(&built).unwrap().as_str(), built, "{base}");
+        }
     }
 }
