@@ -79,13 +79,74 @@ pub struct CachedDocument {
     pub fetch: FetchReport,
     fresh_until: Instant,
     retain_for: Duration,
-    policy: CachePolicy,
-    validators: HeaderMap,
+    /// Kept only when the origin sent validators (`ETag`, `Last-Modified`).
+    revalidation: Option<StoredHead>,
 }
 
 impl CachedDocument {
     fn is_fresh(&self, now: Instant) -> bool {
         now < self.fresh_until
+    }
+}
+
+/// What a conditional request and a 304 need from the stored response: its
+/// caching headers (as `name: value` lines, one allocation rather than a
+/// header map and a cache policy per document: there may be a hundred
+/// thousand of them) and when it was received.
+#[derive(Debug)]
+struct StoredHead {
+    headers: Box<[u8]>,
+    received_at: SystemTime,
+}
+
+/// The response headers RFC 9111 caching and revalidation read.
+const CACHING_HEADERS: [header::HeaderName; 8] = [
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::DATE,
+    header::AGE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::VARY,
+    header::PRAGMA,
+];
+
+impl StoredHead {
+    fn new(headers: &HeaderMap, received_at: SystemTime) -> StoredHead {
+        let mut lines = Vec::new();
+        for name in &CACHING_HEADERS {
+            for value in headers.get_all(name) {
+                lines.extend_from_slice(name.as_str().as_bytes());
+                lines.extend_from_slice(b": ");
+                lines.extend_from_slice(value.as_bytes());
+                lines.push(b'\n');
+            }
+        }
+        StoredHead {
+            headers: lines.into_boxed_slice(),
+            received_at,
+        }
+    }
+
+    /// The stored headers as a map again (a header value never holds a
+    /// line feed, and a name never a colon).
+    fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for line in self.headers.split(|&b| b == b'\n') {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let value = line[colon + 1..]
+                .strip_prefix(b" ")
+                .unwrap_or(&line[colon + 1..]);
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(&line[..colon]),
+                header::HeaderValue::from_bytes(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
     }
 }
 
@@ -309,9 +370,11 @@ impl Inner {
         client_id: &ClientIdUrl,
         stale: Option<Arc<CachedDocument>>,
     ) -> Result<Resolved, ResolveError> {
-        let conditional = stale
+        let stored = stale
             .as_ref()
-            .map(|document| document.validators.clone())
+            .and_then(|document| document.revalidation.as_ref());
+        let conditional = stored
+            .map(|stored| validators(&stored.header_map()))
             .unwrap_or_default();
         let fetched = self
             .egress
@@ -319,15 +382,24 @@ impl Inner {
             .await?;
         let request = cache_request(client_id);
         let now = SystemTime::now();
+        let options = CacheOptions {
+            shared: true,
+            ..CacheOptions::default()
+        };
 
-        if let (http::StatusCode::NOT_MODIFIED, Some(stale)) = (fetched.status, &stale) {
-            let response = response_head(&fetched);
+        if let (http::StatusCode::NOT_MODIFIED, Some(stale), Some(stored)) =
+            (fetched.status, &stale, stored)
+        {
+            let response = response_head(fetched.status, &fetched.headers);
+            let stored_response = response_head(http::StatusCode::OK, &stored.header_map());
+            let policy =
+                CachePolicy::new_options(&request, &stored_response, stored.received_at, options);
             if let AfterResponse::NotModified(policy, parts) =
-                stale.policy.after_response(&request, &response, now)
+                policy.after_response(&request, &response, now)
             {
                 let document = self.entry(
                     Arc::clone(&stale.metadata),
-                    policy,
+                    &policy,
                     &parts.headers,
                     &fetched,
                     stale.fetch.bytes,
@@ -350,16 +422,13 @@ impl Inner {
         let metadata = metadata::validate(client_id, &fetched.body)?;
         let policy = CachePolicy::new_options(
             &request,
-            &response_head(&fetched),
+            &response_head(fetched.status, &fetched.headers),
             now,
-            CacheOptions {
-                shared: true,
-                ..CacheOptions::default()
-            },
+            options,
         );
         let document = self.entry(
             Arc::new(metadata),
-            policy,
+            &policy,
             &fetched.headers,
             &fetched,
             fetched.body.len(),
@@ -374,18 +443,19 @@ impl Inner {
     fn entry(
         &self,
         metadata: Arc<ClientMetadata>,
-        policy: CachePolicy,
+        policy: &CachePolicy,
         headers: &HeaderMap,
         fetched: &Fetched,
         bytes: usize,
         received_at: SystemTime,
     ) -> CachedDocument {
-        let ttl = self.lifetime(&policy, headers, received_at);
-        let validators = validators(headers);
-        let retain_for = if validators.is_empty() {
-            ttl
-        } else {
+        let ttl = self.lifetime(policy, headers, received_at);
+        let revalidation =
+            (!validators(headers).is_empty()).then(|| StoredHead::new(headers, received_at));
+        let retain_for = if revalidation.is_some() {
             ttl + self.config.max_ttl
+        } else {
+            ttl
         };
         CachedDocument {
             metadata,
@@ -397,8 +467,7 @@ impl Inner {
             },
             fresh_until: Instant::now() + ttl,
             retain_for,
-            policy,
-            validators,
+            revalidation,
         }
     }
 
@@ -424,10 +493,10 @@ fn cache_request(client_id: &ClientIdUrl) -> http::request::Parts {
     parts
 }
 
-fn response_head(fetched: &Fetched) -> http::response::Parts {
+fn response_head(status: http::StatusCode, headers: &HeaderMap) -> http::response::Parts {
     let mut response = http::Response::new(());
-    *response.status_mut() = fetched.status;
-    *response.headers_mut() = fetched.headers.clone();
+    *response.status_mut() = status;
+    *response.headers_mut() = headers.clone();
     response.into_parts().0
 }
 
@@ -447,6 +516,39 @@ fn validators(headers: &HeaderMap) -> HeaderMap {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn the_stored_head_keeps_the_caching_headers_only() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("cache-control", "max-age=60, must-revalidate"),
+            ("etag", "W/\"a:b\""),
+            ("vary", "accept"),
+            ("vary", "origin"),
+            ("x-other", "1"),
+        ] {
+            headers.append(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers.append(
+            header::LAST_MODIFIED,
+            HeaderValue::from_bytes(b"Wed, 21 Oct 2026 07:28:00 GMT \xe9").unwrap(),
+        );
+        let stored = StoredHead::new(&headers, SystemTime::UNIX_EPOCH).header_map();
+        assert_eq!(stored.len(), 5);
+        assert_eq!(stored[header::CACHE_CONTROL], "max-age=60, must-revalidate");
+        assert_eq!(stored[header::ETAG], "W/\"a:b\"");
+        assert_eq!(stored.get_all(header::VARY).iter().count(), 2);
+        assert_eq!(
+            stored[header::LAST_MODIFIED].as_bytes(),
+            b"Wed, 21 Oct 2026 07:28:00 GMT \xe9"
+        );
+        assert!(stored.get(header::CONTENT_TYPE).is_none());
+        assert_eq!(validators(&stored), validators(&headers));
+    }
 
     #[test]
     fn validators_carry_etag_and_last_modified() {

@@ -101,11 +101,51 @@ pub struct ClientMetadata {
     pub software_statement: Option<String>,
     /// Members this crate does not interpret, kept for reporting.
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: ExtraMembers,
     /// Whether every redirect URI is a loopback one, decided once at
     /// validation: the policy asks on every request.
     #[serde(skip)]
     loopback_only: bool,
+}
+
+/// The members of a document this crate does not interpret, kept for
+/// reports (`check --json`) as compact JSON text: one allocation, where a
+/// parsed map costs several hundred bytes in every cached document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtraMembers(Option<Box<str>>);
+
+impl ExtraMembers {
+    fn new(members: Map<String, Value>) -> Self {
+        if members.is_empty() {
+            ExtraMembers(None)
+        } else {
+            ExtraMembers(Some(Value::Object(members).to_string().into_boxed_str()))
+        }
+    }
+
+    /// Whether the document had no such member.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// How many members there are.
+    pub fn len(&self) -> usize {
+        self.to_map().len()
+    }
+
+    /// The members, parsed again.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.0
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl serde::Serialize for ExtraMembers {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
 }
 
 /// How a CIMD client authenticates at the token endpoint.
@@ -237,7 +277,7 @@ pub fn validate(client_id: &ClientIdUrl, body: &[u8]) -> Result<ClientMetadata, 
         software_statement: take_string(&mut doc, "software_statement")?,
         // Every interpreted member was removed above, so what is left is
         // exactly what this crate does not understand.
-        extra: doc,
+        extra: ExtraMembers::new(doc),
     })
 }
 

@@ -272,7 +272,7 @@ fn defaults_and_extra_members() {
     assert_eq!(md.grant_types, ["authorization_code"]);
     assert_eq!(md.response_types, ["code"]);
     assert_eq!(md.extra.len(), 2);
-    assert_eq!(md.extra["software_id"], "4NRB1-0XZABZI9E6-5SM3R");
+    assert_eq!(md.extra.to_map()["software_id"], "4NRB1-0XZABZI9E6-5SM3R");
 
     let out = serde_json::to_value(&md).unwrap();
     assert_eq!(out["token_endpoint_auth_method"], "none");
@@ -285,9 +285,10 @@ fn defaults_and_extra_members() {
 fn numbers_stay_numbers() {
     let body = cli_with(&[("x", Some(json!({"n": 1.5, "big": u64::MAX, "neg": -1})))]);
     let md = validate(&id(CLI_ID), &body).unwrap();
-    assert!(md.extra["x"]["n"].is_f64());
-    assert!(md.extra["x"]["big"].is_u64());
-    assert!(md.extra["x"]["neg"].is_i64());
+    let extra = md.extra.to_map();
+    assert!(extra["x"]["n"].is_f64());
+    assert!(extra["x"]["big"].is_u64());
+    assert!(extra["x"]["neg"].is_i64());
 }
 
 /// What a refusal must be: its code, and for `invalid_metadata` the field.
