@@ -305,6 +305,18 @@ fn signed_tokens_verify_with_the_published_jwks() {
 }
 
 #[test]
+fn es256_tokens_are_exactly_what_jsonwebtoken_makes() {
+    let keys = SigningKeys::generate_ephemeral().unwrap();
+    let key = keys.newest();
+    assert!(key.es256.is_some());
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    let theirs = jsonwebtoken::encode(&header, &claims(), &key.encoding).unwrap();
+    // RFC 6979 signatures are deterministic: the whole token is the same.
+    assert_eq!(keys.sign(&claims()).unwrap(), theirs);
+}
+
+#[test]
 fn only_objects_are_signed() {
     let keys = SigningKeys::generate_ephemeral().unwrap();
     assert!(matches!(
