@@ -152,9 +152,9 @@ pub enum SigningError {
     /// The signature could not be made.
     #[error("signing the id_token failed: {0}")]
     Sign(#[source] jsonwebtoken::errors::Error),
-    /// The ES256 signature could not be made.
-    #[error("signing the id_token failed: {0}")]
-    SignEs256(#[source] p256::ecdsa::Error),
+    /// The ES256 signature could not be made (no randomness).
+    #[error("signing the id_token failed: the ES256 signature could not be made")]
+    SignEs256,
 }
 
 /// The proxy's id_token signing keys, newest first: the first signs, all are
@@ -171,17 +171,22 @@ struct SigningKey {
     alg: Algorithm,
     kid: String,
     encoding: EncodingKey,
-    /// A P-256 key ready to sign. `jsonwebtoken` keeps keys as DER and
-    /// parses them again on every signature, which for P-256 includes
-    /// deriving the public key (a scalar multiplication): that was a quarter
-    /// of the CPU time of a token request.
-    es256: Option<p256::ecdsa::SigningKey>,
+    /// A P-256 key ready to sign, with `ring`. `jsonwebtoken` keeps keys as
+    /// DER and parses them again on every signature, which for P-256
+    /// includes deriving the public key (a scalar multiplication), and its
+    /// `p256` arithmetic is several times slower than `ring`'s: together
+    /// most of the CPU time of a token request.
+    es256: Option<ring::signature::EcdsaKeyPair>,
     public: Jwk,
 }
 
 /// A key as read: its algorithm, `jsonwebtoken`'s form, and for P-256 the
 /// parsed key.
-type ReadKey = (Algorithm, EncodingKey, Option<p256::ecdsa::SigningKey>);
+type ReadKey = (
+    Algorithm,
+    EncodingKey,
+    Option<ring::signature::EcdsaKeyPair>,
+);
 
 impl fmt::Debug for SigningKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,18 +306,18 @@ impl SigningKeys {
         };
         // What jsonwebtoken::encode does, with the key parsed once: the
         // JSON header and claims, base64url, and the fixed-size r || s
-        // signature (RFC 7518 §3.4) over them.
+        // signature (RFC 7518 §3.4) over them, by ring.
         let header = serde_json::to_vec(&header).map_err(|e| SigningError::Sign(e.into()))?;
         let payload = serde_json::to_vec(claims).map_err(|e| SigningError::Sign(e.into()))?;
         let mut jws = String::with_capacity((header.len() + payload.len() + 64) * 4 / 3 + 4);
         URL_SAFE_NO_PAD.encode_string(&header, &mut jws);
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jws);
-        let signature: p256::ecdsa::Signature =
-            p256::ecdsa::signature::Signer::try_sign(es256, jws.as_bytes())
-                .map_err(SigningError::SignEs256)?;
+        let signature = es256
+            .sign(&ring::rand::SystemRandom::new(), jws.as_bytes())
+            .map_err(|_| SigningError::SignEs256)?;
         jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut jws);
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
         Ok(jws)
     }
 
@@ -427,10 +432,16 @@ fn ec_key(secret: &p256::SecretKey) -> Result<ReadKey, &'static str> {
     let pkcs8 = secret
         .to_pkcs8_der()
         .map_err(|_| "the P-256 key cannot be re-encoded")?;
+    let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pkcs8.as_bytes(),
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|_| "the P-256 key cannot be used for signing")?;
     Ok((
         Algorithm::ES256,
         EncodingKey::from_ec_der(pkcs8.as_bytes()),
-        Some(p256::ecdsa::SigningKey::from(secret)),
+        Some(signer),
     ))
 }
 

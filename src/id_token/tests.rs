@@ -305,15 +305,26 @@ fn signed_tokens_verify_with_the_published_jwks() {
 }
 
 #[test]
-fn es256_tokens_are_exactly_what_jsonwebtoken_makes() {
+fn es256_tokens_are_signed_over_what_jsonwebtoken_would_sign() {
     let keys = SigningKeys::generate_ephemeral().unwrap();
     let key = keys.newest();
     assert!(key.es256.is_some());
     let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());
     let theirs = jsonwebtoken::encode(&header, &claims(), &key.encoding).unwrap();
-    // RFC 6979 signatures are deterministic: the whole token is the same.
-    assert_eq!(keys.sign(&claims()).unwrap(), theirs);
+    let ours = keys.sign(&claims()).unwrap();
+    // The same header and claims; ECDSA signatures differ (random nonces)
+    // but are the same size, and both verify.
+    let (our_input, our_signature) = ours.rsplit_once('.').unwrap();
+    let (their_input, their_signature) = theirs.rsplit_once('.').unwrap();
+    assert_eq!(our_input, their_input);
+    assert_eq!(our_signature.len(), their_signature.len());
+    for pem_keys in [P256_SEC1, P256_PKCS8] {
+        let loaded = load_pem(pem_keys).unwrap();
+        assert!(loaded.newest().es256.is_some());
+        let token = loaded.sign(&claims()).unwrap();
+        assert!(verify(&jwk_set(&loaded), &token, Some("n-1")).is_ok());
+    }
 }
 
 #[test]
