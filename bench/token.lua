@@ -2,7 +2,8 @@
 -- (a sealed code and a private_key_jwt assertion with a fresh jti). The
 -- first script argument is a file prefix: thread N reads PREFIX.N (written
 -- by `bench_harness token-prep`). A body is never sent twice: when a
--- thread runs out it sends an invalid request, which wrk counts as a
+-- thread runs out it sends a request naming an invalid client_id, which
+-- the proxy refuses (401) without calling upstream, and wrk counts as a
 -- status error, so running short shows in the results. done() writes the
 -- summary as JSON to $WRK_JSON (latencies in microseconds).
 
@@ -26,7 +27,8 @@ end
 
 function request()
   index = index + 1
-  return wrk.format("POST", "/token", nil, bodies[index] or "grant_type=exhausted")
+  return wrk.format("POST", "/token", nil,
+    bodies[index] or "grant_type=authorization_code&code=x&client_id=https%3A%2F%2Fexhausted.invalid")
 end
 
 function done(summary, latency, requests)
