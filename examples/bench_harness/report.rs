@@ -64,6 +64,13 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     let memory = read_lines(results, "s5_memory.jsonl");
     let mem_params = read(results, "s5_params.json");
     let token = read(results, "s6_token.json");
+    let cpu_us = |name: &str, wrk: &Value| {
+        num(
+            &read(results, &format!("{name}.cpu.json")),
+            &["cpu_seconds"],
+        ) * 1e6
+            / num(wrk, &["requests"])
+    };
     let token_prep = read(results, "s6_prep.json");
     let sample = |label: &str| {
         memory
@@ -235,22 +242,32 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     );
     let _ = writeln!(
         md,
-        "| server | req/s | p50 | p90 | p99 | p99.9 | max | errors |"
+        "| server | req/s | p50 | p90 | p99 | p99.9 | max | errors | server CPU per request |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
-    for (name, w) in [("fixed-302 baseline", &base), ("cimd-proxy", &proxy)] {
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for (name, file, w) in [
+        ("fixed-302 baseline", "s1_baseline", &base),
+        ("cimd-proxy", "s1_proxy", &proxy),
+    ] {
         let _ = writeln!(
             md,
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.1} µs |",
             rps(w),
             ms_us(w, "p50"),
             ms_us(w, "p90"),
             ms_us(w, "p99"),
             ms_us(w, "p999"),
             ms_us(w, "max"),
-            wrk_errors(w)
+            wrk_errors(w),
+            cpu_us(file, w),
         );
     }
+    let _ = writeln!(
+        md,
+        "\nServer CPU per request: the server process's user and system time over the run \
+         (`/proc/PID/stat`) divided by the requests it served; wrk's own work, and the kernel's \
+         on wrk's side, are not in it."
+    );
     let _ = writeln!(
         md,
         "\n### 2. Cold fetch\n\n{} first requests for distinct uncached clients, sequential, each preceded by a plain \
@@ -283,11 +300,11 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
         md,
         "\n### 3. Stampede\n\n{requests:.0} connections opened first, then released together on one barrier, each \
          sending the first `/authorize` for the same uncached client; the document host delays that document by \
-         200 ms and counts its fetches by path. Cache lookups (proxy metrics): {} miss, {} coalesced, {} hit. \
+         200 ms and counts its fetches by path. Cache lookups (proxy metrics): {:.0} miss, {:.0} coalesced, {:.0} hit. \
          Latency of the {redirected:.0} redirects: p50 {:.1} ms, max {:.1} ms.\n",
-        stampede["lookups"]["miss"],
-        stampede["lookups"]["coalesced"],
-        stampede["lookups"]["hit"],
+        num(&stampede, &["lookups", "miss"]),
+        num(&stampede, &["lookups", "coalesced"]),
+        num(&stampede, &["lookups", "hit"]),
         num(&stampede, &["latency", "p50_ms"]),
         num(&stampede, &["latency", "max_ms"]),
     );
@@ -332,11 +349,13 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     let _ = writeln!(
         md,
         "\nAttack requests sent: {}; other outcomes: {}. Connections the slow host saw: {}, at most {slow_max:.0} at once. \
-         Proxy document fetches during the attack: {}. Proxy RSS before/after the attack: {:.1} / {:.1} MiB.\n",
+         The proxy's document fetches during the attack: {:.0} completed, {:.0} refused at once \
+         (`cimd_proxy_fetches_total`). Proxy RSS before/after the attack: {:.1} / {:.1} MiB.\n",
         attack["sent"],
         attack["other"],
         flood["slow_host"]["connections"],
-        flood["proxy"]["document_fetches"],
+        num(&flood, &["proxy", "document_fetches_ok"]),
+        num(&flood, &["proxy", "document_fetches_overloaded"]),
         mib(num(&flood, &["proxy", "rss_kib_before"])),
         mib(num(&flood, &["proxy", "rss_kib_after"])),
     );
@@ -381,10 +400,10 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     ] {
         let _ = writeln!(
             md,
-            "| {process} | {label} | {:.1} MiB | {:.1} MiB | {} |",
+            "| {process} | {label} | {:.1} MiB | {:.1} MiB | {:.0} |",
             mib(num(s, &["rss_kib"])),
             mib(num(s, &["hwm_kib"])),
-            s["cache_entries"]
+            num(s, &["cache_entries"])
         );
     }
     let fill = read(results, "s5_fill_second.json");
@@ -405,15 +424,19 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
          signed. Response fields: {}.\n",
         token_prep["bodies"], token_prep["clients"], token_prep["example_response"]["fields"],
     );
-    let _ = writeln!(md, "| req/s | p50 | p90 | p99 | max | errors |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
     let _ = writeln!(
         md,
-        "| {token_rps:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {token_errors:.0} |",
+        "| req/s | p50 | p90 | p99 | max | errors | proxy CPU per request |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| {token_rps:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {token_errors:.0} | {:.0} µs |",
         ms_us(&token, "p50"),
         ms_us(&token, "p90"),
         ms_us(&token, "p99"),
         ms_us(&token, "max"),
+        cpu_us("s6_token", &token),
     );
     if let Some(notes) = notes.and_then(|path| std::fs::read_to_string(path).ok()) {
         let _ = writeln!(md, "\n{}", notes.trim_end());
