@@ -118,7 +118,10 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
         ("Rust", "rustc"),
         ("load generator", "wrk"),
         ("load average before (1, 5, 15 min)", "load_before"),
-        ("load average after", "load_after"),
+        (
+            "load average at the end (the run's own load included)",
+            "load_after",
+        ),
     ] {
         let value = match &machine[key] {
             Value::String(s) => s.clone(),
@@ -311,17 +314,17 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     let attack = &flood["attack"];
     let _ = writeln!(
         md,
-        "### 4. Flood\n\nReal users: {} keep-alive connections at {} requests/s in total on a fixed schedule, \
-         to cached clients, for {} s without an attack and {} s under attack (latency from sending to the last \
-         byte, measured by the harness). The attacker: {} connections sending {} unique client_ids per second \
+        "### 4. Flood\n\nReal users: {} keep-alive connections at {:.0} requests/s in total on a fixed schedule, \
+         to cached clients, for {:.0} s without an attack and {:.0} s under attack (latency from sending to the last \
+         byte, measured by the harness). The attacker: {} connections sending {:.0} unique client_ids per second \
          (`https://127.0.0.3:PORT/f/UNIQUE.json`), whose host accepts TLS and then answers after 2 s. \
          `max_concurrent_fetches = {max_fetches:.0}`.\n",
         flood["users"]["connections"],
-        flood["users"]["rate"],
-        flood["seconds"],
-        flood["seconds"],
+        num(&flood, &["users", "rate"]),
+        num(&flood, &["seconds"]),
+        num(&flood, &["seconds"]),
         attack["connections"],
-        attack["rate"],
+        num(&flood, &["attack", "rate"]),
     );
     let _ = writeln!(md, "| | n | p50 | p99 | max |");
     let _ = writeln!(md, "|---|---|---|---|---|");
