@@ -1,7 +1,7 @@
 // Spawning cimd-proxy: a configuration file per instance, stdout/stderr to
 // test-artifacts/, readiness through the admin /healthz, and a sure kill.
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -158,6 +158,7 @@ export async function startProxy(o) {
     await sleep(50);
   }
 
+  let rewrites = 0;
   return {
     name: o.name,
     issuer: publicUrl,
@@ -169,6 +170,21 @@ export async function startProxy(o) {
     stderrFile,
     child,
     url: (p) => `http://127.0.0.1:${port}${p}`,
+    /** Resolves with { code, signal } when the process exits. */
+    exited: exitedPromise,
+    /** This instance's configuration text with `changes` (proxyConfig options) applied. */
+    configText: (changes = {}) => proxyConfig({ ...full, ...changes }),
+    /**
+     * Replaces the configuration file with `text` atomically (write beside, then rename), so the
+     * proxy's poller never reads half a file; a copy goes to the artifacts. No signal is sent.
+     */
+    writeConfig(text) {
+      rewrites += 1;
+      const next = `${configFile}.next`;
+      writeFileSync(next, text);
+      renameSync(next, configFile);
+      writeFileSync(path.join(o.artifacts, `${o.name}.rewrite-${rewrites}.toml`), text);
+    },
     async stop() {
       if (exited) return;
       child.kill('SIGTERM');
