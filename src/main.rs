@@ -1,5 +1,6 @@
 //! The `cimd-proxy` command line: parses arguments and calls the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,6 +43,19 @@ enum Command {
         /// The client_id URL to check.
         url: String,
     },
+    /// Run the whole flow on this machine for development: the proxy, a
+    /// development identity provider that signs everyone in, and a sample client.
+    ///
+    /// NOT FOR PRODUCTION: it signs anyone in automatically, so it listens on
+    /// loopback only. Prints what to open once it is ready; Ctrl-C stops it.
+    Dev {
+        /// The proxy's public listener (loopback only).
+        #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The proxy's admin listener (loopback only).
+        #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: SocketAddr,
+    },
     /// Print a new random sealing key (for `seal.keys_env` / `seal.keys_file`).
     Keygen,
     /// Configuration commands.
@@ -78,6 +92,7 @@ fn main() -> ExitCode {
     // A one-shot command keeps stderr for what went wrong; a server narrates.
     match cli.command {
         Command::Serve { log_format, .. } => init_logging("info", log_format),
+        Command::Dev { .. } => init_logging("info", LogFormat::Text),
         _ => init_logging("warn", LogFormat::Text),
     }
     match run(cli.command) {
@@ -105,6 +120,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", report.summary());
             }
             Ok(ExitCode::from(u8::from(!report.ok)))
+        }
+        Command::Dev {
+            listen,
+            admin_listen,
+        } => {
+            let options = cimd_proxy::dev::DevOptions {
+                listen,
+                admin_listen,
+            };
+            // Refused before anything starts, with the usage exit status.
+            options.check()?;
+            runtime()?.block_on(cimd_proxy::dev::run(options, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keygen => {
             println!("{}", cimd_proxy::Sealer::generate_key());
