@@ -17,6 +17,7 @@ pub mod config;
 pub mod egress;
 pub mod error_code;
 pub mod id_token;
+mod jwks;
 pub mod logo;
 pub mod metadata;
 pub mod metrics;
