@@ -126,8 +126,9 @@ pub(crate) enum JwtError {
     },
 }
 
+#[cfg(test)]
 impl JwtError {
-    /// A stable, closed label for logs and tests.
+    /// A stable, closed label, for tests.
     pub(crate) fn as_str(&self) -> &'static str {
         match self {
             JwtError::Malformed { .. } => "malformed",

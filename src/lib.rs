@@ -25,6 +25,7 @@ pub mod policy;
 pub mod replay;
 pub mod seal;
 pub mod server;
+pub mod trust;
 pub mod upstream;
 
 pub use cache::{CacheStatus, DocumentCache, ResolveError, Resolved};
@@ -40,4 +41,5 @@ pub use id_token::{IdTokenError, IdTokenVerifier, SigningError, SigningKeys, Sig
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};
 pub use seal::{Purpose, SealError, SealSetupError, Sealer};
+pub use trust::{ClientError, StatementError, Trust, Verdict, Vetted};
 pub use upstream::{Provider, ProviderMetadata, TokenResponse, UpstreamError};
