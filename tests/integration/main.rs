@@ -9,3 +9,4 @@ mod cache;
 mod check_cli;
 mod client_auth;
 mod logo;
+mod trust;
