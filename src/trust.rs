@@ -24,8 +24,8 @@
 //!    is optional: a registry may vouch without an end date);
 //! 5. the statement names this client: its `client_id` claim, or without
 //!    one its `sub`, equals the client_id;
-//! 6. it does not contradict the document on `redirect_uris` (as sets) or
-//!    `jwks_uri`: those decide where codes go and which keys speak for the
+//! 6. it does not contradict the document on `redirect_uris` (as sets),
+//!    `jwks_uri` or `jwks`: those decide where codes go and which keys speak for the
 //!    client, and a statement vouching for other ones vouches for another
 //!    client;
 //! 7. the issuer's `required_claims`;
@@ -167,7 +167,7 @@ pub enum StatementError {
     /// where codes go or which keys speak for the client.
     #[error("its {claim} disagree with the document's")]
     Contradicts {
-        /// `redirect_uris` or `jwks_uri`.
+        /// `redirect_uris`, `jwks_uri` or `jwks`.
         claim: &'static str,
     },
     /// A claim the issuer's configuration requires is missing or different.
@@ -615,8 +615,8 @@ fn check_names_client(
     }
 }
 
-/// `redirect_uris` (as sets of strings) and `jwks_uri` must be the document's
-/// when the statement states them.
+/// `redirect_uris` (as sets of strings), `jwks_uri` and `jwks` must be the
+/// document's when the statement states them.
 fn check_agrees(
     claims: &Map<String, Value>,
     metadata: &ClientMetadata,
@@ -637,6 +637,12 @@ fn check_agrees(
         && uri.as_str() != metadata.jwks_uri.as_deref()
     {
         return Err(StatementError::Contradicts { claim: "jwks_uri" });
+    }
+    // Inline keys are the other way of naming which keys speak for the client.
+    if let Some(jwks) = claims.get("jwks")
+        && Some(jwks) != metadata.jwks.as_ref()
+    {
+        return Err(StatementError::Contradicts { claim: "jwks" });
     }
     Ok(())
 }
