@@ -481,3 +481,18 @@ async fn messages_never_carry_the_statement() {
     assert!(!error.to_string().contains(signature));
     assert!(!format!("{error:?}").contains(signature));
 }
+
+#[tokio::test]
+async fn a_reload_puts_the_new_issuers_in_force() {
+    let keys = registry_keys();
+    let trust = trust_of(vec![issuer(REGISTRY, &keys)]);
+    let statement = keys.sign(&claims(json!({}))).unwrap();
+    vet(&trust, &statement).await.expect("trusted");
+    let renamed = trust.reconfigured(&TrustConfig {
+        issuers: vec![issuer("https://other-registry.example", &keys)],
+    });
+    refused(vet(&renamed, &statement).await, "unknown_issuer");
+    let none = trust.reconfigured(&TrustConfig::default());
+    let (_, verdict) = vet(&none, &statement).await.expect("not evaluated");
+    assert!(matches!(verdict, Some(Verdict::NotChecked { .. })));
+}
