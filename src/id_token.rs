@@ -36,6 +36,8 @@ use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 
+use crate::jwks::alg_name;
+
 #[cfg(test)]
 mod tests;
 
@@ -413,26 +415,6 @@ fn rsa_key(key: &rsa::RsaPrivateKey) -> Result<(Algorithm, EncodingKey), &'stati
         Algorithm::RS256,
         EncodingKey::from_rsa_der(pkcs1.as_bytes()),
     ))
-}
-
-fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::EdDSA => "EdDSA",
-        // `Algorithm` is non-exhaustive; the proxy only signs with ES256 or
-        // RS256 and only names the algorithms above.
-        _ => "unknown",
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -64,12 +64,12 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         Err(error) => return refuse(client_id, None, error.code(), &error.to_string()),
     };
     let host = client.url().host_str().unwrap_or_default().to_owned();
-    let resolved = match state.cache.resolve(&client).await {
-        Ok(resolved) => resolved,
+    let vetted = match state.trust.resolve(&state.cache, &client).await {
+        Ok(vetted) => vetted,
         Err(error) => return refuse(client_id, Some(&host), error.code(), &error.to_string()),
     };
-    let metadata = Arc::clone(&resolved.document.metadata);
-    let decision = state.policy.decide(&client, &metadata);
+    let metadata = Arc::clone(&vetted.metadata);
+    let decision = state.policy.decide(&client, &metadata, vetted.vouched_by());
     if decision.action == Action::Deny {
         return refuse(
             client_id,

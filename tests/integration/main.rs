@@ -10,3 +10,4 @@ mod check_cli;
 mod client_auth;
 mod dev;
 mod logo;
+mod trust;

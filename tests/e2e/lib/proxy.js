@@ -73,10 +73,22 @@ export function proxyConfig(o) {
     'default_upstream_client = "main"',
     'loopback_only_redirects = "allow"',
   );
+  if (o.interstitial) lines.push(`interstitial = ${q(o.interstitial)}`);
+  // Rules: { client_id?, require_statement_from?, action, scopes?, upstream_client? }.
   for (const rule of o.rules ?? []) {
-    lines.push('', '[[policy.rules]]', `client_id = ${q(rule.client_id)}`, `action = ${q(rule.action)}`);
+    lines.push('', '[[policy.rules]]');
+    if (rule.client_id) lines.push(`client_id = ${q(rule.client_id)}`);
+    if (rule.require_statement_from) lines.push(`require_statement_from = ${list(rule.require_statement_from)}`);
+    lines.push(`action = ${q(rule.action)}`);
     if (rule.scopes) lines.push(`scopes = ${list(rule.scopes)}`);
     if (rule.upstream_client) lines.push(`upstream_client = ${q(rule.upstream_client)}`);
+  }
+  // Software statement issuers: { name, jwks_uri | jwks_file }.
+  for (const issuer of o.trustIssuers ?? []) {
+    lines.push('', '[[trust.issuers]]', `name = ${q(issuer.name)}`);
+    for (const key of ['jwks_uri', 'jwks_file']) {
+      if (issuer[key]) lines.push(`${key} = ${q(issuer[key])}`);
+    }
   }
   if (o.resource) {
     lines.push('', '[resource]', `resource = ${q(o.resource.resource)}`,
