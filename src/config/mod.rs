@@ -456,45 +456,31 @@ impl Config {
         let mut root = Section::root(&table);
         let files = FileResolver { base_dir };
 
-        let mut section = root.table("server", &mut problems);
-        let server = read_server(&mut section, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("upstream", &mut problems);
-        let upstream = read_upstream(&mut section, &files, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("fetch", &mut problems);
-        let fetch = read_fetch(&mut section, &files, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("cache", &mut problems);
-        let cache = read_cache(&mut section, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("trust", &mut problems);
-        let trust = read_trust(&mut section, &files, &fetch, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("policy", &mut problems);
-        let policy = read_policy(&mut section, &upstream, &trust, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("seal", &mut problems);
-        let seal = read_seal(&mut section, &files, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("resource", &mut problems);
-        let resource = read_resource(&mut section, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("signing", &mut problems);
-        let signing = SigningConfig {
-            keys_file: section
-                .get::<String>("keys_file", &mut problems)
-                .map(|file| files.resolve(&file)),
-        };
-        section.finish(&mut problems);
+        let server = root.read("server", &mut problems, read_server);
+        let upstream = root.read("upstream", &mut problems, |section, problems| {
+            read_upstream(section, &files, problems)
+        });
+        let fetch = root.read("fetch", &mut problems, |section, problems| {
+            read_fetch(section, &files, problems)
+        });
+        let cache = root.read("cache", &mut problems, read_cache);
+        let trust = root.read("trust", &mut problems, |section, problems| {
+            read_trust(section, &files, &fetch, problems)
+        });
+        let policy = root.read("policy", &mut problems, |section, problems| {
+            read_policy(section, &upstream, &trust, problems)
+        });
+        let seal = root.read("seal", &mut problems, |section, problems| {
+            read_seal(section, &files, problems)
+        });
+        let resource = root.read("resource", &mut problems, read_resource);
+        let signing = root.read("signing", &mut problems, |section, problems| {
+            SigningConfig {
+                keys_file: section
+                    .get::<String>("keys_file", problems)
+                    .map(|file| files.resolve(&file)),
+            }
+        });
 
         root.finish(&mut problems);
         if problems.is_empty() {
