@@ -51,7 +51,7 @@ pub(crate) const SUPPORTED_ALGS: [Algorithm; 9] = [
 ];
 
 /// The smallest RSA modulus accepted, in bits (NIST SP 800-131A).
-const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 
 /// JWK members holding private or symmetric key material (RFC 7518 §6.2.2,
 /// §6.3.2, §6.4.1); the same list `metadata` refuses in an inline `jwks`.
