@@ -270,11 +270,16 @@ impl DocumentCache {
     }
 
     /// The fresh cached document for exactly this client_id string, if
-    /// there is one, counted as a hit; nothing is fetched. Only strings that
-    /// parsed as client_ids are ever cached, so a hit needs no parsing: this
-    /// is the hot path of every sign-in by a known client.
-    pub fn cached(&self, client_id: &str) -> Option<Resolved> {
-        let document = self.fresh(client_id)?;
+    /// there is one and `usable` accepts it, counted as a hit; nothing is
+    /// fetched. Only strings that parsed as client_ids are ever cached, so a
+    /// hit needs no parsing: this is the hot path of every sign-in by a
+    /// known client.
+    pub fn cached_if(
+        &self,
+        client_id: &str,
+        usable: impl FnOnce(&CachedDocument) -> bool,
+    ) -> Option<Resolved> {
+        let document = self.fresh(client_id).filter(|document| usable(document))?;
         crate::metrics::METRICS
             .cache_lookups
             .with_label_values(&[CacheStatus::Hit.as_str()])

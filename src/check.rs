@@ -11,6 +11,7 @@ use crate::egress::{self, Egress, EgressSetupError};
 use crate::error_code::ErrorCode;
 use crate::metadata::ClientMetadata;
 use crate::policy::{Action, Decision, Policy};
+use crate::trust::{StatementReport, Trust};
 
 /// The outcome of checking one client_id; `--json` prints it as is.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -23,12 +24,16 @@ pub struct CheckReport {
     pub decision: Option<Action>,
     /// Why the client was refused, when it was.
     pub error: Option<ReportError>,
-    /// The validated document, when it was valid.
+    /// The validated document, when it was valid: with a verified software
+    /// statement's claims taking precedence, as the server uses it.
     pub metadata: Option<Arc<ClientMetadata>>,
     /// How the document was fetched, when it was.
     pub fetch: Option<FetchReport>,
     /// The policy's full decision (reasons, upstream client, scope ceiling).
     pub policy: Option<Decision>,
+    /// The software statement's verdict; null when the document has none
+    /// (or could not be read).
+    pub statement: Option<StatementReport>,
 }
 
 /// A refusal: the stable code and a sentence naming the offending value.
@@ -50,6 +55,7 @@ impl CheckReport {
             metadata: None,
             fetch: None,
             policy: None,
+            statement: None,
         }
     }
 
@@ -61,9 +67,15 @@ impl CheckReport {
                 self.client_id, error.code, error.message
             ),
             (None, Some(fetch)) => format!(
-                "ok: {} is valid, decision {} (fetched {} bytes from {}, cached for {} s)",
+                "ok: {} is valid, decision {}{} (fetched {} bytes from {}, cached for {} s)",
                 self.client_id,
                 self.decision.map_or("none", Action::as_str),
+                self.statement.as_ref().map_or(String::new(), |statement| {
+                    match (&statement.issuer, statement.valid) {
+                        (Some(issuer), true) => format!(", vouched for by {issuer}"),
+                        _ => ", software_statement not checked (no [[trust.issuers]])".to_owned(),
+                    }
+                }),
                 fetch.bytes,
                 fetch.connected_to,
                 fetch.cache_ttl_s
@@ -91,19 +103,18 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
         }
     };
     let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
-    let cache = DocumentCache::new(egress, config.cache.clone());
-    let resolved = match cache.resolve(&parsed).await {
-        Ok(resolved) => resolved,
+    let cache = DocumentCache::new(Arc::clone(&egress), config.cache.clone());
+    let trust = Trust::new(&config.trust, egress);
+    let vetted = match trust.resolve(&cache, &parsed).await {
+        Ok(vetted) => vetted,
         Err(error) => {
-            return Ok(CheckReport::refused(
-                client_id,
-                error.code(),
-                error.to_string(),
-            ));
+            let mut report = CheckReport::refused(client_id, error.code(), error.to_string());
+            report.statement = error.statement_report();
+            return Ok(report);
         }
     };
-    let document = resolved.document;
-    let decision = Policy::new(config.policy.clone()).decide(&parsed, &document.metadata);
+    let decision =
+        Policy::new(config.policy.clone()).decide(&parsed, &vetted.metadata, vetted.vouched_by());
     let denied = decision.action == Action::Deny;
     Ok(CheckReport {
         client_id: client_id.to_owned(),
@@ -113,8 +124,9 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
             code: ErrorCode::PolicyDenied,
             message: format!("the operator's policy denies {client_id}"),
         }),
-        metadata: Some(Arc::clone(&document.metadata)),
-        fetch: Some(document.fetch.clone()),
+        metadata: Some(Arc::clone(&vetted.metadata)),
+        fetch: Some(vetted.resolved.document.fetch.clone()),
         policy: Some(decision),
+        statement: vetted.statement.as_ref().map(|verdict| verdict.report()),
     })
 }

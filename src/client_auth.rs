@@ -33,21 +33,17 @@
 //! become a fetch flood.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::HeaderMap;
-use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
-};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
-use url::Url;
 
 use crate::client_id::{ClientIdUrl, shown};
-use crate::egress::{Egress, FetchError, FetchKind};
+use crate::egress::{Egress, FetchError};
+use crate::jwks::{
+    JwksCache, JwtError, JwtHeader, alg_name, numeric_date, parse_jwk_set, read_header, select_key,
+};
 use crate::metadata::{AuthMethod, ClientMetadata};
 use crate::replay::{ReplayError, ReplayStore};
 
@@ -60,27 +56,6 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// is 683 characters); the cap bounds the work an outsider can make us do and
 /// the size of what an unverified decode reads.
 pub const MAX_ASSERTION_BYTES: usize = 8 * 1024;
-
-/// The smallest RSA modulus accepted, in bits (NIST SP 800-131A).
-const MIN_RSA_BITS: usize = 2048;
-
-/// JWK members holding private or symmetric key material (RFC 7518 §6.2.2,
-/// §6.3.2, §6.4.1); the same list `metadata` refuses in an inline `jwks`.
-const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// The `alg` values that can be verified with a published public key and that
-/// the `jsonwebtoken` crate implements (ES512 is not among them).
-const SUPPORTED_ALGS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// The client-authentication fields of a token request, as the form carried them.
 #[derive(Clone, Default)]
@@ -352,6 +327,29 @@ impl ClientAuthError {
     }
 }
 
+/// The shared JWT checks speak of "the token"; here it is the client's
+/// assertion, so each maps onto the variant that says so.
+impl From<JwtError> for ClientAuthError {
+    fn from(error: JwtError) -> Self {
+        match error {
+            JwtError::Malformed { reason } => ClientAuthError::Malformed { reason },
+            JwtError::DisallowedAlgorithm { alg } => ClientAuthError::DisallowedAlgorithm { alg },
+            JwtError::UnsupportedAlgorithm { alg } => ClientAuthError::UnsupportedAlgorithm { alg },
+            JwtError::UnknownKey => ClientAuthError::UnknownKey,
+            JwtError::AmbiguousKey => ClientAuthError::AmbiguousKey,
+            JwtError::UnsuitableKey { reason } => ClientAuthError::UnsuitableKey { reason },
+            JwtError::BadSignature => ClientAuthError::BadSignature,
+            JwtError::WrongIssuer => ClientAuthError::WrongIssuer,
+            JwtError::WrongSubject => ClientAuthError::WrongSubject,
+            JwtError::WrongAudience => ClientAuthError::WrongAudience,
+            JwtError::MissingClaim { claim } => ClientAuthError::MissingClaim { claim },
+            JwtError::InvalidJwksUri => ClientAuthError::InvalidJwksUri,
+            JwtError::JwksFetch(error) => ClientAuthError::JwksFetch(error),
+            JwtError::InvalidJwks { reason } => ClientAuthError::InvalidJwks { reason },
+        }
+    }
+}
+
 /// Seconds since the Unix epoch; JWT times are in these units.
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -406,7 +404,11 @@ impl ClientAuthenticator {
     ) -> Self {
         ClientAuthenticator {
             egress,
-            jwks: JwksCache::new(&limits),
+            jwks: JwksCache::new(
+                limits.max_jwks_entries,
+                limits.jwks_ttl,
+                limits.jwks_refetch_interval,
+            ),
             replay: ReplayStore::new(limits.max_replay_entries),
             audiences,
             limits,
@@ -527,17 +529,7 @@ impl ClientAuthenticator {
             });
         }
         let key = self.find_key(&source, &header).await?;
-        let decoding_key =
-            DecodingKey::from_jwk(&key).map_err(|_| ClientAuthError::UnsuitableKey {
-                reason: "the key's parameters are not a valid public key",
-            })?;
-        let claims = verify_signature(
-            assertion,
-            &decoding_key,
-            header.alg,
-            client_id,
-            &self.audiences,
-        )?;
+        let claims = verify_signature(assertion, &key, header.alg, client_id, &self.audiences)?;
         self.check_claims(client_id, &claims)
     }
 
@@ -545,28 +537,14 @@ impl ClientAuthenticator {
     async fn find_key(
         &self,
         source: &KeySource<'_>,
-        header: &AssertionHeader,
+        header: &JwtHeader,
     ) -> Result<Jwk, ClientAuthError> {
         match source {
             KeySource::Inline(jwks) => {
                 let set = parse_jwk_set(jwks)?;
-                select_key(&set, header.kid.as_deref(), header.alg).cloned()
+                Ok(select_key(&set, header.kid.as_deref(), header.alg).cloned()?)
             }
-            KeySource::Uri(uri) => {
-                let url = Url::parse(uri).map_err(|_| ClientAuthError::InvalidJwksUri)?;
-                let set = self.jwks.get(&self.egress, &url).await?;
-                match select_key(&set, header.kid.as_deref(), header.alg) {
-                    Err(ClientAuthError::UnknownKey) => {
-                        match self.jwks.refresh(&self.egress, &url, &set).await? {
-                            Some(fresh) => {
-                                select_key(&fresh, header.kid.as_deref(), header.alg).cloned()
-                            }
-                            None => Err(ClientAuthError::UnknownKey),
-                        }
-                    }
-                    other => other.cloned(),
-                }
-            }
+            KeySource::Uri(uri) => Ok(self.jwks.key_for(&self.egress, uri, header).await?),
         }
     }
 
@@ -655,293 +633,31 @@ fn assertion_of(params: &TokenClientAuth) -> Result<Option<&str>, ClientAuthErro
     }
 }
 
-/// What the header says, once it is known to name an acceptable algorithm.
-struct AssertionHeader {
-    alg: Algorithm,
-    kid: Option<String>,
-}
-
-/// Reads the JOSE header with `jsonwebtoken` and refuses every algorithm but
-/// the asymmetric ones, and any `crit` extension (none is understood here,
-/// so RFC 7515 §4.1.11 requires refusing).
-fn read_header(assertion: &str) -> Result<AssertionHeader, ClientAuthError> {
-    let header = match jsonwebtoken::decode_header(assertion) {
-        Ok(header) => header,
-        // `none` and algorithms the crate lacks fail to parse at all; name
-        // them in the error rather than calling the token malformed.
-        Err(_) => {
-            return Err(match raw_alg(assertion) {
-                Some(alg) if alg.eq_ignore_ascii_case("none") || alg.starts_with("HS") => {
-                    ClientAuthError::DisallowedAlgorithm { alg: shown(&alg) }
-                }
-                Some(alg) => ClientAuthError::UnsupportedAlgorithm { alg: shown(&alg) },
-                None => ClientAuthError::Malformed {
-                    reason: "the header is not a base64url-encoded JSON object with an alg",
-                },
-            });
-        }
-    };
-    if !SUPPORTED_ALGS.contains(&header.alg) {
-        return Err(ClientAuthError::DisallowedAlgorithm {
-            alg: alg_name(header.alg).to_owned(),
-        });
-    }
-    if header.crit.is_some() {
-        return Err(ClientAuthError::Malformed {
-            reason: "the header has critical extensions (crit), which are not supported",
-        });
-    }
-    Ok(AssertionHeader {
-        alg: header.alg,
-        kid: header.kid,
-    })
-}
-
-/// The header's `alg` string, read only to word an error about a header
-/// `jsonwebtoken` refused; it is never used to verify anything.
-fn raw_alg(assertion: &str) -> Option<String> {
-    let encoded = assertion.split('.').next()?;
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_owned)
-}
-
-/// The JWS name of an algorithm.
-fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::EdDSA => "EdDSA",
-        // `Algorithm` is non-exhaustive; a future variant is not on our list.
-        _ => "unknown",
-    }
-}
-
-/// Verifies the signature with `jsonwebtoken` and returns the claims.
+/// Verifies the signature and returns the claims.
 ///
-/// The crate also checks `iss`, `sub`, `aud` and the presence of `exp`;
+/// `jsonwebtoken` also checks `iss`, `sub`, `aud` and the presence of `exp`;
 /// times are left to [`ClientAuthenticator::check_claims`], which reads our
-/// own clock (the crate reads the system clock and takes `exp` as unsigned).
+/// own clock.
 fn verify_signature(
     assertion: &str,
-    key: &DecodingKey,
+    key: &Jwk,
     alg: Algorithm,
     client_id: &str,
     audiences: &[String],
 ) -> Result<Map<String, Value>, ClientAuthError> {
     let mut validation = Validation::new(alg);
-    validation.leeway = 0;
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
     validation.validate_aud = true;
     validation.set_audience(audiences);
     validation.set_issuer(&[client_id]);
     validation.sub = Some(client_id.to_owned());
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    match jsonwebtoken::decode::<Map<String, Value>>(assertion, key, &validation) {
-        Ok(data) => Ok(data.claims),
-        Err(error) => Err(match error.kind() {
-            JwtErrorKind::InvalidSignature => ClientAuthError::BadSignature,
-            JwtErrorKind::InvalidIssuer => ClientAuthError::WrongIssuer,
-            JwtErrorKind::InvalidSubject => ClientAuthError::WrongSubject,
-            JwtErrorKind::InvalidAudience => ClientAuthError::WrongAudience,
-            JwtErrorKind::MissingRequiredClaim(claim) => ClientAuthError::MissingClaim {
-                claim: match claim.as_str() {
-                    "iss" => "iss",
-                    "sub" => "sub",
-                    "aud" => "aud",
-                    _ => "exp",
-                },
-            },
-            JwtErrorKind::InvalidAlgorithm
-            | JwtErrorKind::InvalidEcdsaKey
-            | JwtErrorKind::InvalidEddsaKey
-            | JwtErrorKind::InvalidRsaKey(_)
-            | JwtErrorKind::InvalidKeyFormat => ClientAuthError::UnsuitableKey {
-                reason: "the key cannot verify this algorithm",
-            },
-            _ => ClientAuthError::Malformed {
-                reason: "the assertion is not a valid signed JWT",
-            },
-        }),
-    }
-}
-
-/// A JWT NumericDate claim (RFC 7519 §2): a JSON number, possibly
-/// fractional, read as whole seconds (rounded down).
-fn numeric_date(
-    claims: &Map<String, Value>,
-    claim: &'static str,
-) -> Result<Option<i64>, ClientAuthError> {
-    let malformed = ClientAuthError::Malformed {
-        reason: "exp, iat and nbf must be numbers",
-    };
-    match claims.get(claim) {
-        None => Ok(None),
-        Some(Value::Number(number)) => {
-            if let Some(seconds) = number.as_i64() {
-                Ok(Some(seconds))
-            } else if let Some(seconds) = number.as_u64() {
-                Ok(Some(i64::try_from(seconds).unwrap_or(i64::MAX)))
-            } else {
-                // Finite by construction (JSON has no NaN); `as` saturates.
-                number
-                    .as_f64()
-                    .map(|seconds| Some(seconds.floor() as i64))
-                    .ok_or(malformed)
-            }
-        }
-        Some(_) => Err(malformed),
-    }
+    Ok(crate::jwks::verify_signature(
+        assertion, key, alg, validation,
+    )?)
 }
 
 fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Checks a JWK Set and keeps the keys this crate can read.
-///
-/// A set carrying private or symmetric key material is refused whole: its
-/// owner has leaked a key, and whatever it signs proves nothing. Keys the
-/// `jsonwebtoken` types cannot read are skipped rather than failing the set,
-/// so an unusual extra key (another curve, an encryption key) does not lock
-/// the client out; they can never be chosen.
-fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, ClientAuthError> {
-    let invalid = |reason| ClientAuthError::InvalidJwks { reason };
-    let Some(keys) = value.get("keys").and_then(Value::as_array) else {
-        return Err(invalid("it is not an object with a keys array"));
-    };
-    let mut usable = Vec::with_capacity(keys.len());
-    for key in keys {
-        let Value::Object(members) = key else {
-            return Err(invalid("a key is not a JSON object"));
-        };
-        if members.get("kty").and_then(Value::as_str) == Some("oct") {
-            return Err(invalid("it contains a symmetric (oct) key"));
-        }
-        if PRIVATE_JWK_MEMBERS.iter().any(|m| members.contains_key(*m)) {
-            return Err(invalid("it contains private key material"));
-        }
-        if let Ok(jwk) = serde_json::from_value::<Jwk>(key.clone()) {
-            usable.push(jwk);
-        }
-    }
-    Ok(usable)
-}
-
-/// Chooses the key for an assertion: by `kid` when it names one, else the
-/// single key that fits `alg`. Two candidates are refused, not guessed between.
-fn select_key<'a>(
-    keys: &'a [Jwk],
-    kid: Option<&str>,
-    alg: Algorithm,
-) -> Result<&'a Jwk, ClientAuthError> {
-    let named: Vec<&Jwk> = match kid {
-        Some(kid) => keys
-            .iter()
-            .filter(|jwk| jwk.common.key_id.as_deref() == Some(kid))
-            .collect(),
-        None => keys.iter().collect(),
-    };
-    if named.is_empty() {
-        return Err(ClientAuthError::UnknownKey);
-    }
-    let mut first_reason = None;
-    let mut fitting = named.into_iter().filter(|jwk| match key_fits(jwk, alg) {
-        Ok(()) => true,
-        Err(reason) => {
-            first_reason.get_or_insert(reason);
-            false
-        }
-    });
-    match (fitting.next(), fitting.next()) {
-        (Some(key), None) => Ok(key),
-        (Some(_), Some(_)) => Err(ClientAuthError::AmbiguousKey),
-        // Without a kid, "no key of the right type" is an unknown key: the
-        // client may have just rotated to a new key type.
-        (None, _) if kid.is_none() => Err(ClientAuthError::UnknownKey),
-        (None, _) => Err(ClientAuthError::UnsuitableKey {
-            reason: first_reason.unwrap_or("the key does not fit the algorithm"),
-        }),
-    }
-}
-
-/// Whether `jwk` may verify an assertion signed with `alg`; the error is the reason.
-fn key_fits(jwk: &Jwk, alg: Algorithm) -> Result<(), &'static str> {
-    if let Some(key_alg) = jwk.common.key_algorithm
-        && key_alg != KeyAlgorithm::from(alg)
-    {
-        return Err("the key's alg is not the assertion's alg");
-    }
-    if jwk
-        .common
-        .public_key_use
-        .as_ref()
-        .is_some_and(|usage| *usage != PublicKeyUse::Signature)
-    {
-        return Err("the key's use is not sig");
-    }
-    if jwk
-        .common
-        .key_operations
-        .as_ref()
-        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
-    {
-        return Err("the key's key_ops do not include verify");
-    }
-    match (&jwk.algorithm, alg) {
-        (
-            AlgorithmParameters::RSA(rsa),
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512,
-        ) => {
-            let modulus = URL_SAFE_NO_PAD
-                .decode(&rsa.n)
-                .map_err(|_| "the RSA modulus is not base64url")?;
-            if modulus_bits(&modulus) < MIN_RSA_BITS {
-                return Err("the RSA key is shorter than 2048 bits");
-            }
-            Ok(())
-        }
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256)
-            if ec.curve == EllipticCurve::P256 =>
-        {
-            Ok(())
-        }
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384)
-            if ec.curve == EllipticCurve::P384 =>
-        {
-            Ok(())
-        }
-        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA)
-            if okp.curve == EllipticCurve::Ed25519 =>
-        {
-            Ok(())
-        }
-        _ => Err("the key's type or curve does not fit the assertion's alg"),
-    }
-}
-
-/// The bit length of a big-endian unsigned integer.
-fn modulus_bits(bytes: &[u8]) -> usize {
-    let mut significant = bytes.iter().skip_while(|byte| **byte == 0);
-    match significant.next() {
-        Some(first) => (significant.count() + 1) * 8 - first.leading_zeros() as usize,
-        None => 0,
-    }
 }
 
 /// The replay-store key: a SHA-256 of the client_id and the `jti`, so an
@@ -955,112 +671,6 @@ fn replay_key(client_id: &str, jti: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(context.finish().as_ref());
     key
-}
-
-/// Key sets fetched from `jwks_uri`s, keyed by the URI.
-///
-/// Each URI has a slot behind an async mutex: concurrent requests for one
-/// URI wait for the one fetch in progress instead of each fetching (single
-/// flight), and the forced-refetch rate limit is decided under that lock, so
-/// a burst of bogus kids yields one refetch, not one per request. The slots
-/// live in a bounded moka cache with LRU eviction (which always admits a new
-/// entry); a slot idle for longer than both the key lifetime and the refetch
-/// interval is dropped, by which time it holds nothing worth keeping.
-/// Fetch errors are returned, never stored.
-struct JwksCache {
-    slots: moka::sync::Cache<String, Arc<tokio::sync::Mutex<JwksSlot>>>,
-    ttl: Duration,
-    refetch_interval: Duration,
-}
-
-#[derive(Default)]
-struct JwksSlot {
-    keys: Option<Arc<Vec<Jwk>>>,
-    loaded_at: Option<Instant>,
-    last_forced: Option<Instant>,
-}
-
-impl JwksCache {
-    fn new(limits: &ClientAuthLimits) -> Self {
-        JwksCache {
-            slots: moka::sync::Cache::builder()
-                .max_capacity(limits.max_jwks_entries)
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .time_to_idle(
-                    limits
-                        .jwks_ttl
-                        .max(limits.jwks_refetch_interval)
-                        .max(Duration::from_secs(1)),
-                )
-                .build(),
-            ttl: limits.jwks_ttl,
-            refetch_interval: limits.jwks_refetch_interval,
-        }
-    }
-
-    fn slot(&self, url: &Url) -> Arc<tokio::sync::Mutex<JwksSlot>> {
-        self.slots
-            .get_with(url.as_str().to_owned(), Default::default)
-    }
-
-    /// The key set, fetched when absent or older than the lifetime.
-    async fn get(&self, egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, ClientAuthError> {
-        let slot = self.slot(url);
-        let mut slot = slot.lock().await;
-        if let (Some(keys), Some(loaded_at)) = (&slot.keys, slot.loaded_at)
-            && loaded_at.elapsed() < self.ttl
-        {
-            return Ok(Arc::clone(keys));
-        }
-        slot.keys = None;
-        let keys = fetch_jwks(egress, url).await?;
-        slot.keys = Some(Arc::clone(&keys));
-        slot.loaded_at = Some(Instant::now());
-        Ok(keys)
-    }
-
-    /// A refetch for an unknown key: `Some` with the newer set (fetched now,
-    /// or by another request since `seen` was read), or `None` when a forced
-    /// refetch of this URI happened less than the refetch interval ago.
-    async fn refresh(
-        &self,
-        egress: &Egress,
-        url: &Url,
-        seen: &Arc<Vec<Jwk>>,
-    ) -> Result<Option<Arc<Vec<Jwk>>>, ClientAuthError> {
-        let slot = self.slot(url);
-        let mut slot = slot.lock().await;
-        if let Some(current) = &slot.keys
-            && !Arc::ptr_eq(current, seen)
-        {
-            return Ok(Some(Arc::clone(current)));
-        }
-        if slot
-            .last_forced
-            .is_some_and(|at| at.elapsed() < self.refetch_interval)
-        {
-            return Ok(None);
-        }
-        // Counted before the fetch, so a failing URI is not retried early either.
-        slot.last_forced = Some(Instant::now());
-        tracing::debug!(jwks_uri = %url, "unknown kid: refetching the client's key set");
-        let keys = fetch_jwks(egress, url).await?;
-        slot.keys = Some(Arc::clone(&keys));
-        slot.loaded_at = Some(Instant::now());
-        Ok(Some(keys))
-    }
-}
-
-async fn fetch_jwks(egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, ClientAuthError> {
-    let fetched = egress
-        .fetch(url, FetchKind::Jwks, &HeaderMap::new())
-        .await
-        .map_err(ClientAuthError::JwksFetch)?;
-    let value: Value =
-        serde_json::from_slice(&fetched.body).map_err(|_| ClientAuthError::InvalidJwks {
-            reason: "it is not JSON",
-        })?;
-    parse_jwk_set(&value).map(Arc::new)
 }
 
 #[cfg(test)]

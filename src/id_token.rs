@@ -36,6 +36,8 @@ use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 
+use crate::jwks::alg_name;
+
 #[cfg(test)]
 mod tests;
 
@@ -45,24 +47,13 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 pub const MAX_ID_TOKEN_LEN: usize = 16 * 1024;
 /// A key file is a few PEM blocks; a bigger one is a wrong path.
 const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
-/// RSA keys below this size are refused.
-const MIN_RSA_BITS: usize = 2048;
 
 /// The algorithms a provider's id_token may use: asymmetric only, so never
 /// `none` and never HS* (whose "key" would be something public, like the
 /// provider's RSA key, or the client secret, which the proxy must not trust
-/// as proof of the provider).
-const PROVIDER_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::EdDSA,
-];
+/// as proof of the provider). The same set as every other signed JWT the
+/// proxy verifies.
+const PROVIDER_ALGORITHMS: [Algorithm; 9] = crate::jwks::SUPPORTED_ALGS;
 
 /// The identity claims carried from the provider's id_token into the
 /// proxy's (besides `sub`). Everything else is dropped: in particular the
@@ -449,7 +440,7 @@ fn ec_key(secret: &p256::SecretKey) -> Result<ReadKey, &'static str> {
 fn rsa_key(key: &rsa::RsaPrivateKey) -> Result<ReadKey, &'static str> {
     key.validate()
         .map_err(|_| "an inconsistent RSA private key")?;
-    if key.n().bits() < MIN_RSA_BITS {
+    if key.n().bits() < crate::jwks::MIN_RSA_BITS {
         return Err("an RSA key shorter than 2048 bits");
     }
     let pkcs1 = key
@@ -460,26 +451,6 @@ fn rsa_key(key: &rsa::RsaPrivateKey) -> Result<ReadKey, &'static str> {
         EncodingKey::from_rsa_der(pkcs1.as_bytes()),
         None,
     ))
-}
-
-fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::EdDSA => "EdDSA",
-        // `Algorithm` is non-exhaustive; the proxy only signs with ES256 or
-        // RS256 and only names the algorithms above.
-        _ => "unknown",
-    }
 }
 
 // ---------------------------------------------------------------------------

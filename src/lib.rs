@@ -14,9 +14,11 @@ pub mod check;
 pub mod client_auth;
 pub mod client_id;
 pub mod config;
+pub mod dev;
 pub mod egress;
 pub mod error_code;
 pub mod id_token;
+mod jwks;
 pub mod jws_crypto;
 pub mod logo;
 pub mod metadata;
@@ -25,6 +27,7 @@ pub mod policy;
 pub mod replay;
 pub mod seal;
 pub mod server;
+pub mod trust;
 pub mod upstream;
 
 pub use cache::{CacheStatus, DocumentCache, ResolveError, Resolved};
@@ -40,4 +43,5 @@ pub use id_token::{IdTokenError, IdTokenVerifier, SigningError, SigningKeys, Sig
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};
 pub use seal::{Purpose, SealError, SealSetupError, Sealer};
+pub use trust::{ClientError, StatementError, Trust, Verdict, Vetted};
 pub use upstream::{Provider, ProviderMetadata, TokenResponse, UpstreamError};

@@ -1,5 +1,6 @@
 //! The `cimd-proxy` command line: parses arguments and calls the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,12 +43,66 @@ enum Command {
         /// The client_id URL to check.
         url: String,
     },
+    /// Run the whole flow on this machine for development: the proxy, a
+    /// development identity provider that signs everyone in, and a sample client.
+    ///
+    /// NOT FOR PRODUCTION: it signs anyone in automatically, so it listens on
+    /// loopback only. Prints what to open once it is ready; Ctrl-C stops it.
+    Dev {
+        /// The proxy's public listener (loopback only).
+        #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The proxy's admin listener (loopback only).
+        #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: SocketAddr,
+    },
     /// Print a new random sealing key (for `seal.keys_env` / `seal.keys_file`).
     Keygen,
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Software statements: for operators who run a registry, and for testing.
+    Statement {
+        #[command(subcommand)]
+        command: StatementCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatementCommand {
+    /// Print a software statement (a signed JWT) vouching for one client.
+    ///
+    /// The client's document carries it as "software_statement"; a proxy
+    /// that lists NAME in [[trust.issuers]] with this key's public JWK Set
+    /// verifies it.
+    Sign {
+        /// The issuer's private key (PEM: P-256 or RSA ≥ 2048, as for signing.keys_file).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The issuer's name: the statement's iss, and [[trust.issuers]] name.
+        #[arg(long, value_name = "NAME")]
+        issuer: String,
+        /// The client_id URL vouched for.
+        #[arg(long, value_name = "URL")]
+        client_id: String,
+        /// Another claim with a string value, e.g. client_name=Example (repeatable).
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+        /// Another claim with a JSON value, e.g. redirect_uris=["https://app.example/cb"] (repeatable).
+        #[arg(long = "claim-json", value_name = "NAME=JSON")]
+        json_claims: Vec<String>,
+        /// Days until the statement expires.
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        ttl_days: u32,
+    },
+    /// Print the public JWK Set of a key file, to publish as the issuer's
+    /// jwks_uri or to name as its jwks_file.
+    Jwks {
+        /// The issuer's private key file (PEM), as given to `statement sign`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
     },
 }
 
@@ -80,6 +135,7 @@ fn main() -> ExitCode {
     // A one-shot command keeps stderr for what went wrong; a server narrates.
     match cli.command {
         Command::Serve { log_format, .. } => init_logging("info", log_format),
+        Command::Dev { .. } => init_logging("info", LogFormat::Text),
         _ => init_logging("warn", LogFormat::Text),
     }
     match run(cli.command) {
@@ -108,6 +164,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(u8::from(!report.ok)))
         }
+        Command::Dev {
+            listen,
+            admin_listen,
+        } => {
+            let options = cimd_proxy::dev::DevOptions {
+                listen,
+                admin_listen,
+            };
+            // Refused before anything starts, with the usage exit status.
+            options.check()?;
+            runtime()?.block_on(cimd_proxy::dev::run(options, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen => {
             println!("{}", cimd_proxy::Sealer::generate_key());
             Ok(ExitCode::SUCCESS)
@@ -119,6 +188,52 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}: ok", config.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Statement {
+            command:
+                StatementCommand::Sign {
+                    key,
+                    issuer,
+                    client_id,
+                    claims,
+                    json_claims,
+                    ttl_days,
+                },
+        } => {
+            let keys = cimd_proxy::SigningKeys::load(&key)?;
+            let client_id = cimd_proxy::ClientIdUrl::parse(&client_id)
+                .map_err(|error| anyhow::anyhow!("--client-id: {error}"))?;
+            let mut extra = serde_json::Map::new();
+            for claim in &claims {
+                let (name, value) = split_claim("--claim", claim)?;
+                extra.insert(name.to_owned(), serde_json::Value::from(value));
+            }
+            for claim in &json_claims {
+                let (name, value) = split_claim("--claim-json", claim)?;
+                let value = serde_json::from_str(value)
+                    .with_context(|| format!("--claim-json {name}: the value is not JSON"))?;
+                extra.insert(name.to_owned(), value);
+            }
+            let lifetime = std::time::Duration::from_secs(u64::from(ttl_days) * 86_400);
+            let statement =
+                cimd_proxy::trust::sign_statement(&keys, &issuer, &client_id, &extra, lifetime)?;
+            println!("{statement}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Statement {
+            command: StatementCommand::Jwks { key },
+        } => {
+            let keys = cimd_proxy::SigningKeys::load(&key)?;
+            println!("{}", serde_json::to_string_pretty(&keys.jwks())?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `NAME=VALUE`, with a non-empty name.
+fn split_claim<'a>(flag: &str, claim: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    match claim.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name, value)),
+        _ => anyhow::bail!("{flag} expects NAME=VALUE, found {claim:?}"),
     }
 }
 

@@ -281,6 +281,44 @@ pub fn validate(client_id: &ClientIdUrl, body: &[u8]) -> Result<ClientMetadata, 
     })
 }
 
+/// The document `base` would be with `overrides` taking precedence over its
+/// members, validated by every rule [`validate`] applies.
+///
+/// A software statement's claims take precedence over the plain JSON (RFC
+/// 7591 §3.1.1), and what they bring is as untrusted in form as the document
+/// itself: an http `logo_uri` or a shared-secret method is refused here just
+/// as it would be in the document. `base` is written back out as the
+/// document it was validated from, except that a
+/// `token_endpoint_auth_method` it derived is now stated.
+///
+/// # Errors
+///
+/// The first rule the combined document breaks.
+pub fn overlay(
+    client_id: &ClientIdUrl,
+    base: &ClientMetadata,
+    overrides: &Map<String, Value>,
+) -> Result<ClientMetadata, MetadataError> {
+    let Ok(Value::Object(mut doc)) = serde_json::to_value(base) else {
+        return Err(invalid(
+            "client_id",
+            "the validated document cannot be written back as JSON",
+        ));
+    };
+    // Written back for every document, but an empty list is what the
+    // document said by omitting the member, and "lists nothing" is refused.
+    if base.token_endpoint_auth_methods_supported.is_empty() {
+        doc.remove("token_endpoint_auth_methods_supported");
+    }
+    for (name, value) in overrides {
+        doc.insert(name.clone(), value.clone());
+    }
+    let body = serde_json::to_vec(&Value::Object(doc)).map_err(|_| MetadataError::InvalidJson {
+        reason: "the combined document cannot be written as JSON".to_owned(),
+    })?;
+    validate(client_id, &body)
+}
+
 impl ClientMetadata {
     /// True when every redirect URI is a loopback one (RFC 8252 §7.3): anyone can present such a client's URL.
     ///

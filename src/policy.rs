@@ -2,8 +2,12 @@
 //! denied, which pre-registered upstream client each is mapped onto, and the
 //! ceiling on the scopes it may ask for.
 //!
-//! Rules are tried in order and the first whose `client_id` glob matches
-//! decides; clients no rule matches get `default_action`. On top of that,
+//! Rules are tried in order and the first that matches decides: its
+//! `client_id` glob matches and, when it has `require_statement_from`, the
+//! client's software statement verified and came from one of those issuers
+//! (see [`crate::trust`]). Clients no rule matches get `default_action`, so
+//! "vouched for by our registry: allow; everyone else: warn" is one rule and
+//! the default. On top of that,
 //! a client whose only redirect URIs are on loopback gets at least the
 //! `loopback_only_redirects` action, whatever its rule says: anyone can
 //! present a well-known client's URL and receive its code on their own
@@ -137,6 +141,11 @@ pub enum Reason {
     Default,
     /// Every redirect URI is on loopback, which raised the action.
     LoopbackOnlyRedirects,
+    /// The client's software statement verified: this issuer vouches for it.
+    Vouched {
+        /// The `[[trust.issuers]]` name.
+        issuer: String,
+    },
 }
 
 /// The outcome of applying the policy to a valid client.
@@ -164,20 +173,31 @@ impl Policy {
         Policy { config }
     }
 
-    /// Decides what to do with a valid client.
-    pub fn decide(&self, client_id: &ClientIdUrl, metadata: &ClientMetadata) -> Decision {
-        self.decide_str(client_id.as_str(), metadata)
+    /// Decides what to do with a valid client. `vouched_by` is the issuer
+    /// whose software statement for it verified, if one did.
+    pub fn decide(
+        &self,
+        client_id: &ClientIdUrl,
+        metadata: &ClientMetadata,
+        vouched_by: Option<&str>,
+    ) -> Decision {
+        self.decide_str(client_id.as_str(), metadata, vouched_by)
     }
 
     /// [`Self::decide`] for a client_id already known to be valid (the
     /// cache holds documents only for client_ids that parsed).
-    pub fn decide_str(&self, client_id: &str, metadata: &ClientMetadata) -> Decision {
-        let matched = self
-            .config
-            .rules
-            .iter()
-            .enumerate()
-            .find(|(_, rule)| rule.client_id.matches_str(client_id));
+    pub fn decide_str(
+        &self,
+        client_id: &str,
+        metadata: &ClientMetadata,
+        vouched_by: Option<&str>,
+    ) -> Decision {
+        let matched = self.config.rules.iter().enumerate().find(|(_, rule)| {
+            rule.client_id.matches_str(client_id)
+                && rule.require_statement_from.as_ref().is_none_or(|issuers| {
+                    vouched_by.is_some_and(|issuer| issuers.iter().any(|name| name == issuer))
+                })
+        });
         let mut decision = match matched {
             Some((index, rule)) => Decision {
                 action: rule.action,
@@ -198,6 +218,13 @@ impl Policy {
                 reasons: vec![Reason::Default],
             },
         };
+        if let Some(issuer) = vouched_by {
+            decision.reasons.push(Reason::Vouched {
+                issuer: issuer.to_owned(),
+            });
+        }
+        // A statement vouches for the software, not for whoever holds the
+        // loopback listener, so it does not lift this floor either.
         if metadata.only_loopback_redirects()
             && self.config.loopback_only_redirects > decision.action
         {
@@ -229,6 +256,7 @@ mod tests {
             action,
             upstream_client: None,
             scopes: None,
+            require_statement_from: None,
         }
     }
 
@@ -276,11 +304,13 @@ mod tests {
         let web = ["https://app.example.com/cb"];
         let url = "https://bad.example.com/c";
         assert_eq!(
-            policy.decide(&client(url), &metadata(url, &web)).action,
+            policy
+                .decide(&client(url), &metadata(url, &web), None)
+                .action,
             Action::Deny
         );
         let url = "https://good.example.com/c";
-        let decision = policy.decide(&client(url), &metadata(url, &web));
+        let decision = policy.decide(&client(url), &metadata(url, &web), None);
         assert_eq!(decision.action, Action::Allow);
         assert_eq!(
             decision.reasons,
@@ -290,7 +320,7 @@ mod tests {
             }]
         );
         let url = "https://unknown.test/c";
-        let decision = policy.decide(&client(url), &metadata(url, &web));
+        let decision = policy.decide(&client(url), &metadata(url, &web), None);
         assert_eq!(decision.action, Action::Warn);
         assert_eq!(decision.reasons, vec![Reason::Default]);
     }
@@ -307,11 +337,11 @@ mod tests {
         });
         let loopback = ["http://127.0.0.1/callback", "http://localhost/callback"];
         let url = "https://trusted.example.com/cli";
-        let decision = policy.decide(&client(url), &metadata(url, &loopback));
+        let decision = policy.decide(&client(url), &metadata(url, &loopback), None);
         assert_eq!(decision.action, Action::Warn);
         assert!(decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
         let url = "https://blocked.example.com/cli";
-        let decision = policy.decide(&client(url), &metadata(url, &loopback));
+        let decision = policy.decide(&client(url), &metadata(url, &loopback), None);
         assert_eq!(decision.action, Action::Deny);
         assert!(!decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
     }
@@ -328,11 +358,92 @@ mod tests {
         });
         let web = ["https://x.example.com/cb"];
         let url = "https://a.example.com/c";
-        let decision = policy.decide(&client(url), &metadata(url, &web));
+        let decision = policy.decide(&client(url), &metadata(url, &web), None);
         assert_eq!(decision.upstream_client.as_deref(), Some("special"));
         assert_eq!(decision.scopes, Some(vec!["openid".to_owned()]));
         let url = "https://b.example.com/c";
-        let decision = policy.decide(&client(url), &metadata(url, &web));
+        let decision = policy.decide(&client(url), &metadata(url, &web), None);
         assert_eq!(decision.upstream_client.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn statement_rules_match_only_clients_vouched_for_by_a_named_issuer() {
+        let mut vouched = rule("https://**", Action::Allow);
+        vouched.require_statement_from = Some(vec!["registry".into(), "vendor".into()]);
+        let policy = Policy::new(PolicyConfig {
+            rules: vec![vouched],
+            default_action: Action::Warn,
+            ..PolicyConfig::default()
+        });
+        let web = ["https://app.example.com/cb"];
+        let url = "https://app.example.com/c";
+        let doc = metadata(url, &web);
+        let decision = policy.decide(&client(url), &doc, Some("registry"));
+        assert_eq!(decision.action, Action::Allow);
+        assert!(decision.reasons.contains(&Reason::Vouched {
+            issuer: "registry".into()
+        }));
+        // The same document without a verified statement, or vouched for
+        // by an issuer the rule does not name, falls to the default.
+        let decision = policy.decide(&client(url), &doc, None);
+        assert_eq!(decision.action, Action::Warn);
+        assert_eq!(decision.reasons, vec![Reason::Default]);
+        let decision = policy.decide(&client(url), &doc, Some("elsewhere"));
+        assert_eq!(decision.action, Action::Warn);
+        assert_eq!(
+            decision.reasons,
+            vec![
+                Reason::Default,
+                Reason::Vouched {
+                    issuer: "elsewhere".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_statement_does_not_lift_the_loopback_floor() {
+        let mut vouched = rule("https://**", Action::Allow);
+        vouched.require_statement_from = Some(vec!["registry".into()]);
+        let policy = Policy::new(PolicyConfig {
+            rules: vec![vouched],
+            loopback_only_redirects: Action::Warn,
+            ..PolicyConfig::default()
+        });
+        let url = "https://cli.example.com/c";
+        let doc = metadata(url, &["http://127.0.0.1/callback"]);
+        let decision = policy.decide(&client(url), &doc, Some("registry"));
+        assert_eq!(decision.action, Action::Warn);
+        assert!(decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
+    }
+
+    #[test]
+    fn untrusted_clients_can_be_refused_while_vouched_ones_pass() {
+        let mut vouched = rule("https://**", Action::Allow);
+        vouched.require_statement_from = Some(vec!["registry".into()]);
+        let policy = Policy::new(PolicyConfig {
+            rules: vec![vouched],
+            default_action: Action::Deny,
+            ..PolicyConfig::default()
+        });
+        let url = "https://app.example.com/c";
+        let doc = metadata(url, &["https://app.example.com/cb"]);
+        assert_eq!(
+            policy.decide(&client(url), &doc, Some("registry")).action,
+            Action::Allow
+        );
+        assert_eq!(policy.decide(&client(url), &doc, None).action, Action::Deny);
+    }
+
+    #[test]
+    fn the_match_everything_pattern_covers_every_client_id() {
+        let pattern = ClientIdPattern::new("https://**").unwrap();
+        for url in [
+            "https://a.example/c",
+            "https://a.example:8443/x/y/z.json",
+            "https://a.example/",
+        ] {
+            assert!(pattern.matches(&client(url)), "{url}");
+        }
     }
 }

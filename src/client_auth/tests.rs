@@ -1013,13 +1013,3 @@ fn key_sets_with_private_or_symmetric_material_are_refused_whole() {
     let set = json!({"keys": [public, {"kty": "EC", "kid": 5}]});
     assert_eq!(parse_jwk_set(&set).unwrap().len(), 1);
 }
-
-#[test]
-fn modulus_bits_counts_significant_bits() {
-    assert_eq!(modulus_bits(&[]), 0);
-    assert_eq!(modulus_bits(&[0, 0]), 0);
-    assert_eq!(modulus_bits(&[1]), 1);
-    assert_eq!(modulus_bits(&[0, 0x80, 0]), 16);
-    assert_eq!(modulus_bits(&[0x7f; 256]), 2047);
-    assert_eq!(modulus_bits(&[0xff; 256]), 2048);
-}

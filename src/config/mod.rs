@@ -16,9 +16,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::Jwk;
 use url::Url;
 
 use crate::policy::{Action, ClientIdPattern};
@@ -41,6 +44,8 @@ pub struct Config {
     pub seal: SealConfig,
     /// `[signing]`: the proxy's own id_token signing keys.
     pub signing: SigningConfig,
+    /// `[trust]`: the parties whose software statements vouch for clients.
+    pub trust: TrustConfig,
     /// `[resource]`: the protected resource beside the sidecar, if any.
     pub resource: Option<ResourceConfig>,
 }
@@ -282,6 +287,51 @@ pub struct RuleConfig {
     pub upstream_client: Option<String>,
     /// A ceiling on the scopes a matching client may request.
     pub scopes: Option<Vec<String>>,
+    /// When set, the rule matches only clients whose software statement
+    /// verified and was issued by one of these `[[trust.issuers]]` names.
+    pub require_statement_from: Option<Vec<String>>,
+}
+
+/// `[trust]`: who may vouch for clients with a software statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustConfig {
+    /// `[[trust.issuers]]`, in file order. Empty: statements are not evaluated.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// The algorithms an issuer's statements may use when the file names none.
+pub const DEFAULT_STATEMENT_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// `[[trust.issuers]]`: one party whose software statements the operator trusts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerConfig {
+    /// The exact `iss` its statements carry, and the label policy rules use.
+    pub name: String,
+    /// Where its public keys come from.
+    pub keys: IssuerKeys,
+    /// The signing algorithms accepted from it: asymmetric only.
+    pub algorithms: Vec<Algorithm>,
+    /// Claims its statements must carry, each with exactly this string value.
+    pub required_claims: BTreeMap<String, String>,
+}
+
+/// An issuer's public keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssuerKeys {
+    /// `jwks_file`: a JWK Set read when the configuration is loaded.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Its usable public keys.
+        keys: Arc<Vec<Jwk>>,
+    },
+    /// `jwks_uri`: a JWK Set fetched through the hardened fetcher and cached.
+    Uri(Url),
 }
 
 /// `[seal]`.
@@ -406,41 +456,31 @@ impl Config {
         let mut root = Section::root(&table);
         let files = FileResolver { base_dir };
 
-        let mut section = root.table("server", &mut problems);
-        let server = read_server(&mut section, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("upstream", &mut problems);
-        let upstream = read_upstream(&mut section, &files, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("fetch", &mut problems);
-        let fetch = read_fetch(&mut section, &files, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("cache", &mut problems);
-        let cache = read_cache(&mut section, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("policy", &mut problems);
-        let policy = read_policy(&mut section, &upstream, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("seal", &mut problems);
-        let seal = read_seal(&mut section, &files, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("resource", &mut problems);
-        let resource = read_resource(&mut section, &mut problems);
-        section.finish(&mut problems);
-
-        let mut section = root.table("signing", &mut problems);
-        let signing = SigningConfig {
-            keys_file: section
-                .get::<String>("keys_file", &mut problems)
-                .map(|file| files.resolve(&file)),
-        };
-        section.finish(&mut problems);
+        let server = root.read("server", &mut problems, read_server);
+        let upstream = root.read("upstream", &mut problems, |section, problems| {
+            read_upstream(section, &files, problems)
+        });
+        let fetch = root.read("fetch", &mut problems, |section, problems| {
+            read_fetch(section, &files, problems)
+        });
+        let cache = root.read("cache", &mut problems, read_cache);
+        let trust = root.read("trust", &mut problems, |section, problems| {
+            read_trust(section, &files, &fetch, problems)
+        });
+        let policy = root.read("policy", &mut problems, |section, problems| {
+            read_policy(section, &upstream, &trust, problems)
+        });
+        let seal = root.read("seal", &mut problems, |section, problems| {
+            read_seal(section, &files, problems)
+        });
+        let resource = root.read("resource", &mut problems, read_resource);
+        let signing = root.read("signing", &mut problems, |section, problems| {
+            SigningConfig {
+                keys_file: section
+                    .get::<String>("keys_file", problems)
+                    .map(|file| files.resolve(&file)),
+            }
+        });
 
         root.finish(&mut problems);
         if problems.is_empty() {
@@ -452,6 +492,7 @@ impl Config {
                 policy,
                 seal,
                 signing,
+                trust,
                 resource,
             })
         } else {
@@ -953,6 +994,7 @@ fn check_upstream_name(
 fn read_policy(
     section: &mut Section<'_>,
     upstream: &UpstreamConfig,
+    trust: &TrustConfig,
     problems: &mut Vec<Problem>,
 ) -> PolicyConfig {
     let defaults = PolicyConfig::default();
@@ -991,13 +1033,24 @@ fn read_policy(
         rules: Vec::new(),
     };
     for mut rule in section.array_of_tables("rules", problems) {
-        let client_id = match rule.require::<String>("client_id", problems) {
+        let require_statement_from =
+            read_statement_issuers(&mut rule, "require_statement_from", trust, problems);
+        // A rule about trust alone ("whoever our registry vouches for")
+        // needs no pattern: it then covers every client_id.
+        let client_id = match rule.get::<String>("client_id", problems) {
             Some(pattern) => ClientIdPattern::new(&pattern)
                 .map_err(|message| {
                     problems.push(Problem::new(&rule.key_path("client_id"), message))
                 })
                 .ok(),
-            None => None,
+            None if require_statement_from.is_some() => ClientIdPattern::new("https://**").ok(),
+            None => {
+                problems.push(Problem::new(
+                    &rule.key_path("client_id"),
+                    "required (or require_statement_from)",
+                ));
+                None
+            }
         };
         let action = rule.require("action", problems);
         let action = read_action(&mut rule, "action", action, problems);
@@ -1017,10 +1070,220 @@ fn read_policy(
                 action,
                 upstream_client,
                 scopes,
+                require_statement_from,
             });
         }
     }
     policy
+}
+
+/// A rule's list of issuer names: at least one, each a `[[trust.issuers]]` name.
+fn read_statement_issuers(
+    rule: &mut Section<'_>,
+    key: &'static str,
+    trust: &TrustConfig,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<String>> {
+    let names = rule.get::<Vec<String>>(key, problems)?;
+    if names.is_empty() {
+        problems.push(Problem::new(
+            &rule.key_path(key),
+            "must name at least one [[trust.issuers]] name",
+        ));
+        return None;
+    }
+    let mut ok = true;
+    for (index, name) in names.iter().enumerate() {
+        if !trust.issuers.iter().any(|issuer| issuer.name == *name) {
+            ok = false;
+            problems.push(Problem::new(
+                &format!("{}[{index}]", rule.key_path(key)),
+                format!("names no [[trust.issuers]] entry with name = {name:?}"),
+            ));
+        }
+    }
+    ok.then_some(names)
+}
+
+/// The largest JWKS file read; a key set is a few KiB, a bigger file is a wrong path.
+const MAX_JWKS_FILE_BYTES: u64 = 1024 * 1024;
+
+fn read_trust(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    fetch: &FetchConfig,
+    problems: &mut Vec<Problem>,
+) -> TrustConfig {
+    let mut trust = TrustConfig::default();
+    // Every name, even of entries with other problems, so a repeat is
+    // reported however the first one fared.
+    let mut names = std::collections::BTreeSet::new();
+    for mut entry in section.array_of_tables("issuers", problems) {
+        let name = entry.require::<String>("name", problems).and_then(|name| {
+            let key = entry.key_path("name");
+            if name.is_empty() {
+                problems.push(Problem::new(&key, "must not be empty"));
+                None
+            } else if !names.insert(name.clone()) {
+                problems.push(Problem::new(&key, format!("{name:?} is configured twice")));
+                None
+            } else {
+                Some(name)
+            }
+        });
+        let keys = read_issuer_keys(&mut entry, files, fetch, problems);
+        let algorithms = match entry.get::<Vec<String>>("algorithms", problems) {
+            None => Some(DEFAULT_STATEMENT_ALGORITHMS.to_vec()),
+            Some(names) => read_statement_algorithms(&entry, &names, problems),
+        };
+        let required_claims = entry
+            .get::<BTreeMap<String, String>>("required_claims", problems)
+            .unwrap_or_default();
+        entry.finish(problems);
+        if let (Some(name), Some(keys), Some(algorithms)) = (name, keys, algorithms) {
+            trust.issuers.push(IssuerConfig {
+                name,
+                keys,
+                algorithms,
+                required_claims,
+            });
+        }
+    }
+    trust
+}
+
+/// `jwks_file` XOR `jwks_uri`; a file is read now, so a bad one stops the
+/// load (or the reload) with its key named rather than failing sign-ins later.
+fn read_issuer_keys(
+    entry: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    fetch: &FetchConfig,
+    problems: &mut Vec<Problem>,
+) -> Option<IssuerKeys> {
+    let file = entry.get::<String>("jwks_file", problems);
+    let uri = entry.get::<String>("jwks_uri", problems);
+    match (file, uri) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                &entry.key_path("jwks_file"),
+                "set either jwks_file or jwks_uri, not both",
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push(Problem::new(
+                &entry.key_path("jwks_file"),
+                "jwks_file or jwks_uri is required",
+            ));
+            None
+        }
+        (Some(file), None) => {
+            let path = files.resolve(&file);
+            match read_jwks_file(&path) {
+                Ok(keys) => Some(IssuerKeys::File {
+                    path,
+                    keys: Arc::new(keys),
+                }),
+                Err(message) => {
+                    problems.push(Problem::new(&entry.key_path("jwks_file"), message));
+                    None
+                }
+            }
+        }
+        (None, Some(uri)) => {
+            let key = entry.key_path("jwks_uri");
+            match Url::parse(&uri) {
+                Ok(url) if url.scheme() == "https" && url.host().is_some() => {
+                    // The fetcher refuses other ports before any lookup; say so now.
+                    let port = url.port_or_known_default().unwrap_or(443);
+                    if fetch.allowed_ports.contains(&port) {
+                        Some(IssuerKeys::Uri(url))
+                    } else {
+                        problems.push(Problem::new(
+                            &key,
+                            format!("port {port} is not in fetch.allowed_ports"),
+                        ));
+                        None
+                    }
+                }
+                _ => {
+                    problems.push(Problem::new(
+                        &key,
+                        format!("expected an https URL, found {uri:?}"),
+                    ));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Reads a public JWK Set file under the rules the fetched ones follow.
+fn read_jwks_file(path: &Path) -> Result<Vec<Jwk>, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_JWKS_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_JWKS_FILE_BYTES {
+        return Err(format!(
+            "{shown} is larger than {MAX_JWKS_FILE_BYTES} bytes, not a JWK Set"
+        ));
+    }
+    // serde_json's message can quote the file; a private key may be in it.
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| format!("{shown} is not JSON"))?;
+    let keys = crate::jwks::parse_jwk_set(&value).map_err(|error| format!("{shown}: {error}"))?;
+    if keys.is_empty() {
+        return Err(format!("{shown} holds no usable public key"));
+    }
+    Ok(keys)
+}
+
+/// Algorithm names for statements: asymmetric ones this crate verifies.
+fn read_statement_algorithms(
+    entry: &Section<'_>,
+    names: &[String],
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<Algorithm>> {
+    let key = entry.key_path("algorithms");
+    if names.is_empty() {
+        problems.push(Problem::new(&key, "must list at least one algorithm"));
+        return None;
+    }
+    let mut algorithms = Vec::with_capacity(names.len());
+    let mut ok = true;
+    for (index, name) in names.iter().enumerate() {
+        let supported = crate::jwks::SUPPORTED_ALGS
+            .iter()
+            .copied()
+            .find(|alg| crate::jwks::alg_name(*alg) == name);
+        match supported {
+            Some(alg) => algorithms.push(alg),
+            None => {
+                ok = false;
+                let why = if name.eq_ignore_ascii_case("none") || name.starts_with("HS") {
+                    format!(
+                        "{name:?} is never accepted: a statement must be signed with an \
+                         asymmetric key, or anyone holding the verification key could forge one"
+                    )
+                } else {
+                    let known: Vec<&str> = crate::jwks::SUPPORTED_ALGS
+                        .iter()
+                        .map(|alg| crate::jwks::alg_name(*alg))
+                        .collect();
+                    format!(
+                        "{name:?} is not supported; expected one of {}",
+                        known.join(", ")
+                    )
+                };
+                problems.push(Problem::new(&format!("{key}[{index}]"), why));
+            }
+        }
+    }
+    ok.then_some(algorithms)
 }
 
 fn read_resource(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> Option<ResourceConfig> {

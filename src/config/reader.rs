@@ -50,6 +50,19 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// Reads the sub-table `key` with `read`, then reports its unknown keys.
+    pub(super) fn read<T>(
+        &mut self,
+        key: &'a str,
+        problems: &mut Vec<Problem>,
+        read: impl FnOnce(&mut Section<'a>, &mut Vec<Problem>) -> T,
+    ) -> T {
+        let mut section = self.table(key, problems);
+        let value = read(&mut section, problems);
+        section.finish(problems);
+        value
+    }
+
     /// An array of tables (`[[section]]`); each element becomes a section.
     pub(super) fn array_of_tables(
         &mut self,

@@ -279,3 +279,159 @@ fn the_example_file_is_valid_and_documents_the_defaults() {
     assert_eq!(config.policy.rules.len(), 2);
     config.require_serve().expect("the example can serve");
 }
+
+/// A JWK Set file holding one public P-256 key, in a fresh folder.
+fn jwks_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = crate::id_token::SigningKeys::generate_ephemeral().unwrap();
+    std::fs::write(dir.path().join("registry.json"), keys.jwks().to_string()).unwrap();
+    std::fs::write(dir.path().join("leaked.json"), {
+        let mut jwks = keys.jwks();
+        jwks["keys"][0]["d"] = "c2VjcmV0".into();
+        jwks.to_string()
+    })
+    .unwrap();
+    std::fs::write(dir.path().join("garbage.json"), "not json").unwrap();
+    dir
+}
+
+#[test]
+fn trust_issuers_read_their_keys_and_policy_rules_name_them() {
+    let dir = jwks_dir();
+    let config = Config::from_toml_str(
+        r#"
+        [[trust.issuers]]
+        name = "https://registry.example"
+        jwks_file = "registry.json"
+        required_claims = { tier = "verified" }
+        [[trust.issuers]]
+        name = "vendor"
+        jwks_uri = "https://vendor.example/.well-known/jwks.json"
+        algorithms = ["RS256", "ES384"]
+        [[policy.rules]]
+        require_statement_from = ["https://registry.example", "vendor"]
+        action = "allow"
+        [[policy.rules]]
+        client_id = "https://*.example.com/**"
+        require_statement_from = ["vendor"]
+        action = "allow"
+        "#,
+        Some(dir.path()),
+    )
+    .expect("valid");
+    let [registry, vendor] = &config.trust.issuers[..] else {
+        panic!("two issuers: {:?}", config.trust.issuers);
+    };
+    assert_eq!(registry.algorithms, DEFAULT_STATEMENT_ALGORITHMS.to_vec());
+    assert_eq!(registry.required_claims["tier"], "verified");
+    assert!(matches!(&registry.keys, IssuerKeys::File { keys, .. } if keys.len() == 1));
+    assert_eq!(vendor.algorithms, vec![Algorithm::RS256, Algorithm::ES384]);
+    assert!(
+        matches!(&vendor.keys, IssuerKeys::Uri(url) if url.host_str() == Some("vendor.example"))
+    );
+    // A rule about trust alone covers every client_id.
+    let rule = &config.policy.rules[0];
+    assert_eq!(rule.client_id.as_str(), "https://**");
+    assert_eq!(
+        rule.require_statement_from.as_deref(),
+        Some(&["https://registry.example".to_owned(), "vendor".to_owned()][..])
+    );
+}
+
+#[test]
+fn trust_problems_are_reported_with_their_keys() {
+    let dir = jwks_dir();
+    let error = Config::from_toml_str(
+        r#"
+        [fetch]
+        allowed_ports = [443]
+        [[trust.issuers]]
+        name = "both"
+        jwks_file = "registry.json"
+        jwks_uri = "https://x.example/jwks.json"
+        [[trust.issuers]]
+        name = "neither"
+        [[trust.issuers]]
+        name = "symmetric"
+        jwks_file = "registry.json"
+        algorithms = ["ES256", "HS256", "none", "ES512"]
+        [[trust.issuers]]
+        name = "leaked"
+        jwks_file = "leaked.json"
+        [[trust.issuers]]
+        name = "garbage"
+        jwks_file = "garbage.json"
+        [[trust.issuers]]
+        name = "missing"
+        jwks_file = "nowhere.json"
+        [[trust.issuers]]
+        name = "plain-http"
+        jwks_uri = "http://x.example/jwks.json"
+        [[trust.issuers]]
+        name = "odd-port"
+        jwks_uri = "https://x.example:8443/jwks.json"
+        [[trust.issuers]]
+        name = "claims"
+        jwks_file = "registry.json"
+        required_claims = { tier = 3 }
+        algorithms = []
+        [[trust.issuers]]
+        name = "garbage"
+        jwks_file = "registry.json"
+        typo = 1
+        [[trust.issuers]]
+        jwks_file = "registry.json"
+        [[policy.rules]]
+        action = "allow"
+        [[policy.rules]]
+        require_statement_from = ["nobody"]
+        action = "allow"
+        [[policy.rules]]
+        require_statement_from = []
+        action = "allow"
+        "#,
+        Some(dir.path()),
+    )
+    .unwrap_err();
+    let ConfigError::Invalid(problems) = error else {
+        panic!("expected problems");
+    };
+    let found = keys(&problems);
+    for expected in [
+        "trust.issuers[0].jwks_file",
+        "trust.issuers[1].jwks_file",
+        "trust.issuers[2].algorithms[1]",
+        "trust.issuers[2].algorithms[2]",
+        "trust.issuers[2].algorithms[3]",
+        "trust.issuers[3].jwks_file",
+        "trust.issuers[4].jwks_file",
+        "trust.issuers[5].jwks_file",
+        "trust.issuers[6].jwks_uri",
+        "trust.issuers[7].jwks_uri",
+        "trust.issuers[8].required_claims",
+        "trust.issuers[8].algorithms",
+        "trust.issuers[9].name",
+        "trust.issuers[9].typo",
+        "trust.issuers[10].name",
+        "policy.rules[0].client_id",
+        "policy.rules[1].require_statement_from[0]",
+        "policy.rules[2].require_statement_from",
+    ] {
+        assert!(
+            found.contains(&expected),
+            "missing {expected} in {problems:#?}"
+        );
+    }
+    let text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("\"HS256\" is never accepted"), "{text}");
+    assert!(text.contains("private key material"), "{text}");
+    assert!(!text.contains("c2VjcmV0"), "{text}");
+    assert!(
+        text.contains("port 8443 is not in fetch.allowed_ports"),
+        "{text}"
+    );
+}

@@ -980,3 +980,62 @@ fn loopback_redirect_detection() {
     .unwrap();
     assert!(!md.only_loopback_redirects());
 }
+
+// ---------------------------------------------------------------------------
+// Overlaying a software statement's claims
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_empty_overlay_gives_back_the_same_document() {
+    let minimal =
+        format!(r#"{{"client_id": "{CLI_ID}", "redirect_uris": ["http://127.0.0.1/cb"]}}"#);
+    for (client_id, doc) in [
+        (CLI_ID, CLI_DOC),
+        (CHAT_ID, CHAT_DOC),
+        (CLI_ID, minimal.as_str()),
+    ] {
+        let base = validate(&id(client_id), doc.as_bytes()).unwrap();
+        let again = overlay(&id(client_id), &base, &Map::new()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&base).unwrap(),
+            "{doc}"
+        );
+    }
+}
+
+#[test]
+fn overlaid_claims_take_precedence_and_are_validated_like_the_document() {
+    let base = validate(&id(CHAT_ID), CHAT_DOC.as_bytes()).unwrap();
+    let claims = parse_object(
+        r#"{"client_name": "Vouched Chat", "logo_uri": "https://registry.example/logo.png", "software_id": "chat-1"}"#,
+    );
+    let merged = overlay(&id(CHAT_ID), &base, &claims).unwrap();
+    assert_eq!(merged.client_name.as_deref(), Some("Vouched Chat"));
+    assert_eq!(
+        merged.logo_uri.as_deref(),
+        Some("https://registry.example/logo.png")
+    );
+    assert_eq!(merged.extra.to_map()["software_id"], "chat-1");
+    assert_eq!(merged.redirect_uris, base.redirect_uris);
+
+    for (claims, field) in [
+        (
+            r#"{"logo_uri": "http://registry.example/logo.png"}"#,
+            "logo_uri",
+        ),
+        (
+            r#"{"token_endpoint_auth_method": "client_secret_basic"}"#,
+            "token_endpoint_auth_method",
+        ),
+        (r#"{"jwks": {"keys": []}}"#, "jwks"),
+        (r#"{"client_secret": "s3cret"}"#, "client_secret"),
+    ] {
+        let error = overlay(&id(CHAT_ID), &base, &parse_object(claims)).unwrap_err();
+        assert!(
+            matches!(&error, MetadataError::Invalid { field: f, .. } if *f == field),
+            "{claims}: {error}"
+        );
+        assert!(!error.to_string().contains("s3cret"));
+    }
+}

@@ -21,6 +21,7 @@ use crate::client_id::{ClientIdUrl, is_url_client_id};
 use crate::config::{Interstitial, RedirectMode, ResourceParameter};
 use crate::policy::Action;
 use crate::seal::Purpose;
+use crate::trust::Vetted;
 
 /// What travels through the provider inside the sealed `state`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,16 +60,25 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         audit(client_id, "pass_through", "pass_through", None);
         return pass_through(&state, raw_query);
     }
-    // A cached client needs no parsing: only valid client_ids are cached.
-    let resolved = match state.cache.cached(client_id) {
-        Some(resolved) => resolved,
+    // A cached client without a software statement needs no parsing and no
+    // vetting: only client_ids that parsed are ever cached, and there is no
+    // statement to verify. Every other client takes the full path.
+    let cached = state.cache.cached_if(client_id, |document| {
+        document.metadata.software_statement.is_none()
+    });
+    let vetted = match cached {
+        Some(resolved) => Vetted {
+            metadata: Arc::clone(&resolved.document.metadata),
+            resolved,
+            statement: None,
+        },
         None => {
             let client = match ClientIdUrl::parse(client_id) {
                 Ok(client) => client,
                 Err(error) => return refuse(client_id, None, error.code(), &error.to_string()),
             };
-            match state.cache.resolve(&client).await {
-                Ok(resolved) => resolved,
+            match state.trust.resolve(&state.cache, &client).await {
+                Ok(vetted) => vetted,
                 Err(error) => {
                     let host = host_of(client_id);
                     return refuse(client_id, Some(&host), error.code(), &error.to_string());
@@ -76,8 +86,10 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
             }
         }
     };
-    let metadata = Arc::clone(&resolved.document.metadata);
-    let decision = state.policy.decide_str(client_id, &metadata);
+    let metadata = Arc::clone(&vetted.metadata);
+    let decision = state
+        .policy
+        .decide_str(client_id, &metadata, vetted.vouched_by());
     // Shown on pages only, so found only when one is shown.
     let host = || host_of(client_id);
     if decision.action == Action::Deny {

@@ -84,6 +84,7 @@ struct InterstitialPage<'a> {
     host: &'a str,
     client_id: &'a str,
     logo_url: Option<String>,
+    vouched_by: Option<&'a str>,
     reasons: Vec<String>,
     redirect_host: String,
     redirect_warnings: Vec<String>,
@@ -133,6 +134,10 @@ pub fn interstitial(state: &AppState, request: &ConsentRequest<'_>) -> Response 
                     .finish(),
             );
             url
+        }),
+        vouched_by: request.reasons.iter().find_map(|reason| match reason {
+            Reason::Vouched { issuer } => Some(issuer.as_str()),
+            _ => None,
         }),
         reasons: request.reasons.iter().filter_map(explain).collect(),
         redirect_host,
@@ -336,7 +341,8 @@ fn explain(reason: &Reason) -> Option<String> {
             "This application only signs in through programs on your own computer, so anyone can present its address. Make sure you started this sign-in yourself."
                 .to_owned(),
         ),
-        Reason::Rule { .. } => None,
+        // Not a warning: the page states it apart (`vouched_by`).
+        Reason::Rule { .. } | Reason::Vouched { .. } => None,
     }
 }
 
@@ -524,6 +530,7 @@ mod tests {
             host: "app.example",
             client_id: "https://app.example/c?<script>alert(1)</script>",
             logo_url: None,
+            vouched_by: Some("<b>registry</b>"),
             reasons: vec![],
             redirect_host: "app.example".into(),
             redirect_warnings: vec![],
@@ -539,6 +546,7 @@ mod tests {
         assert!(!html.contains("<b>"), "{html}");
         assert!(!html.contains("<a href"), "{html}");
         assert!(html.contains("self-declared"));
+        assert!(html.contains("Vouched for by"), "{html}");
         // The inline style is exactly the one the CSP hash allows.
         let style = html
             .split("<style>")

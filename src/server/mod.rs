@@ -37,6 +37,7 @@ use crate::logo::LogoCache;
 use crate::policy::{Action, Policy};
 use crate::replay::ReplayStore;
 use crate::seal::{SealSetupError, Sealer};
+use crate::trust::Trust;
 use crate::upstream::{Provider, UpstreamError};
 pub use listener::{Listeners, bind};
 use pages::{PageReason, error_page};
@@ -65,6 +66,9 @@ pub struct AppState {
     pub consents: Arc<ReplayStore>,
     /// Logos of allowed clients (kept across reloads).
     pub logos: Arc<LogoCache>,
+    /// The issuers whose software statements vouch for clients (their
+    /// fetched key sets are kept across reloads).
+    pub trust: Trust,
 }
 
 /// The state in force. A reload swaps it; a request in flight keeps the
@@ -168,6 +172,7 @@ impl AppState {
         );
         Ok(AppState {
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
+            trust: Trust::new(&config.trust, Arc::clone(&egress)),
             consents: Arc::new(ReplayStore::new(MAX_PENDING_CONSENTS)),
             cache: Arc::new(DocumentCache::new(egress, config.cache.clone())),
             policy: Policy::new(config.policy.clone()),
@@ -225,6 +230,7 @@ impl AppState {
             signing,
             consents: Arc::clone(&self.consents),
             logos: Arc::clone(&self.logos),
+            trust: self.trust.reconfigured(&config.trust),
             config,
         })
     }
@@ -437,12 +443,17 @@ async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     else {
         return not_found();
     };
-    let Ok(resolved) = state.cache.resolve(&client).await else {
+    let Ok(vetted) = state.trust.resolve(&state.cache, &client).await else {
         return not_found();
     };
-    let metadata = &resolved.document.metadata;
+    let metadata = &vetted.metadata;
     // Untrusted clients never get a logo.
-    if state.policy.decide(&client, metadata).action != Action::Allow {
+    if state
+        .policy
+        .decide(&client, metadata, vetted.vouched_by())
+        .action
+        != Action::Allow
+    {
         return not_found();
     }
     let Some(logo_uri) = metadata

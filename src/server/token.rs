@@ -171,13 +171,13 @@ async fn cimd_token(
     let client = ClientIdUrl::parse(client_id)
         .map_err(|error| TokenError::new(OAuthErrorCode::InvalidClient, error.to_string()))?;
     // Revocation without a registry: the document and the policy, now.
-    let resolved = state
-        .cache
-        .resolve(&client)
+    let vetted = state
+        .trust
+        .resolve(&state.cache, &client)
         .await
         .map_err(|error| token_error_for_client(error.code(), &error.to_string()))?;
-    let metadata = &resolved.document.metadata;
-    let decision = state.policy.decide(&client, metadata);
+    let metadata = &vetted.metadata;
+    let decision = state.policy.decide(&client, metadata, vetted.vouched_by());
     if decision.action == Action::Deny {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidClient,

@@ -7,27 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createWorld } from './lib/world.js';
 import { publicClientDocument, codeFor, exchangePublic, getManual, withQuery } from './lib/oauth.js';
+import { scrape as scrapeMetrics, metricValue } from './lib/metrics.js';
 
 let world;
 before(async () => { world = await createWorld('65-metrics', { proxy: {} }); });
 after(async () => { await world?.close(); });
 
-async function scrape() {
-  const response = await fetch(`${world.proxy.admin}/metrics`);
-  assert.equal(response.status, 200);
-  assert.match(response.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
-  return response.text();
-}
-
-/** The value of one series, or 0 when absent. */
-function value(text, name, labels = {}) {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (wanted.every((pair) => line.includes(pair))) return Number(line.split(' ').at(-1));
-  }
-  return 0;
-}
+const scrape = () => scrapeMetrics(world.proxy);
+const value = metricValue;
 
 test('after sign-ins and refusals, /metrics is valid and the counters moved', async () => {
   const before = await scrape();

@@ -8,4 +8,6 @@ mod support;
 mod cache;
 mod check_cli;
 mod client_auth;
+mod dev;
 mod logo;
+mod trust;

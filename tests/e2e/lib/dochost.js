@@ -22,13 +22,21 @@ export async function startDocumentHost({ cert, key }) {
       return;
     }
     const body = typeof route.body === 'string' ? route.body : JSON.stringify(route.body);
+    if (route.delayMs) {
+      // A slow origin: the answer comes `delayMs` after the request (the socket may close meanwhile).
+      setTimeout(() => { if (!res.destroyed) answer(res, route, body); }, route.delayMs);
+      return;
+    }
+    answer(res, route, body);
+  });
+  function answer(res, route, body) {
     res.writeHead(route.status ?? 200, {
       'content-type': route.contentType ?? 'application/json',
       'cache-control': route.cacheControl ?? 'max-age=60',
       'content-length': Buffer.byteLength(body),
     });
     res.end(body);
-  });
+  }
   const port = await listen(server, 0, DOC_HOST_IP);
   const origin = `https://${DOC_HOST_IP}:${port}`;
 
@@ -36,14 +44,14 @@ export async function startDocumentHost({ cert, key }) {
     origin,
     port,
     requests,
-    /** Serves `body` (object ⇒ JSON) at `path`. */
+    /** Serves `body` (object ⇒ JSON) at `path`; `opts`: status, contentType, cacheControl, delayMs (answer late). */
     serve(path, body, opts = {}) { routes.set(path, { body, ...opts }); return `${origin}${path}`; },
     /** The client_id URL of the document named `name`. */
     clientId(name) { return `${origin}/clients/${name}.json`; },
-    /** Registers `/clients/<name>.json`; `build(clientId)` returns the document. Returns the client_id. */
-    addClient(name, build) {
+    /** Registers `/clients/<name>.json`; `build(clientId)` returns the document; `opts` as for serve(). Returns the client_id. */
+    addClient(name, build, opts = {}) {
       const clientId = `${origin}/clients/${name}.json`;
-      routes.set(`/clients/${name}.json`, { body: build(clientId) });
+      routes.set(`/clients/${name}.json`, { body: build(clientId), ...opts });
       return clientId;
     },
     fetchCount(path) { return requests.filter((r) => r.path === path).length; },

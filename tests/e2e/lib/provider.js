@@ -27,8 +27,9 @@ export const TEST_USER = Object.freeze({
 /**
  * Starts the provider. `clients` are static clients (oidc-provider client
  * metadata). `resourceIndicators`: accept any http(s) loopback resource.
- * Returns { issuer, port, provider, url(path), stop(), start() } — `stop()` closes the
- * listener and every open connection (to test "provider down"), `start()` reopens it on the same port.
+ * Returns { issuer, port, provider, requests, url(path), stop(), start(), setTokenDelay(ms) } — `stop()`
+ * closes the listener and every open connection (to test "provider down"), `start()` reopens it on the
+ * same port, `setTokenDelay(ms)` makes the token endpoint answer `ms` late (0: at once again).
  */
 export async function startProvider({ clients, port = 0, log = () => {} } = {}) {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -81,6 +82,14 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
       Grant: 3600,
     },
   });
+  // A slow token endpoint on demand (a Koa middleware ahead of the provider's own routes).
+  let tokenDelayMs = 0;
+  provider.use(async (ctx, next) => {
+    if (tokenDelayMs && ctx.method === 'POST' && ctx.path === '/token') {
+      await new Promise((resolve) => { setTimeout(resolve, tokenDelayMs); });
+    }
+    await next();
+  });
   provider.on('server_error', (_ctx, err) => log(`server_error: ${err?.stack || err}`));
   provider.on('grant.error', (_ctx, err) => log(`grant.error: ${err?.message} ${err?.error_description || ''}`));
   provider.on('authorization.error', (_ctx, err) => log(`authorization.error: ${err?.message} ${err?.error_description || ''}`));
@@ -111,6 +120,7 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
     url: (path) => `${issuer}${path}`,
     async stop() { await closeServer(server); },
     async start() { await listen(server, actualPort, '127.0.0.1'); },
+    setTokenDelay(ms) { tokenDelayMs = ms; },
   };
 }
 

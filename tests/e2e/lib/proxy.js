@@ -1,7 +1,7 @@
 // Spawning cimd-proxy: a configuration file per instance, stdout/stderr to
 // test-artifacts/, readiness through the admin /healthz, and a sure kill.
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -73,10 +73,22 @@ export function proxyConfig(o) {
     'default_upstream_client = "main"',
     'loopback_only_redirects = "allow"',
   );
+  if (o.interstitial) lines.push(`interstitial = ${q(o.interstitial)}`);
+  // Rules: { client_id?, require_statement_from?, action, scopes?, upstream_client? }.
   for (const rule of o.rules ?? []) {
-    lines.push('', '[[policy.rules]]', `client_id = ${q(rule.client_id)}`, `action = ${q(rule.action)}`);
+    lines.push('', '[[policy.rules]]');
+    if (rule.client_id) lines.push(`client_id = ${q(rule.client_id)}`);
+    if (rule.require_statement_from) lines.push(`require_statement_from = ${list(rule.require_statement_from)}`);
+    lines.push(`action = ${q(rule.action)}`);
     if (rule.scopes) lines.push(`scopes = ${list(rule.scopes)}`);
     if (rule.upstream_client) lines.push(`upstream_client = ${q(rule.upstream_client)}`);
+  }
+  // Software statement issuers: { name, jwks_uri | jwks_file }.
+  for (const issuer of o.trustIssuers ?? []) {
+    lines.push('', '[[trust.issuers]]', `name = ${q(issuer.name)}`);
+    for (const key of ['jwks_uri', 'jwks_file']) {
+      if (issuer[key]) lines.push(`${key} = ${q(issuer[key])}`);
+    }
   }
   if (o.resource) {
     lines.push('', '[resource]', `resource = ${q(o.resource.resource)}`,
@@ -158,6 +170,7 @@ export async function startProxy(o) {
     await sleep(50);
   }
 
+  let rewrites = 0;
   return {
     name: o.name,
     issuer: publicUrl,
@@ -169,6 +182,21 @@ export async function startProxy(o) {
     stderrFile,
     child,
     url: (p) => `http://127.0.0.1:${port}${p}`,
+    /** Resolves with { code, signal } when the process exits. */
+    exited: exitedPromise,
+    /** This instance's configuration text with `changes` (proxyConfig options) applied. */
+    configText: (changes = {}) => proxyConfig({ ...full, ...changes }),
+    /**
+     * Replaces the configuration file with `text` atomically (write beside, then rename), so the
+     * proxy's poller never reads half a file; a copy goes to the artifacts. No signal is sent.
+     */
+    writeConfig(text) {
+      rewrites += 1;
+      const next = `${configFile}.next`;
+      writeFileSync(next, text);
+      renameSync(next, configFile);
+      writeFileSync(path.join(o.artifacts, `${o.name}.rewrite-${rewrites}.toml`), text);
+    },
     async stop() {
       if (exited) return;
       child.kill('SIGTERM');

@@ -1,0 +1,577 @@
+//! JWK Sets and signed JWTs verified against them, shared by everything that
+//! checks a signature made by someone else's published key: client
+//! assertions (`client_auth`) and software statements (`trust`).
+//!
+//! The rules are the same for both, so they live here once:
+//!
+//! * the header names an asymmetric algorithm this crate can verify (never
+//!   `none`, never HMAC, whose "secret" would be a public key) and no `crit`
+//!   extension ([`read_header`]);
+//! * key sets carrying private or symmetric material are refused whole, keys
+//!   the crate cannot read are skipped ([`parse_jwk_set`]);
+//! * the key is chosen by `kid`, or without one as the single key that fits
+//!   the algorithm, and must fit it: type, curve, RSA ≥ 2048 bits, its own
+//!   `alg`/`use`/`key_ops` ([`select_key`]);
+//! * key sets behind a URL are fetched through the hardened [`Egress`],
+//!   cached, and refetched once (rate limited) for an unknown `kid`
+//!   ([`JwksCache`]).
+//!
+//! Key material is only ever taken from the key set the caller names: a
+//! header's `jwk`, `jku`, `x5u` and `x5c` are never used.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::client_id::shown;
+use crate::egress::{Egress, FetchError, FetchKind};
+
+/// The `alg` values that can be verified with a published public key and that
+/// the `jsonwebtoken` crate implements (ES512 is not among them).
+pub(crate) const SUPPORTED_ALGS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// The smallest RSA modulus accepted, in bits (NIST SP 800-131A).
+pub(crate) const MIN_RSA_BITS: usize = 2048;
+
+/// JWK members holding private or symmetric key material (RFC 7518 §6.2.2,
+/// §6.3.2, §6.4.1); the same list `metadata` refuses in an inline `jwks`.
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Why a JWT could not be verified against a key set, in words that do not
+/// say what the JWT is for; each caller maps these onto its own error enum.
+///
+/// Messages never contain the token or key material; values taken from the
+/// token (an `alg` name) are escaped and shortened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum JwtError {
+    /// Not a well-formed JWS/JWT.
+    #[error("malformed: {reason}")]
+    Malformed {
+        /// What is wrong, in fixed words.
+        reason: &'static str,
+    },
+    /// `none` or an HMAC algorithm.
+    #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    DisallowedAlgorithm {
+        /// The header's `alg`, escaped and shortened.
+        alg: String,
+    },
+    /// An algorithm this crate cannot verify (e.g. ES512).
+    #[error("alg \"{alg}\" is not supported")]
+    UnsupportedAlgorithm {
+        /// The header's `alg`, escaped and shortened.
+        alg: String,
+    },
+    /// No key has the `kid` (or, without a `kid`, fits the `alg`).
+    #[error("signed by an unknown key")]
+    UnknownKey,
+    /// Several keys fit and the token does not say which.
+    #[error("several keys fit and the token does not name one with kid")]
+    AmbiguousKey,
+    /// The chosen key cannot verify this algorithm.
+    #[error("the key is unsuitable: {reason}")]
+    UnsuitableKey {
+        /// Why, in fixed words.
+        reason: &'static str,
+    },
+    /// The signature does not verify.
+    #[error("the signature is invalid")]
+    BadSignature,
+    /// `iss` is not what the caller required.
+    #[error("iss is wrong")]
+    WrongIssuer,
+    /// `sub` is not what the caller required.
+    #[error("sub is wrong")]
+    WrongSubject,
+    /// `aud` holds none of the caller's audiences.
+    #[error("aud is wrong")]
+    WrongAudience,
+    /// A claim the caller requires is absent (or not of its type).
+    #[error("the {claim} claim is missing")]
+    MissingClaim {
+        /// The claim.
+        claim: &'static str,
+    },
+    /// The key set's URL is not a URL.
+    #[error("the key set URL is not a valid URL")]
+    InvalidJwksUri,
+    /// Fetching the key set failed.
+    #[error("fetching the key set failed: {0}")]
+    JwksFetch(FetchError),
+    /// The key set is not a public JWK Set.
+    #[error("the key set is not a public JWK Set: {reason}")]
+    InvalidJwks {
+        /// Why, in fixed words (never key material).
+        reason: &'static str,
+    },
+}
+
+#[cfg(test)]
+impl JwtError {
+    /// A stable, closed label, for tests.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            JwtError::Malformed { .. } => "malformed",
+            JwtError::DisallowedAlgorithm { .. } => "disallowed_alg",
+            JwtError::UnsupportedAlgorithm { .. } => "unsupported_alg",
+            JwtError::UnknownKey => "unknown_key",
+            JwtError::AmbiguousKey => "ambiguous_key",
+            JwtError::UnsuitableKey { .. } => "unsuitable_key",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::WrongIssuer => "wrong_iss",
+            JwtError::WrongSubject => "wrong_sub",
+            JwtError::WrongAudience => "wrong_aud",
+            JwtError::MissingClaim { .. } => "missing_claim",
+            JwtError::InvalidJwksUri => "invalid_jwks_uri",
+            JwtError::JwksFetch(_) => "jwks_fetch_failed",
+            JwtError::InvalidJwks { .. } => "invalid_jwks",
+        }
+    }
+}
+
+/// What a JWT's header says, once it is known to name an acceptable algorithm.
+#[derive(Debug, Clone)]
+pub(crate) struct JwtHeader {
+    /// The signing algorithm: one of [`SUPPORTED_ALGS`].
+    pub(crate) alg: Algorithm,
+    /// The key id, if the header names one.
+    pub(crate) kid: Option<String>,
+}
+
+/// Reads the JOSE header with `jsonwebtoken` and refuses every algorithm but
+/// the asymmetric ones, and any `crit` extension (none is understood here,
+/// so RFC 7515 §4.1.11 requires refusing).
+pub(crate) fn read_header(token: &str) -> Result<JwtHeader, JwtError> {
+    let header = match jsonwebtoken::decode_header(token) {
+        Ok(header) => header,
+        // `none` and algorithms the crate lacks fail to parse at all; name
+        // them in the error rather than calling the token malformed.
+        Err(_) => {
+            return Err(match raw_alg(token) {
+                Some(alg) if alg.eq_ignore_ascii_case("none") || alg.starts_with("HS") => {
+                    JwtError::DisallowedAlgorithm { alg: shown(&alg) }
+                }
+                Some(alg) => JwtError::UnsupportedAlgorithm { alg: shown(&alg) },
+                None => JwtError::Malformed {
+                    reason: "the header is not a base64url-encoded JSON object with an alg",
+                },
+            });
+        }
+    };
+    if !SUPPORTED_ALGS.contains(&header.alg) {
+        return Err(JwtError::DisallowedAlgorithm {
+            alg: alg_name(header.alg).to_owned(),
+        });
+    }
+    if header.crit.is_some() {
+        return Err(JwtError::Malformed {
+            reason: "the header has critical extensions (crit), which are not supported",
+        });
+    }
+    Ok(JwtHeader {
+        alg: header.alg,
+        kid: header.kid,
+    })
+}
+
+/// The header's `alg` string, read only to word an error about a header
+/// `jsonwebtoken` refused; it is never used to verify anything.
+fn raw_alg(token: &str) -> Option<String> {
+    let encoded = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_owned)
+}
+
+/// The JWS name of an algorithm.
+pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // `Algorithm` is non-exhaustive; a future variant is not on our list.
+        _ => "unknown",
+    }
+}
+
+/// Verifies the signature of `token` with `key` under `alg` and returns the
+/// claims.
+///
+/// `validation` says which claims `jsonwebtoken` must find (and which values
+/// of `iss`, `sub`, `aud` it must see); its algorithm is set here. Times are
+/// never checked by the crate (it reads the system clock and takes `exp` as
+/// unsigned): callers check them with [`numeric_date`] against their own
+/// clock.
+pub(crate) fn verify_signature(
+    token: &str,
+    key: &Jwk,
+    alg: Algorithm,
+    mut validation: Validation,
+) -> Result<Map<String, Value>, JwtError> {
+    let decoding_key = DecodingKey::from_jwk(key).map_err(|_| JwtError::UnsuitableKey {
+        reason: "the key's parameters are not a valid public key",
+    })?;
+    validation.algorithms = vec![alg];
+    validation.leeway = 0;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    match jsonwebtoken::decode::<Map<String, Value>>(token, &decoding_key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(error) => Err(match error.kind() {
+            JwtErrorKind::InvalidSignature => JwtError::BadSignature,
+            JwtErrorKind::InvalidIssuer => JwtError::WrongIssuer,
+            JwtErrorKind::InvalidSubject => JwtError::WrongSubject,
+            JwtErrorKind::InvalidAudience => JwtError::WrongAudience,
+            JwtErrorKind::MissingRequiredClaim(claim) => JwtError::MissingClaim {
+                claim: match claim.as_str() {
+                    "iss" => "iss",
+                    "sub" => "sub",
+                    "aud" => "aud",
+                    "nbf" => "nbf",
+                    _ => "exp",
+                },
+            },
+            JwtErrorKind::InvalidAlgorithm
+            | JwtErrorKind::InvalidEcdsaKey
+            | JwtErrorKind::InvalidEddsaKey
+            | JwtErrorKind::InvalidRsaKey(_)
+            | JwtErrorKind::InvalidKeyFormat => JwtError::UnsuitableKey {
+                reason: "the key cannot verify this algorithm",
+            },
+            _ => JwtError::Malformed {
+                reason: "the token is not a valid signed JWT",
+            },
+        }),
+    }
+}
+
+/// A JWT NumericDate claim (RFC 7519 §2): a JSON number, possibly
+/// fractional, read as whole seconds (rounded down).
+pub(crate) fn numeric_date(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<i64>, JwtError> {
+    let malformed = JwtError::Malformed {
+        reason: "exp, iat and nbf must be numbers",
+    };
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(Value::Number(number)) => {
+            if let Some(seconds) = number.as_i64() {
+                Ok(Some(seconds))
+            } else if let Some(seconds) = number.as_u64() {
+                Ok(Some(i64::try_from(seconds).unwrap_or(i64::MAX)))
+            } else {
+                // Finite by construction (JSON has no NaN); `as` saturates.
+                number
+                    .as_f64()
+                    .map(|seconds| Some(seconds.floor() as i64))
+                    .ok_or(malformed)
+            }
+        }
+        Some(_) => Err(malformed),
+    }
+}
+
+/// Checks a JWK Set and keeps the keys this crate can read.
+///
+/// A set carrying private or symmetric key material is refused whole: its
+/// owner has leaked a key, and whatever it signs proves nothing. Keys the
+/// `jsonwebtoken` types cannot read are skipped rather than failing the set,
+/// so an unusual extra key (another curve, an encryption key) does not lock
+/// its owner out; they can never be chosen.
+pub(crate) fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, JwtError> {
+    let invalid = |reason| JwtError::InvalidJwks { reason };
+    let Some(keys) = value.get("keys").and_then(Value::as_array) else {
+        return Err(invalid("it is not an object with a keys array"));
+    };
+    let mut usable = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Value::Object(members) = key else {
+            return Err(invalid("a key is not a JSON object"));
+        };
+        if members.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err(invalid("it contains a symmetric (oct) key"));
+        }
+        if PRIVATE_JWK_MEMBERS.iter().any(|m| members.contains_key(*m)) {
+            return Err(invalid("it contains private key material"));
+        }
+        if let Ok(jwk) = serde_json::from_value::<Jwk>(key.clone()) {
+            usable.push(jwk);
+        }
+    }
+    Ok(usable)
+}
+
+/// Chooses the key for a token: by `kid` when it names one, else the single
+/// key that fits `alg`. Two candidates are refused, not guessed between.
+pub(crate) fn select_key<'a>(
+    keys: &'a [Jwk],
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<&'a Jwk, JwtError> {
+    let named: Vec<&Jwk> = match kid {
+        Some(kid) => keys
+            .iter()
+            .filter(|jwk| jwk.common.key_id.as_deref() == Some(kid))
+            .collect(),
+        None => keys.iter().collect(),
+    };
+    if named.is_empty() {
+        return Err(JwtError::UnknownKey);
+    }
+    let mut first_reason = None;
+    let mut fitting = named.into_iter().filter(|jwk| match key_fits(jwk, alg) {
+        Ok(()) => true,
+        Err(reason) => {
+            first_reason.get_or_insert(reason);
+            false
+        }
+    });
+    match (fitting.next(), fitting.next()) {
+        (Some(key), None) => Ok(key),
+        (Some(_), Some(_)) => Err(JwtError::AmbiguousKey),
+        // Without a kid, "no key of the right type" is an unknown key: the
+        // signer may have just rotated to a new key type.
+        (None, _) if kid.is_none() => Err(JwtError::UnknownKey),
+        (None, _) => Err(JwtError::UnsuitableKey {
+            reason: first_reason.unwrap_or("the key does not fit the algorithm"),
+        }),
+    }
+}
+
+/// Whether `jwk` may verify a token signed with `alg`; the error is the reason.
+fn key_fits(jwk: &Jwk, alg: Algorithm) -> Result<(), &'static str> {
+    if let Some(key_alg) = jwk.common.key_algorithm
+        && key_alg != KeyAlgorithm::from(alg)
+    {
+        return Err("the key's alg is not the token's alg");
+    }
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|usage| *usage != PublicKeyUse::Signature)
+    {
+        return Err("the key's use is not sig");
+    }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return Err("the key's key_ops do not include verify");
+    }
+    match (&jwk.algorithm, alg) {
+        (
+            AlgorithmParameters::RSA(rsa),
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => {
+            let modulus = URL_SAFE_NO_PAD
+                .decode(&rsa.n)
+                .map_err(|_| "the RSA modulus is not base64url")?;
+            if modulus_bits(&modulus) < MIN_RSA_BITS {
+                return Err("the RSA key is shorter than 2048 bits");
+            }
+            Ok(())
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256)
+            if ec.curve == EllipticCurve::P256 =>
+        {
+            Ok(())
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384)
+            if ec.curve == EllipticCurve::P384 =>
+        {
+            Ok(())
+        }
+        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA)
+            if okp.curve == EllipticCurve::Ed25519 =>
+        {
+            Ok(())
+        }
+        _ => Err("the key's type or curve does not fit the token's alg"),
+    }
+}
+
+/// The bit length of a big-endian unsigned integer.
+fn modulus_bits(bytes: &[u8]) -> usize {
+    let mut significant = bytes.iter().skip_while(|byte| **byte == 0);
+    match significant.next() {
+        Some(first) => (significant.count() + 1) * 8 - first.leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+/// Key sets fetched from URLs, keyed by the URL.
+///
+/// Each URL has a slot behind an async mutex: concurrent requests for one
+/// URL wait for the one fetch in progress instead of each fetching (single
+/// flight), and the forced-refetch rate limit is decided under that lock, so
+/// a burst of bogus kids yields one refetch, not one per request. The slots
+/// live in a bounded moka cache with LRU eviction (which always admits a new
+/// entry); a slot idle for longer than both the key lifetime and the refetch
+/// interval is dropped, by which time it holds nothing worth keeping.
+/// Fetch errors are returned, never stored.
+pub(crate) struct JwksCache {
+    slots: moka::sync::Cache<String, Arc<tokio::sync::Mutex<JwksSlot>>>,
+    ttl: Duration,
+    refetch_interval: Duration,
+}
+
+#[derive(Default)]
+struct JwksSlot {
+    keys: Option<Arc<Vec<Jwk>>>,
+    loaded_at: Option<Instant>,
+    last_forced: Option<Instant>,
+}
+
+impl JwksCache {
+    /// A cache of at most `max_entries` URLs, each set used for `ttl`, and
+    /// refetched for an unknown `kid` at most once per `refetch_interval`.
+    pub(crate) fn new(max_entries: u64, ttl: Duration, refetch_interval: Duration) -> Self {
+        JwksCache {
+            slots: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .time_to_idle(ttl.max(refetch_interval).max(Duration::from_secs(1)))
+                .build(),
+            ttl,
+            refetch_interval,
+        }
+    }
+
+    /// The key for a token's `kid` and `alg` in the set at `url`, refetching
+    /// the set once (rate limited) when no key has the `kid`.
+    pub(crate) async fn key_for(
+        &self,
+        egress: &Egress,
+        url: &str,
+        header: &JwtHeader,
+    ) -> Result<Jwk, JwtError> {
+        let url = Url::parse(url).map_err(|_| JwtError::InvalidJwksUri)?;
+        let kid = header.kid.as_deref();
+        let set = self.get(egress, &url).await?;
+        match select_key(&set, kid, header.alg) {
+            Err(JwtError::UnknownKey) => match self.refresh(egress, &url, &set).await? {
+                Some(fresh) => select_key(&fresh, kid, header.alg).cloned(),
+                None => Err(JwtError::UnknownKey),
+            },
+            other => other.cloned(),
+        }
+    }
+
+    fn slot(&self, url: &Url) -> Arc<tokio::sync::Mutex<JwksSlot>> {
+        self.slots
+            .get_with(url.as_str().to_owned(), Default::default)
+    }
+
+    /// The key set, fetched when absent or older than the lifetime.
+    async fn get(&self, egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, JwtError> {
+        let slot = self.slot(url);
+        let mut slot = slot.lock().await;
+        if let (Some(keys), Some(loaded_at)) = (&slot.keys, slot.loaded_at)
+            && loaded_at.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(keys));
+        }
+        slot.keys = None;
+        let keys = fetch_jwks(egress, url).await?;
+        slot.keys = Some(Arc::clone(&keys));
+        slot.loaded_at = Some(Instant::now());
+        Ok(keys)
+    }
+
+    /// A refetch for an unknown key: `Some` with the newer set (fetched now,
+    /// or by another request since `seen` was read), or `None` when a forced
+    /// refetch of this URL happened less than the refetch interval ago.
+    async fn refresh(
+        &self,
+        egress: &Egress,
+        url: &Url,
+        seen: &Arc<Vec<Jwk>>,
+    ) -> Result<Option<Arc<Vec<Jwk>>>, JwtError> {
+        let slot = self.slot(url);
+        let mut slot = slot.lock().await;
+        if let Some(current) = &slot.keys
+            && !Arc::ptr_eq(current, seen)
+        {
+            return Ok(Some(Arc::clone(current)));
+        }
+        if slot
+            .last_forced
+            .is_some_and(|at| at.elapsed() < self.refetch_interval)
+        {
+            return Ok(None);
+        }
+        // Counted before the fetch, so a failing URL is not retried early either.
+        slot.last_forced = Some(Instant::now());
+        tracing::debug!(jwks_uri = %url, "unknown kid: refetching the key set");
+        let keys = fetch_jwks(egress, url).await?;
+        slot.keys = Some(Arc::clone(&keys));
+        slot.loaded_at = Some(Instant::now());
+        Ok(Some(keys))
+    }
+}
+
+async fn fetch_jwks(egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, JwtError> {
+    let fetched = egress
+        .fetch(url, FetchKind::Jwks, &HeaderMap::new())
+        .await
+        .map_err(JwtError::JwksFetch)?;
+    let value: Value =
+        serde_json::from_slice(&fetched.body).map_err(|_| JwtError::InvalidJwks {
+            reason: "it is not JSON",
+        })?;
+    parse_jwk_set(&value).map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modulus_bits_counts_significant_bits() {
+        assert_eq!(modulus_bits(&[]), 0);
+        assert_eq!(modulus_bits(&[0, 0]), 0);
+        assert_eq!(modulus_bits(&[1]), 1);
+        assert_eq!(modulus_bits(&[0, 0x80, 0]), 16);
+        assert_eq!(modulus_bits(&[0x7f; 256]), 2047);
+        assert_eq!(modulus_bits(&[0xff; 256]), 2048);
+    }
+}

@@ -1,0 +1,721 @@
+//! Software statements: trust beyond domain ownership.
+//!
+//! A valid document proves who is asking (whoever controls the client_id's
+//! host), not whether they should be trusted: anyone can host a valid
+//! document on a new domain. A software statement (RFC 7591 §2.3) is a JWT,
+//! signed by a party the operator trusts (an enterprise agent registry, a
+//! platform vendor), that vouches for the client; a CIMD document may carry
+//! one in `software_statement` (draft §4.3, CIMD-RULES rule 12).
+//!
+//! [`Trust::resolve`] is the one place a client is looked up for use: the
+//! document from the cache, then its statement. With no `[[trust.issuers]]`
+//! configured, statements are not evaluated ([`Verdict::NotChecked`]), so an
+//! operator who does not use this feature never has a client refused by it.
+//! Otherwise a statement is checked in this order, and the first failure
+//! makes the client invalid (`invalid_metadata`, "software_statement: …"):
+//!
+//! 1. size (at most [`MAX_STATEMENT_BYTES`]) and the header (an asymmetric
+//!    `alg`, no `crit`: the shared rules in `jwks`);
+//! 2. `iss` names a configured issuer, and the `alg` is one it may use;
+//! 3. the key, from the issuer's `jwks_file` or `jwks_uri` (fetched through
+//!    the hardened fetcher, cached, one rate-limited refetch on an unknown
+//!    `kid`), and the signature;
+//! 4. `exp`, `nbf` and `iat` against our clock with [`CLOCK_SKEW`] (`exp`
+//!    is optional: a registry may vouch without an end date);
+//! 5. the statement names this client: its `client_id` claim, or without
+//!    one its `sub`, equals the client_id;
+//! 6. it does not contradict the document on `redirect_uris` (as sets),
+//!    `jwks_uri` or `jwks`: those decide where codes go and which keys speak for the
+//!    client, and a statement vouching for other ones vouches for another
+//!    client;
+//! 7. the issuer's `required_claims`;
+//! 8. its other claims take precedence over the plain JSON (RFC 7591
+//!    §3.1.1), and the combined document must pass every document rule
+//!    ([`metadata::overlay`]).
+//!
+//! The verdict is a [`Verdict::Vouched`] naming the issuer, which policy
+//! rules match with `require_statement_from` and the consent page shows.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::Validation;
+use serde_json::{Map, Value};
+
+use crate::cache::{DocumentCache, ResolveError, Resolved};
+use crate::client_id::{ClientIdUrl, shown};
+use crate::config::{IssuerConfig, IssuerKeys, TrustConfig};
+use crate::egress::{Egress, FetchError};
+use crate::error_code::ErrorCode;
+use crate::id_token::{SigningError, SigningKeys};
+use crate::jwks::{self, JwksCache, JwtError, numeric_date, read_header, select_key};
+use crate::metadata::{self, ClientMetadata, MetadataError};
+
+/// The largest statement looked at, in bytes, checked before any decoding.
+pub const MAX_STATEMENT_BYTES: usize = 8 * 1024;
+
+/// Clock skew allowed on a statement's `exp`, `nbf` and `iat`.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// How long an issuer's fetched key set is used before it is fetched again.
+const KEY_SET_TTL: Duration = Duration::from_secs(300);
+/// The least time between two refetches of one issuer's key set forced by an unknown `kid`.
+const KEY_SET_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Key set URLs cached at once; each is an operator-configured issuer, so
+/// this only bounds what a long run of reloads with changing URLs leaves.
+const MAX_KEY_SETS: u64 = 256;
+
+/// Claims about the JWT itself rather than the client; they never take the
+/// place of document members. `redirect_uris` agree with the document as a
+/// set (step 6) and the document's order is kept.
+const NOT_METADATA: [&str; 9] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "software_statement",
+    "redirect_uris",
+];
+
+/// Why a software statement does not vouch for the client. Every one makes
+/// the client invalid.
+///
+/// Messages never contain the statement or key material; values taken from
+/// the statement are escaped and shortened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StatementError {
+    /// Longer than [`MAX_STATEMENT_BYTES`].
+    #[error("is longer than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a well-formed signed JWT.
+    #[error("is not a valid signed JWT: {reason}")]
+    Malformed {
+        /// What is wrong, in fixed words.
+        reason: &'static str,
+    },
+    /// `none` or an HMAC algorithm.
+    #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    DisallowedAlgorithm {
+        /// The header's `alg`, escaped and shortened.
+        alg: String,
+    },
+    /// An algorithm this proxy cannot verify.
+    #[error("alg \"{alg}\" is not supported")]
+    UnsupportedAlgorithm {
+        /// The header's `alg`, escaped and shortened.
+        alg: String,
+    },
+    /// No `iss` string.
+    #[error("has no iss claim naming its issuer")]
+    MissingIssuer,
+    /// `iss` is not a configured issuer.
+    #[error("is issued by \"{iss}\", which is not a trusted issuer")]
+    UnknownIssuer {
+        /// The statement's `iss`, escaped and shortened.
+        iss: String,
+    },
+    /// The issuer is not configured to use this algorithm.
+    #[error("alg \"{alg}\" is not among the algorithms accepted from {issuer}")]
+    AlgorithmNotAllowed {
+        /// The header's `alg`.
+        alg: &'static str,
+        /// The issuer's name.
+        issuer: String,
+    },
+    /// No key of the issuer has the `kid` (or, without a `kid`, fits the `alg`).
+    #[error("signed by an unknown key")]
+    UnknownKey,
+    /// Several of the issuer's keys fit and the statement names none.
+    #[error("several of the issuer's keys fit and the statement does not name one with kid")]
+    AmbiguousKey,
+    /// The issuer's key named by `kid` cannot verify this algorithm.
+    #[error("the issuer's key is unsuitable: {reason}")]
+    UnsuitableKey {
+        /// Why, in fixed words.
+        reason: &'static str,
+    },
+    /// The signature does not verify.
+    #[error("signature is invalid")]
+    BadSignature,
+    /// `exp` has passed (beyond the clock skew).
+    #[error("has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the clock skew).
+    #[error("is not valid yet (nbf)")]
+    NotYetValid,
+    /// `iat` is in the future (beyond the clock skew).
+    #[error("was issued in the future (iat)")]
+    IssuedInFuture,
+    /// Neither a `client_id` nor a `sub` string names a client.
+    #[error("does not name this client (it has no client_id or sub claim)")]
+    NamesNoClient,
+    /// The statement is for another client.
+    #[error("is for another client: \"{named}\"")]
+    OtherClient {
+        /// The client it names, escaped and shortened.
+        named: String,
+    },
+    /// The statement disagrees with the document on a member that decides
+    /// where codes go or which keys speak for the client.
+    #[error("its {claim} disagree with the document's")]
+    Contradicts {
+        /// `redirect_uris`, `jwks_uri` or `jwks`.
+        claim: &'static str,
+    },
+    /// A claim the issuer's configuration requires is missing or different.
+    #[error("lacks the claim \"{claim}\" with the value {issuer} requires")]
+    RequiredClaim {
+        /// The claim.
+        claim: String,
+        /// The issuer's name.
+        issuer: String,
+    },
+    /// Fetching the issuer's `jwks_uri` failed. Only the stable code is in
+    /// the message (it reaches error pages); the detail is logged.
+    #[error("fetching {issuer}'s keys failed ({})", .error.code())]
+    KeysUnavailable {
+        /// The issuer's name.
+        issuer: String,
+        /// The fetch error.
+        error: FetchError,
+    },
+    /// The issuer's `jwks_uri` does not hold a public JWK Set.
+    #[error("the issuer's jwks_uri does not hold a public JWK Set: {reason}")]
+    InvalidKeySet {
+        /// Why, in fixed words.
+        reason: &'static str,
+    },
+    /// With the statement's claims in force, the document breaks a rule.
+    #[error("its claims make the document invalid: {0}")]
+    Effective(MetadataError),
+}
+
+impl StatementError {
+    /// A stable, closed label for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StatementError::TooLarge { .. } => "too_large",
+            StatementError::Malformed { .. } => "malformed",
+            StatementError::DisallowedAlgorithm { .. } => "disallowed_alg",
+            StatementError::UnsupportedAlgorithm { .. } => "unsupported_alg",
+            StatementError::MissingIssuer => "missing_iss",
+            StatementError::UnknownIssuer { .. } => "unknown_issuer",
+            StatementError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
+            StatementError::UnknownKey => "unknown_key",
+            StatementError::AmbiguousKey => "ambiguous_key",
+            StatementError::UnsuitableKey { .. } => "unsuitable_key",
+            StatementError::BadSignature => "bad_signature",
+            StatementError::Expired => "expired",
+            StatementError::NotYetValid => "not_yet_valid",
+            StatementError::IssuedInFuture => "iat_in_future",
+            StatementError::NamesNoClient => "names_no_client",
+            StatementError::OtherClient { .. } => "other_client",
+            StatementError::Contradicts { .. } => "contradicts_document",
+            StatementError::RequiredClaim { .. } => "required_claim",
+            StatementError::KeysUnavailable { .. } => "keys_unavailable",
+            StatementError::InvalidKeySet { .. } => "invalid_key_set",
+            StatementError::Effective(_) => "invalid_effective_document",
+        }
+    }
+
+    /// The shared JWT checks speak of "a token"; here it is a statement.
+    /// `issuer` names whose key set a fetch was for.
+    fn from_jwt(error: JwtError, issuer: &str) -> Self {
+        match error {
+            JwtError::Malformed { reason } => StatementError::Malformed { reason },
+            JwtError::DisallowedAlgorithm { alg } => StatementError::DisallowedAlgorithm { alg },
+            JwtError::UnsupportedAlgorithm { alg } => StatementError::UnsupportedAlgorithm { alg },
+            JwtError::UnknownKey => StatementError::UnknownKey,
+            JwtError::AmbiguousKey => StatementError::AmbiguousKey,
+            JwtError::UnsuitableKey { reason } => StatementError::UnsuitableKey { reason },
+            JwtError::BadSignature => StatementError::BadSignature,
+            JwtError::JwksFetch(error) => StatementError::KeysUnavailable {
+                issuer: issuer.to_owned(),
+                error,
+            },
+            JwtError::InvalidJwks { reason } => StatementError::InvalidKeySet { reason },
+            // The configuration accepts only https URLs for jwks_uri.
+            JwtError::InvalidJwksUri => StatementError::InvalidKeySet {
+                reason: "its jwks_uri is not a URL",
+            },
+            // Only `iss` is required of jsonwebtoken, and checked by us.
+            JwtError::MissingClaim { .. } | JwtError::WrongIssuer => StatementError::MissingIssuer,
+            JwtError::WrongSubject | JwtError::WrongAudience => StatementError::Malformed {
+                reason: "its claims cannot be read",
+            },
+        }
+    }
+}
+
+/// What a document's statement says about the client, once it did not make
+/// the client invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No `[[trust.issuers]]` are configured: the statement was not evaluated.
+    NotChecked {
+        /// The `iss` it claims, read without verification, for reports.
+        claimed_issuer: Option<String>,
+    },
+    /// The statement verified: this issuer vouches for the client.
+    Vouched {
+        /// The `[[trust.issuers]]` name.
+        issuer: String,
+    },
+}
+
+/// A statement's verdict as `check --json` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatementReport {
+    /// The issuer: the configured name when it verified, otherwise the
+    /// `iss` it claims (unverified), if readable.
+    pub issuer: Option<String>,
+    /// Whether it verified.
+    pub valid: bool,
+    /// Why not, when it did not.
+    pub reason: Option<String>,
+}
+
+impl Verdict {
+    /// The issuer that vouches for the client, if the statement verified.
+    pub fn vouched_by(&self) -> Option<&str> {
+        match self {
+            Verdict::Vouched { issuer } => Some(issuer),
+            Verdict::NotChecked { .. } => None,
+        }
+    }
+
+    /// The verdict for a report.
+    pub fn report(&self) -> StatementReport {
+        match self {
+            Verdict::Vouched { issuer } => StatementReport {
+                issuer: Some(issuer.clone()),
+                valid: true,
+                reason: None,
+            },
+            Verdict::NotChecked { claimed_issuer } => StatementReport {
+                issuer: claimed_issuer.clone(),
+                valid: false,
+                reason: Some("not checked: no [[trust.issuers]] are configured".to_owned()),
+            },
+        }
+    }
+}
+
+/// A client looked up for use: its document, and what its statement says.
+#[derive(Debug, Clone)]
+pub struct Vetted {
+    /// The cache lookup (the document as fetched, and how it was served).
+    pub resolved: Resolved,
+    /// The metadata to use: the document, with a verified statement's
+    /// claims taking precedence.
+    pub metadata: Arc<ClientMetadata>,
+    /// The statement's verdict; `None` when the document carries none.
+    pub statement: Option<Verdict>,
+}
+
+impl Vetted {
+    /// The issuer that vouches for the client, if any.
+    pub fn vouched_by(&self) -> Option<&str> {
+        self.statement.as_ref().and_then(Verdict::vouched_by)
+    }
+}
+
+/// Why a client cannot be used: its document, or its statement.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The document could not be fetched or is invalid.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The document carries a statement that does not verify.
+    #[error("software_statement: {error}")]
+    Statement {
+        /// The `iss` it claims, read without verification, for reports.
+        claimed_issuer: Option<String>,
+        /// Why it does not verify.
+        error: StatementError,
+    },
+}
+
+impl ClientError {
+    /// The stable error code: the document's, or `invalid_metadata` for a
+    /// statement (`fetch_overloaded` when only capacity stood in the way of
+    /// fetching the issuer's keys, which a retry can fix).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ClientError::Resolve(error) => error.code(),
+            ClientError::Statement {
+                error:
+                    StatementError::KeysUnavailable {
+                        error: FetchError::Overloaded { .. },
+                        ..
+                    },
+                ..
+            } => ErrorCode::FetchOverloaded,
+            ClientError::Statement { .. } => ErrorCode::InvalidMetadata,
+        }
+    }
+
+    /// The statement's verdict for a report, when the statement is what failed.
+    pub fn statement_report(&self) -> Option<StatementReport> {
+        match self {
+            ClientError::Resolve(_) => None,
+            ClientError::Statement {
+                claimed_issuer,
+                error,
+            } => Some(StatementReport {
+                issuer: claimed_issuer.clone(),
+                valid: false,
+                reason: Some(error.to_string()),
+            }),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch; JWT times are in these units.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The configured issuers and their keys. Cheap to clone.
+///
+/// The issuers come from the configuration in force; the cache of fetched
+/// key sets outlives a reload ([`Trust::reconfigured`]), keyed by URL, so a
+/// changed `jwks_uri` is fetched anew and an unchanged one is not.
+#[derive(Clone)]
+pub struct Trust {
+    issuers: Arc<[IssuerConfig]>,
+    egress: Arc<Egress>,
+    key_sets: Arc<JwksCache>,
+    clock: Clock,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.issuers.iter().map(|i| i.name.as_str()).collect();
+        f.debug_struct("Trust")
+            .field("issuers", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trust {
+    /// The issuers of `config`, with `jwks_uri`s fetched through `egress`.
+    pub fn new(config: &TrustConfig, egress: Arc<Egress>) -> Trust {
+        Trust {
+            issuers: config.issuers.clone().into(),
+            egress,
+            key_sets: Arc::new(JwksCache::new(
+                MAX_KEY_SETS,
+                KEY_SET_TTL,
+                KEY_SET_REFETCH_INTERVAL,
+            )),
+            clock: Arc::new(system_clock),
+        }
+    }
+
+    /// The issuers of a reloaded `config`, keeping the fetcher and the
+    /// cache of fetched key sets.
+    pub fn reconfigured(&self, config: &TrustConfig) -> Trust {
+        Trust {
+            issuers: config.issuers.clone().into(),
+            ..self.clone()
+        }
+    }
+
+    #[cfg(test)]
+    fn with_clock(mut self, clock: Clock) -> Trust {
+        self.clock = clock;
+        self
+    }
+
+    /// Looks a client up for use: its document through `cache`, then its
+    /// statement. Every place that uses a client (`/authorize`, `/token`,
+    /// `/logo`, `check`) goes through here.
+    ///
+    /// # Errors
+    ///
+    /// The document's [`ResolveError`], or the statement's [`StatementError`].
+    pub async fn resolve(
+        &self,
+        cache: &DocumentCache,
+        client: &ClientIdUrl,
+    ) -> Result<Vetted, ClientError> {
+        let resolved = cache.resolve(client).await?;
+        let (metadata, statement) = self
+            .vet(client, Arc::clone(&resolved.document.metadata))
+            .await?;
+        Ok(Vetted {
+            resolved,
+            metadata,
+            statement,
+        })
+    }
+
+    /// Evaluates the statement of a validated document: the metadata to use
+    /// and the verdict (`None` without a statement).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Statement`] when issuers are configured and the
+    /// statement does not verify.
+    pub async fn vet(
+        &self,
+        client: &ClientIdUrl,
+        metadata: Arc<ClientMetadata>,
+    ) -> Result<(Arc<ClientMetadata>, Option<Verdict>), ClientError> {
+        let Some(statement) = metadata.software_statement.as_deref() else {
+            return Ok((metadata, None));
+        };
+        let claimed_issuer = claimed_issuer(statement);
+        if self.issuers.is_empty() {
+            return Ok((
+                Arc::clone(&metadata),
+                Some(Verdict::NotChecked { claimed_issuer }),
+            ));
+        }
+        match self.verify(client, &metadata, statement).await {
+            Ok((issuer, effective)) => Ok((Arc::new(effective), Some(Verdict::Vouched { issuer }))),
+            Err(error) => {
+                if let StatementError::KeysUnavailable { issuer, error } = &error {
+                    // The message carries only the code; the operator needs the rest.
+                    tracing::warn!(issuer = %issuer, %error, "cannot fetch a trusted issuer's keys");
+                }
+                tracing::info!(
+                    client_id = %shown(client.as_str()),
+                    reason = error.as_str(),
+                    "software statement refused"
+                );
+                Err(ClientError::Statement {
+                    claimed_issuer,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Steps 1 to 8 of the module documentation: the issuer's name and the
+    /// effective metadata.
+    async fn verify(
+        &self,
+        client: &ClientIdUrl,
+        metadata: &ClientMetadata,
+        statement: &str,
+    ) -> Result<(String, ClientMetadata), StatementError> {
+        if statement.len() > MAX_STATEMENT_BYTES {
+            return Err(StatementError::TooLarge {
+                limit: MAX_STATEMENT_BYTES,
+            });
+        }
+        let header = read_header(statement).map_err(|e| StatementError::from_jwt(e, ""))?;
+        // Read unverified only to know whose keys to verify with.
+        let unverified: Map<String, Value> =
+            jsonwebtoken::dangerous::insecure_decode_claims(statement).map_err(|_| {
+                StatementError::Malformed {
+                    reason: "the claims are not a base64url-encoded JSON object",
+                }
+            })?;
+        let Some(Value::String(iss)) = unverified.get("iss") else {
+            return Err(StatementError::MissingIssuer);
+        };
+        let Some(issuer) = self.issuers.iter().find(|issuer| issuer.name == *iss) else {
+            return Err(StatementError::UnknownIssuer { iss: shown(iss) });
+        };
+        if !issuer.algorithms.contains(&header.alg) {
+            return Err(StatementError::AlgorithmNotAllowed {
+                alg: jwks::alg_name(header.alg),
+                issuer: issuer.name.clone(),
+            });
+        }
+        let from_jwt = |error| StatementError::from_jwt(error, &issuer.name);
+        let key = match &issuer.keys {
+            IssuerKeys::File { keys, .. } => select_key(keys, header.kid.as_deref(), header.alg)
+                .cloned()
+                .map_err(from_jwt)?,
+            IssuerKeys::Uri(url) => self
+                .key_sets
+                .key_for(&self.egress, url.as_str(), &header)
+                .await
+                .map_err(from_jwt)?,
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss"]);
+        let claims =
+            jwks::verify_signature(statement, &key, header.alg, validation).map_err(from_jwt)?;
+        // The same bytes were read unverified above; checked again on what
+        // the signature covers, so nothing rests on the unverified read.
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer.name.as_str()) {
+            return Err(StatementError::MissingIssuer);
+        }
+        check_times(&claims, (self.clock)())?;
+        check_names_client(&claims, client)?;
+        check_agrees(&claims, metadata)?;
+        for (claim, expected) in &issuer.required_claims {
+            if claims.get(claim).and_then(Value::as_str) != Some(expected.as_str()) {
+                return Err(StatementError::RequiredClaim {
+                    claim: claim.clone(),
+                    issuer: issuer.name.clone(),
+                });
+            }
+        }
+        let overrides: Map<String, Value> = claims
+            .into_iter()
+            .filter(|(name, _)| !NOT_METADATA.contains(&name.as_str()))
+            .collect();
+        let effective =
+            metadata::overlay(client, metadata, &overrides).map_err(StatementError::Effective)?;
+        Ok((issuer.name.clone(), effective))
+    }
+}
+
+/// `exp` (optional), `nbf` and `iat` against `now`, with the skew.
+fn check_times(claims: &Map<String, Value>, now: i64) -> Result<(), StatementError> {
+    let date =
+        |claim| numeric_date(claims, claim).map_err(|error| StatementError::from_jwt(error, ""));
+    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(i64::MAX);
+    let latest = now.saturating_add(skew);
+    if date("exp")?.is_some_and(|exp| now > exp.saturating_add(skew)) {
+        return Err(StatementError::Expired);
+    }
+    if date("nbf")?.is_some_and(|nbf| nbf > latest) {
+        return Err(StatementError::NotYetValid);
+    }
+    if date("iat")?.is_some_and(|iat| iat > latest) {
+        return Err(StatementError::IssuedInFuture);
+    }
+    Ok(())
+}
+
+/// The statement's `client_id` claim, or without one its `sub`, must be the client_id.
+fn check_names_client(
+    claims: &Map<String, Value>,
+    client: &ClientIdUrl,
+) -> Result<(), StatementError> {
+    let named = claims.get("client_id").or_else(|| claims.get("sub"));
+    match named {
+        Some(Value::String(named)) if named == client.as_str() => Ok(()),
+        Some(Value::String(named)) => Err(StatementError::OtherClient {
+            named: shown(named),
+        }),
+        _ => Err(StatementError::NamesNoClient),
+    }
+}
+
+/// `redirect_uris` (as sets of strings), `jwks_uri` and `jwks` must be the
+/// document's when the statement states them.
+fn check_agrees(
+    claims: &Map<String, Value>,
+    metadata: &ClientMetadata,
+) -> Result<(), StatementError> {
+    if let Some(uris) = claims.get("redirect_uris") {
+        let stated: Option<BTreeSet<&str>> = uris
+            .as_array()
+            .and_then(|uris| uris.iter().map(Value::as_str).collect());
+        let documented: BTreeSet<&str> =
+            metadata.redirect_uris.iter().map(String::as_str).collect();
+        if stated.as_ref() != Some(&documented) {
+            return Err(StatementError::Contradicts {
+                claim: "redirect_uris",
+            });
+        }
+    }
+    if let Some(uri) = claims.get("jwks_uri")
+        && uri.as_str() != metadata.jwks_uri.as_deref()
+    {
+        return Err(StatementError::Contradicts { claim: "jwks_uri" });
+    }
+    // Inline keys are the other way of naming which keys speak for the client.
+    if let Some(jwks) = claims.get("jwks")
+        && Some(jwks) != metadata.jwks.as_ref()
+    {
+        return Err(StatementError::Contradicts { claim: "jwks" });
+    }
+    Ok(())
+}
+
+/// The `iss` a statement claims, read without verification, for reports.
+fn claimed_issuer(statement: &str) -> Option<String> {
+    if statement.len() > MAX_STATEMENT_BYTES {
+        return None;
+    }
+    let claims: Map<String, Value> =
+        jsonwebtoken::dangerous::insecure_decode_claims(statement).ok()?;
+    claims.get("iss")?.as_str().map(shown)
+}
+
+/// Why a statement could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StatementSignError {
+    /// `--claim` tried to set a claim the command sets itself.
+    #[error("the {0} claim is set by the command itself")]
+    ReservedClaim(String),
+    /// The lifetime does not fit in a timestamp.
+    #[error("the lifetime is too long")]
+    Lifetime,
+    /// The signature could not be made.
+    #[error(transparent)]
+    Sign(#[from] SigningError),
+}
+
+/// The claims `statement sign` sets itself.
+const SIGNED_BY_COMMAND: [&str; 4] = ["iss", "client_id", "iat", "exp"];
+
+/// Makes a software statement: `iss` = `issuer`, `client_id`, `iat` now,
+/// `exp` now + `lifetime`, and `claims` (which may not set those four),
+/// signed with the newest of `keys` under its `kid`.
+///
+/// # Errors
+///
+/// A reserved claim in `claims`, or a signing failure.
+pub fn sign_statement(
+    keys: &SigningKeys,
+    issuer: &str,
+    client_id: &ClientIdUrl,
+    claims: &Map<String, Value>,
+    lifetime: Duration,
+) -> Result<String, StatementSignError> {
+    sign_statement_at(keys, issuer, client_id, claims, lifetime, system_clock())
+}
+
+fn sign_statement_at(
+    keys: &SigningKeys,
+    issuer: &str,
+    client_id: &ClientIdUrl,
+    claims: &Map<String, Value>,
+    lifetime: Duration,
+    now: i64,
+) -> Result<String, StatementSignError> {
+    if let Some(reserved) = claims
+        .keys()
+        .find(|name| SIGNED_BY_COMMAND.contains(&name.as_str()))
+    {
+        return Err(StatementSignError::ReservedClaim(reserved.clone()));
+    }
+    let exp = i64::try_from(lifetime.as_secs())
+        .ok()
+        .and_then(|seconds| now.checked_add(seconds))
+        .ok_or(StatementSignError::Lifetime)?;
+    let mut all = claims.clone();
+    all.insert("iss".to_owned(), Value::from(issuer));
+    all.insert("client_id".to_owned(), Value::from(client_id.as_str()));
+    all.insert("iat".to_owned(), Value::from(now));
+    all.insert("exp".to_owned(), Value::from(exp));
+    Ok(keys.sign(&Value::Object(all))?)
+}
+
+#[cfg(test)]
+mod tests;
