@@ -639,17 +639,9 @@ fn read_upstream(
         },
     };
     let defaults = UpstreamConfig::default();
-    let timeout = match section.get::<u64>("timeout_ms", problems) {
-        Some(value) if (1..=120_000).contains(&value) => Duration::from_millis(value),
-        Some(value) => {
-            problems.push(Problem::new(
-                &section.key_path("timeout_ms"),
-                format!("must be between 1 and 120000, found {value}"),
-            ));
-            defaults.timeout
-        }
-        None => defaults.timeout,
-    };
+    let timeout = section
+        .get_between("timeout_ms", 1, 120_000, problems)
+        .map_or(defaults.timeout, Duration::from_millis);
     let extra_root_certs = section
         .get::<String>("extra_root_certs", problems)
         .filter(|file| !file.is_empty())
@@ -787,23 +779,14 @@ fn read_fetch(
     problems: &mut Vec<Problem>,
 ) -> FetchConfig {
     let defaults = FetchConfig::default();
-    let mut range = |section: &mut Section<'_>, key: &'static str, min: u64, max: u64| {
-        let value = section.get::<u64>(key, problems)?;
-        if (min..=max).contains(&value) {
-            Some(value)
-        } else {
-            problems.push(Problem::new(
-                &section.key_path(key),
-                format!("must be between {min} and {max}, found {value}"),
-            ));
-            None
-        }
-    };
-    let timeout = range(section, "timeout_ms", 1, 60_000).map(Duration::from_millis);
-    let max_document_bytes = range(section, "max_document_bytes", 1, 1 << 20);
-    let max_logo_bytes = range(section, "max_logo_bytes", 1, 1 << 20);
-    let max_response_header_bytes = range(section, "max_response_header_bytes", 1024, 1 << 16);
-    let max_concurrent_fetches = range(section, "max_concurrent_fetches", 1, 4096);
+    let timeout = section
+        .get_between("timeout_ms", 1, 60_000, problems)
+        .map(Duration::from_millis);
+    let max_document_bytes = section.get_between("max_document_bytes", 1, 1 << 20, problems);
+    let max_logo_bytes = section.get_between("max_logo_bytes", 1, 1 << 20, problems);
+    let max_response_header_bytes =
+        section.get_between("max_response_header_bytes", 1024, 1 << 16, problems);
+    let max_concurrent_fetches = section.get_between("max_concurrent_fetches", 1, 4096, problems);
 
     let allowed_ports = section
         .get::<Vec<u16>>("allowed_ports", problems)
@@ -1319,39 +1302,15 @@ fn read_seal(
 ) -> SealConfig {
     let defaults = SealConfig::default();
     let keys = read_secret_source(section, "keys_env", "keys_file", files, problems);
-    let code_ttl = match section.get::<u64>("code_ttl_s", problems) {
-        Some(value) if (1..=600).contains(&value) => Duration::from_secs(value),
-        Some(value) => {
-            problems.push(Problem::new(
-                &section.key_path("code_ttl_s"),
-                format!("must be between 1 and 600 (RFC 6749 §4.1.2 advises at most 10 minutes), found {value}"),
-            ));
-            defaults.code_ttl
-        }
-        None => defaults.code_ttl,
-    };
-    let state_ttl = match section.get::<u64>("state_ttl_s", problems) {
-        Some(value) if (10..=3600).contains(&value) => Duration::from_secs(value),
-        Some(value) => {
-            problems.push(Problem::new(
-                &section.key_path("state_ttl_s"),
-                format!("must be between 10 and 3600, found {value}"),
-            ));
-            defaults.state_ttl
-        }
-        None => defaults.state_ttl,
-    };
-    let refresh_token_ttl = match section.get::<u64>("refresh_token_ttl_s", problems) {
-        Some(value) if (60..=365 * 86_400).contains(&value) => Duration::from_secs(value),
-        Some(value) => {
-            problems.push(Problem::new(
-                &section.key_path("refresh_token_ttl_s"),
-                format!("must be between 60 and 31536000 (a year), found {value}"),
-            ));
-            defaults.refresh_token_ttl
-        }
-        None => defaults.refresh_token_ttl,
-    };
+    let code_ttl = section
+        .get_between("code_ttl_s", 1, 600, problems)
+        .map_or(defaults.code_ttl, Duration::from_secs);
+    let state_ttl = section
+        .get_between("state_ttl_s", 10, 3600, problems)
+        .map_or(defaults.state_ttl, Duration::from_secs);
+    let refresh_token_ttl = section
+        .get_between("refresh_token_ttl_s", 60, 365 * 86_400, problems)
+        .map_or(defaults.refresh_token_ttl, Duration::from_secs);
     SealConfig {
         keys,
         state_ttl,

@@ -137,6 +137,26 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// An integer within `min..=max`; one outside is a problem naming the bounds.
+    pub(super) fn get_between(
+        &mut self,
+        key: &'a str,
+        min: u64,
+        max: u64,
+        problems: &mut Vec<Problem>,
+    ) -> Option<u64> {
+        let value = self.get::<u64>(key, problems)?;
+        if (min..=max).contains(&value) {
+            Some(value)
+        } else {
+            problems.push(Problem::new(
+                &self.key_path(key),
+                format!("must be between {min} and {max}, found {value}"),
+            ));
+            None
+        }
+    }
+
     /// Like [`Section::get`], but an absent key is a problem too.
     pub(super) fn require<T: DeserializeOwned>(
         &mut self,
