@@ -5,8 +5,9 @@
 //! Roles (each a subcommand): `fixtures` (the document host, the slow
 //! host, the upstream stand-in), `baseline` (a minimal hyper server that
 //! answers every request with a fixed 302), `paths`, `warm`, `cold`,
-//! `stampede`, `flood`, `token-prep`, `sample` (resident memory), and
-//! `report` (BENCHMARKS.md from the results). Everything listens on and
+//! `stampede`, `flood`, `token-prep`, `sample` (resident memory),
+//! `report` (BENCHMARKS.md from the results) and `compare` (two builds'
+//! partial runs side by side, for `bench/compare`). Everything listens on and
 //! talks to loopback addresses only, and every server stops by itself
 //! after `--max-seconds`.
 
@@ -194,6 +195,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Compares partial runs (`bench/run --only 1,5`) of two builds: one
+    /// table row per run, then the median of each build.
+    Compare {
+        /// `LABEL=RESULTS_DIR`, once per run, in the order they ran.
+        #[arg(long = "run", required = true, value_parser = labelled_dir)]
+        runs: Vec<(String, PathBuf)>,
+    },
 }
 
 fn write_json(path: &std::path::Path, value: &Value) {
@@ -349,6 +357,17 @@ async fn main() {
             notes,
             out,
         } => report::write(&results, notes.as_deref(), &out),
+        Command::Compare { runs } => print!("{}", report::compare(&runs)),
+    }
+}
+
+/// `LABEL=DIR` for `compare --run`.
+fn labelled_dir(run: &str) -> Result<(String, PathBuf), String> {
+    match run.split_once('=') {
+        Some((label, dir)) if !label.is_empty() && !dir.is_empty() => {
+            Ok((label.to_owned(), PathBuf::from(dir)))
+        }
+        _ => Err(format!("expected LABEL=RESULTS_DIR, got {run}")),
     }
 }
 

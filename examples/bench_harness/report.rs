@@ -446,3 +446,114 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     }
     std::fs::write(out, md).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
 }
+
+/// The figures `bench/compare` looks at, from one partial run's results:
+/// scenario 1 (cached `/authorize` against the fixed-302 ceiling) and
+/// scenario 5 (memory per cached client). A scenario that did not run
+/// gives NaN.
+struct RunFigures {
+    proxy_rps: f64,
+    baseline_rps: f64,
+    /// Taken per run, so that a run at a busier moment of a shared machine
+    /// is held against its own ceiling.
+    of_baseline: f64,
+    cpu_us: f64,
+    p99_ms: f64,
+    idle_mib: f64,
+    kib_per_client: f64,
+}
+
+impl RunFigures {
+    fn read(results: &Path) -> RunFigures {
+        let base = read(results, "s1_baseline.json");
+        let proxy = read(results, "s1_proxy.json");
+        let cpu = num(&read(results, "s1_proxy.cpu.json"), &["cpu_seconds"]);
+        let memory = read_lines(results, "s5_memory.jsonl");
+        let second = num(&read(results, "s5_params.json"), &["second"]);
+        let rss = |label: &str| {
+            memory
+                .iter()
+                .find(|s| s["label"] == label)
+                .map_or(f64::NAN, |s| num(s, &["rss_kib"]))
+        };
+        let idle = rss("idle");
+        RunFigures {
+            proxy_rps: rps(&proxy),
+            baseline_rps: rps(&base),
+            of_baseline: rps(&proxy) / rps(&base),
+            cpu_us: cpu * 1e6 / num(&proxy, &["requests"]),
+            p99_ms: ms_us(&proxy, "p99"),
+            idle_mib: mib(idle),
+            kib_per_client: (rss(&format!("cached_{second}")) - idle) / second,
+        }
+    }
+
+    /// Each figure the median of the runs'.
+    fn median_of(runs: &[&RunFigures]) -> RunFigures {
+        let of = |pick: fn(&RunFigures) -> f64| median(runs.iter().map(|r| pick(r)).collect());
+        RunFigures {
+            proxy_rps: of(|r| r.proxy_rps),
+            baseline_rps: of(|r| r.baseline_rps),
+            of_baseline: of(|r| r.of_baseline),
+            cpu_us: of(|r| r.cpu_us),
+            p99_ms: of(|r| r.p99_ms),
+            idle_mib: of(|r| r.idle_mib),
+            kib_per_client: of(|r| r.kib_per_client),
+        }
+    }
+
+    fn row(&self, label: &str) -> String {
+        format!(
+            "| {label} | {:.0} | {:.0} | {:.1} % | {:.1} | {:.2} | {:.1} | {:.2} |\n",
+            self.proxy_rps,
+            self.baseline_rps,
+            100.0 * self.of_baseline,
+            self.cpu_us,
+            self.p99_ms,
+            self.idle_mib,
+            self.kib_per_client,
+        )
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// A Markdown table of each run in the order it ran, then each build's
+/// medians, builds in the order they first ran.
+pub fn compare(runs: &[(String, std::path::PathBuf)]) -> String {
+    const HEADER: &str = "| build | /authorize req/s | baseline req/s | of baseline \
+                          | server CPU µs/req | p99 ms | idle RSS MiB | KiB per cached client |\n\
+                          |---|---|---|---|---|---|---|---|\n";
+    let figures: Vec<(&str, RunFigures)> = runs
+        .iter()
+        .map(|(label, dir)| (label.as_str(), RunFigures::read(dir)))
+        .collect();
+    let mut md = format!("Each run, in the order they ran:\n\n{HEADER}");
+    for (i, (label, run)) in figures.iter().enumerate() {
+        md.push_str(&run.row(&format!("{label} (run {})", i + 1)));
+    }
+    md.push_str(&format!("\nMedians:\n\n{HEADER}"));
+    let mut labels: Vec<&str> = Vec::new();
+    for (label, _) in &figures {
+        if !labels.contains(label) {
+            labels.push(label);
+        }
+    }
+    for label in labels {
+        let runs: Vec<&RunFigures> = figures
+            .iter()
+            .filter(|(l, _)| *l == label)
+            .map(|(_, run)| run)
+            .collect();
+        md.push_str(&RunFigures::median_of(&runs).row(label));
+    }
+    md
+}
