@@ -171,7 +171,7 @@ impl Logging {
     /// the usual `cimd-proxy: …` line.
     pub fn fatal(&self, error: &dyn std::fmt::Display) {
         match self.format {
-            LogFormat::Json => tracing::error!("{error}"),
+            LogFormat::Json => tracing::error!(target: "cimd_proxy", "{error}"),
             LogFormat::Text => {
                 // After what was logged before it, not in the middle.
                 self.flush(FLUSH_TIMEOUT);
