@@ -112,7 +112,7 @@ pub enum LoggingError {
     AlreadyInstalled,
     /// The writer thread could not be started.
     #[error("cannot start the log writer thread: {0}")]
-    Thread(#[source] io::Error),
+    Thread(io::Error),
 }
 
 /// The process's logger. Dropping it (at the end of `main`) gives lines
@@ -140,7 +140,7 @@ pub fn init(
                 format,
                 writer: None,
             },
-            dispatch(format, filter, ansi, io::stderr),
+            subscriber(format, filter, ansi, io::stderr),
         ),
         Delivery::Queued => {
             // Built before the logger is installed: building it must not log.
@@ -201,7 +201,7 @@ impl Drop for Logging {
 }
 
 /// The subscriber: the filter, then JSON or text lines to `writer`.
-fn dispatch<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W) -> Dispatch
+fn subscriber<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W) -> Dispatch
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -238,7 +238,7 @@ fn start(
         dropped,
         unreported: [AtomicU64::new(0), AtomicU64::new(0)],
     });
-    let dispatch = dispatch(format, filter, ansi, QueueWriter(Arc::clone(&queue)));
+    let dispatch = subscriber(format, filter, ansi, QueueWriter(Arc::clone(&queue)));
     let writer = Writer {
         queue: Arc::clone(&queue),
         receiver,
