@@ -20,6 +20,7 @@ pub mod error_code;
 pub mod id_token;
 mod jwks;
 pub mod jws_crypto;
+pub mod logging;
 pub mod logo;
 pub mod metadata;
 pub mod metrics;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use cimd_proxy::Config;
+use cimd_proxy::logging::{self, Delivery};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -125,6 +126,15 @@ enum LogFormat {
     Text,
 }
 
+impl From<&LogFormat> for logging::LogFormat {
+    fn from(format: &LogFormat) -> Self {
+        match format {
+            LogFormat::Json => logging::LogFormat::Json,
+            LogFormat::Text => logging::LogFormat::Text,
+        }
+    }
+}
+
 /// Exit status for a usage or configuration error (clap uses it too).
 const EXIT_USAGE: u8 = 2;
 
@@ -132,16 +142,25 @@ fn main() -> ExitCode {
     // Before anything verifies a JWT: RSA signatures are checked by ring.
     cimd_proxy::jws_crypto::install();
     let cli = Cli::parse();
-    // A one-shot command keeps stderr for what went wrong; a server narrates.
-    match cli.command {
-        Command::Serve { log_format, .. } => init_logging("info", log_format),
-        Command::Dev { .. } => init_logging("info", LogFormat::Text),
-        _ => init_logging("warn", LogFormat::Text),
-    }
+    // A one-shot command keeps stderr for what went wrong; a server narrates,
+    // through a queue its requests never wait on.
+    let (format, filter, delivery) = match &cli.command {
+        Command::Serve { log_format, .. } => (log_format.into(), "info", Delivery::Queued),
+        Command::Dev { .. } => (logging::LogFormat::Text, "info", Delivery::Queued),
+        _ => (logging::LogFormat::Text, "warn", Delivery::Direct),
+    };
+    let logging = match logging::init(format, filter, delivery) {
+        Ok(logging) => logging,
+        Err(error) => {
+            eprintln!("cimd-proxy: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Dropping `logging` on return flushes what is still queued.
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("cimd-proxy: {error:#}");
+            logging.fatal(&format_args!("{error:#}"));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -291,23 +310,4 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     })
-}
-
-/// Diagnostics go to stderr, so `--json` output on stdout stays clean.
-fn init_logging(default_filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CIMD_PROXY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
 }

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub seal_failures: IntCounterVec,
     /// Configuration reloads by result (`success`, `failure`).
     pub config_reloads: IntCounterVec,
+    /// Log lines dropped because the log output was blocked, by kind
+    /// (`audit`, `other`).
+    pub log_lines_dropped: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -167,6 +170,12 @@ impl Metrics {
                 "Configuration reloads by result (success, failure).",
                 &["result"],
             ),
+            log_lines_dropped: counter(
+                r,
+                "cimd_proxy_log_lines_dropped_total",
+                "Log lines dropped because the log output was blocked, by kind (audit, other).",
+                &["kind"],
+            ),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -208,6 +217,7 @@ mod tests {
             .token_requests
             .with_label_values(&["refresh_token", "ok"])
             .inc();
+        METRICS.log_lines_dropped.with_label_values(&["audit"]);
         let text = METRICS.render();
         for name in [
             "cimd_proxy_fetches_total",
@@ -215,6 +225,7 @@ mod tests {
             "cimd_proxy_build_info",
             "cimd_proxy_fetches_in_flight",
             "cimd_proxy_cache_entries",
+            "cimd_proxy_log_lines_dropped_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -108,7 +108,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 /**
  * Starts one proxy instance and waits until its admin /healthz answers 200 (10 s at most).
- * `o`: see proxyConfig (plus `env`: more environment variables, e.g. another upstream secret); `name` names the config and log files in `o.dir` / `o.artifacts`.
+ * `o`: see proxyConfig (plus `env`: more environment variables, e.g. another upstream secret; `unreadStderr`: leave
+ * the stderr pipe unread); `name` names the config and log files in `o.dir` / `o.artifacts`.
  */
 export async function startProxy(o) {
   if (!existsSync(proxyBin)) {
@@ -140,7 +141,8 @@ export async function startProxy(o) {
   const out = createWriteStream(stdoutFile);
   const err = createWriteStream(stderrFile);
   child.stdout.pipe(out);
-  child.stderr.pipe(err);
+  // `unreadStderr`: nobody reads the pipe until the test does (child.stderr), as with a stalled log reader.
+  if (!o.unreadStderr) child.stderr.pipe(err);
   let exited = null;
   const exitedPromise = new Promise((resolve) => {
     child.on('exit', (code, signal) => { exited = { code, signal }; running.delete(child); resolve(exited); });

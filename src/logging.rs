@@ -1,0 +1,475 @@
+//! Where log and audit lines go, and why a reader that stops reading them
+//! never stops the proxy.
+//!
+//! A server's lines are formatted on the thread that logs them and handed
+//! to a bounded in-memory queue; one writer thread owns standard error and
+//! drains it. When the sink blocks (a full pipe, a container runtime's log
+//! pipeline backing up, a paused `kubectl logs`), the queue fills and
+//! further lines are dropped rather than waited for: a request never waits
+//! on the log sink, and neither does a health probe. Dropped lines are
+//! counted by kind (`audit` or `other`) in
+//! `cimd_proxy_log_lines_dropped_total`, and once the writer has caught up
+//! one line in the same format says how many were lost, so the audit
+//! trail's gap is visible in the log itself.
+//!
+//! Why not `tracing-appender`'s non-blocking writer: it counts dropped lines
+//! as one total (the kind is gone once a line is bytes), and nothing tells
+//! its worker's caller when the sink has caught up, which is when the
+//! summary line belongs.
+//!
+//! One-shot commands (`check`, `config check`, …) write straight to
+//! standard error, so their few lines keep their order with what the
+//! command prints itself.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use prometheus::IntCounter;
+use tracing::{Dispatch, Metadata};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// How many bytes of formatted lines may wait for the sink. At a few
+/// hundred bytes a line that is thousands of lines: it absorbs a reader's
+/// pause of a second or more at full load, and minutes at a sidecar's usual
+/// rate, in at most 1 MiB.
+pub const QUEUE_BYTES: usize = 1 << 20;
+
+/// How long lines still queued at exit get to reach the sink. It comes on
+/// top of the server's 20 s drain of requests in flight, and both fit in
+/// the pod's termination grace period (`deploy/base/deployment.yaml`).
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the summary of dropped lines is logged from (a filter can name it).
+const SUMMARY_TARGET: &str = "cimd_proxy::logging";
+
+/// How the lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, with the request span's fields.
+    Json,
+    /// Readable text.
+    Text,
+}
+
+/// How lines reach standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Through the bounded queue and its writer thread: for servers, whose
+    /// requests must not wait on the sink.
+    Queued,
+    /// Written by the thread that logs: for one-shot commands, whose lines
+    /// must stay in order with what they print themselves.
+    Direct,
+}
+
+/// The kinds of line counted apart: an audit line lost is a gap in the
+/// record of who signed in; any other is a lost diagnostic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Audit,
+    Other,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::Audit, Kind::Other];
+
+    fn of(metadata: &Metadata<'_>) -> Kind {
+        // Every audit line is logged with `target: "audit"`.
+        if metadata.target() == "audit" {
+            Kind::Audit
+        } else {
+            Kind::Other
+        }
+    }
+
+    /// The metric label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audit => "audit",
+            Kind::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Kind::Audit => 0,
+            Kind::Other => 1,
+        }
+    }
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// A logger is already installed in this process.
+    #[error("a logger is already installed")]
+    AlreadyInstalled,
+    /// The writer thread could not be started.
+    #[error("cannot start the log writer thread: {0}")]
+    Thread(io::Error),
+}
+
+/// The process's logger. Dropping it (at the end of `main`) gives lines
+/// still queued [`FLUSH_TIMEOUT`] to reach the sink, with the summary of
+/// any dropped, then stops the writer.
+pub struct Logging {
+    format: LogFormat,
+    writer: Option<Arc<Queue>>,
+}
+
+/// Installs the process's logger: lines filtered by `CIMD_PROXY_LOG`
+/// (default `default_filter`), on standard error.
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+    delivery: Delivery,
+) -> Result<Logging, LoggingError> {
+    let filter = EnvFilter::try_from_env("CIMD_PROXY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colour only for a person at a terminal.
+    let ansi = format == LogFormat::Text && io::IsTerminal::is_terminal(&io::stderr());
+    let (logging, dispatch) = match delivery {
+        Delivery::Direct => (
+            Logging {
+                format,
+                writer: None,
+            },
+            subscriber(format, filter, ansi, io::stderr),
+        ),
+        Delivery::Queued => {
+            // Built before the logger is installed: building it must not log.
+            let dropped = Kind::ALL.map(|kind| {
+                crate::metrics::METRICS
+                    .log_lines_dropped
+                    .with_label_values(&[kind.as_str()])
+            });
+            start(
+                format,
+                filter,
+                ansi,
+                Box::new(io::stderr()),
+                QUEUE_BYTES,
+                dropped,
+            )?
+        }
+    };
+    dispatch
+        .try_init()
+        .map_err(|_| LoggingError::AlreadyInstalled)?;
+    Ok(logging)
+}
+
+impl Logging {
+    /// Reports the error that ends the process. A JSON log stays JSON to
+    /// its last line, so it becomes an error event there; otherwise it is
+    /// the usual `cimd-proxy: …` line.
+    pub fn fatal(&self, error: &dyn std::fmt::Display) {
+        match self.format {
+            LogFormat::Json => tracing::error!(target: "cimd_proxy", "{error}"),
+            LogFormat::Text => {
+                // After what was logged before it, not in the middle.
+                self.flush(FLUSH_TIMEOUT);
+                eprintln!("cimd-proxy: {error}");
+            }
+        }
+    }
+
+    /// Waits until every line queued so far has been written (and the
+    /// summary of any dropped), at most `timeout`. Whether it got there.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.writer
+            .as_ref()
+            .is_none_or(|queue| queue.flush(timeout))
+    }
+}
+
+impl Drop for Logging {
+    fn drop(&mut self) {
+        if let Some(queue) = &self.writer {
+            // A sink still blocked after the timeout loses what is left: the
+            // process is exiting and must not hang on its log reader.
+            queue.flush(FLUSH_TIMEOUT);
+            queue.stop();
+        }
+    }
+}
+
+/// The subscriber: the filter, then JSON or text lines to `writer`.
+fn subscriber<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W) -> Dispatch
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => Dispatch::new(
+            builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Text => Dispatch::new(builder.with_ansi(ansi).finish()),
+    }
+}
+
+/// The queued logger on `sink`: its subscriber (not yet installed) and the
+/// writer thread draining into the sink.
+fn start(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    sink: Box<dyn Write + Send>,
+    capacity_bytes: usize,
+    dropped: [IntCounter; 2],
+) -> Result<(Logging, Dispatch), LoggingError> {
+    let (sender, receiver) = mpsc::channel();
+    let queue = Arc::new(Queue {
+        sender,
+        queued_bytes: AtomicUsize::new(0),
+        capacity_bytes,
+        dropped,
+        unreported: [AtomicU64::new(0), AtomicU64::new(0)],
+    });
+    let dispatch = subscriber(format, filter, ansi, QueueWriter(Arc::clone(&queue)));
+    let writer = Writer {
+        queue: Arc::clone(&queue),
+        receiver,
+        sink,
+    };
+    let thread_dispatch = dispatch.clone();
+    thread::Builder::new()
+        .name("log-writer".to_owned())
+        .spawn(move || tracing::dispatcher::with_default(&thread_dispatch, || writer.run()))
+        .map_err(LoggingError::Thread)?;
+    Ok((
+        Logging {
+            format,
+            writer: Some(queue),
+        },
+        dispatch,
+    ))
+}
+
+/// What the writer thread is asked to do, in order.
+enum Message {
+    /// Write one formatted line.
+    Line { kind: Kind, bytes: Vec<u8> },
+    /// Acknowledge once everything before this is written.
+    Flush(mpsc::SyncSender<()>),
+    /// Stop (after everything before this).
+    Stop,
+}
+
+/// The bounded queue, shared by every thread that logs and the writer.
+struct Queue {
+    /// Unbounded itself: the bound is `queued_bytes`, checked before sending.
+    sender: mpsc::Sender<Message>,
+    /// Bytes of lines sent and not yet written.
+    queued_bytes: AtomicUsize,
+    capacity_bytes: usize,
+    /// Lines lost since start, by kind (the metric).
+    dropped: [IntCounter; 2],
+    /// Lines lost since the last summary line, by kind.
+    unreported: [AtomicU64; 2],
+}
+
+impl Queue {
+    /// Queues a line, or drops it if the queue is full. Never blocks.
+    fn submit(&self, kind: Kind, bytes: Vec<u8>) {
+        let len = bytes.len();
+        // Counted in first, so concurrent callers can never overshoot the bound.
+        if self.queued_bytes.fetch_add(len, Ordering::AcqRel) + len > self.capacity_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.lost(kind);
+            return;
+        }
+        if self.sender.send(Message::Line { kind, bytes }).is_err() {
+            // The writer has stopped: the process is exiting.
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.lost(kind);
+        }
+    }
+
+    fn lost(&self, kind: Kind) {
+        self.dropped[kind.index()].inc();
+        self.unreported[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        let (done, flushed) = mpsc::sync_channel(1);
+        self.sender.send(Message::Flush(done)).is_ok() && flushed.recv_timeout(timeout).is_ok()
+    }
+
+    fn stop(&self) {
+        let _ = self.sender.send(Message::Stop);
+    }
+}
+
+thread_local! {
+    /// Set on the writer thread while it logs the summary line: that line is
+    /// taken here and written directly instead of queued behind itself.
+    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// The subscriber's writer: one [`LineWriter`] per event.
+struct QueueWriter(Arc<Queue>);
+
+impl<'a> MakeWriter<'a> for QueueWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            queue: &self.0,
+            kind: Kind::Other,
+            bytes: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, metadata: &Metadata<'_>) -> Self::Writer {
+        LineWriter {
+            queue: &self.0,
+            kind: Kind::of(metadata),
+            bytes: Vec::new(),
+        }
+    }
+}
+
+/// Collects one formatted event; queues it when dropped.
+struct LineWriter<'a> {
+    queue: &'a Queue,
+    kind: Kind,
+    bytes: Vec<u8>,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter<'_> {
+    fn drop(&mut self) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        let bytes = CAPTURED.with(|captured| match captured.borrow_mut().as_mut() {
+            Some(into) => {
+                into.extend_from_slice(&bytes);
+                None
+            }
+            None => Some(bytes),
+        });
+        if let Some(bytes) = bytes {
+            self.queue.submit(self.kind, bytes);
+        }
+    }
+}
+
+/// The writer thread: the only one that touches the sink.
+struct Writer {
+    queue: Arc<Queue>,
+    receiver: mpsc::Receiver<Message>,
+    sink: Box<dyn Write + Send>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let message = match self.receiver.try_recv() {
+                Ok(message) => message,
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Caught up: the sink has drained what was queued, so the
+                    // gap, if any, can be told now.
+                    self.summarize();
+                    let _ = self.sink.flush();
+                    match self.receiver.recv() {
+                        Ok(message) => message,
+                        Err(_) => return,
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            };
+            match message {
+                Message::Line { kind, bytes } => {
+                    let written = write_fully(&mut self.sink, &bytes);
+                    self.queue
+                        .queued_bytes
+                        .fetch_sub(bytes.len(), Ordering::AcqRel);
+                    if !written {
+                        self.queue.lost(kind);
+                    }
+                }
+                Message::Flush(done) => {
+                    self.summarize();
+                    let _ = self.sink.flush();
+                    let _ = done.send(());
+                }
+                Message::Stop => {
+                    self.summarize();
+                    let _ = self.sink.flush();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the one line that tells how many lines were lost since the
+    /// last such line, if any were. It is an event like any other, so it has
+    /// the log's format.
+    fn summarize(&mut self) {
+        let [audit, other] =
+            Kind::ALL.map(|kind| self.queue.unreported[kind.index()].swap(0, Ordering::Relaxed));
+        let total = audit + other;
+        if total == 0 {
+            return;
+        }
+        CAPTURED.with(|captured| *captured.borrow_mut() = Some(Vec::new()));
+        tracing::warn!(
+            target: SUMMARY_TARGET,
+            dropped_audit = audit,
+            dropped_other = other,
+            "{total} log lines dropped while the log output was blocked"
+        );
+        let line = CAPTURED.with(|captured| captured.borrow_mut().take());
+        if let Some(line) = line.filter(|line| !line.is_empty()) {
+            // Not counted if it fails: the sink is gone, and counting it
+            // would only ask for another summary.
+            write_fully(&mut self.sink, &line);
+        }
+    }
+}
+
+/// Writes all of `bytes`, waiting as long as the sink needs: this is the
+/// one thread allowed to wait on it. A sink opened non-blocking is polled.
+/// False if the sink failed.
+fn write_fully(sink: &mut dyn Write, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        match sink.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;
