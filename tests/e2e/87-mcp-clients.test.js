@@ -2,161 +2,21 @@
 // protected MCP resource that checks every token's audience (lib/resource.js):
 // the MCP TypeScript SDK's auth() and the MCP Python SDK's OAuthClientProvider
 // each sign in with a CIMD client_id, refresh twice and call the resource.
-// Against the Entra layer (lib/quirks.js), the TypeScript SDK does the same
-// with the operator workaround of today: resource_parameter = "drop" and a
-// resource_scopes line naming api://…/.default offline_access.
+// Against the Entra layer (lib/quirks.js), both SDKs do the same with the
+// operator workaround of today: resource_parameter = "drop" and a
+// resource_scopes line naming api://…/.default offline_access. The journeys
+// themselves are in lib/mcp-clients.js.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createWorld } from './lib/world.js';
-import { Browser } from './lib/browser.js';
-import { publicClientDocument } from './lib/oauth.js';
-import { freePort } from './lib/net.js';
-import { repoRoot } from './lib/paths.js';
 import { TEST_USER } from './lib/provider.js';
 import { ENTRA_APP_ID_URI } from './lib/quirks.js';
 import { startResource, introspectionClient, introspectionVerifier, jwtVerifier, fingerprint } from './lib/resource.js';
+import { tsSdkJourney, pythonSdkJourney, assertAllAccepted } from './lib/mcp-clients.js';
 
 const RESOURCE_CLIENT = 'mcp-resource';
 const RESOURCE_SECRET = randomBytes(24).toString('base64url');
-const PYTHON = process.env.MCP_PYTHON || path.join(repoRoot, 'target', 'e2e-venv', 'bin', 'python');
-const PYTHON_CLIENT = path.join(repoRoot, 'tests', 'e2e', 'clients', 'mcp_python_client.py');
-
-/** The MCP TypeScript SDK's OAuthClientProvider, kept in memory. */
-class MemoryProvider {
-  constructor({ clientMetadataUrl, redirectUrl }) {
-    this.clientMetadataUrl = clientMetadataUrl;
-    this.redirectUrl = redirectUrl;
-    this.authorizationUrls = [];
-    this.savedTokens = [];
-    this.info = undefined;
-  }
-
-  get clientMetadata() {
-    return {
-      client_name: 'MCP TS SDK e2e',
-      redirect_uris: [this.redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-
-  state() { this.stateValue = randomBytes(16).toString('base64url'); return this.stateValue; }
-
-  clientInformation() { return this.info; }
-
-  saveClientInformation(info) { this.info = info; }
-
-  tokens() { return this.savedTokens.at(-1); }
-
-  saveTokens(tokens) { this.savedTokens.push(tokens); }
-
-  redirectToAuthorization(url) { this.authorizationUrls.push(new URL(url)); }
-
-  saveCodeVerifier(verifier) { this.verifier = verifier; }
-
-  codeVerifier() { return this.verifier; }
-}
-
-/** Calls the resource's whoami tool over Streamable HTTP with the provider's current access token. */
-async function whoami(serverUrl, provider) {
-  const client = new Client({ name: 'cimd-e2e-ts', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(serverUrl), { authProvider: provider });
-  await client.connect(transport);
-  try {
-    const result = await client.callTool({ name: 'whoami', arguments: {} });
-    assert.ok(!result.isError, JSON.stringify(result));
-    return JSON.parse(result.content[0].text);
-  } finally {
-    await client.close();
-  }
-}
-
-/**
- * The TypeScript SDK's whole journey: auth() discovers the proxy from the resource, signs in with
- * the CIMD client_id (the browser hops scripted), then one call per token: after sign-in and after
- * each of two refreshes. Returns { provider, clientId, calls, requests }.
- */
-async function tsSdkJourney(world, resource, name) {
-  const redirectUrl = `http://127.0.0.1:${await freePort()}/${name}/oauth/callback`;
-  const clientId = world.docs.addClient(name, (id) => publicClientDocument(id, [redirectUrl], { client_name: 'MCP TS SDK e2e' }));
-  const provider = new MemoryProvider({ clientMetadataUrl: clientId, redirectUrl });
-  const requests = [];
-  const fetchFn = async (url, init = {}) => {
-    requests.push({ url: String(url), method: init.method ?? 'GET' });
-    return fetch(url, init);
-  };
-
-  assert.equal(await auth(provider, { serverUrl: resource.url, fetchFn }), 'REDIRECT');
-  assert.equal(provider.info?.client_id, clientId, 'the SDK used the document URL as its client_id');
-  const authorizationUrl = provider.authorizationUrls[0];
-  assert.equal(`${authorizationUrl.origin}${authorizationUrl.pathname}`, `${world.proxy.issuer}/authorize`);
-  assert.equal(authorizationUrl.searchParams.get('resource'), resource.url);
-
-  const target = new URL(redirectUrl);
-  const { stoppedAt, hops } = await new Browser().follow(authorizationUrl.href, {
-    stop: (u) => u.origin === target.origin && u.pathname === target.pathname,
-  });
-  assert.ok(stoppedAt, `never reached the redirect URL: ${JSON.stringify(hops, null, 1)}`);
-  assert.equal(stoppedAt.searchParams.get('error'), null, stoppedAt.href);
-  assert.equal(stoppedAt.searchParams.get('iss'), world.proxy.issuer);
-  assert.equal(await auth(provider, { serverUrl: resource.url, authorizationCode: stoppedAt.searchParams.get('code'), fetchFn }), 'AUTHORIZED');
-  assert.ok(provider.tokens().refresh_token, 'the sign-in gave a refresh token');
-
-  const calls = [await whoami(resource.url, provider)];
-  for (let i = 0; i < 2; i += 1) {
-    const before = provider.tokens();
-    assert.equal(await auth(provider, { serverUrl: resource.url, fetchFn }), 'AUTHORIZED');
-    assert.notEqual(provider.tokens().access_token, before.access_token, `refresh ${i + 1} gave a new access token`);
-    assert.ok(provider.tokens().refresh_token, `refresh ${i + 1} left a refresh token to use`);
-    calls.push(await whoami(resource.url, provider));
-  }
-  assert.equal(provider.authorizationUrls.length, 1, 'the refreshes needed no second sign-in');
-  const tokenPosts = requests.filter((r) => r.method === 'POST').map((r) => r.url);
-  assert.deepEqual(tokenPosts, Array(3).fill(`${world.proxy.issuer}/token`), 'one code exchange and two refreshes, all at the proxy');
-  return { provider, clientId, calls, requests };
-}
-
-/** Every access token the client saved reached the resource and was accepted; none was refused. */
-function assertAllAccepted(resource, accessTokenFingerprints, audience) {
-  assert.deepEqual(resource.refused, [], 'the resource refused no token');
-  for (const token of accessTokenFingerprints) {
-    const seen = resource.accepted.filter((entry) => entry.token === token);
-    assert.ok(seen.length > 0, 'each access token was presented to the resource and accepted');
-    for (const entry of seen) assert.equal(entry.aud, audience);
-  }
-}
-
-/** Runs the Python SDK client (clients/mcp_python_client.py); resolves with its JSON summary. */
-function runPythonClient(args, { timeoutMs = 45_000 } = {}) {
-  if (!existsSync(PYTHON)) {
-    throw new Error(`no Python with the MCP SDK at ${PYTHON}: run scripts/test once (it makes target/e2e-venv from tests/e2e/clients/requirements.txt), or set MCP_PYTHON`);
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [PYTHON_CLIENT, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code !== 0) {
-        reject(new Error(`the Python client exited ${code ?? signal}:\n${stderr.slice(-4000)}`));
-        return;
-      }
-      try { resolve(JSON.parse(stdout)); } catch { reject(new Error(`not JSON from the Python client: ${stdout.slice(0, 2000)}\n${stderr.slice(-2000)}`)); }
-    });
-  });
-}
 
 describe('generic provider, the proxy as it is', () => {
   let world;
@@ -184,29 +44,7 @@ describe('generic provider, the proxy as it is', () => {
   });
 
   test('MCP Python SDK OAuthClientProvider: CIMD sign-in through the proxy (RFC 9207 iss checked), two refreshes, resource accepts each token', async () => {
-    const redirectUri = `http://127.0.0.1:${await freePort()}/mcp-python/callback`;
-    const clientId = world.docs.addClient('mcp-python', (id) => publicClientDocument(id, [redirectUri], { client_name: 'MCP Python SDK e2e' }));
-    const summary = await runPythonClient({
-      server_url: resource.url, client_metadata_url: clientId, redirect_uri: redirectUri, refreshes: 2,
-    });
-
-    assert.equal(summary.client_id, clientId, 'the SDK used the document URL as its client_id (no registration)');
-    assert.equal(summary.authorization_requests.length, 1, 'one sign-in');
-    const [authorization] = summary.authorization_requests;
-    assert.equal(authorization.endpoint, `${world.proxy.issuer}/authorize`);
-    assert.equal(authorization.client_id, clientId);
-    assert.equal(authorization.resource, resource.url);
-    assert.equal(authorization.code_challenge_method, 'S256');
-    assert.deepEqual(summary.token_requests.map((r) => [r.url, r.grant_type, r.client_id]), [
-      [`${world.proxy.issuer}/token`, 'authorization_code', clientId],
-      [`${world.proxy.issuer}/token`, 'refresh_token', clientId],
-      [`${world.proxy.issuer}/token`, 'refresh_token', clientId],
-    ]);
-
-    assert.equal(summary.saved_tokens.length, 3, 'tokens saved after the code exchange and each refresh');
-    assert.equal(new Set(summary.saved_tokens.map((t) => t.access_token)).size, 3, 'each refresh gave a new access token');
-    assert.ok(summary.saved_tokens.every((t) => t.refresh_token), 'a refresh token throughout');
-    assert.equal(summary.calls.length, 3);
+    const { summary } = await pythonSdkJourney(world, resource, 'mcp-python-generic');
     for (const call of summary.calls) {
       assert.equal(call.sub, TEST_USER.sub);
       assert.equal(call.aud, resource.url);
@@ -269,5 +107,14 @@ describe('entra layer, the proxy with today\'s operator workaround', () => {
       assert.equal(call.aud, ENTRA_APP_ID_URI);
     }
     assertAllAccepted(resource, provider.savedTokens.map((t) => fingerprint(t.access_token)), ENTRA_APP_ID_URI);
+  });
+
+  test('MCP Python SDK against Entra with the same workaround: signs in (no iss from Entra, the proxy\'s on the callback), refreshes twice, App ID URI audience', async () => {
+    const { summary } = await pythonSdkJourney(world, resource, 'mcp-python-entra');
+    for (const call of summary.calls) {
+      assert.equal(call.sub, TEST_USER.sub);
+      assert.equal(call.aud, ENTRA_APP_ID_URI);
+    }
+    assertAllAccepted(resource, summary.saved_tokens.map((t) => t.access_token), ENTRA_APP_ID_URI);
   });
 });
