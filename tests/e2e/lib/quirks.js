@@ -66,7 +66,8 @@ function genericLayer() {
 }
 
 /**
- * Rewrites a GET authorization request's query before oidc-provider reads it.
+ * Rewrites a GET authorization request's query before oidc-provider reads it (oidc-provider 9's
+ * authorization endpoint takes GET only).
  * `edit(params)` changes a URLSearchParams in place.
  */
 function editAuthorizationQuery(provider, edit) {
@@ -127,6 +128,8 @@ function entraLayer({ appIdUri = ENTRA_APP_ID_URI, exposedScopes = ['mcp'] } = {
   const layer = baseLayer('entra');
   layer.appIdUri = appIdUri;
   const resourceScopes = ['.default', ...exposedScopes].map((s) => `${appIdUri}/${s}`).join(' ');
+  // Authorization requests whose resource came from their scopes, not from a `resource` parameter.
+  const fromScopes = new WeakSet();
   layer.configure = (config, errors) => {
     config.issueRefreshToken = refreshOnlyWithOfflineAccess;
     config.features.resourceIndicators = {
@@ -147,11 +150,12 @@ function entraLayer({ appIdUri = ENTRA_APP_ID_URI, exposedScopes = ['mcp'] } = {
         if (audiences.size > 1) {
           throw new errors.InvalidRequest('AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource.');
         }
+        fromScopes.add(ctx);
         return audiences.size === 1 ? [...audiences][0] : undefined;
       },
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, resource) => {
-        if (ctx.oidc.route === 'authorization' && ctx.query.resource !== undefined) {
+        if (ctx.oidc.route === 'authorization' && !fromScopes.has(ctx)) {
           throw new errors.InvalidTarget("AADSTS9010010: The resource parameter provided in the request doesn't match with the requested scopes.");
         }
         if (resource !== appIdUri) {
