@@ -6,9 +6,9 @@
 // Each layer changes only what its provider documents; everything else stays
 // oidc-provider's own behaviour. A world picks one with
 // `createWorld(name, { quirks: 'entra' })` (options: `{ quirks: { name, ...options } }`).
-// Known limits of the imitation are said where they are.
-// oidc-provider's error classes come in through `configure` (provider.js imports the package
-// once, behind its filter of known start-up warnings).
+// Known limits of the imitation are said where they are. oidc-provider's error
+// classes come in through `configure` (provider.js imports the package once,
+// behind its filter of known start-up warnings).
 
 /** The layers there are; `generic` is the world every other test file runs in. */
 export const QUIRKS = Object.freeze(['generic', 'entra', 'okta', 'google']);
@@ -30,7 +30,7 @@ const splitScope = (scope) => String(scope ?? '').split(' ').filter(Boolean);
  * The layer called `name` (one of QUIRKS). `options`:
  *  - entra: `appIdUri` (default ENTRA_APP_ID_URI), `exposedScopes` (default ['mcp']);
  *  - okta: `audience` (default OKTA_DEFAULT_AUDIENCE), `resourceScopes` (default 'mcp:tools mcp:resources');
- * Returns { name, issuerPath, configure(config), install(provider), onConsent(interaction, grantId) }:
+ * Returns { name, issuerPath, configure(config, errors), install(provider), onConsent(interaction, grantId) }:
  * `configure(config, errors)` edits the oidc-provider configuration before the provider is built
  * (`errors`: oidc-provider's error classes, for refusals the provider answers as OAuth errors), `install`
  * adds middleware to it, `onConsent` is told about every interaction the test user completes.
@@ -66,8 +66,8 @@ function genericLayer() {
 }
 
 /**
- * Rewrites a GET authorization request's query before oidc-provider reads it (oidc-provider 9's
- * authorization endpoint takes GET only).
+ * Rewrites a GET authorization request's query before oidc-provider reads it (the world's
+ * provider answers the authorization endpoint on GET only: `enableHttpPostMethods` is off).
  * `edit(params)` changes a URLSearchParams in place.
  */
 function editAuthorizationQuery(provider, edit) {
@@ -114,7 +114,8 @@ async function refreshOnlyWithOfflineAccess(_ctx, client, code) {
  *   https://learn.microsoft.com/azure/active-directory/azuread-dev/azure-ad-endpoint-comparison#scopes-not-resources
  * - The audience is named inside the scope: `api://<app id>/.default` (everything the app
  *   registration was granted) or `api://<app id>/<scope>`; the access token is a JWT whose `aud`
- *   is the App ID URI. A bare custom scope (`mcp:tools`) is taken as one of Microsoft Graph's and
+ *   is the App ID URI (v1.0 access tokens, what an API registration whose
+ *   `accessTokenAcceptedVersion` is unset gets; v2.0 ones carry the application id). A bare custom scope (`mcp:tools`) is taken as one of Microsoft Graph's and
  *   refused (AADSTS650053); scopes of two resources in one request are refused (AADSTS28000).
  *   https://learn.microsoft.com/entra/identity-platform/scopes-oidc
  *   https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference
