@@ -165,7 +165,7 @@ export async function startResource({ authorizationServer, audience, verify, sco
     // One server and transport per request (the SDK's stateless pattern).
     const mcp = mcpServer(auth.claims);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    res.on('close', () => { transport.close(); mcp.close(); });
+    res.on('close', () => { Promise.allSettled([transport.close(), mcp.close()]); });
     await mcp.connect(transport);
     req.auth = { token: auth.token, clientId: String(auth.claims.client_id ?? ''), scopes: String(auth.claims.scope ?? '').split(' ').filter(Boolean) };
     await transport.handleRequest(req, res, body);
