@@ -5,6 +5,7 @@ import http from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { exportJWK } from 'jose';
 import { listen, closeServer } from './net.js';
+import { quirkLayer } from './quirks.js';
 
 // oidc-provider 9 warns on every import under Node 20 (it prefers 22 LTS, and works on 20.19+)
 // and on every instance about its in-memory adapter, which is what a test wants. Only those two
@@ -15,7 +16,7 @@ console.warn = (...args) => {
   if (typeof args[0] === 'string' && KNOWN_NOISE.some((re) => re.test(args[0]))) return;
   consoleWarn(...args);
 };
-const { default: Provider } = await import('oidc-provider');
+const { default: Provider, errors } = await import('oidc-provider');
 
 export const TEST_USER = Object.freeze({
   sub: 'test-user',
@@ -27,19 +28,24 @@ export const TEST_USER = Object.freeze({
 /**
  * Starts the provider. `clients` are static clients (oidc-provider client
  * metadata). `resourceIndicators`: accept any http(s) loopback resource.
- * Returns { issuer, port, provider, requests, url(path), stop(), start(), setTokenDelay(ms) } — `stop()`
+ * `quirks`: a provider quirk layer's name (`generic`, `entra`, `okta`, `google`: see quirks.js)
+ * or `{ name, ...options }`; the layer may put the issuer under a path.
+ * Returns { issuer, port, provider, quirks (the layer), requests, url(path), stop(), start(), setTokenDelay(ms) } — `stop()`
  * closes the listener and every open connection (to test "provider down"), `start()` reopens it on the
  * same port, `setTokenDelay(ms)` makes the token endpoint answer `ms` late (0: at once again).
  */
-export async function startProvider({ clients, port = 0, log = () => {} } = {}) {
+export async function startProvider({ clients, port = 0, log = () => {}, quirks = 'generic' } = {}) {
+  const layer = typeof quirks === 'string' ? quirkLayer(quirks) : quirkLayer(quirks.name, quirks);
+  const prefix = layer.issuerPath;
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const signingJwk = { ...(await exportJWK(privateKey)), use: 'sig', alg: 'RS256', kid: 'provider-key-1' };
 
   const server = http.createServer();
   const actualPort = await listen(server, port, '127.0.0.1');
-  const issuer = `http://127.0.0.1:${actualPort}`;
+  const origin = `http://127.0.0.1:${actualPort}`;
+  const issuer = `${origin}${prefix}`;
 
-  const provider = new Provider(issuer, {
+  const configuration = {
     clients,
     jwks: { keys: [signingJwk] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
@@ -57,6 +63,8 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
       devInteractions: { enabled: false },
       registration: { enabled: false },
       revocation: { enabled: true },
+      // For protected resources that check opaque tokens (lib/resource.js): confidential callers only.
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client) => client.clientAuthMethod !== 'none' },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf,
@@ -71,7 +79,7 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
     pkce: { required: () => true },
     // Refresh tokens for every authorization_code grant of a client allowed the refresh_token grant.
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${prefix}/interaction/${interaction.uid}` },
     ttl: {
       AccessToken: 600,
       AuthorizationCode: 120,
@@ -81,7 +89,9 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
       Session: 3600,
       Grant: 3600,
     },
-  });
+  };
+  layer.configure(configuration, errors);
+  const provider = new Provider(issuer, configuration);
   // A slow token endpoint on demand (a Koa middleware ahead of the provider's own routes).
   let tokenDelayMs = 0;
   provider.use(async (ctx, next) => {
@@ -90,6 +100,7 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
     }
     await next();
   });
+  layer.install(provider);
   provider.on('server_error', (_ctx, err) => log(`server_error: ${err?.stack || err}`));
   provider.on('grant.error', (_ctx, err) => log(`grant.error: ${err?.message} ${err?.error_description || ''}`));
   provider.on('authorization.error', (_ctx, err) => log(`authorization.error: ${err?.message} ${err?.error_description || ''}`));
@@ -99,8 +110,20 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
 
   server.on('request', (req, res) => {
     requests.push({ method: req.method, url: req.url });
+    if (prefix) {
+      // A path issuer: everything lives under it; oidc-provider finds its mount path from originalUrl.
+      const [path] = req.url.split('?');
+      if (path !== prefix && !path.startsWith(`${prefix}/`)) {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found');
+        return;
+      }
+      req.originalUrl = req.url;
+      req.url = req.url.slice(prefix.length) || '/';
+      if (req.url.startsWith('?')) req.url = `/${req.url}`;
+    }
     if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(req.url.split('?')[0])) {
-      finishInteraction(provider, req, res).catch((err) => {
+      finishInteraction(provider, layer, req, res).catch((err) => {
         log(`interaction failed: ${err?.stack || err}`);
         if (!res.headersSent) {
           res.statusCode = 500;
@@ -114,8 +137,10 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
 
   return {
     issuer,
+    origin,
     port: actualPort,
     provider,
+    quirks: layer,
     requests,
     url: (path) => `${issuer}${path}`,
     async stop() { await closeServer(server); },
@@ -125,7 +150,7 @@ export async function startProvider({ clients, port = 0, log = () => {} } = {}) 
 }
 
 /** Signs `test-user` in and grants every requested scope, claim and resource, then resumes. */
-async function finishInteraction(provider, req, res) {
+async function finishInteraction(provider, layer, req, res) {
   const interaction = await provider.interactionDetails(req, res);
   const { params } = interaction;
   let grant;
@@ -146,6 +171,7 @@ async function finishInteraction(provider, req, res) {
     grant.addResourceScope(resource, params.scope || '');
   }
   const grantId = await grant.save();
+  layer.onConsent(interaction, grantId);
   await provider.interactionFinished(req, res, {
     login: { accountId: TEST_USER.sub, remember: false },
     consent: { grantId },

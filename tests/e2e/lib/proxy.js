@@ -36,6 +36,8 @@ export function proxyConfig(o) {
     'timeout_ms = 3000',
   ];
   if (o.resourceParameter) lines.push(`resource_parameter = ${q(o.resourceParameter)}`);
+  // { resource: "scope …" }: upstream.resource_scopes.
+  if (o.resourceScopes) lines.push(`resource_scopes = { ${Object.entries(o.resourceScopes).map(([k, v]) => `${q(k)} = ${q(v)}`).join(', ')} }`);
   lines.push(
     '',
     '[upstream.clients.main]',

@@ -17,9 +17,10 @@ export const LEGACY_SECRET = 'legacy-app-secret-for-tests';
  * Builds the world for the test file `name`. `proxy`: false for none, or options for
  * the main instance (rules, resource, codeTtlS, …), or a function of the world returning
  * them (to name the proxy's own URL). `providerClients`: more static clients registered at
- * the provider (oidc-provider client metadata). Always call `close()` (in `after`).
+ * the provider (oidc-provider client metadata). `quirks`: the provider's quirk layer (`generic`,
+ * `entra`, `okta`, `google`, or `{ name, ...options }`; see quirks.js). Always call `close()` (in `after`).
  */
-export async function createWorld(name, { proxy = {}, providerClients = [] } = {}) {
+export async function createWorld(name, { proxy = {}, providerClients = [], quirks = 'generic' } = {}) {
   const tmp = tempDir(`cimd-e2e-${name}-`);
   const artifacts = artifactsDir(name);
   const closers = [];
@@ -49,6 +50,7 @@ export async function createWorld(name, { proxy = {}, providerClients = [] } = {
 
     world.provider = await startProvider({
       log: world.log,
+      quirks,
       clients: [
         {
           client_id: 'proxy-app',
