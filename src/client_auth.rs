@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 
 use crate::client_id::{ClientIdUrl, shown};
 use crate::egress::{Egress, FetchError};
+use crate::error_code::OAuthErrorCode;
 use crate::jwks::{
     JwksCache, JwtError, JwtHeader, alg_name, numeric_date, parse_jwk_set, read_header, select_key,
 };
@@ -254,17 +255,17 @@ pub enum ClientAuthError {
 
 impl ClientAuthError {
     /// The OAuth `error` code (RFC 6749 §5.2): `invalid_client`, or `temporarily_unavailable` for capacity and time limits.
-    pub fn oauth_error(&self) -> &'static str {
+    pub fn oauth_error(&self) -> OAuthErrorCode {
         if self.is_unavailable() {
-            "temporarily_unavailable"
+            OAuthErrorCode::TemporarilyUnavailable
         } else {
-            "invalid_client"
+            OAuthErrorCode::InvalidClient
         }
     }
 
     /// The HTTP status of the error response: 401 for `invalid_client`, 503 otherwise.
     pub fn http_status(&self) -> u16 {
-        if self.is_unavailable() { 503 } else { 401 }
+        self.oauth_error().token_status().as_u16()
     }
 
     /// One sentence for `error_description`; never the assertion or a key.

@@ -38,7 +38,7 @@ pub use client_auth::{
 pub use client_id::ClientIdUrl;
 pub use config::{Config, ConfigError};
 pub use egress::{Egress, FetchError};
-pub use error_code::ErrorCode;
+pub use error_code::{ErrorCode, OAuthErrorCode};
 pub use id_token::{IdTokenError, IdTokenVerifier, SigningError, SigningKeys, SigningSetupError};
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};

@@ -230,7 +230,7 @@ fn assert_invalid_client(result: Result<(), ClientAuthError>, expected: &str) {
         Ok(()) => panic!("accepted; expected {expected}"),
         Err(error) => {
             assert_eq!(error.as_str(), expected, "{error}");
-            assert_eq!(error.oauth_error(), "invalid_client", "{error}");
+            assert_eq!(error.oauth_error().as_str(), "invalid_client", "{error}");
             assert_eq!(error.http_status(), 401, "{error}");
         }
     }
@@ -423,7 +423,7 @@ async fn a_full_replay_store_refuses_with_temporarily_unavailable_until_an_entry
         .await
         .expect_err("store is full");
     assert_eq!(error.as_str(), "replay_store_full");
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert_eq!(error.http_status(), 503);
 
     // The first entry is kept until exp + skew (NOW + 70), not exp alone:
@@ -487,7 +487,7 @@ async fn wrong_claims_are_refused() {
         let result = check(&auth, &doc, &with_assertion(&assertion)).await;
         let error = result.expect_err(&format!("{changes} must be refused"));
         assert_eq!(error.as_str(), expected, "{changes}: {error}");
-        assert_eq!(error.oauth_error(), "invalid_client");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client");
     }
     assert_eq!(auth.replay_entries(), 0);
 }
@@ -709,7 +709,7 @@ async fn malformed_and_oversized_assertions_are_refused() {
         let error = check(&auth, &doc, &with_assertion(garbage))
             .await
             .expect_err(garbage);
-        assert_eq!(error.oauth_error(), "invalid_client", "{garbage}");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client", "{garbage}");
     }
     let huge = "a".repeat(MAX_ASSERTION_BYTES + 1);
     assert_invalid_client(
@@ -954,7 +954,11 @@ fn only_capacity_and_time_limits_are_temporarily_unavailable() {
         }),
     ];
     for error in unavailable {
-        assert_eq!(error.oauth_error(), "temporarily_unavailable", "{error}");
+        assert_eq!(
+            error.oauth_error().as_str(),
+            "temporarily_unavailable",
+            "{error}"
+        );
         assert_eq!(error.http_status(), 503);
     }
     let refused = [
@@ -968,7 +972,7 @@ fn only_capacity_and_time_limits_are_temporarily_unavailable() {
         ClientAuthError::InvalidJwks { reason: "x" },
     ];
     for error in refused {
-        assert_eq!(error.oauth_error(), "invalid_client", "{error}");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client", "{error}");
         assert_eq!(error.http_status(), 401);
     }
     let fetch = ClientAuthError::JwksFetch(FetchError::Dns {

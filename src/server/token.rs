@@ -149,7 +149,7 @@ fn count(grant_type: &str, outcome: &'static str) {
 /// detail goes to the log.
 fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
     tracing::warn!(%error, "token request to the provider failed");
-    let code = OAuthErrorCode::from_provider(error.oauth_error());
+    let code = error.oauth_error();
     let description = if code == OAuthErrorCode::TemporarilyUnavailable {
         "the identity provider is unavailable; try again later"
     } else {
@@ -188,12 +188,7 @@ async fn cimd_token(
         .client_auth
         .authenticate(&client, metadata, auth)
         .await
-        .map_err(|error| {
-            TokenError::new(
-                OAuthErrorCode::from_provider(error.oauth_error()),
-                error.description(),
-            )
-        })?;
+        .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
     match grant_type {
         "authorization_code" => {
             let direct = state

@@ -32,6 +32,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use url::Url;
 
 use crate::config::UpstreamConfig;
+use crate::error_code::OAuthErrorCode;
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
@@ -166,17 +167,17 @@ impl UpstreamError {
     /// The OAuth `error` code to answer a client with: the provider being
     /// slow, down or odd is `temporarily_unavailable`; our own
     /// configuration or code being wrong is `server_error`.
-    pub fn oauth_error(&self) -> &'static str {
+    pub fn oauth_error(&self) -> OAuthErrorCode {
         if self.is_transient() {
-            "temporarily_unavailable"
+            OAuthErrorCode::TemporarilyUnavailable
         } else {
-            "server_error"
+            OAuthErrorCode::ServerError
         }
     }
 
     /// The HTTP status that goes with [`Self::oauth_error`]: 503 or 500.
     pub fn http_status(&self) -> u16 {
-        if self.is_transient() { 503 } else { 500 }
+        self.oauth_error().token_status().as_u16()
     }
 
     /// A stable, closed label for logs and metrics.

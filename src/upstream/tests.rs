@@ -365,7 +365,7 @@ async fn discovery_refuses_another_issuer() {
         matches!(&error, UpstreamError::IssuerMismatch { found, .. } if found == "https://attacker.example"),
         "{error}"
     );
-    assert_eq!(error.oauth_error(), "server_error");
+    assert_eq!(error.oauth_error().as_str(), "server_error");
 }
 
 #[tokio::test]
@@ -433,7 +433,7 @@ async fn refresh_keeps_the_last_good_metadata() {
     let (provider, _dir) = start_provider(&server).await;
     status.store(500, Ordering::SeqCst);
     let error = provider.refresh_metadata().await.unwrap_err();
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert_eq!(provider.metadata().token_endpoint, server.url("/token"));
     status.store(201, Ordering::SeqCst);
     provider.refresh_metadata().await.unwrap();
@@ -637,7 +637,11 @@ async fn provider_failures_are_temporarily_unavailable() {
         let (provider, _dir) = start_provider(&server).await;
         let error = provider.token("basic", &CODE_GRANT).await.unwrap_err();
         assert_eq!(error.kind(), kind, "{case}: {error}");
-        assert_eq!(error.oauth_error(), "temporarily_unavailable", "{case}");
+        assert_eq!(
+            error.oauth_error().as_str(),
+            "temporarily_unavailable",
+            "{case}"
+        );
         assert_eq!(error.http_status(), 503, "{case}");
         assert_eq!(
             server.count("/elsewhere"),
@@ -662,7 +666,7 @@ async fn a_hanging_provider_hits_the_deadline() {
     let error = provider.token("basic", &CODE_GRANT).await.unwrap_err();
     assert!(matches!(error, UpstreamError::Timeout { .. }), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert_eq!(error.http_status(), 503);
 }
 
@@ -683,7 +687,7 @@ async fn an_unreachable_token_endpoint_is_unavailable() {
         matches!(error, UpstreamError::Unavailable { .. }),
         "{error}"
     );
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
 }
 
 #[tokio::test]
@@ -765,7 +769,7 @@ async fn forwarding_maps_a_5xx_to_temporarily_unavailable() {
         .forward_token_request(Bytes::from_static(b"grant_type=x"), None)
         .await
         .unwrap_err();
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert!(
         server
             .last("/token")
@@ -828,7 +832,7 @@ async fn an_aged_jwks_is_refetched_and_kept_when_that_fails() {
     );
     let error = provider.jwks(true).await.unwrap_err();
     assert_eq!(
-        error.oauth_error(),
+        error.oauth_error().as_str(),
         "temporarily_unavailable",
         "an explicit refresh reports"
     );
@@ -889,5 +893,5 @@ async fn jwks_errors() {
     .await;
     let (provider, _dir) = start_provider(&server).await;
     let error = provider.jwks(false).await.unwrap_err();
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
 }
