@@ -126,7 +126,8 @@ impl Default for ClientAuthLimits {
 ///
 /// Messages never contain the assertion, a key or a secret; values taken
 /// from the assertion (an `alg` name) are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ClientAuthError {
     /// The `client_id` parameter names a different client than the assertion or the document.
     #[error("the client_id parameter does not match the client the assertion is for")]
@@ -154,18 +155,21 @@ pub enum ClientAuthError {
     },
     /// The assertion is not a well-formed JWS/JWT.
     #[error("client_assertion is malformed: {reason}")]
+    #[strum(serialize = "malformed_assertion")]
     Malformed {
         /// What is wrong, in fixed words.
         reason: &'static str,
     },
     /// `none` or an HMAC algorithm: never acceptable for a public-key client.
     #[error("client_assertion alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    #[strum(serialize = "disallowed_alg")]
     DisallowedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
     },
     /// An algorithm this proxy cannot verify (e.g. ES512).
     #[error("client_assertion alg \"{alg}\" is not supported")]
+    #[strum(serialize = "unsupported_alg")]
     UnsupportedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
@@ -174,6 +178,7 @@ pub enum ClientAuthError {
     #[error(
         "client_assertion alg \"{alg}\" is not the document's token_endpoint_auth_signing_alg \"{expected}\""
     )]
+    #[strum(serialize = "alg_not_allowed")]
     AlgorithmNotAllowed {
         /// The header's `alg`.
         alg: String,
@@ -199,12 +204,15 @@ pub enum ClientAuthError {
     BadSignature,
     /// `iss` is missing, not a string, or not the client_id.
     #[error("client_assertion iss must be the client_id")]
+    #[strum(serialize = "wrong_iss")]
     WrongIssuer,
     /// `sub` is missing, not a string, or not the client_id.
     #[error("client_assertion sub must be the client_id")]
+    #[strum(serialize = "wrong_sub")]
     WrongSubject,
     /// `aud` names none of the proxy's audiences.
     #[error("client_assertion aud must contain this server's issuer or token endpoint")]
+    #[strum(serialize = "wrong_aud")]
     WrongAudience,
     /// A required claim is absent.
     #[error("client_assertion has no {claim} claim")]
@@ -217,15 +225,18 @@ pub enum ClientAuthError {
     Expired,
     /// `exp` is further ahead than the assertion lifetime allows.
     #[error("client_assertion exp is more than {} seconds ahead", .max.as_secs())]
+    #[strum(serialize = "exp_too_far")]
     ExpiresTooLate {
         /// The largest lifetime accepted, skew included.
         max: Duration,
     },
     /// `iat` is in the future (beyond the clock skew).
     #[error("client_assertion iat is in the future")]
+    #[strum(serialize = "iat_in_future")]
     IssuedInFuture,
     /// `nbf` is in the future (beyond the clock skew).
     #[error("client_assertion is not valid yet (nbf)")]
+    #[strum(serialize = "nbf_in_future")]
     NotYetValid,
     /// No `jti`, or an empty one.
     #[error("client_assertion has no jti")]
@@ -241,6 +252,7 @@ pub enum ClientAuthError {
     InvalidJwksUri,
     /// Fetching the `jwks_uri` failed.
     #[error("fetching the client's jwks_uri failed: {0}")]
+    #[strum(serialize = "jwks_fetch_failed")]
     JwksFetch(FetchError),
     /// The `jwks_uri` answered with something that is not a public JWK Set.
     #[error("the client's jwks_uri does not hold a public JWK Set: {reason}")]
@@ -284,38 +296,7 @@ impl ClientAuthError {
 
     /// A stable, closed label for logs and metrics.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            ClientAuthError::ClientIdMismatch => "client_id_mismatch",
-            ClientAuthError::AssertionTypeMissing => "assertion_type_missing",
-            ClientAuthError::UnsupportedAssertionType => "unsupported_assertion_type",
-            ClientAuthError::AssertionMissing => "assertion_missing",
-            ClientAuthError::SecretNotAllowed => "secret_not_allowed",
-            ClientAuthError::NoKeys => "no_keys",
-            ClientAuthError::AssertionTooLarge { .. } => "assertion_too_large",
-            ClientAuthError::Malformed { .. } => "malformed_assertion",
-            ClientAuthError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            ClientAuthError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            ClientAuthError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
-            ClientAuthError::UnknownKey => "unknown_key",
-            ClientAuthError::AmbiguousKey => "ambiguous_key",
-            ClientAuthError::UnsuitableKey { .. } => "unsuitable_key",
-            ClientAuthError::BadSignature => "bad_signature",
-            ClientAuthError::WrongIssuer => "wrong_iss",
-            ClientAuthError::WrongSubject => "wrong_sub",
-            ClientAuthError::WrongAudience => "wrong_aud",
-            ClientAuthError::MissingClaim { .. } => "missing_claim",
-            ClientAuthError::Expired => "expired",
-            ClientAuthError::ExpiresTooLate { .. } => "exp_too_far",
-            ClientAuthError::IssuedInFuture => "iat_in_future",
-            ClientAuthError::NotYetValid => "nbf_in_future",
-            ClientAuthError::MissingJti => "missing_jti",
-            ClientAuthError::Replayed => "replayed",
-            ClientAuthError::ReplayStoreFull => "replay_store_full",
-            ClientAuthError::InvalidJwksUri => "invalid_jwks_uri",
-            ClientAuthError::JwksFetch(_) => "jwks_fetch_failed",
-            ClientAuthError::InvalidJwks { .. } => "invalid_jwks",
-            ClientAuthError::MetadataMismatch => "metadata_mismatch",
-        }
+        self.into()
     }
 
     fn is_unavailable(&self) -> bool {

@@ -458,7 +458,8 @@ fn rsa_key(key: &rsa::RsaPrivateKey) -> Result<ReadKey, &'static str> {
 
 /// Why a provider's id_token was refused. Messages never echo the token or
 /// its claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum IdTokenError {
     /// Not a compact JWS with a JSON object header and payload, too long, or
     /// with a `crit` header the proxy does not understand.
@@ -493,6 +494,7 @@ pub enum IdTokenError {
     WrongAudience,
     /// Several audiences and `azp` is not the client, or `azp` names another.
     #[error("id_token azp is not the client")]
+    #[strum(serialize = "wrong_azp")]
     WrongAuthorizedParty,
     /// `exp` is past (beyond the allowed skew).
     #[error("id_token has expired")]
@@ -507,22 +509,8 @@ pub enum IdTokenError {
 
 impl IdTokenError {
     /// A stable name for logs and metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            IdTokenError::Malformed => "malformed",
-            IdTokenError::DisallowedAlgorithm => "disallowed_algorithm",
-            IdTokenError::UnknownKey => "unknown_key",
-            IdTokenError::AmbiguousKey => "ambiguous_key",
-            IdTokenError::KeyMismatch => "key_mismatch",
-            IdTokenError::BadSignature => "bad_signature",
-            IdTokenError::BadClaim(_) => "bad_claim",
-            IdTokenError::WrongIssuer => "wrong_issuer",
-            IdTokenError::WrongAudience => "wrong_audience",
-            IdTokenError::WrongAuthorizedParty => "wrong_azp",
-            IdTokenError::Expired => "expired",
-            IdTokenError::IssuedInFuture => "issued_in_future",
-            IdTokenError::NonceMismatch => "nonce_mismatch",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

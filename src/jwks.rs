@@ -62,8 +62,9 @@ const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", 
 ///
 /// Messages never contain the token or key material; values taken from the
 /// token (an `alg` name) are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum JwtError {
+#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum JwtError {
     /// Not a well-formed JWS/JWT.
     #[error("malformed: {reason}")]
     Malformed {
@@ -72,12 +73,14 @@ pub(crate) enum JwtError {
     },
     /// `none` or an HMAC algorithm.
     #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    #[strum(serialize = "disallowed_alg")]
     DisallowedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
     },
     /// An algorithm this crate cannot verify (e.g. ES512).
     #[error("alg \"{alg}\" is not supported")]
+    #[strum(serialize = "unsupported_alg")]
     UnsupportedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
@@ -99,12 +102,15 @@ pub(crate) enum JwtError {
     BadSignature,
     /// `iss` is not what the caller required.
     #[error("iss is wrong")]
+    #[strum(serialize = "wrong_iss")]
     WrongIssuer,
     /// `sub` is not what the caller required.
     #[error("sub is wrong")]
+    #[strum(serialize = "wrong_sub")]
     WrongSubject,
     /// `aud` holds none of the caller's audiences.
     #[error("aud is wrong")]
+    #[strum(serialize = "wrong_aud")]
     WrongAudience,
     /// A claim the caller requires is absent (or not of its type).
     #[error("the {claim} claim is missing")]
@@ -117,6 +123,7 @@ pub(crate) enum JwtError {
     InvalidJwksUri,
     /// Fetching the key set failed.
     #[error("fetching the key set failed: {0}")]
+    #[strum(serialize = "jwks_fetch_failed")]
     JwksFetch(FetchError),
     /// The key set is not a public JWK Set.
     #[error("the key set is not a public JWK Set: {reason}")]
@@ -130,22 +137,7 @@ pub(crate) enum JwtError {
 impl JwtError {
     /// A stable, closed label, for tests.
     pub(crate) fn as_str(&self) -> &'static str {
-        match self {
-            JwtError::Malformed { .. } => "malformed",
-            JwtError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            JwtError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            JwtError::UnknownKey => "unknown_key",
-            JwtError::AmbiguousKey => "ambiguous_key",
-            JwtError::UnsuitableKey { .. } => "unsuitable_key",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::WrongIssuer => "wrong_iss",
-            JwtError::WrongSubject => "wrong_sub",
-            JwtError::WrongAudience => "wrong_aud",
-            JwtError::MissingClaim { .. } => "missing_claim",
-            JwtError::InvalidJwksUri => "invalid_jwks_uri",
-            JwtError::JwksFetch(_) => "jwks_fetch_failed",
-            JwtError::InvalidJwks { .. } => "invalid_jwks",
-        }
+        self.into()
     }
 }
 

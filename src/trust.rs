@@ -87,7 +87,8 @@ const NOT_METADATA: [&str; 9] = [
 ///
 /// Messages never contain the statement or key material; values taken from
 /// the statement are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum StatementError {
     /// Longer than [`MAX_STATEMENT_BYTES`].
     #[error("is longer than {limit} bytes")]
@@ -103,18 +104,21 @@ pub enum StatementError {
     },
     /// `none` or an HMAC algorithm.
     #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    #[strum(serialize = "disallowed_alg")]
     DisallowedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
     },
     /// An algorithm this proxy cannot verify.
     #[error("alg \"{alg}\" is not supported")]
+    #[strum(serialize = "unsupported_alg")]
     UnsupportedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
     },
     /// No `iss` string.
     #[error("has no iss claim naming its issuer")]
+    #[strum(serialize = "missing_iss")]
     MissingIssuer,
     /// `iss` is not a configured issuer.
     #[error("is issued by \"{iss}\", which is not a trusted issuer")]
@@ -124,6 +128,7 @@ pub enum StatementError {
     },
     /// The issuer is not configured to use this algorithm.
     #[error("alg \"{alg}\" is not among the algorithms accepted from {issuer}")]
+    #[strum(serialize = "alg_not_allowed")]
     AlgorithmNotAllowed {
         /// The header's `alg`.
         alg: &'static str,
@@ -153,6 +158,7 @@ pub enum StatementError {
     NotYetValid,
     /// `iat` is in the future (beyond the clock skew).
     #[error("was issued in the future (iat)")]
+    #[strum(serialize = "iat_in_future")]
     IssuedInFuture,
     /// Neither a `client_id` nor a `sub` string names a client.
     #[error("does not name this client (it has no client_id or sub claim)")]
@@ -166,6 +172,7 @@ pub enum StatementError {
     /// The statement disagrees with the document on a member that decides
     /// where codes go or which keys speak for the client.
     #[error("its {claim} disagree with the document's")]
+    #[strum(serialize = "contradicts_document")]
     Contradicts {
         /// `redirect_uris`, `jwks_uri` or `jwks`.
         claim: &'static str,
@@ -195,35 +202,14 @@ pub enum StatementError {
     },
     /// With the statement's claims in force, the document breaks a rule.
     #[error("its claims make the document invalid: {0}")]
+    #[strum(serialize = "invalid_effective_document")]
     Effective(MetadataError),
 }
 
 impl StatementError {
     /// A stable, closed label for logs.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            StatementError::TooLarge { .. } => "too_large",
-            StatementError::Malformed { .. } => "malformed",
-            StatementError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            StatementError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            StatementError::MissingIssuer => "missing_iss",
-            StatementError::UnknownIssuer { .. } => "unknown_issuer",
-            StatementError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
-            StatementError::UnknownKey => "unknown_key",
-            StatementError::AmbiguousKey => "ambiguous_key",
-            StatementError::UnsuitableKey { .. } => "unsuitable_key",
-            StatementError::BadSignature => "bad_signature",
-            StatementError::Expired => "expired",
-            StatementError::NotYetValid => "not_yet_valid",
-            StatementError::IssuedInFuture => "iat_in_future",
-            StatementError::NamesNoClient => "names_no_client",
-            StatementError::OtherClient { .. } => "other_client",
-            StatementError::Contradicts { .. } => "contradicts_document",
-            StatementError::RequiredClaim { .. } => "required_claim",
-            StatementError::KeysUnavailable { .. } => "keys_unavailable",
-            StatementError::InvalidKeySet { .. } => "invalid_key_set",
-            StatementError::Effective(_) => "invalid_effective_document",
-        }
+        self.into()
     }
 
     /// The shared JWT checks speak of "a token"; here it is a statement.

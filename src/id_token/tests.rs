@@ -849,3 +849,25 @@ fn a_reissued_token_verifies_for_the_cimd_client() {
         Err(IdTokenError::WrongIssuer)
     );
 }
+
+#[test]
+fn id_token_error_names_are_pinned() {
+    // Log fields and metric labels: the strings are a contract.
+    for (value, text) in [
+        (IdTokenError::Malformed, "malformed"),
+        (IdTokenError::DisallowedAlgorithm, "disallowed_algorithm"),
+        (IdTokenError::UnknownKey, "unknown_key"),
+        (IdTokenError::AmbiguousKey, "ambiguous_key"),
+        (IdTokenError::KeyMismatch, "key_mismatch"),
+        (IdTokenError::BadSignature, "bad_signature"),
+        (IdTokenError::BadClaim("exp"), "bad_claim"),
+        (IdTokenError::WrongIssuer, "wrong_issuer"),
+        (IdTokenError::WrongAudience, "wrong_audience"),
+        (IdTokenError::WrongAuthorizedParty, "wrong_azp"),
+        (IdTokenError::Expired, "expired"),
+        (IdTokenError::IssuedInFuture, "issued_in_future"),
+        (IdTokenError::NonceMismatch, "nonce_mismatch"),
+    ] {
+        assert_eq!(value.as_str(), text);
+    }
+}
