@@ -126,7 +126,7 @@ impl Default for ClientAuthLimits {
 ///
 /// Messages never contain the assertion, a key or a secret; values taken
 /// from the assertion (an `alg` name) are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
 pub enum ClientAuthError {
     /// The `client_id` parameter names a different client than the assertion or the document.
@@ -153,73 +153,24 @@ pub enum ClientAuthError {
         /// The limit.
         limit: usize,
     },
-    /// The assertion is not a well-formed JWS/JWT.
-    #[error("client_assertion is malformed: {reason}")]
-    #[strum(serialize = "malformed_assertion")]
-    Malformed {
-        /// What is wrong, in fixed words.
-        reason: &'static str,
-    },
-    /// `none` or an HMAC algorithm: never acceptable for a public-key client.
-    #[error("client_assertion alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
-    #[strum(serialize = "disallowed_alg")]
-    DisallowedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
-    /// An algorithm this proxy cannot verify (e.g. ES512).
-    #[error("client_assertion alg \"{alg}\" is not supported")]
-    #[strum(serialize = "unsupported_alg")]
-    UnsupportedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
     /// The document names another `token_endpoint_auth_signing_alg`.
+    #[strum(serialize = "alg_not_allowed")]
     #[error(
         "client_assertion alg \"{alg}\" is not the document's token_endpoint_auth_signing_alg \"{expected}\""
     )]
-    #[strum(serialize = "alg_not_allowed")]
     AlgorithmNotAllowed {
         /// The header's `alg`.
         alg: String,
         /// The document's `token_endpoint_auth_signing_alg`.
         expected: String,
     },
-    /// No key in the client's key set has the assertion's `kid` (or, without a `kid`, fits its `alg`).
-    #[error("no key in the client's key set matches the client_assertion's kid and alg")]
-    UnknownKey,
-    /// Several keys fit and the assertion does not say which (or repeats a `kid`).
-    #[error(
-        "several keys in the client's key set fit the client_assertion; it must name one with kid"
-    )]
-    AmbiguousKey,
-    /// The chosen key cannot verify this algorithm.
-    #[error("the key for the client_assertion is unsuitable: {reason}")]
-    UnsuitableKey {
-        /// Why, in fixed words.
-        reason: &'static str,
-    },
-    /// The signature does not verify.
-    #[error("client_assertion signature is invalid")]
-    BadSignature,
-    /// `iss` is missing, not a string, or not the client_id.
-    #[error("client_assertion iss must be the client_id")]
-    #[strum(serialize = "wrong_iss")]
-    WrongIssuer,
-    /// `sub` is missing, not a string, or not the client_id.
-    #[error("client_assertion sub must be the client_id")]
-    #[strum(serialize = "wrong_sub")]
-    WrongSubject,
-    /// `aud` names none of the proxy's audiences.
-    #[error("client_assertion aud must contain this server's issuer or token endpoint")]
-    #[strum(serialize = "wrong_aud")]
-    WrongAudience,
-    /// A required claim is absent.
-    #[error("client_assertion has no {claim} claim")]
-    MissingClaim {
-        /// The claim.
-        claim: &'static str,
-    },
+    /// The assertion as a signed JWT: its header, the key from the client's
+    /// key set (inline or fetched from its `jwks_uri`), the signature, and
+    /// `iss`/`sub`/`aud`, by the rules every signed JWT the proxy verifies
+    /// follows.
+    #[error("client_assertion: {0}")]
+    #[strum(transparent)]
+    Jwt(JwtError),
     /// `exp` has passed (beyond the clock skew).
     #[error("client_assertion has expired")]
     Expired,
@@ -247,19 +198,6 @@ pub enum ClientAuthError {
     /// The replay store is full of unexpired `jti`s.
     #[error("too many client assertions in flight; retry later")]
     ReplayStoreFull,
-    /// The document's `jwks_uri` is not a URL.
-    #[error("the client's jwks_uri is not a valid URL")]
-    InvalidJwksUri,
-    /// Fetching the `jwks_uri` failed.
-    #[error("fetching the client's jwks_uri failed: {0}")]
-    #[strum(serialize = "jwks_fetch_failed")]
-    JwksFetch(FetchError),
-    /// The `jwks_uri` answered with something that is not a public JWK Set.
-    #[error("the client's jwks_uri does not hold a public JWK Set: {reason}")]
-    InvalidJwks {
-        /// Why, in fixed words (never key material).
-        reason: &'static str,
-    },
     /// The document passed in is not the client's (a caller bug, refused rather than trusted).
     #[error("the metadata document is not the client's")]
     MetadataMismatch,
@@ -287,48 +225,37 @@ impl ClientAuthError {
     /// to whoever presented the assertion.
     pub fn description(&self) -> String {
         match self {
-            ClientAuthError::JwksFetch(error) => {
+            ClientAuthError::Jwt(JwtError::JwksFetch(error)) => {
                 format!("fetching the client's jwks_uri failed ({})", error.code())
             }
             other => other.to_string(),
         }
     }
 
-    /// A stable, closed label for logs and metrics.
+    /// A stable, closed label for logs and metrics: the [`JwtError`]'s own
+    /// for a JWT problem, except that a malformed assertion keeps the name
+    /// it had before those checks were shared.
     pub fn as_str(&self) -> &'static str {
-        self.into()
+        match self {
+            ClientAuthError::Jwt(JwtError::Malformed { .. }) => "malformed_assertion",
+            other => other.into(),
+        }
     }
 
     fn is_unavailable(&self) -> bool {
         matches!(
             self,
             ClientAuthError::ReplayStoreFull
-                | ClientAuthError::JwksFetch(FetchError::Overloaded { .. })
-                | ClientAuthError::JwksFetch(FetchError::Timeout { .. })
+                | ClientAuthError::Jwt(JwtError::JwksFetch(
+                    FetchError::Overloaded { .. } | FetchError::Timeout { .. }
+                ))
         )
     }
 }
 
-/// The shared JWT checks speak of "the token"; here it is the client's
-/// assertion, so each maps onto the variant that says so.
 impl From<JwtError> for ClientAuthError {
     fn from(error: JwtError) -> Self {
-        match error {
-            JwtError::Malformed { reason } => ClientAuthError::Malformed { reason },
-            JwtError::DisallowedAlgorithm { alg } => ClientAuthError::DisallowedAlgorithm { alg },
-            JwtError::UnsupportedAlgorithm { alg } => ClientAuthError::UnsupportedAlgorithm { alg },
-            JwtError::UnknownKey => ClientAuthError::UnknownKey,
-            JwtError::AmbiguousKey => ClientAuthError::AmbiguousKey,
-            JwtError::UnsuitableKey { reason } => ClientAuthError::UnsuitableKey { reason },
-            JwtError::BadSignature => ClientAuthError::BadSignature,
-            JwtError::WrongIssuer => ClientAuthError::WrongIssuer,
-            JwtError::WrongSubject => ClientAuthError::WrongSubject,
-            JwtError::WrongAudience => ClientAuthError::WrongAudience,
-            JwtError::MissingClaim { claim } => ClientAuthError::MissingClaim { claim },
-            JwtError::InvalidJwksUri => ClientAuthError::InvalidJwksUri,
-            JwtError::JwksFetch(error) => ClientAuthError::JwksFetch(error),
-            JwtError::InvalidJwks { reason } => ClientAuthError::InvalidJwks { reason },
-        }
+        ClientAuthError::Jwt(error)
     }
 }
 
@@ -424,21 +351,21 @@ impl ClientAuthenticator {
             return Ok(params.client_id.clone());
         };
         let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
-            .map_err(|_| ClientAuthError::Malformed {
+            .map_err(|_| JwtError::Malformed {
                 reason: "the claims are not a base64url-encoded JSON object",
             })?;
-        let claim = |name: &str, error: ClientAuthError| match claims.get(name) {
+        let claim = |name: &str, error: JwtError| match claims.get(name) {
             None => Ok(None),
             Some(Value::String(value)) => Ok(Some(value.clone())),
             Some(_) => Err(error),
         };
-        let sub = claim("sub", ClientAuthError::WrongSubject)?;
-        let iss = claim("iss", ClientAuthError::WrongIssuer)?;
+        let sub = claim("sub", JwtError::WrongSubject)?;
+        let iss = claim("iss", JwtError::WrongIssuer)?;
         let named = match (sub, iss) {
-            (Some(sub), Some(iss)) if sub != iss => return Err(ClientAuthError::WrongIssuer),
+            (Some(sub), Some(iss)) if sub != iss => return Err(JwtError::WrongIssuer.into()),
             (Some(sub), _) => sub,
             (None, Some(iss)) => iss,
-            (None, None) => return Err(ClientAuthError::MissingClaim { claim: "sub" }),
+            (None, None) => return Err(JwtError::MissingClaim { claim: "sub" }.into()),
         };
         match &params.client_id {
             Some(client_id) if *client_id != named => Err(ClientAuthError::ClientIdMismatch),
@@ -540,10 +467,10 @@ impl ClientAuthenticator {
     ) -> Result<(), ClientAuthError> {
         // jsonwebtoken accepts an array `iss`; RFC 7523 §3 wants the client_id itself.
         if claims.get("iss").and_then(Value::as_str) != Some(client_id) {
-            return Err(ClientAuthError::WrongIssuer);
+            return Err(JwtError::WrongIssuer.into());
         }
         if claims.get("sub").and_then(Value::as_str) != Some(client_id) {
-            return Err(ClientAuthError::WrongSubject);
+            return Err(JwtError::WrongSubject.into());
         }
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => self.audiences.contains(aud),
@@ -554,13 +481,12 @@ impl ClientAuthenticator {
             _ => false,
         };
         if !audience_ok {
-            return Err(ClientAuthError::WrongAudience);
+            return Err(JwtError::WrongAudience.into());
         }
 
         let now = (self.clock)();
         let skew = secs(self.limits.clock_skew);
-        let exp =
-            numeric_date(claims, "exp")?.ok_or(ClientAuthError::MissingClaim { claim: "exp" })?;
+        let exp = numeric_date(claims, "exp")?.ok_or(JwtError::MissingClaim { claim: "exp" })?;
         if now > exp.saturating_add(skew) {
             return Err(ClientAuthError::Expired);
         }

@@ -62,7 +62,7 @@ const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", 
 ///
 /// Messages never contain the token or key material; values taken from the
 /// token (an `alg` name) are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
 pub enum JwtError {
     /// Not a well-formed JWS/JWT.
@@ -133,10 +133,9 @@ pub enum JwtError {
     },
 }
 
-#[cfg(test)]
 impl JwtError {
-    /// A stable, closed label, for tests.
-    pub(crate) fn as_str(&self) -> &'static str {
+    /// A stable, closed label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
         self.into()
     }
 }
@@ -232,6 +231,14 @@ pub(crate) fn verify_signature(
     let decoding_key = DecodingKey::from_jwk(key).map_err(|_| JwtError::UnsuitableKey {
         reason: "the key's parameters are not a valid public key",
     })?;
+    // One backend, in the binary and in tests (see `jws_crypto`): when
+    // jsonwebtoken settled on another provider before the library ran,
+    // the signature is checked by ours too.
+    if !crate::jws_crypto::install()
+        && crate::jws_crypto::verify(token, alg, &decoding_key) == Some(false)
+    {
+        return Err(JwtError::BadSignature);
+    }
     validation.algorithms = vec![alg];
     validation.leeway = 0;
     validation.validate_exp = false;
@@ -326,6 +333,17 @@ pub(crate) fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, JwtError> {
 
 /// Chooses the key for a token: by `kid` when it names one, else the single
 /// key that fits `alg`. Two candidates are refused, not guessed between.
+///
+/// Two different keys that both fit under one `kid` are refused too
+/// ([`JwtError::AmbiguousKey`]), for clients, statement issuers and the
+/// provider alike. RFC 7517 §4.5 allows one `kid` for alternatives of
+/// different types (an RSA and an EC key, a signing and an encryption key),
+/// and those never both fit one `alg`; two that do mean the set cannot say
+/// which key signed. Taking the first (what the provider's id_token check
+/// used to do) would make the answer depend on the order of the array,
+/// which whoever serves the set controls, and trying each would let one
+/// token cost as many signature checks as the set has keys. The same key
+/// listed twice is one key, not two: nothing is ambiguous about it.
 pub(crate) fn select_key<'a>(
     keys: &'a [Jwk],
     kid: Option<&str>,
@@ -349,7 +367,12 @@ pub(crate) fn select_key<'a>(
             false
         }
     });
-    match (fitting.next(), fitting.next()) {
+    let first = fitting.next();
+    let other = match first {
+        Some(key) => fitting.find(|jwk| jwk.algorithm != key.algorithm),
+        None => None,
+    };
+    match (first, other) {
         (Some(key), None) => Ok(key),
         (Some(_), Some(_)) => Err(JwtError::AmbiguousKey),
         // Without a kid, "no key of the right type" is an unknown key: the

@@ -129,8 +129,6 @@ enum LogFormat {
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    // Before anything verifies a JWT: RSA signatures are checked by ring.
-    cimd_proxy::jws_crypto::install();
     let cli = Cli::parse();
     // A one-shot command keeps stderr for what went wrong; a server narrates.
     match cli.command {

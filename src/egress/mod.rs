@@ -142,7 +142,7 @@ pub struct Fetched {
 }
 
 /// Why a fetch failed. Each variant maps to one stable [`ErrorCode`].
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// Not an https URL with a host.
     #[error("not an https URL with a host: {url}")]

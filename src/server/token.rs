@@ -24,7 +24,7 @@ use super::params::Params;
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::{ClientIdUrl, is_url_client_id};
 use crate::config::RedirectMode;
-use crate::id_token::{IdTokenError, IdTokenVerifier, reissue_claims};
+use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::policy::Action;
 use crate::seal::Purpose;
 
@@ -541,7 +541,7 @@ async fn reissue_id_token(
         .await
         .map_err(|e| unavailable(&e))?;
     let claims = match verifier.verify(id_token, &keys, expected_nonce) {
-        Err(IdTokenError::UnknownKey) => {
+        Err(error) if error.is_unknown_key() => {
             // The provider may have rotated its keys: refetch once.
             let keys = state
                 .provider
