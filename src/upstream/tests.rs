@@ -895,3 +895,29 @@ async fn jwks_errors() {
     let error = provider.jwks(false).await.unwrap_err();
     assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
 }
+
+/// The provider's set used to be read by rules of its own, which kept a
+/// set that leaks a private key; it follows the rules of every key set now.
+#[tokio::test]
+async fn a_provider_jwks_that_leaks_private_key_material_is_refused() {
+    let server = TestServer::start(|base, seen| match seen.path.as_str() {
+        "/jwks" => Reply::Json(
+            StatusCode::OK,
+            json!({"keys": [
+                {"kty": "EC", "crv": "P-256", "kid": "k1",
+                 "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                 "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                 "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}
+            ]}),
+        ),
+        _ => standard(base, seen),
+    })
+    .await;
+    let (provider, _dir) = start_provider(&server).await;
+    let error = provider.jwks(false).await.unwrap_err();
+    assert!(
+        matches!(&error, UpstreamError::InvalidResponse { reason, .. } if reason.contains("private key material")),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("jpsQnnGQ"), "{error}");
+}
