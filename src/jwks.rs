@@ -529,6 +529,7 @@ impl KeySetSlot {
     ) -> Result<Arc<Vec<Jwk>>, E>
     where
         Fut: Future<Output = Result<Arc<Vec<Jwk>>, E>>,
+        E: std::fmt::Display,
     {
         let mut state = self.state.lock().await;
         let serve_stale = policy.when_refetch_fails == WhenRefetchFails::ServeStale;
@@ -550,7 +551,7 @@ impl KeySetSlot {
             }
             Err(error) => match &state.keys {
                 Some(stale) if serve_stale => {
-                    tracing::warn!("refetching an aged key set failed; keeping the cached set");
+                    tracing::warn!(%error, "refetching an aged key set failed; keeping the cached set");
                     Ok(Arc::clone(stale))
                 }
                 _ => {
