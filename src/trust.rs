@@ -102,20 +102,6 @@ pub enum StatementError {
         /// What is wrong, in fixed words.
         reason: &'static str,
     },
-    /// `none` or an HMAC algorithm.
-    #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
-    #[strum(serialize = "disallowed_alg")]
-    DisallowedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
-    /// An algorithm this proxy cannot verify.
-    #[error("alg \"{alg}\" is not supported")]
-    #[strum(serialize = "unsupported_alg")]
-    UnsupportedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
     /// No `iss` string.
     #[error("has no iss claim naming its issuer")]
     #[strum(serialize = "missing_iss")]
@@ -135,21 +121,13 @@ pub enum StatementError {
         /// The issuer's name.
         issuer: String,
     },
-    /// No key of the issuer has the `kid` (or, without a `kid`, fits the `alg`).
-    #[error("signed by an unknown key")]
-    UnknownKey,
-    /// Several of the issuer's keys fit and the statement names none.
-    #[error("several of the issuer's keys fit and the statement does not name one with kid")]
-    AmbiguousKey,
-    /// The issuer's key named by `kid` cannot verify this algorithm.
-    #[error("the issuer's key is unsuitable: {reason}")]
-    UnsuitableKey {
-        /// Why, in fixed words.
-        reason: &'static str,
-    },
-    /// The signature does not verify.
-    #[error("signature is invalid")]
-    BadSignature,
+    /// The statement as a signed JWT, by the rules every signed JWT the
+    /// proxy verifies follows: its header (`none`, HMAC or an unknown
+    /// algorithm, a `crit` extension), the issuer's key (none with the
+    /// `kid`, several that fit, one that does not fit), or the signature.
+    #[error(transparent)]
+    #[strum(transparent)]
+    Jwt(JwtError),
     /// `exp` has passed (beyond the clock skew).
     #[error("has expired")]
     Expired,
@@ -212,17 +190,11 @@ impl StatementError {
         self.into()
     }
 
-    /// The shared JWT checks speak of "a token"; here it is a statement.
+    /// A shared JWT check's error: nested, except where a statement says
+    /// more (whose key set could not be fetched, that `iss` is missing).
     /// `issuer` names whose key set a fetch was for.
     fn from_jwt(error: JwtError, issuer: &str) -> Self {
         match error {
-            JwtError::Malformed { reason } => StatementError::Malformed { reason },
-            JwtError::DisallowedAlgorithm { alg } => StatementError::DisallowedAlgorithm { alg },
-            JwtError::UnsupportedAlgorithm { alg } => StatementError::UnsupportedAlgorithm { alg },
-            JwtError::UnknownKey => StatementError::UnknownKey,
-            JwtError::AmbiguousKey => StatementError::AmbiguousKey,
-            JwtError::UnsuitableKey { reason } => StatementError::UnsuitableKey { reason },
-            JwtError::BadSignature => StatementError::BadSignature,
             JwtError::JwksFetch(error) => StatementError::KeysUnavailable {
                 issuer: issuer.to_owned(),
                 error,
@@ -237,6 +209,7 @@ impl StatementError {
             JwtError::WrongSubject | JwtError::WrongAudience => StatementError::Malformed {
                 reason: "its claims cannot be read",
             },
+            other => StatementError::Jwt(other),
         }
     }
 }
