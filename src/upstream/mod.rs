@@ -78,10 +78,12 @@ pub struct TokenResponse {
 /// What can go wrong talking to the provider. Messages name URLs, files,
 /// variables and statuses, never a secret, code, token or assertion, and
 /// never a byte of a provider's answer body.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum UpstreamError {
     /// `[upstream] issuer` is not configured.
     #[error("upstream.issuer is required")]
+    #[strum(serialize = "invalid_issuer")]
     MissingIssuer,
     /// The configured issuer cannot be an RFC 8414 issuer identifier.
     #[error("upstream.issuer {issuer}: {reason}")]
@@ -101,6 +103,7 @@ pub enum UpstreamError {
     },
     /// The TLS client could not be built (e.g. `extra_root_certs`).
     #[error("upstream TLS setup: {0}")]
+    #[strum(serialize = "tls_setup")]
     Tls(String),
     /// The discovery document is missing or unusable.
     #[error("provider discovery at {url}: {reason}")]
@@ -185,20 +188,7 @@ impl UpstreamError {
 
     /// A stable, closed label for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::MissingIssuer | UpstreamError::InvalidIssuer { .. } => "invalid_issuer",
-            UpstreamError::Credential { .. } => "credential",
-            UpstreamError::Tls(_) => "tls_setup",
-            UpstreamError::Discovery { .. } => "discovery",
-            UpstreamError::IssuerMismatch { .. } => "issuer_mismatch",
-            UpstreamError::UnknownClient(_) => "unknown_client",
-            UpstreamError::Assertion { .. } => "assertion",
-            UpstreamError::NoJwksUri => "no_jwks_uri",
-            UpstreamError::Timeout { .. } => "timeout",
-            UpstreamError::Unavailable { .. } => "unavailable",
-            UpstreamError::Status { .. } => "status",
-            UpstreamError::InvalidResponse { .. } => "invalid_response",
-        }
+        self.into()
     }
 
     fn is_transient(&self) -> bool {

@@ -921,3 +921,80 @@ async fn a_provider_jwks_that_leaks_private_key_material_is_refused() {
     );
     assert!(!error.to_string().contains("jpsQnnGQ"), "{error}");
 }
+
+#[test]
+fn error_kinds_are_pinned() {
+    // The `kind` label of cimd_proxy_provider_errors_total: a contract.
+    let text = || "x".to_owned();
+    for (error, kind) in [
+        (UpstreamError::MissingIssuer, "invalid_issuer"),
+        (
+            UpstreamError::InvalidIssuer {
+                issuer: text(),
+                reason: text(),
+            },
+            "invalid_issuer",
+        ),
+        (
+            UpstreamError::Credential {
+                client: text(),
+                reason: text(),
+            },
+            "credential",
+        ),
+        (UpstreamError::Tls(text()), "tls_setup"),
+        (
+            UpstreamError::Discovery {
+                url: text(),
+                reason: text(),
+            },
+            "discovery",
+        ),
+        (
+            UpstreamError::IssuerMismatch {
+                expected: text(),
+                found: text(),
+            },
+            "issuer_mismatch",
+        ),
+        (UpstreamError::UnknownClient(text()), "unknown_client"),
+        (
+            UpstreamError::Assertion {
+                client: text(),
+                reason: text(),
+            },
+            "assertion",
+        ),
+        (UpstreamError::NoJwksUri, "no_jwks_uri"),
+        (
+            UpstreamError::Timeout {
+                url: text(),
+                timeout: Duration::from_secs(1),
+            },
+            "timeout",
+        ),
+        (
+            UpstreamError::Unavailable {
+                url: text(),
+                reason: text(),
+            },
+            "unavailable",
+        ),
+        (
+            UpstreamError::Status {
+                url: text(),
+                status: 502,
+            },
+            "status",
+        ),
+        (
+            UpstreamError::InvalidResponse {
+                url: text(),
+                reason: text(),
+            },
+            "invalid_response",
+        ),
+    ] {
+        assert_eq!(error.kind(), kind, "{error}");
+    }
+}
