@@ -3,7 +3,7 @@
 //! assertions (`client_auth`), software statements (`trust`) and the
 //! provider's id_tokens (`id_token`, with the key set `upstream` caches).
 //!
-//! The rules are the same for both, so they live here once:
+//! The rules are the same for all of them, so they live here once:
 //!
 //! * the header names an asymmetric algorithm this crate can verify (never
 //!   `none`, never HMAC, whose "secret" would be a public key) and no `crit`
