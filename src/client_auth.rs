@@ -165,12 +165,29 @@ pub enum ClientAuthError {
         expected: String,
     },
     /// The assertion as a signed JWT: its header, the key from the client's
-    /// key set (inline or fetched from its `jwks_uri`), the signature, and
-    /// `iss`/`sub`/`aud`, by the rules every signed JWT the proxy verifies
-    /// follows.
+    /// key set (inline or fetched from its `jwks_uri`) or the signature, by
+    /// the rules every signed JWT the proxy verifies follows.
     #[error("client_assertion: {0}")]
     #[strum(transparent)]
     Jwt(JwtError),
+    /// `iss` is missing, not a string, or not the client_id.
+    #[error("client_assertion iss must be the client_id")]
+    #[strum(serialize = "wrong_iss")]
+    WrongIssuer,
+    /// `sub` is missing, not a string, or not the client_id.
+    #[error("client_assertion sub must be the client_id")]
+    #[strum(serialize = "wrong_sub")]
+    WrongSubject,
+    /// `aud` names none of the proxy's audiences.
+    #[error("client_assertion aud must contain this server's issuer or token endpoint")]
+    #[strum(serialize = "wrong_aud")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("client_assertion has no {claim} claim")]
+    MissingClaim {
+        /// The claim.
+        claim: &'static str,
+    },
     /// `exp` has passed (beyond the clock skew).
     #[error("client_assertion has expired")]
     Expired,
@@ -253,9 +270,18 @@ impl ClientAuthError {
     }
 }
 
+/// A shared JWT check's error, nested; the claim checks are this module's
+/// own rules (RFC 7523 §3, which `verify_signature` hands to
+/// `jsonwebtoken`), so they keep the words that say what is expected.
 impl From<JwtError> for ClientAuthError {
     fn from(error: JwtError) -> Self {
-        ClientAuthError::Jwt(error)
+        match error {
+            JwtError::WrongIssuer => ClientAuthError::WrongIssuer,
+            JwtError::WrongSubject => ClientAuthError::WrongSubject,
+            JwtError::WrongAudience => ClientAuthError::WrongAudience,
+            JwtError::MissingClaim { claim } => ClientAuthError::MissingClaim { claim },
+            other => ClientAuthError::Jwt(other),
+        }
     }
 }
 
@@ -354,18 +380,18 @@ impl ClientAuthenticator {
             .map_err(|_| JwtError::Malformed {
                 reason: "the claims are not a base64url-encoded JSON object",
             })?;
-        let claim = |name: &str, error: JwtError| match claims.get(name) {
+        let claim = |name: &str, error: ClientAuthError| match claims.get(name) {
             None => Ok(None),
             Some(Value::String(value)) => Ok(Some(value.clone())),
             Some(_) => Err(error),
         };
-        let sub = claim("sub", JwtError::WrongSubject)?;
-        let iss = claim("iss", JwtError::WrongIssuer)?;
+        let sub = claim("sub", ClientAuthError::WrongSubject)?;
+        let iss = claim("iss", ClientAuthError::WrongIssuer)?;
         let named = match (sub, iss) {
-            (Some(sub), Some(iss)) if sub != iss => return Err(JwtError::WrongIssuer.into()),
+            (Some(sub), Some(iss)) if sub != iss => return Err(ClientAuthError::WrongIssuer),
             (Some(sub), _) => sub,
             (None, Some(iss)) => iss,
-            (None, None) => return Err(JwtError::MissingClaim { claim: "sub" }.into()),
+            (None, None) => return Err(ClientAuthError::MissingClaim { claim: "sub" }),
         };
         match &params.client_id {
             Some(client_id) if *client_id != named => Err(ClientAuthError::ClientIdMismatch),
@@ -467,10 +493,10 @@ impl ClientAuthenticator {
     ) -> Result<(), ClientAuthError> {
         // jsonwebtoken accepts an array `iss`; RFC 7523 §3 wants the client_id itself.
         if claims.get("iss").and_then(Value::as_str) != Some(client_id) {
-            return Err(JwtError::WrongIssuer.into());
+            return Err(ClientAuthError::WrongIssuer);
         }
         if claims.get("sub").and_then(Value::as_str) != Some(client_id) {
-            return Err(JwtError::WrongSubject.into());
+            return Err(ClientAuthError::WrongSubject);
         }
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => self.audiences.contains(aud),
@@ -481,12 +507,13 @@ impl ClientAuthenticator {
             _ => false,
         };
         if !audience_ok {
-            return Err(JwtError::WrongAudience.into());
+            return Err(ClientAuthError::WrongAudience);
         }
 
         let now = (self.clock)();
         let skew = secs(self.limits.clock_skew);
-        let exp = numeric_date(claims, "exp")?.ok_or(JwtError::MissingClaim { claim: "exp" })?;
+        let exp =
+            numeric_date(claims, "exp")?.ok_or(ClientAuthError::MissingClaim { claim: "exp" })?;
         if now > exp.saturating_add(skew) {
             return Err(ClientAuthError::Expired);
         }
