@@ -56,9 +56,18 @@ pub fn install() -> bool {
     static IN_FORCE: OnceLock<bool> = OnceLock::new();
     // Once jsonwebtoken has a provider it never changes, so the answer can
     // be kept.
-    *IN_FORCE.get_or_init(|| match provider().install_default() {
-        Ok(()) => true,
-        Err(existing) => std::ptr::eq(existing, provider()),
+    *IN_FORCE.get_or_init(|| {
+        let in_force = match provider().install_default() {
+            Ok(()) => true,
+            Err(existing) => std::ptr::eq(existing, provider()),
+        };
+        if !in_force {
+            tracing::debug!(
+                "jsonwebtoken chose its crypto provider before the library ran; \
+                 RSA signatures are checked by ring as well"
+            );
+        }
+        in_force
     })
 }
 
