@@ -7,7 +7,10 @@
 //! carried into a new token ([`reissue_claims`]), and that token is signed
 //! with the proxy's key ([`SigningKeys`]), published at `/jwks.json`.
 //!
-//! JWS and JWK handling is `jsonwebtoken`'s (the `rust_crypto` backend).
+//! The provider's token is checked by [`crate::jwks`], under the rules every
+//! signed JWT the proxy verifies follows (header, key choice and fit, RSA
+//! signatures by `ring`); only the claims rules are this module's. JWS and
+//! JWK handling is `jsonwebtoken`'s (the `rust_crypto` backend).
 //! `p256` and `rsa`, which that backend already uses, read the key formats
 //! `jsonwebtoken` does not (SEC1 "EC PRIVATE KEY", PKCS#8 RSA to PKCS#1) and
 //! check the curve and the RSA size; `ring` generates ephemeral keys and
