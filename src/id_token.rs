@@ -7,7 +7,7 @@
 //! carried into a new token ([`reissue_claims`]), and that token is signed
 //! with the proxy's key ([`SigningKeys`]), published at `/jwks.json`.
 //!
-//! The provider's token is checked by [`crate::jwks`], under the rules every
+//! The provider's token is checked by `jwks`, under the rules every
 //! signed JWT the proxy verifies follows (header, key choice and fit, RSA
 //! signatures by `ring`); only the claims rules are this module's. JWS and
 //! JWK handling is `jsonwebtoken`'s (the `rust_crypto` backend).

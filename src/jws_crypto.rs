@@ -22,7 +22,7 @@
 //! one provider per process, chosen by whoever touches its crypto first; a
 //! program (or a test) that signs with `jsonwebtoken` directly before the
 //! library runs can make it pick its default, and [`install`] then says so
-//! with `false`: `jwks` checks RSA signatures with [`verify`] as well in that
+//! with `false`: `jwks` checks RSA signatures with `verify` as well in that
 //! case, so the same rules hold anyway.
 
 use std::sync::OnceLock;

@@ -16,7 +16,7 @@
 //! - [`Provider`]: token calls as a pre-registered client, the verbatim
 //!   forwarding of a pre-registered client's own token request, and the
 //!   provider's JWKS, read and cached by the same rules as every key set
-//!   ([`crate::jwks`]: parsing, a rate-limited refetch, one fetch at a
+//!   (`jwks`: parsing, a rate-limited refetch, one fetch at a
 //!   time), kept when a refetch fails.
 
 mod credentials;
