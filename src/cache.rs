@@ -32,8 +32,9 @@ use crate::error_code::ErrorCode;
 use crate::metadata::{self, ClientMetadata, MetadataError};
 
 /// How a lookup was served; a closed set, used as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum CacheStatus {
     /// A fresh entry was in the cache.
     Hit,
@@ -47,13 +48,8 @@ pub enum CacheStatus {
 
 impl CacheStatus {
     /// The status as a metric label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Coalesced => "coalesced",
-            CacheStatus::Revalidated => "revalidated",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -570,5 +566,18 @@ mod tests {
             conditional[header::IF_MODIFIED_SINCE],
             "Wed, 21 Oct 2026 07:28:00 GMT"
         );
+    }
+
+    #[test]
+    fn cache_status_labels_are_pinned() {
+        // Metric labels and log fields: the strings are a contract.
+        for (value, text) in [
+            (CacheStatus::Hit, "hit"),
+            (CacheStatus::Miss, "miss"),
+            (CacheStatus::Coalesced, "coalesced"),
+            (CacheStatus::Revalidated, "revalidated"),
+        ] {
+            assert_eq!(value.as_str(), text);
+        }
     }
 }

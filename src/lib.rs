@@ -39,8 +39,9 @@ pub use client_auth::{
 pub use client_id::ClientIdUrl;
 pub use config::{Config, ConfigError};
 pub use egress::{Egress, FetchError};
-pub use error_code::ErrorCode;
+pub use error_code::{ErrorCode, OAuthErrorCode};
 pub use id_token::{IdTokenError, IdTokenVerifier, SigningError, SigningKeys, SigningSetupError};
+pub use jwks::JwtError;
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};
 pub use seal::{Purpose, SealError, SealSetupError, Sealer};

@@ -139,8 +139,6 @@ impl From<&LogFormat> for logging::LogFormat {
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    // Before anything verifies a JWT: RSA signatures are checked by ring.
-    cimd_proxy::jws_crypto::install();
     let cli = Cli::parse();
     // A one-shot command keeps stderr for what went wrong; a server narrates,
     // through a queue its requests never wait on.

@@ -14,9 +14,6 @@
 //! local port (CIMD-RULES 17), so a rule that trusts the domain does not
 //! vouch for the person holding the loopback listener.
 
-use std::fmt;
-use std::str::FromStr;
-
 use globset::GlobMatcher;
 
 use crate::client_id::ClientIdUrl;
@@ -24,7 +21,20 @@ use crate::config::PolicyConfig;
 use crate::metadata::ClientMetadata;
 
 /// What the policy does with a client. Ordered from least to most strict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     /// Proceed without asking.
     Allow,
@@ -36,31 +46,8 @@ pub enum Action {
 
 impl Action {
     /// The action as written in configuration and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Warn => "warn",
-            Action::Deny => "deny",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Action {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "allow" => Ok(Action::Allow),
-            "warn" => Ok(Action::Warn),
-            "deny" => Ok(Action::Deny),
-            _ => Err(()),
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -444,6 +431,20 @@ mod tests {
             "https://a.example/",
         ] {
             assert!(pattern.matches(&client(url)), "{url}");
+        }
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        // Metric labels and log fields: the strings are a contract.
+        for (value, text) in [
+            (Action::Allow, "allow"),
+            (Action::Warn, "warn"),
+            (Action::Deny, "deny"),
+        ] {
+            assert_eq!(value.as_str(), text);
+            assert_eq!(value.to_string(), text);
+            assert_eq!(text.parse::<Action>(), Ok(value));
         }
     }
 }

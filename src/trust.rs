@@ -87,7 +87,8 @@ const NOT_METADATA: [&str; 9] = [
 ///
 /// Messages never contain the statement or key material; values taken from
 /// the statement are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum StatementError {
     /// Longer than [`MAX_STATEMENT_BYTES`].
     #[error("is longer than {limit} bytes")]
@@ -101,20 +102,9 @@ pub enum StatementError {
         /// What is wrong, in fixed words.
         reason: &'static str,
     },
-    /// `none` or an HMAC algorithm.
-    #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
-    DisallowedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
-    /// An algorithm this proxy cannot verify.
-    #[error("alg \"{alg}\" is not supported")]
-    UnsupportedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
     /// No `iss` string.
     #[error("has no iss claim naming its issuer")]
+    #[strum(serialize = "missing_iss")]
     MissingIssuer,
     /// `iss` is not a configured issuer.
     #[error("is issued by \"{iss}\", which is not a trusted issuer")]
@@ -124,27 +114,20 @@ pub enum StatementError {
     },
     /// The issuer is not configured to use this algorithm.
     #[error("alg \"{alg}\" is not among the algorithms accepted from {issuer}")]
+    #[strum(serialize = "alg_not_allowed")]
     AlgorithmNotAllowed {
         /// The header's `alg`.
         alg: &'static str,
         /// The issuer's name.
         issuer: String,
     },
-    /// No key of the issuer has the `kid` (or, without a `kid`, fits the `alg`).
-    #[error("signed by an unknown key")]
-    UnknownKey,
-    /// Several of the issuer's keys fit and the statement names none.
-    #[error("several of the issuer's keys fit and the statement does not name one with kid")]
-    AmbiguousKey,
-    /// The issuer's key named by `kid` cannot verify this algorithm.
-    #[error("the issuer's key is unsuitable: {reason}")]
-    UnsuitableKey {
-        /// Why, in fixed words.
-        reason: &'static str,
-    },
-    /// The signature does not verify.
-    #[error("signature is invalid")]
-    BadSignature,
+    /// The statement as a signed JWT, by the rules every signed JWT the
+    /// proxy verifies follows: its header (`none`, HMAC or an unknown
+    /// algorithm, a `crit` extension), the issuer's key (none with the
+    /// `kid`, several that fit, one that does not fit), or the signature.
+    #[error(transparent)]
+    #[strum(transparent)]
+    Jwt(JwtError),
     /// `exp` has passed (beyond the clock skew).
     #[error("has expired")]
     Expired,
@@ -153,6 +136,7 @@ pub enum StatementError {
     NotYetValid,
     /// `iat` is in the future (beyond the clock skew).
     #[error("was issued in the future (iat)")]
+    #[strum(serialize = "iat_in_future")]
     IssuedInFuture,
     /// Neither a `client_id` nor a `sub` string names a client.
     #[error("does not name this client (it has no client_id or sub claim)")]
@@ -166,6 +150,7 @@ pub enum StatementError {
     /// The statement disagrees with the document on a member that decides
     /// where codes go or which keys speak for the client.
     #[error("its {claim} disagree with the document's")]
+    #[strum(serialize = "contradicts_document")]
     Contradicts {
         /// `redirect_uris`, `jwks_uri` or `jwks`.
         claim: &'static str,
@@ -195,48 +180,21 @@ pub enum StatementError {
     },
     /// With the statement's claims in force, the document breaks a rule.
     #[error("its claims make the document invalid: {0}")]
+    #[strum(serialize = "invalid_effective_document")]
     Effective(MetadataError),
 }
 
 impl StatementError {
     /// A stable, closed label for logs.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            StatementError::TooLarge { .. } => "too_large",
-            StatementError::Malformed { .. } => "malformed",
-            StatementError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            StatementError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            StatementError::MissingIssuer => "missing_iss",
-            StatementError::UnknownIssuer { .. } => "unknown_issuer",
-            StatementError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
-            StatementError::UnknownKey => "unknown_key",
-            StatementError::AmbiguousKey => "ambiguous_key",
-            StatementError::UnsuitableKey { .. } => "unsuitable_key",
-            StatementError::BadSignature => "bad_signature",
-            StatementError::Expired => "expired",
-            StatementError::NotYetValid => "not_yet_valid",
-            StatementError::IssuedInFuture => "iat_in_future",
-            StatementError::NamesNoClient => "names_no_client",
-            StatementError::OtherClient { .. } => "other_client",
-            StatementError::Contradicts { .. } => "contradicts_document",
-            StatementError::RequiredClaim { .. } => "required_claim",
-            StatementError::KeysUnavailable { .. } => "keys_unavailable",
-            StatementError::InvalidKeySet { .. } => "invalid_key_set",
-            StatementError::Effective(_) => "invalid_effective_document",
-        }
+        self.into()
     }
 
-    /// The shared JWT checks speak of "a token"; here it is a statement.
+    /// A shared JWT check's error: nested, except where a statement says
+    /// more (whose key set could not be fetched, that `iss` is missing).
     /// `issuer` names whose key set a fetch was for.
     fn from_jwt(error: JwtError, issuer: &str) -> Self {
         match error {
-            JwtError::Malformed { reason } => StatementError::Malformed { reason },
-            JwtError::DisallowedAlgorithm { alg } => StatementError::DisallowedAlgorithm { alg },
-            JwtError::UnsupportedAlgorithm { alg } => StatementError::UnsupportedAlgorithm { alg },
-            JwtError::UnknownKey => StatementError::UnknownKey,
-            JwtError::AmbiguousKey => StatementError::AmbiguousKey,
-            JwtError::UnsuitableKey { reason } => StatementError::UnsuitableKey { reason },
-            JwtError::BadSignature => StatementError::BadSignature,
             JwtError::JwksFetch(error) => StatementError::KeysUnavailable {
                 issuer: issuer.to_owned(),
                 error,
@@ -251,6 +209,7 @@ impl StatementError {
             JwtError::WrongSubject | JwtError::WrongAudience => StatementError::Malformed {
                 reason: "its claims cannot be read",
             },
+            other => StatementError::Jwt(other),
         }
     }
 }

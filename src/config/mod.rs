@@ -945,7 +945,7 @@ fn read_action(
     let value = value?;
     match value.parse() {
         Ok(action) => Some(action),
-        Err(()) => {
+        Err(_) => {
             problems.push(Problem::new(
                 &section.key_path(key),
                 format!("expected \"allow\", \"warn\" or \"deny\", found {value:?}"),

@@ -67,7 +67,8 @@ pub enum MediaKind {
 
 /// What a fetch is for: it decides the expected media type and the body
 /// cap, and it is the `kind` label of the fetch metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum FetchKind {
     /// A client metadata document (`fetch.max_document_bytes`).
     Document,
@@ -79,12 +80,8 @@ pub enum FetchKind {
 
 impl FetchKind {
     /// The metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FetchKind::Document => "document",
-            FetchKind::Jwks => "jwks",
-            FetchKind::Logo => "logo",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// The media type the body must have.
@@ -145,7 +142,7 @@ pub struct Fetched {
 }
 
 /// Why a fetch failed. Each variant maps to one stable [`ErrorCode`].
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// Not an https URL with a host.
     #[error("not an https URL with a host: {url}")]
@@ -880,5 +877,17 @@ mod tests {
         assert_eq!(host_header(&url), "a.example");
         let url = Url::parse("https://[2001:db8::1]:8443/x").unwrap();
         assert_eq!(host_header(&url), "[2001:db8::1]:8443");
+    }
+
+    #[test]
+    fn fetch_kind_labels_are_pinned() {
+        // Metric labels and log fields: the strings are a contract.
+        for (value, text) in [
+            (FetchKind::Document, "document"),
+            (FetchKind::Jwks, "jwks"),
+            (FetchKind::Logo, "logo"),
+        ] {
+            assert_eq!(value.as_str(), text);
+        }
     }
 }

@@ -496,3 +496,76 @@ async fn a_reload_puts_the_new_issuers_in_force() {
     let (_, verdict) = vet(&none, &statement).await.expect("not evaluated");
     assert!(matches!(verdict, Some(Verdict::NotChecked { .. })));
 }
+
+#[test]
+fn statement_error_labels_are_pinned() {
+    // Log fields: the strings are a contract, whether the check is this
+    // module's or the shared JWT rules'.
+    let jwt = |error| StatementError::from_jwt(error, "registry");
+    let labels: Vec<(StatementError, &str)> = vec![
+        (StatementError::TooLarge { limit: 1 }, "too_large"),
+        (StatementError::Malformed { reason: "x" }, "malformed"),
+        (jwt(JwtError::Malformed { reason: "x" }), "malformed"),
+        (
+            jwt(JwtError::DisallowedAlgorithm { alg: "none".into() }),
+            "disallowed_alg",
+        ),
+        (
+            jwt(JwtError::UnsupportedAlgorithm {
+                alg: "ES512".into(),
+            }),
+            "unsupported_alg",
+        ),
+        (StatementError::MissingIssuer, "missing_iss"),
+        (
+            StatementError::UnknownIssuer { iss: "x".into() },
+            "unknown_issuer",
+        ),
+        (
+            StatementError::AlgorithmNotAllowed {
+                alg: "RS256",
+                issuer: "x".into(),
+            },
+            "alg_not_allowed",
+        ),
+        (jwt(JwtError::UnknownKey), "unknown_key"),
+        (jwt(JwtError::AmbiguousKey), "ambiguous_key"),
+        (
+            jwt(JwtError::UnsuitableKey { reason: "x" }),
+            "unsuitable_key",
+        ),
+        (jwt(JwtError::BadSignature), "bad_signature"),
+        (StatementError::Expired, "expired"),
+        (StatementError::NotYetValid, "not_yet_valid"),
+        (StatementError::IssuedInFuture, "iat_in_future"),
+        (StatementError::NamesNoClient, "names_no_client"),
+        (
+            StatementError::OtherClient { named: "x".into() },
+            "other_client",
+        ),
+        (
+            StatementError::Contradicts { claim: "jwks" },
+            "contradicts_document",
+        ),
+        (
+            StatementError::RequiredClaim {
+                claim: "tier".into(),
+                issuer: "x".into(),
+            },
+            "required_claim",
+        ),
+        (
+            jwt(JwtError::JwksFetch(crate::egress::FetchError::Overloaded {
+                limit: 1,
+            })),
+            "keys_unavailable",
+        ),
+        (
+            jwt(JwtError::InvalidJwks { reason: "x" }),
+            "invalid_key_set",
+        ),
+    ];
+    for (error, label) in labels {
+        assert_eq!(error.as_str(), label, "{error}");
+    }
+}

@@ -216,6 +216,8 @@ impl AssertionKey {
     /// key was wanted, never anything of the key.
     pub(super) fn from_pem(pem: &[u8]) -> Result<AssertionKey, String> {
         const WANTED: &str = "holds no RSA (2048 bits or more) or P-256 private key in PEM";
+        // Before jsonwebtoken first touches a key, so its provider is ours.
+        crate::jws_crypto::install();
         // The parser's own error can quote a line of the file; not repeated.
         let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| WANTED.to_owned())?;
         let (key, algorithm) = match &der {
