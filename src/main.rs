@@ -286,9 +286,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// The configuration, with the files it names read ahead so that every
+/// problem is reported at once, before anything starts.
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(match path {
-        Some(path) => Config::load(path)?,
+        Some(path) => cimd_proxy::preflight::load_config(path)?,
         None => Config::default(),
     })
 }

@@ -51,13 +51,16 @@ use tokio_rustls::TlsAcceptor;
 use url::Url;
 
 use crate::client_id::ClientIdUrl;
-use crate::config::{
-    Config, FetchConfig, PolicyConfig, RedirectMode, SealConfig, SecretSource, ServerConfig,
-    SigningConfig, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
-};
+use crate::config::{Config, ServerConfig};
+use crate::egress::FetchConfig;
+use crate::id_token::SigningConfig;
 use crate::policy::Action;
+use crate::policy::PolicyConfig;
+use crate::seal::SealConfig;
 use crate::seal::Sealer;
+use crate::secret::SecretSource;
 use crate::server::{AppState, ServeError};
+use crate::upstream::{RedirectMode, UpstreamAuthMethod, UpstreamClient, UpstreamConfig};
 
 /// The proxy's public listener unless `--listen` says otherwise.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);

@@ -30,15 +30,15 @@ use axum::routing::{get, post};
 
 use crate::cache::DocumentCache;
 use crate::client_auth::{ClientAuthLimits, ClientAuthenticator};
-use crate::config::{Config, RedirectMode};
+use crate::config::Config;
 use crate::egress::{self, Egress, EgressSetupError};
 use crate::id_token::{SigningKeys, SigningSetupError};
 use crate::logo::LogoCache;
 use crate::policy::{Action, Policy};
 use crate::replay::ReplayStore;
 use crate::seal::{SealSetupError, Sealer};
-use crate::trust::Trust;
-use crate::upstream::{Provider, UpstreamError};
+use crate::trust::{Trust, TrustSetupError};
+use crate::upstream::{Provider, RedirectMode, UpstreamError};
 pub use listener::{Listeners, bind};
 use pages::{PageReason, error_page};
 use params::{MAX_PARAMS_BYTES, Params};
@@ -128,6 +128,9 @@ pub enum ServeError {
     /// The signing keys could not be read.
     #[error(transparent)]
     Signing(#[from] SigningSetupError),
+    /// A trust issuer's key file could not be used.
+    #[error(transparent)]
+    Trust(#[from] TrustSetupError),
     /// The provider could not be discovered or its credentials loaded.
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
@@ -172,7 +175,7 @@ impl AppState {
         );
         Ok(AppState {
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
-            trust: Trust::new(&config.trust, Arc::clone(&egress)),
+            trust: Trust::new(&config.trust, Arc::clone(&egress))?,
             consents: Arc::new(ReplayStore::new(MAX_PENDING_CONSENTS)),
             cache: Arc::new(DocumentCache::new(egress, config.cache.clone())),
             policy: Policy::new(config.policy.clone()),
@@ -230,7 +233,7 @@ impl AppState {
             signing,
             consents: Arc::clone(&self.consents),
             logos: Arc::clone(&self.logos),
-            trust: self.trust.reconfigured(&config.trust),
+            trust: self.trust.reconfigured(&config.trust)?,
             config,
         })
     }

@@ -17,6 +17,7 @@
 //!   forwarding of a pre-registered client's own token request, and the
 //!   provider's JWKS behind a small rate-limited cache.
 
+mod config;
 mod credentials;
 mod discovery;
 mod http;
@@ -31,7 +32,9 @@ use bytes::Bytes;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use url::Url;
 
-use crate::config::UpstreamConfig;
+pub use config::{
+    RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+};
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
