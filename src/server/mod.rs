@@ -508,7 +508,10 @@ pub async fn run(
         until_stopped(stopped.clone()),
     ));
     let readiness = crate::admin::Readiness::new();
-    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider(Arc::clone(&shared)));
+    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider({
+        let shared = Arc::clone(&shared);
+        move || Arc::clone(&shared.current().provider)
+    }));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
         crate::admin::router(readiness, {
