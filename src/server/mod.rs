@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod pages;
 mod params;
 pub mod reload;
+mod request_id;
 mod token;
 
 use std::collections::BTreeSet;
@@ -315,66 +316,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         router = add(router, format!("{base}/token"), post(token));
         router = add(router, format!("{base}/jwks.json"), get(jwks));
     }
-    router
+    let router = router
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
-        .layer(axum::middleware::from_fn(request_id))
-        .with_state(shared)
-}
-
-/// Gives every request an id: the audit lines it produces carry it (as a
-/// field of the `request` span) and the response returns it in
-/// `X-Request-Id`, so a user's report can be matched to the log. A caller's
-/// own id is kept only if it is short and plain; otherwise one is made.
-async fn request_id(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use tracing::Instrument as _;
-    let header = axum::http::HeaderName::from_static("x-request-id");
-    let id = request
-        .headers()
-        .get(&header)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map_or_else(new_request_id, str::to_owned);
-    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
-        request.headers_mut().insert(header.clone(), value.clone());
-        let span = tracing::info_span!("request", id = %id);
-        let mut response = next.run(request).instrument(span).await;
-        response.headers_mut().insert(header, value);
-        response
-    } else {
-        next.run(request).await
-    }
-}
-
-/// 64 bits as hex, unique within the process and unpredictable from
-/// outside: a counter through a bijective mix (SplitMix64's finalizer)
-/// keyed with a random value drawn once. No system call per request.
-fn new_request_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static KEY: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let key = *KEY.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // Without randomness the ids are only less unique across processes.
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-        u64::from_le_bytes(bytes)
-    });
-    let mut z = key.wrapping_add(
-        COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    format!("{z:016x}")
+        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES));
+    request_id::layer(router).with_state(shared)
 }
 
 async fn metadata(Current(state): Current) -> Response {
