@@ -14,6 +14,7 @@ pub mod check;
 pub mod client_auth;
 pub mod client_id;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod egress;
 pub mod error_code;

@@ -1,6 +1,5 @@
 //! The `cimd-proxy` command line: parses arguments and calls the library.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,13 +47,14 @@ enum Command {
     ///
     /// NOT FOR PRODUCTION: it signs anyone in automatically, so it listens on
     /// loopback only. Prints what to open once it is ready; Ctrl-C stops it.
+    #[cfg(feature = "dev")]
     Dev {
         /// The proxy's public listener (loopback only).
         #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// The proxy's admin listener (loopback only).
         #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_ADMIN_LISTEN)]
-        admin_listen: SocketAddr,
+        admin_listen: std::net::SocketAddr,
     },
     /// Print a new random sealing key (for `seal.keys_env` / `seal.keys_file`).
     Keygen,
@@ -135,6 +135,7 @@ fn main() -> ExitCode {
     // A one-shot command keeps stderr for what went wrong; a server narrates.
     match cli.command {
         Command::Serve { log_format, .. } => init_logging("info", log_format),
+        #[cfg(feature = "dev")]
         Command::Dev { .. } => init_logging("info", LogFormat::Text),
         _ => init_logging("warn", LogFormat::Text),
     }
@@ -164,6 +165,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(u8::from(!report.ok)))
         }
+        #[cfg(feature = "dev")]
         Command::Dev {
             listen,
             admin_listen,
