@@ -473,3 +473,34 @@ fn named_files_are_read_only_through_the_callers_check() {
     );
     assert_eq!(seen.borrow().len(), 2, "{:?}", seen.borrow());
 }
+
+/// The names a choice accepts come from the enum's own string table.
+#[test]
+fn a_bad_choice_lists_the_names_it_accepts() {
+    let problems = load(
+        r#"
+        [upstream]
+        resource_parameter = "Drop"
+        [upstream.clients.main]
+        client_id = "x"
+        client_secret_env = "S"
+        auth_method = "basic"
+        redirect_mode = "bounce"
+        [policy]
+        interstitial = "never"
+        "#,
+    )
+    .expect_err("invalid");
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for expected in [
+        r#"upstream.resource_parameter: expected "forward" or "drop", found "Drop""#,
+        r#"upstream.clients.main.auth_method: expected "client_secret_basic", "client_secret_post", "private_key_jwt" or "none", found "basic""#,
+        r#"upstream.clients.main.redirect_mode: expected "relay" or "direct", found "bounce""#,
+        r#"policy.interstitial: expected "warn" or "always", found "never""#,
+    ] {
+        assert!(
+            text.iter().any(|line| line == expected),
+            "{expected}\nin {text:#?}"
+        );
+    }
+}
