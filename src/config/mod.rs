@@ -16,7 +16,8 @@
 //! (an upstream client a policy rule names, a trust issuer's port). Files the
 //! configuration names (PEM roots, JWK Sets) are read by their component when
 //! it is built; a caller that wants their problems listed with the others
-//! passes a [`FileCheck`] (`config check` and `serve` do).
+//! passes a [`FileCheck`] (`serve`, `check`, `config check` and a reload do,
+//! through `preflight`).
 
 mod reader;
 
