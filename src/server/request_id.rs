@@ -29,7 +29,7 @@ pub(super) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rout
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeId))
-        .layer(axum::middleware::map_request(drop_unplain_request_id))
+        .layer(axum::middleware::map_request(drop_caller_id_unless_plain))
 }
 
 /// The header a request's id travels in, both ways.
@@ -37,7 +37,9 @@ const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static
 
 /// A caller's own id is kept only if it is short and plain (it ends up in
 /// log lines); otherwise it is removed here and [`MakeId`] makes one.
-async fn drop_unplain_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+async fn drop_caller_id_unless_plain(
+    mut request: axum::extract::Request,
+) -> axum::extract::Request {
     let plain = request.headers().get(X_REQUEST_ID).is_none_or(|id| {
         let id = id.as_bytes();
         !id.is_empty()
@@ -145,7 +147,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let app = layer(Router::new().route("/", get(|| async { "ok" })));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(super::super::listener::serve(listener, app, async {
+        let server = tokio::spawn(crate::server::listener::serve(listener, app, async {
             let _ = stopped.await;
         }));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
