@@ -26,10 +26,33 @@ use http::header::{self, HeaderMap};
 use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 
 use crate::client_id::ClientIdUrl;
-use crate::config::CacheConfig;
 use crate::egress::{Egress, FetchError, FetchKind, Fetched};
 use crate::error_code::ErrorCode;
 use crate::metadata::{self, ClientMetadata, MetadataError};
+
+/// `[cache]`: lifetimes of cached documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// The shortest lifetime, whatever the origin says (a floor against refetch floods).
+    pub min_ttl: Duration,
+    /// The longest lifetime, whatever the origin says.
+    pub max_ttl: Duration,
+    /// The lifetime when the origin sends neither `Cache-Control` nor `Expires`.
+    pub default_ttl: Duration,
+    /// The most documents held at once.
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(86_400),
+            default_ttl: Duration::from_secs(300),
+            max_entries: 10_000,
+        }
+    }
+}
 
 /// How a lookup was served; a closed set, used as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, strum::IntoStaticStr)]

@@ -143,6 +143,13 @@ pub enum SigningError {
     SignEs256,
 }
 
+/// `[signing]`: the proxy's id_token keys, read when [`SigningKeys`] is built.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SigningConfig {
+    /// A file of id_token signing keys, newest first.
+    pub keys_file: Option<std::path::PathBuf>,
+}
+
 /// The proxy's id_token signing keys, newest first: the first signs, all are
 /// published so tokens signed before a rotation still verify.
 ///

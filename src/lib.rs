@@ -14,6 +14,7 @@ pub mod check;
 pub mod client_auth;
 pub mod client_id;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod egress;
 pub mod error_code;
@@ -25,8 +26,10 @@ pub mod logo;
 pub mod metadata;
 pub mod metrics;
 pub mod policy;
+pub mod preflight;
 pub mod replay;
 pub mod seal;
+pub mod secret;
 pub mod server;
 pub mod trust;
 pub mod upstream;

@@ -17,7 +17,6 @@
 use globset::GlobMatcher;
 
 use crate::client_id::ClientIdUrl;
-use crate::config::PolicyConfig;
 use crate::metadata::ClientMetadata;
 
 /// What the policy does with a client. Ordered from least to most strict.
@@ -148,6 +147,60 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
 }
 
+/// `[policy]`: the operator's rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// The action for clients no rule matches.
+    pub default_action: Action,
+    /// The upstream client used when the matching rule names none.
+    pub default_upstream_client: Option<String>,
+    /// The least strict action for clients whose only redirect URIs are on loopback.
+    pub loopback_only_redirects: Action,
+    /// When the consent page is shown.
+    pub interstitial: Interstitial,
+    /// Ordered rules; the first match wins.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            default_action: Action::Warn,
+            default_upstream_client: None,
+            loopback_only_redirects: Action::Warn,
+            interstitial: Interstitial::Warn,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[policy] interstitial`: when the user is shown who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum Interstitial {
+    /// For `warn` decisions only.
+    #[default]
+    Warn,
+    /// For every CIMD client, allowed ones included.
+    Always,
+}
+
+/// `[[policy.rules]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleConfig {
+    /// The client_id glob this rule matches.
+    pub client_id: ClientIdPattern,
+    /// What to do with a matching client.
+    pub action: Action,
+    /// Which upstream client a matching client is mapped onto.
+    pub upstream_client: Option<String>,
+    /// A ceiling on the scopes a matching client may request.
+    pub scopes: Option<Vec<String>>,
+    /// When set, the rule matches only clients whose software statement
+    /// verified and was issued by one of these `[[trust.issuers]]` names.
+    pub require_statement_from: Option<Vec<String>>,
+}
+
 /// The compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -225,7 +278,6 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleConfig;
 
     fn client(url: &str) -> ClientIdUrl {
         ClientIdUrl::parse(url).expect("valid client_id")

@@ -50,10 +50,35 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 
 #[cfg(test)]
 mod tests;
+
+/// `[seal]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealConfig {
+    /// Where the sealing keys come from, newest first.
+    pub keys: Option<SecretSource>,
+    /// How long a sign-in may take at the provider (the sealed `state`'s lifetime).
+    pub state_ttl: Duration,
+    /// How long an issued authorization code stays valid.
+    pub code_ttl: Duration,
+    /// How long a sealed refresh token stays valid (the provider's own
+    /// lifetime applies inside it too).
+    pub refresh_token_ttl: Duration,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        SealConfig {
+            keys: None,
+            state_ttl: Duration::from_secs(600),
+            code_ttl: Duration::from_secs(60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
 
 /// The longest sealed value `open` looks at; anything longer is refused
 /// before it is decoded, and `try_seal` refuses to produce one.

@@ -36,17 +36,19 @@
 //! The verdict is a [`Verdict::Vouched`] naming the issuer, which policy
 //! rules match with `require_statement_from` and the consent page shows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::Validation;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
+use url::Url;
 
 use crate::cache::{DocumentCache, ResolveError, Resolved};
 use crate::client_id::{ClientIdUrl, shown};
-use crate::config::{IssuerConfig, IssuerKeys, TrustConfig};
 use crate::egress::{Egress, FetchError};
 use crate::error_code::ErrorCode;
 use crate::id_token::{SigningError, SigningKeys};
@@ -349,6 +351,130 @@ fn system_clock() -> i64 {
         })
 }
 
+/// `[trust]`: who may vouch for clients with a software statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustConfig {
+    /// `[[trust.issuers]]`, in file order. Empty: statements are not evaluated.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// The algorithms an issuer's statements may use when the file names none.
+pub const DEFAULT_STATEMENT_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// `[[trust.issuers]]`: one party whose software statements the operator trusts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerConfig {
+    /// The exact `iss` its statements carry, and the label policy rules use.
+    pub name: String,
+    /// Where its public keys come from.
+    pub keys: IssuerKeys,
+    /// The signing algorithms accepted from it: asymmetric only.
+    pub algorithms: Vec<Algorithm>,
+    /// Claims its statements must carry, each with exactly this string value.
+    pub required_claims: BTreeMap<String, String>,
+}
+
+/// Where an issuer's public keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssuerKeys {
+    /// `jwks_file`: a JWK Set read when [`Trust`] is built (and on every reload).
+    File(PathBuf),
+    /// `jwks_uri`: a JWK Set fetched through the hardened fetcher and cached.
+    Uri(Url),
+}
+
+/// The largest JWKS file read; a key set is a few KiB, a bigger file is a wrong path.
+const MAX_JWKS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why [`Trust`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustSetupError {
+    /// An issuer's `jwks_file` is unreadable or holds no usable public key.
+    #[error("[[trust.issuers]] {issuer}: jwks_file: {message}")]
+    JwksFile {
+        /// The issuer's name.
+        issuer: String,
+        /// What is wrong, naming the file (never its contents).
+        message: String,
+    },
+}
+
+/// Reads a public JWK Set file under the rules the fetched ones follow.
+/// [`Trust::new`] reads every `jwks_file` with it; `config check` calls it
+/// to list a bad file among the configuration's problems.
+///
+/// # Errors
+///
+/// A message naming the file: unreadable, too large, not JSON, not a
+/// public JWK Set (private material is refused), or no usable key.
+pub fn load_jwks_file(path: &Path) -> Result<Vec<Jwk>, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_JWKS_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_JWKS_FILE_BYTES {
+        return Err(format!(
+            "{shown} is larger than {MAX_JWKS_FILE_BYTES} bytes, not a JWK Set"
+        ));
+    }
+    // serde_json's message can quote the file; a private key may be in it.
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| format!("{shown} is not JSON"))?;
+    let keys = jwks::parse_jwk_set(&value).map_err(|error| format!("{shown}: {error}"))?;
+    if keys.is_empty() {
+        return Err(format!("{shown} holds no usable public key"));
+    }
+    Ok(keys)
+}
+
+/// A configured issuer with its keys at hand.
+#[derive(Debug)]
+struct Issuer {
+    name: String,
+    keys: KeySource,
+    algorithms: Vec<Algorithm>,
+    required_claims: BTreeMap<String, String>,
+}
+
+/// An issuer's keys: read from its file when built, or fetched when needed.
+#[derive(Debug)]
+enum KeySource {
+    Read(Vec<Jwk>),
+    Uri(Url),
+}
+
+impl Issuer {
+    fn build(config: &IssuerConfig) -> Result<Issuer, TrustSetupError> {
+        let keys = match &config.keys {
+            IssuerKeys::File(path) => KeySource::Read(load_jwks_file(path).map_err(|message| {
+                TrustSetupError::JwksFile {
+                    issuer: config.name.clone(),
+                    message,
+                }
+            })?),
+            IssuerKeys::Uri(url) => KeySource::Uri(url.clone()),
+        };
+        Ok(Issuer {
+            name: config.name.clone(),
+            keys,
+            algorithms: config.algorithms.clone(),
+            required_claims: config.required_claims.clone(),
+        })
+    }
+}
+
+fn build_issuers(config: &TrustConfig) -> Result<Arc<[Issuer]>, TrustSetupError> {
+    config.issuers.iter().map(Issuer::build).collect()
+}
+
 /// The configured issuers and their keys. Cheap to clone.
 ///
 /// The issuers come from the configuration in force; the cache of fetched
@@ -356,7 +482,7 @@ fn system_clock() -> i64 {
 /// changed `jwks_uri` is fetched anew and an unchanged one is not.
 #[derive(Clone)]
 pub struct Trust {
-    issuers: Arc<[IssuerConfig]>,
+    issuers: Arc<[Issuer]>,
     egress: Arc<Egress>,
     key_sets: Arc<JwksCache>,
     clock: Clock,
@@ -372,10 +498,15 @@ impl fmt::Debug for Trust {
 }
 
 impl Trust {
-    /// The issuers of `config`, with `jwks_uri`s fetched through `egress`.
-    pub fn new(config: &TrustConfig, egress: Arc<Egress>) -> Trust {
-        Trust {
-            issuers: config.issuers.clone().into(),
+    /// The issuers of `config`, with every `jwks_file` read now and
+    /// `jwks_uri`s fetched through `egress` when a statement needs them.
+    ///
+    /// # Errors
+    ///
+    /// [`TrustSetupError`] when a `jwks_file` cannot be used.
+    pub fn new(config: &TrustConfig, egress: Arc<Egress>) -> Result<Trust, TrustSetupError> {
+        Ok(Trust {
+            issuers: build_issuers(config)?,
             egress,
             key_sets: Arc::new(JwksCache::new(
                 MAX_KEY_SETS,
@@ -383,16 +514,20 @@ impl Trust {
                 KEY_SET_REFETCH_INTERVAL,
             )),
             clock: Arc::new(system_clock),
-        }
+        })
     }
 
-    /// The issuers of a reloaded `config`, keeping the fetcher and the
-    /// cache of fetched key sets.
-    pub fn reconfigured(&self, config: &TrustConfig) -> Trust {
-        Trust {
-            issuers: config.issuers.clone().into(),
+    /// The issuers of a reloaded `config`, their `jwks_file`s read anew,
+    /// keeping the fetcher and the cache of fetched key sets.
+    ///
+    /// # Errors
+    ///
+    /// [`TrustSetupError`] when a `jwks_file` cannot be used.
+    pub fn reconfigured(&self, config: &TrustConfig) -> Result<Trust, TrustSetupError> {
+        Ok(Trust {
+            issuers: build_issuers(config)?,
             ..self.clone()
-        }
+        })
     }
 
     #[cfg(test)]
@@ -501,10 +636,10 @@ impl Trust {
         }
         let from_jwt = |error| StatementError::from_jwt(error, &issuer.name);
         let key = match &issuer.keys {
-            IssuerKeys::File { keys, .. } => select_key(keys, header.kid.as_deref(), header.alg)
+            KeySource::Read(keys) => select_key(keys, header.kid.as_deref(), header.alg)
                 .cloned()
                 .map_err(from_jwt)?,
-            IssuerKeys::Uri(url) => self
+            KeySource::Uri(url) => self
                 .key_sets
                 .key_for(&self.egress, url.as_str(), &header)
                 .await

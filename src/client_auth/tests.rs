@@ -13,7 +13,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config::FetchConfig;
+use crate::egress::FetchConfig;
 use crate::metadata;
 
 const CLIENT: &str = "https://app.example/client.json";

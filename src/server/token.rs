@@ -23,10 +23,10 @@ use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_client}
 use super::params::Params;
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::{ClientIdUrl, is_url_client_id};
-use crate::config::RedirectMode;
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::policy::Action;
 use crate::seal::Purpose;
+use crate::upstream::RedirectMode;
 
 /// What the client's refresh token holds: the provider's, bound to the client.
 #[derive(Debug, Clone, Serialize, Deserialize)]

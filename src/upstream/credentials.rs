@@ -18,8 +18,8 @@ use rsa::traits::PublicKeyParts;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::UpstreamError;
-use crate::config::{SecretSource, UpstreamAuthMethod, UpstreamClient};
+use super::{UpstreamAuthMethod, UpstreamClient, UpstreamError};
+use crate::secret::SecretSource;
 
 /// RFC 7523 §2.2's `client_assertion_type`.
 pub(super) const JWT_BEARER_ASSERTION: &str =
@@ -426,7 +426,7 @@ mod tests {
             auth_method: method,
             client_secret: secret,
             private_key_file: None,
-            redirect_mode: crate::config::RedirectMode::Relay,
+            redirect_mode: crate::upstream::RedirectMode::Relay,
         }
     }
 

@@ -19,6 +19,7 @@
 //!   (`jwks`: parsing, a rate-limited refetch, one fetch at a
 //!   time), kept when a refetch fails.
 
+mod config;
 mod credentials;
 mod discovery;
 mod http;
@@ -33,9 +34,11 @@ use bytes::Bytes;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use url::Url;
 
-use crate::config::UpstreamConfig;
 use crate::error_code::OAuthErrorCode;
 use crate::jwks::{self, KeySetPolicy, KeySetSlot, WhenRefetchFails};
+pub use config::{
+    RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+};
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;

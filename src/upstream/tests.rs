@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use super::*;
-use crate::config::{RedirectMode, SecretSource, UpstreamAuthMethod, UpstreamClient};
+use crate::secret::SecretSource;
 use credentials::AssertionClaims;
 
 /// One request as the provider saw it.
