@@ -68,6 +68,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The admin listener (metrics and health).
     pub admin_listen: SocketAddr,
+    /// Connections held open at once on the public listener.
+    pub max_connections: usize,
+    /// After SIGTERM: how long the listeners keep serving, every response
+    /// with `Connection: close`, before requests in flight are finished.
+    pub drain: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +81,8 @@ impl Default for ServerConfig {
             public_url: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            max_connections: 1024,
+            drain: Duration::from_secs(5),
         }
     }
 }
@@ -99,6 +106,8 @@ pub struct UpstreamConfig {
     pub extra_root_certs: Option<PathBuf>,
     /// The pre-registered clients CIMD clients are mapped onto, by name.
     pub clients: BTreeMap<String, UpstreamClient>,
+    /// How often the discovery document is refreshed to decide readiness.
+    pub discovery_refresh: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -112,6 +121,7 @@ impl Default for UpstreamConfig {
             timeout: Duration::from_millis(10_000),
             extra_root_certs: None,
             clients: BTreeMap::new(),
+            discovery_refresh: Duration::from_secs(30),
         }
     }
 }
@@ -226,6 +236,9 @@ pub struct CacheConfig {
     pub default_ttl: Duration,
     /// The most documents held at once.
     pub max_entries: u64,
+    /// How long after expiry a document may still be served while its origin
+    /// cannot be reached (RFC 5861 `stale-if-error`); zero turns it off.
+    pub stale_if_error: Duration,
 }
 
 impl Default for CacheConfig {
@@ -235,6 +248,7 @@ impl Default for CacheConfig {
             max_ttl: Duration::from_secs(86_400),
             default_ttl: Duration::from_secs(300),
             max_entries: 10_000,
+            stale_if_error: Duration::from_secs(300),
         }
     }
 }
@@ -559,6 +573,13 @@ fn read_server(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> Server
         listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
         admin_listen: read_socket_addr(section, "admin_listen", problems)
             .unwrap_or(defaults.admin_listen),
+        max_connections: section
+            .get_between("max_connections", 1, 1_000_000, problems)
+            .and_then(|value| usize::try_from(value).ok())
+            .unwrap_or(defaults.max_connections),
+        drain: section
+            .get_between("drain_s", 0, 300, problems)
+            .map_or(defaults.drain, Duration::from_secs),
     }
 }
 
@@ -662,6 +683,9 @@ fn read_upstream(
         timeout,
         extra_root_certs,
         clients: BTreeMap::new(),
+        discovery_refresh: section
+            .get_between("discovery_refresh_s", 1, 3600, problems)
+            .map_or(defaults.discovery_refresh, Duration::from_secs),
     };
     for (name, mut client) in section.named_tables("clients", problems) {
         if let Some(parsed) = read_upstream_client(&mut client, files, problems) {
@@ -905,6 +929,7 @@ fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheCo
     let min_ttl = seconds(section, "min_ttl_s", defaults.min_ttl);
     let max_ttl = seconds(section, "max_ttl_s", defaults.max_ttl);
     let default_ttl = seconds(section, "default_ttl_s", defaults.default_ttl);
+    let stale_if_error = seconds(section, "stale_if_error_s", defaults.stale_if_error);
     if min_ttl > max_ttl {
         problems.push(Problem::new(
             &section.key_path("min_ttl_s"),
@@ -933,6 +958,7 @@ fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheCo
         max_ttl,
         default_ttl,
         max_entries,
+        stale_if_error,
     }
 }
 

@@ -485,6 +485,9 @@ fn proxy_config(setup: &ProxySetup<'_>) -> Result<Config, DevError> {
             )?),
             listen: setup.listen,
             admin_listen: setup.admin_listen,
+            // Ctrl-C stops development mode at once: nothing to drain.
+            drain: std::time::Duration::ZERO,
+            ..ServerConfig::default()
         },
         upstream: UpstreamConfig {
             issuer: Some(url("upstream.issuer", setup.idp_issuer)?),
