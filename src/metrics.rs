@@ -49,6 +49,15 @@ pub struct Metrics {
     pub seal_failures: IntCounterVec,
     /// Configuration reloads by result (`success`, `failure`).
     pub config_reloads: IntCounterVec,
+    /// Connections open now, by listener (`public`, `admin`).
+    pub connections_open: IntGaugeVec,
+    /// Connections that arrived at the cap, by listener and what made room:
+    /// `closed_idle` (the connection idle the longest was closed) or
+    /// `waited` (every connection was busy; it waited in the accept queue).
+    pub connections_over_limit: IntCounterVec,
+    /// Documents served past their expiry because their origin could not be
+    /// reached, by the fetch's error code.
+    pub stale_served: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -167,6 +176,31 @@ impl Metrics {
                 "Configuration reloads by result (success, failure).",
                 &["result"],
             ),
+            connections_open: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cimd_proxy_connections_open",
+                        "Connections open now, by listener (public, admin).",
+                    ),
+                    &["listener"],
+                )
+                .unwrap_or_else(|_| unreachable_metric("cimd_proxy_connections_open")),
+            ),
+            connections_over_limit: counter(
+                r,
+                "cimd_proxy_connections_over_limit_total",
+                "Connections that arrived at the connection cap, by listener and action \
+                 (closed_idle: the longest idle connection made room; waited: all were busy).",
+                &["listener", "action"],
+            ),
+            stale_served: counter(
+                r,
+                "cimd_proxy_stale_documents_served_total",
+                "Expired documents served because their origin could not be reached \
+                 (stale-if-error), by the fetch's error code.",
+                &["reason"],
+            ),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -208,6 +242,11 @@ mod tests {
             .token_requests
             .with_label_values(&["refresh_token", "ok"])
             .inc();
+        METRICS
+            .connections_over_limit
+            .with_label_values(&["public", "closed_idle"])
+            .inc();
+        METRICS.stale_served.with_label_values(&["timeout"]).inc();
         let text = METRICS.render();
         for name in [
             "cimd_proxy_fetches_total",
@@ -215,6 +254,9 @@ mod tests {
             "cimd_proxy_build_info",
             "cimd_proxy_fetches_in_flight",
             "cimd_proxy_cache_entries",
+            "cimd_proxy_connections_open",
+            "cimd_proxy_connections_over_limit_total",
+            "cimd_proxy_stale_documents_served_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

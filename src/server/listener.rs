@@ -1,29 +1,59 @@
 //! The HTTP/1.1 listeners, with the ingress limits the framework's default
 //! server does not expose: a bounded request head (line plus headers), a
-//! deadline for reading it (slow-loris), and a bounded header count.
-//! Shutdown stops accepting, lets requests in flight finish within a grace
-//! period, then returns.
+//! deadline for reading it (slow-loris, and the end of an idle keep-alive
+//! connection), a bounded header count, and a bounded number of connections.
+//!
+//! **The connection cap.** At the cap, a new connection takes the place of
+//! the connection idle the longest: one between keep-alive requests, or one
+//! that has not sent a byte yet. Closing an idle connection loses nothing
+//! (hyper closes it only if no request has started on it), and an
+//! idle-connection flood then costs real users nothing but a turn in the
+//! accept queue. Only when every connection is busy with a request does a new
+//! one wait in the kernel's accept queue, costing no file descriptor.
+//!
+//! **Shutdown** comes in two steps driven by [`DrainControl`]. First the
+//! drain: the listeners keep accepting and serving, but every response says
+//! `Connection: close`, so each client learns, from the answer to a request
+//! it already sent, not to reuse the connection; a request already written on
+//! an idle keep-alive connection is read and answered, not cut off. Then the
+//! stop: no more accepting, idle connections are closed, and requests in
+//! flight get [`SHUTDOWN_GRACE`] to finish.
 
-use std::future::Future;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::ServeError;
+use crate::metrics::METRICS;
 
 /// The largest request head accepted (request line and headers).
 const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// The most header fields in one request.
 const MAX_REQUEST_HEADERS: usize = 64;
-/// How long a client may take to send its request head.
+/// How long a client may take to send its request head. The clock also runs
+/// while a keep-alive connection waits for its next request, so this is the
+/// idle keep-alive timeout too.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long requests in flight may take to finish after shutdown begins.
+/// How long requests in flight may take to finish after the drain.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The connection cap of the admin listener: probes and scrapes need few,
+/// and it must not be a way around the public listener's cap.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// The bound listeners, before serving starts (so a caller can learn the
 /// actual ports when it asked for port 0).
@@ -47,45 +77,341 @@ pub async fn bind(public: SocketAddr, admin: SocketAddr) -> Result<Listeners, Se
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+/// Starts the drain and then the stop of every listener it was handed to.
+pub struct DrainControl {
+    draining: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+}
+
+/// A listener's view of [`DrainControl`].
+#[derive(Clone)]
+pub struct Drain {
+    draining: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
+}
+
+impl DrainControl {
+    /// A control and the view to hand to each listener.
+    pub fn new() -> (DrainControl, Drain) {
+        let draining = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = watch::channel(false);
+        (
+            DrainControl {
+                draining: Arc::clone(&draining),
+                stop,
+            },
+            Drain {
+                draining,
+                stop: stopped,
+            },
+        )
+    }
+
+    /// From now on every response carries `Connection: close`.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops accepting and closes every connection once its request in
+    /// flight, if any, has been answered.
+    pub fn stop(&self) {
+        self.begin_drain();
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drain {
+    /// Resolves once the stop has begun (or its control is gone).
+    async fn stopped(&mut self) {
+        let _ = self.stop.wait_for(|stop| *stop).await;
+    }
+}
+
+/// What distinguishes one listener from the other.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSettings {
+    /// The metric label: `public` or `admin`.
+    pub name: &'static str,
+    /// Connections held open at once.
+    pub max_connections: usize,
+}
+
+/// Serves `app` on `listener` until the drain's stop, then lets requests in
+/// flight finish within [`SHUTDOWN_GRACE`].
+pub async fn serve(listener: TcpListener, app: Router, settings: ListenerSettings, drain: Drain) {
+    let max_connections = settings.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let registry = Arc::new(Registry::new());
+    let mut stop = drain.clone();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(MAX_REQUEST_HEAD_BYTES)
-                    .max_headers(MAX_REQUEST_HEADERS);
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.stopped() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-            () = &mut shutdown => break,
-        }
+        };
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let action = if registry.close_longest_idle() {
+                    "closed_idle"
+                } else {
+                    "waited"
+                };
+                METRICS
+                    .connections_over_limit
+                    .with_label_values(&[settings.name, action])
+                    .inc();
+                tokio::select! {
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        // Never closed; stop serving rather than spin if it were.
+                        Err(_) => break,
+                    },
+                    () = stop.stopped() => break,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let slot = Slot::open(permit, &registry, settings.name);
+        tokio::spawn(serve_connection(stream, app.clone(), drain.clone(), slot));
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("requests still in flight after the shutdown grace period");
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = settings.name,
+            "requests still in flight after the shutdown grace period"
+        );
+    }
+}
+
+/// One connection, from accept to close.
+async fn serve_connection(stream: TcpStream, app: Router, mut drain: Drain, slot: Slot) {
+    let tracker = Arc::clone(&slot.tracker);
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        tracker: Arc::clone(&tracker),
+    });
+    let service = {
+        let app = TowerToHyperService::new(app);
+        let draining = Arc::clone(&drain.draining);
+        let tracker = Arc::clone(&tracker);
+        let epoch = slot.registry.epoch;
+        hyper::service::service_fn(move |request| {
+            let response = app.call(request);
+            let draining = Arc::clone(&draining);
+            let tracker = Arc::clone(&tracker);
+            async move {
+                let Ok(mut response) = response.await;
+                // Read when the answer is ready, not when the request came:
+                // a request that spans the signal still tells its client.
+                if draining.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                tracker.set_idle(epoch);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .max_headers(MAX_REQUEST_HEADERS);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = async {
+            tokio::select! {
+                () = tracker.close.notified() => {}
+                () = drain.stopped() => {}
+            }
+        } => {
+            // Closes at once when no request has started; otherwise after
+            // its response.
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+    drop(slot);
+}
+
+/// The open connections of one listener, so that the cap can close the one
+/// idle the longest.
+struct Registry {
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Tracker>>>,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Asks the connection idle the longest to close; false when every
+    /// connection is busy with a request. Only called at the cap.
+    fn close_longest_idle(&self) -> bool {
+        let victim = {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            let longest = open
+                .iter()
+                .filter(|(_, tracker)| !tracker.busy.load(Ordering::Relaxed))
+                .min_by_key(|(_, tracker)| tracker.idle_since_ms.load(Ordering::Relaxed))
+                .map(|(id, _)| *id);
+            // Out of the table at once, so the next arrival picks another.
+            longest.and_then(|id| open.remove(&id))
+        };
+        match victim {
+            Some(tracker) => {
+                tracker.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What the cap needs to know about one connection.
+struct Tracker {
+    /// A request has started (bytes were read) and not been answered yet.
+    busy: AtomicBool,
+    /// Milliseconds from the registry's epoch to when it last became idle.
+    idle_since_ms: AtomicU64,
+    /// Set when the cap chose this connection to close.
+    close: Notify,
+}
+
+impl Tracker {
+    fn set_idle(&self, epoch: Instant) {
+        self.idle_since_ms
+            .store(millis_since(epoch), Ordering::Relaxed);
+        self.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A connection's place under the cap: given back, with its table entry and
+/// its count in the gauge, when the connection ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    registry: Arc<Registry>,
+    id: u64,
+    tracker: Arc<Tracker>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Slot {
+    fn open(permit: OwnedSemaphorePermit, registry: &Arc<Registry>, name: &str) -> Slot {
+        let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
+        let tracker = Arc::new(Tracker {
+            busy: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(millis_since(registry.epoch)),
+            close: Notify::new(),
+        });
+        registry
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Arc::clone(&tracker));
+        let gauge = METRICS.connections_open.with_label_values(&[name]);
+        gauge.inc();
+        Slot {
+            _permit: permit,
+            registry: Arc::clone(registry),
+            id,
+            tracker,
+            gauge,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+        self.gauge.dec();
+    }
+}
+
+/// The socket, marking its connection busy as soon as a request's first
+/// bytes are read: a connection is only closed to make room while nothing
+/// of a request has arrived on it.
+struct Tracked {
+    inner: TcpStream,
+    tracker: Arc<Tracker>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.tracker.busy.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
