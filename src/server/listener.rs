@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -157,27 +157,8 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ListenerSetting
                 continue;
             }
         };
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let action = if registry.close_longest_idle() {
-                    "closed_idle"
-                } else {
-                    "waited"
-                };
-                METRICS
-                    .connections_over_limit
-                    .with_label_values(&[settings.name, action])
-                    .inc();
-                tokio::select! {
-                    permit = Arc::clone(&slots).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        // Never closed; stop serving rather than spin if it were.
-                        Err(_) => break,
-                    },
-                    () = stop.stopped() => break,
-                }
-            }
+        let Some(permit) = make_room(&slots, &registry, settings.name, &mut stop).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let slot = Slot::open(permit, &registry, settings.name);
@@ -195,6 +176,48 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ListenerSetting
         );
     }
 }
+
+/// A place under the cap for a connection just accepted: at once when there
+/// is one; otherwise the connection idle the longest is asked to close and
+/// its place taken. A connection not yet read from is not idle: it may hold
+/// a request nobody has looked at. `None` when the stop comes first.
+async fn make_room(
+    slots: &Arc<Semaphore>,
+    registry: &Registry,
+    name: &'static str,
+    stop: &mut Drain,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+        return Some(permit);
+    }
+    let mut closed_idle = registry.close_longest_idle();
+    let permit = loop {
+        tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => break permit.ok(),
+            // Connections accepted a moment ago become idle (or busy) once
+            // read from: look again shortly.
+            () = tokio::time::sleep(RECHECK_IDLE), if !closed_idle => {
+                closed_idle = registry.close_longest_idle();
+            }
+            () = stop.stopped() => break None,
+        }
+    };
+    let action = if closed_idle { "closed_idle" } else { "waited" };
+    METRICS
+        .connections_over_limit
+        .with_label_values(&[name, action])
+        .inc();
+    permit
+}
+
+/// How often a connection waiting at the cap looks again for an idle one.
+const RECHECK_IDLE: Duration = Duration::from_millis(5);
+/// How long a connection must have been idle before the cap may close it.
+/// A client writes its request right after connecting, but a loaded client
+/// may take a moment; closing its connection in that moment would lose the
+/// request. It also bounds how fast a flood can churn: at most
+/// `max_connections` per grace period.
+const IDLE_GRACE: Duration = Duration::from_millis(25);
 
 /// One connection, from accept to close.
 async fn serve_connection(stream: TcpStream, app: Router, mut drain: Drain, slot: Slot) {
@@ -271,14 +294,19 @@ impl Registry {
         }
     }
 
-    /// Asks the connection idle the longest to close; false when every
-    /// connection is busy with a request. Only called at the cap.
+    /// Asks the connection idle the longest, for at least [`IDLE_GRACE`], to
+    /// close; false when there is none. Only called at the cap.
     fn close_longest_idle(&self) -> bool {
+        let idle_before = millis_since(self.epoch)
+            .saturating_sub(u64::try_from(IDLE_GRACE.as_millis()).unwrap_or(u64::MAX));
         let victim = {
             let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
             let longest = open
                 .iter()
-                .filter(|(_, tracker)| !tracker.busy.load(Ordering::Relaxed))
+                .filter(|(_, tracker)| {
+                    tracker.state.load(Ordering::Relaxed) == WAITING
+                        && tracker.idle_since_ms.load(Ordering::Relaxed) <= idle_before
+                })
                 .min_by_key(|(_, tracker)| tracker.idle_since_ms.load(Ordering::Relaxed))
                 .map(|(id, _)| *id);
             // Out of the table at once, so the next arrival picks another.
@@ -294,10 +322,18 @@ impl Registry {
     }
 }
 
+/// A connection not read from yet.
+const UNREAD: u8 = 0;
+/// A connection waiting for its client: nothing of a request has arrived.
+const WAITING: u8 = 1;
+/// A request has started (bytes were read) and not been answered yet.
+const BUSY: u8 = 2;
+
 /// What the cap needs to know about one connection.
 struct Tracker {
-    /// A request has started (bytes were read) and not been answered yet.
-    busy: AtomicBool,
+    /// `UNREAD`, `WAITING` or `BUSY`; only a waiting connection may be closed
+    /// to make room.
+    state: AtomicU8,
     /// Milliseconds from the registry's epoch to when it last became idle.
     idle_since_ms: AtomicU64,
     /// Set when the cap chose this connection to close.
@@ -308,7 +344,7 @@ impl Tracker {
     fn set_idle(&self, epoch: Instant) {
         self.idle_since_ms
             .store(millis_since(epoch), Ordering::Relaxed);
-        self.busy.store(false, Ordering::Relaxed);
+        self.state.store(WAITING, Ordering::Relaxed);
     }
 }
 
@@ -330,7 +366,7 @@ impl Slot {
     fn open(permit: OwnedSemaphorePermit, registry: &Arc<Registry>, name: &str) -> Slot {
         let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
         let tracker = Arc::new(Tracker {
-            busy: AtomicBool::new(false),
+            state: AtomicU8::new(UNREAD),
             idle_since_ms: AtomicU64::new(millis_since(registry.epoch)),
             close: Notify::new(),
         });
@@ -380,7 +416,16 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.tracker.busy.store(true, Ordering::Relaxed);
+            this.tracker.state.store(BUSY, Ordering::Relaxed);
+        } else if polled.is_pending() {
+            // Nothing there: waiting for the client, unless a request has
+            // started (its body may simply be slow).
+            let _ = this.tracker.state.compare_exchange(
+                UNREAD,
+                WAITING,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
         polled
     }
