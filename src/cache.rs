@@ -641,6 +641,67 @@ mod tests {
     }
 
     #[test]
+    fn only_an_unreachable_origin_lets_an_expired_document_stand_in() {
+        let address = std::net::SocketAddr::from(([192, 0, 2, 1], 443));
+        let status = |status| FetchError::HttpStatus {
+            status,
+            location: None,
+        };
+        let unreachable = [
+            FetchError::Dns {
+                host: "app.example".into(),
+                reason: "no answer".into(),
+            },
+            FetchError::Connect {
+                address,
+                reason: "refused".into(),
+            },
+            FetchError::Interrupted {
+                reason: "closed".into(),
+            },
+            FetchError::Timeout {
+                after: Duration::from_secs(5),
+            },
+            FetchError::Overloaded { limit: 64 },
+            status(500),
+            status(503),
+            status(599),
+        ];
+        for error in unreachable {
+            assert!(
+                ResolveError::from(error.clone()).origin_unreachable(),
+                "{error}"
+            );
+        }
+        let answered = [
+            status(404),
+            status(410),
+            status(403),
+            status(301),
+            status(304),
+            FetchError::Tls {
+                host: "app.example".into(),
+                reason: "unknown issuer".into(),
+            },
+            FetchError::TooLarge {
+                part: "body",
+                limit: 5120,
+            },
+            FetchError::ContentType { found: None },
+        ];
+        for error in answered {
+            assert!(
+                !ResolveError::from(error.clone()).origin_unreachable(),
+                "{error}"
+            );
+        }
+        let invalid = ResolveError::Metadata(MetadataError::InvalidJson {
+            reason: "trailing comma".into(),
+        });
+        assert!(!invalid.origin_unreachable());
+    }
+
+    #[test]
     fn validators_carry_etag_and_last_modified() {
         let mut headers = HeaderMap::new();
         assert!(validators(&headers).is_empty());

@@ -4,12 +4,13 @@
 //! connection), a bounded header count, and a bounded number of connections.
 //!
 //! **The connection cap.** At the cap, a new connection takes the place of
-//! the connection idle the longest: one between keep-alive requests, or one
-//! that has not sent a byte yet. Closing an idle connection loses nothing
-//! (hyper closes it only if no request has started on it), and an
-//! idle-connection flood then costs real users nothing but a turn in the
-//! accept queue. Only when every connection is busy with a request does a new
-//! one wait in the kernel's accept queue, costing no file descriptor.
+//! the connection idle the longest (for at least [`IDLE_GRACE`]): one
+//! between keep-alive requests, or one whose client has sent nothing since
+//! it connected. Closing an idle connection loses nothing (hyper closes it
+//! only if no request has started on it), and an idle-connection flood then
+//! costs real users nothing but a turn in the accept queue. Only when no
+//! connection is idle does a new one wait, in the kernel's accept queue,
+//! costing no file descriptor.
 //!
 //! **Shutdown** comes in two steps driven by [`DrainControl`]. First the
 //! drain: the listeners keep accepting and serving, but every response says
