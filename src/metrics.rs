@@ -247,6 +247,7 @@ mod tests {
             .with_label_values(&["public", "closed_idle"])
             .inc();
         METRICS.stale_served.with_label_values(&["timeout"]).inc();
+        METRICS.connections_open.with_label_values(&["admin"]).get();
         let text = METRICS.render();
         for name in [
             "cimd_proxy_fetches_total",
