@@ -52,8 +52,9 @@ pub struct Metrics {
     /// Connections open now, by listener (`public`, `admin`).
     pub connections_open: IntGaugeVec,
     /// Connections that arrived at the cap, by listener and what made room:
-    /// `closed_idle` (the connection idle the longest was closed) or
-    /// `waited` (every connection was busy; it waited in the accept queue).
+    /// `closed_idle` (the connection idle the longest was closed),
+    /// `closed_slow_head` (a request head arriving for over 1 s was cut off)
+    /// or `waited` (every connection was busy; it waited in the accept queue).
     pub connections_over_limit: IntCounterVec,
     /// Documents served past their expiry because their origin could not be
     /// reached, by the fetch's error code.
@@ -191,7 +192,8 @@ impl Metrics {
                 r,
                 "cimd_proxy_connections_over_limit_total",
                 "Connections that arrived at the connection cap, by listener and action \
-                 (closed_idle: the longest idle connection made room; waited: all were busy).",
+                 (closed_idle: the longest idle connection made room; closed_slow_head: a \
+                 request head arriving for over 1 s was cut off; waited: all were busy).",
                 &["listener", "action"],
             ),
             stale_served: counter(

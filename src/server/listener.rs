@@ -8,9 +8,11 @@
 //! between keep-alive requests, or one whose client has sent nothing since
 //! it connected. Closing an idle connection loses nothing (hyper closes it
 //! only if no request has started on it), and an idle-connection flood then
-//! costs real users nothing but a turn in the accept queue. Only when no
-//! connection is idle does a new one wait, in the kernel's accept queue,
-//! costing no file descriptor.
+//! costs real users nothing but a turn in the accept queue. Failing an idle
+//! one, a connection whose request head has been arriving for longer than
+//! [`SLOW_HEAD`] is cut off (a slow-loris must not hold a place until the
+//! head deadline). Only when neither exists does a new one wait, in the
+//! kernel's accept queue, costing no file descriptor.
 //!
 //! **Shutdown** comes in two steps driven by [`DrainControl`]. First the
 //! drain: the listeners keep accepting and serving, but every response says
@@ -191,24 +193,45 @@ async fn make_room(
     if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
         return Some(permit);
     }
-    let mut closed_idle = registry.close_longest_idle();
+    let mut made = registry.close_one();
     let permit = loop {
         tokio::select! {
             permit = Arc::clone(slots).acquire_owned() => break permit.ok(),
             // Connections accepted a moment ago become idle (or busy) once
-            // read from: look again shortly.
-            () = tokio::time::sleep(RECHECK_IDLE), if !closed_idle => {
-                closed_idle = registry.close_longest_idle();
+            // read from, and slow heads become too slow: look again shortly.
+            () = tokio::time::sleep(RECHECK_IDLE), if made.is_none() => {
+                made = registry.close_one();
             }
             () = stop.stopped() => break None,
         }
     };
-    let action = if closed_idle { "closed_idle" } else { "waited" };
     METRICS
         .connections_over_limit
-        .with_label_values(&[name, action])
+        .with_label_values(&[name, made.unwrap_or(Room::Waited).as_str()])
         .inc();
     permit
+}
+
+/// How room was made for a connection at the cap; a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// The connection idle the longest was closed.
+    ClosedIdle,
+    /// A connection whose request head had been arriving for longer than
+    /// [`SLOW_HEAD`] was cut off.
+    ClosedSlowHead,
+    /// Nothing could be closed: it waited for a connection to end.
+    Waited,
+}
+
+impl Room {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Room::ClosedIdle => "closed_idle",
+            Room::ClosedSlowHead => "closed_slow_head",
+            Room::Waited => "waited",
+        }
+    }
 }
 
 /// How often a connection waiting at the cap looks again for an idle one.
@@ -219,6 +242,11 @@ const RECHECK_IDLE: Duration = Duration::from_millis(5);
 /// request. It also bounds how fast a flood can churn: at most
 /// `max_connections` per grace period.
 const IDLE_GRACE: Duration = Duration::from_millis(25);
+/// How long a request head may take to arrive, once started, before the cap
+/// may cut its connection off to make room. A client sends its head in one
+/// or two round trips; a head still arriving after this is most likely a
+/// slow-loris holding a place (the 10 s head deadline ends it anyway).
+const SLOW_HEAD: Duration = Duration::from_secs(1);
 
 /// One connection, from accept to close.
 async fn serve_connection(stream: TcpStream, app: Router, mut drain: Drain, slot: Slot) {
@@ -226,6 +254,7 @@ async fn serve_connection(stream: TcpStream, app: Router, mut drain: Drain, slot
     let io = TokioIo::new(Tracked {
         inner: stream,
         tracker: Arc::clone(&tracker),
+        epoch: slot.registry.epoch,
     });
     let service = {
         let app = TowerToHyperService::new(app);
@@ -236,6 +265,7 @@ async fn serve_connection(stream: TcpStream, app: Router, mut drain: Drain, slot
             let response = app.call(request);
             let draining = Arc::clone(&draining);
             let tracker = Arc::clone(&tracker);
+            tracker.state.store(BUSY, Ordering::Relaxed);
             async move {
                 let Ok(mut response) = response.await;
                 // Read when the answer is ready, not when the request came:
@@ -266,10 +296,18 @@ async fn serve_connection(stream: TcpStream, app: Router, mut drain: Drain, slot
                 () = drain.stopped() => {}
             }
         } => {
-            // Closes at once when no request has started; otherwise after
-            // its response.
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            if tracker.cut_off.load(Ordering::Relaxed)
+                && tracker.state.load(Ordering::Relaxed) == RECEIVING
+            {
+                // A head arriving too slowly while others wait: dropping the
+                // connection closes the socket; no request was taken.
+                Ok(())
+            } else {
+                // Closes at once when no request has started; otherwise
+                // after its response.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
         }
     };
     if let Err(error) = result {
@@ -295,31 +333,38 @@ impl Registry {
         }
     }
 
-    /// Asks the connection idle the longest, for at least [`IDLE_GRACE`], to
-    /// close; false when there is none. Only called at the cap.
-    fn close_longest_idle(&self) -> bool {
-        let idle_before = millis_since(self.epoch)
-            .saturating_sub(u64::try_from(IDLE_GRACE.as_millis()).unwrap_or(u64::MAX));
-        let victim = {
+    /// Makes room for one connection: asks the connection idle the longest
+    /// (for at least [`IDLE_GRACE`]) to close, or failing that cuts off the
+    /// one whose request head has been arriving the longest (for at least
+    /// [`SLOW_HEAD`]). `None` when there is neither. Only called at the cap.
+    fn close_one(&self) -> Option<Room> {
+        let now = millis_since(self.epoch);
+        let before =
+            |age: Duration| now.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+        let (tracker, room) = {
             let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-            let longest = open
-                .iter()
-                .filter(|(_, tracker)| {
-                    tracker.state.load(Ordering::Relaxed) == WAITING
-                        && tracker.idle_since_ms.load(Ordering::Relaxed) <= idle_before
-                })
-                .min_by_key(|(_, tracker)| tracker.idle_since_ms.load(Ordering::Relaxed))
-                .map(|(id, _)| *id);
+            let longest = |state: u8, since_before: u64| {
+                open.iter()
+                    .filter(|(_, tracker)| {
+                        tracker.state.load(Ordering::Relaxed) == state
+                            && tracker.since_ms.load(Ordering::Relaxed) <= since_before
+                    })
+                    .min_by_key(|(_, tracker)| tracker.since_ms.load(Ordering::Relaxed))
+                    .map(|(id, _)| *id)
+            };
+            let (id, room) = longest(WAITING, before(IDLE_GRACE))
+                .map(|id| (id, Room::ClosedIdle))
+                .or_else(|| {
+                    longest(RECEIVING, before(SLOW_HEAD)).map(|id| (id, Room::ClosedSlowHead))
+                })?;
             // Out of the table at once, so the next arrival picks another.
-            longest.and_then(|id| open.remove(&id))
+            (open.remove(&id)?, room)
         };
-        match victim {
-            Some(tracker) => {
-                tracker.close.notify_one();
-                true
-            }
-            None => false,
+        if room == Room::ClosedSlowHead {
+            tracker.cut_off.store(true, Ordering::Relaxed);
         }
+        tracker.close.notify_one();
+        Some(room)
     }
 }
 
@@ -327,24 +372,28 @@ impl Registry {
 const UNREAD: u8 = 0;
 /// A connection waiting for its client: nothing of a request has arrived.
 const WAITING: u8 = 1;
-/// A request has started (bytes were read) and not been answered yet.
-const BUSY: u8 = 2;
+/// Part of a request head has arrived; the request has not started yet.
+const RECEIVING: u8 = 2;
+/// A request is being handled and has not been answered yet.
+const BUSY: u8 = 3;
 
 /// What the cap needs to know about one connection.
 struct Tracker {
-    /// `UNREAD`, `WAITING` or `BUSY`; only a waiting connection may be closed
-    /// to make room.
+    /// `UNREAD`, `WAITING`, `RECEIVING` or `BUSY`. Only the connection
+    /// task changes it.
     state: AtomicU8,
-    /// Milliseconds from the registry's epoch to when it last became idle.
-    idle_since_ms: AtomicU64,
+    /// Milliseconds from the registry's epoch to when it became `WAITING`
+    /// (or was accepted) or `RECEIVING`.
+    since_ms: AtomicU64,
     /// Set when the cap chose this connection to close.
     close: Notify,
+    /// Set when the cap chose to cut off its slow request head.
+    cut_off: AtomicBool,
 }
 
 impl Tracker {
     fn set_idle(&self, epoch: Instant) {
-        self.idle_since_ms
-            .store(millis_since(epoch), Ordering::Relaxed);
+        self.since_ms.store(millis_since(epoch), Ordering::Relaxed);
         self.state.store(WAITING, Ordering::Relaxed);
     }
 }
@@ -368,8 +417,9 @@ impl Slot {
         let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
         let tracker = Arc::new(Tracker {
             state: AtomicU8::new(UNREAD),
-            idle_since_ms: AtomicU64::new(millis_since(registry.epoch)),
+            since_ms: AtomicU64::new(millis_since(registry.epoch)),
             close: Notify::new(),
+            cut_off: AtomicBool::new(false),
         });
         registry
             .open
@@ -399,12 +449,13 @@ impl Drop for Slot {
     }
 }
 
-/// The socket, marking its connection busy as soon as a request's first
-/// bytes are read: a connection is only closed to make room while nothing
-/// of a request has arrived on it.
+/// The socket, noting when its connection starts receiving a request head
+/// and when it finds nothing to read (waiting for its client): the cap
+/// closes an idle connection only while nothing of a request has arrived.
 struct Tracked {
     inner: TcpStream,
     tracker: Arc<Tracker>,
+    epoch: Instant,
 }
 
 impl AsyncRead for Tracked {
@@ -417,7 +468,13 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.tracker.state.store(BUSY, Ordering::Relaxed);
+            let state = this.tracker.state.load(Ordering::Relaxed);
+            if state == UNREAD || state == WAITING {
+                this.tracker
+                    .since_ms
+                    .store(millis_since(this.epoch), Ordering::Relaxed);
+                this.tracker.state.store(RECEIVING, Ordering::Relaxed);
+            }
         } else if polled.is_pending() {
             // Nothing there: waiting for the client, unless a request has
             // started (its body may simply be slow).

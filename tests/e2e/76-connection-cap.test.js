@@ -2,6 +2,8 @@
 // in connections that never send a byte. Real users' requests are still
 // answered about as fast as without the flood (each takes the place of the
 // connection idle the longest), and the proxy's file descriptors stay bounded.
+// Connections that trickle a request head (slow-loris) do not hold the cap
+// until the 10 s head deadline either.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -54,13 +56,13 @@ const openFds = (pid) => readdirSync(`/proc/${pid}/fd`).length;
 
 /**
  * Opens `count` idle connections to `port` and holds them until stop(); with `reopen`, each one
- * the proxy closes is opened again. It runs in a worker thread so that its event loop, busy with
+ * the proxy closes is opened again; with `send`, each writes that (a partial request head) first. It runs in a worker thread so that its event loop, busy with
  * the flood, does not delay the real users' requests written from this one.
  */
-function idleFlood(port, count, { reopen = false } = {}) {
+function idleFlood(port, count, { reopen = false, send = '' } = {}) {
   const worker = new Worker(`
     const net = require('node:net');
-    const { parentPort, workerData: { port, count, reopen } } = require('node:worker_threads');
+    const { parentPort, workerData: { port, count, reopen, send } } = require('node:worker_threads');
     let stopped = false;
     let opened = 0;
     const sockets = new Set();
@@ -70,6 +72,7 @@ function idleFlood(port, count, { reopen = false } = {}) {
       opened += 1;
       sockets.add(socket);
       socket.on('error', () => {});
+      if (send) socket.once('connect', () => socket.write(send));
       socket.on('close', () => { sockets.delete(socket); if (reopen) setImmediate(open); });
     };
     for (let i = 0; i < count; i += 1) open();
@@ -79,7 +82,7 @@ function idleFlood(port, count, { reopen = false } = {}) {
       parentPort.postMessage(opened);
       parentPort.close();
     });
-  `, { eval: true, workerData: { port, count, reopen } });
+  `, { eval: true, workerData: { port, count, reopen, send } });
   return {
     /** Stops the flood; resolves with how many connections it opened. */
     async stop() {
@@ -123,5 +126,27 @@ test(`${FLOOD} idle connections against max_connections = ${MAX_CONNECTIONS}: us
     t.diagnostic(`flood connections opened: ${await flood.stop()}`);
   } finally {
     if (!stopped) await flood.stop();
+  }
+});
+
+test(`${2 * MAX_CONNECTIONS} connections trickling a request head: users answered long before the 10 s head deadline`, async (t) => {
+  const proxy = world.proxy;
+  const fdsBefore = openFds(proxy.child.pid);
+  const slowLoris = idleFlood(proxy.port, 2 * MAX_CONNECTIONS, { send: `GET ${METADATA} HTTP/1.1\r\nHost: x\r\n` });
+  let stopped = false;
+  try {
+    // Each head is cut off once it has been arriving for 1 s and someone waits for its place.
+    await sleep(2500);
+    const during = await latencies(proxy.port);
+    const fdsDuring = openFds(proxy.child.pid);
+    const cut = metricValue(await scrape(proxy), 'cimd_proxy_connections_over_limit_total', { listener: 'public', action: 'closed_slow_head' });
+    t.diagnostic(`p50 ${percentile(during, 50).toFixed(1)} ms, p99 ${percentile(during, 99).toFixed(1)} ms; fds ${fdsBefore} → ${fdsDuring}; slow heads cut off ${cut}`);
+    assert.ok(cut >= MAX_CONNECTIONS, `${cut} slow heads cut off`);
+    assert.ok(fdsDuring <= fdsBefore + MAX_CONNECTIONS + 5, `${fdsDuring} descriptors open (${fdsBefore} before)`);
+    assert.ok(percentile(during, 99) < 1500, `p99 ${percentile(during, 99).toFixed(1)} ms`);
+    stopped = true;
+    await slowLoris.stop();
+  } finally {
+    if (!stopped) await slowLoris.stop();
   }
 });
