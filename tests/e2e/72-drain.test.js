@@ -69,8 +69,17 @@ test('a request written on an idle keep-alive connection after SIGTERM, and one 
   busy.send(`${authorize.pathname}${authorize.search}`);
   const inFlight = busy.next();
 
+  // Another idle keep-alive connection, whose next request is written in the same instant as the signal.
+  const racing = rawConnection(proxy.port);
+  await racing.connected;
+  racing.send(METADATA);
+  assert.equal((await racing.next()).status, 200);
+
   await sleep(300); // the /authorize is waiting on the document host
+  racing.send(METADATA);
   proxy.child.kill('SIGTERM');
+  const raced = await racing.next();
+  assert.equal(raced.status, 200, 'the request written as the signal came is answered');
   await sleep(300); // the signal is handled: the drain has begun
 
   // The client did not know: it reuses its idle connection.
