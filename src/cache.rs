@@ -73,6 +73,9 @@ pub struct FetchReport {
 /// A validated document and what the cache needs to keep it current.
 #[derive(Debug)]
 pub struct CachedDocument {
+    /// The client_id it was fetched for, parsed: a cache hit yields it
+    /// without parsing the string again.
+    client_id: ClientIdUrl,
     /// The validated metadata.
     pub metadata: Arc<ClientMetadata>,
     /// How it was fetched.
@@ -84,6 +87,11 @@ pub struct CachedDocument {
 }
 
 impl CachedDocument {
+    /// The client_id the document was fetched for and validated against.
+    pub fn client_id(&self) -> &ClientIdUrl {
+        &self.client_id
+    }
+
     fn is_fresh(&self, now: Instant) -> bool {
         now < self.fresh_until
     }
@@ -270,16 +278,12 @@ impl DocumentCache {
     }
 
     /// The fresh cached document for exactly this client_id string, if
-    /// there is one and `usable` accepts it, counted as a hit; nothing is
-    /// fetched. Only strings that parsed as client_ids are ever cached, so a
-    /// hit needs no parsing: this is the hot path of every sign-in by a
-    /// known client.
-    pub fn cached_if(
-        &self,
-        client_id: &str,
-        usable: impl FnOnce(&CachedDocument) -> bool,
-    ) -> Option<Resolved> {
-        let document = self.fresh(client_id).filter(|document| usable(document))?;
+    /// there is one, counted as a hit; nothing is fetched. Only strings that
+    /// parsed as client_ids are ever cached, and the entry keeps the parsed
+    /// form, so a hit needs no parsing: this is the hot path of every
+    /// sign-in by a known client.
+    pub fn cached(&self, client_id: &str) -> Option<Resolved> {
+        let document = self.fresh(client_id)?;
         crate::metrics::METRICS
             .cache_lookups
             .with_label_values(&[CacheStatus::Hit.as_str()])
@@ -403,7 +407,7 @@ impl Inner {
                 policy.after_response(&request, &response, now)
             {
                 let document = self.entry(
-                    Arc::clone(&stale.metadata),
+                    (client_id.clone(), Arc::clone(&stale.metadata)),
                     &policy,
                     &parts.headers,
                     &fetched,
@@ -432,7 +436,7 @@ impl Inner {
             options,
         );
         let document = self.entry(
-            Arc::new(metadata),
+            (client_id.clone(), Arc::new(metadata)),
             &policy,
             &fetched.headers,
             &fetched,
@@ -445,9 +449,11 @@ impl Inner {
         })
     }
 
+    /// The cache entry for a validated document (the client_id it was
+    /// fetched for, and its metadata).
     fn entry(
         &self,
-        metadata: Arc<ClientMetadata>,
+        (client_id, metadata): (ClientIdUrl, Arc<ClientMetadata>),
         policy: &CachePolicy,
         headers: &HeaderMap,
         fetched: &Fetched,
@@ -463,6 +469,7 @@ impl Inner {
             ttl
         };
         CachedDocument {
+            client_id,
             metadata,
             fetch: FetchReport {
                 addresses: fetched.addresses.clone(),

@@ -13,43 +13,25 @@
 //! the attacker cannot set it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use askama::Template;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::AppState;
-use super::authorize::short;
+use super::audit::short;
 use super::oauth::{OAuthErrorCode, error_redirect, found};
 use super::pages::{CSS, PageReason, content_security_policy, error_page, html_response};
 use super::params::Params;
+use crate::flow::{CONSENT_TTL, RedirectUri, Sealed as _, SealedConsent};
 use crate::policy::Reason;
 use crate::replay::ReplayError;
-use crate::seal::Purpose;
 
-/// How long the page's decision stays valid.
-const CONSENT_TTL: Duration = Duration::from_secs(300);
 /// The cookie binding a consent token to the browser that saw the page.
 const COOKIE: &str = "cimd_proxy_consent";
-
-/// What the consent form carries, sealed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ConsentToken {
-    /// A random id, so the token is single-use.
-    id: String,
-    /// SHA-256 of the browser cookie's value.
-    browser: String,
-    client_id: String,
-    redirect_uri: String,
-    state: Option<String>,
-    /// Where Continue goes: the provider's authorization URL, complete.
-    location: String,
-}
 
 /// Everything the page shows, all of it already validated.
 pub struct ConsentRequest<'a> {
@@ -58,7 +40,7 @@ pub struct ConsentRequest<'a> {
     /// Its host, the headline.
     pub host: &'a str,
     /// The validated redirect_uri.
-    pub redirect_uri: &'a str,
+    pub redirect_uri: &'a RedirectUri,
     /// The client's own `state`.
     pub state: Option<&'a str>,
     /// The scopes that will be requested.
@@ -100,15 +82,15 @@ pub fn interstitial(state: &AppState, request: &ConsentRequest<'_>) -> Response 
     let (Some(browser_secret), Some(id)) = (random_token(), random_token()) else {
         return error_page(PageReason::Unavailable, "no randomness available", None);
     };
-    let token = ConsentToken {
+    let token = SealedConsent {
         id,
         browser: digest(&browser_secret),
         client_id: request.client_id.to_owned(),
-        redirect_uri: request.redirect_uri.to_owned(),
+        redirect_uri: request.redirect_uri.clone(),
         state: request.state.map(str::to_owned),
         location: request.location.to_owned(),
     };
-    let sealed = match state.sealer.try_seal(Purpose::Consent, CONSENT_TTL, &token) {
+    let sealed = match state.seals().seal(&token) {
         Ok(sealed) => sealed,
         Err(error) => {
             tracing::warn!(%error, "cannot seal the consent token");
@@ -198,10 +180,10 @@ fn check(
     headers: &HeaderMap,
     params: &Params,
     now: i64,
-) -> Result<(ConsentToken, Choice), (Refusal, Option<String>)> {
+) -> Result<(SealedConsent, Choice), (Refusal, Option<String>)> {
     let sealed = params.get("consent").ok_or((Refusal::Missing, None))?;
-    let token: ConsentToken = sealer
-        .open(Purpose::Consent, sealed)
+    let token: SealedConsent = sealer
+        .open(SealedConsent::PURPOSE, sealed)
         .map_err(|error| (Refusal::Invalid(error.as_str()), None))?;
     let presented = cookie(headers, COOKIE).map(digest);
     if presented.as_deref() != Some(token.browser.as_str()) {
@@ -287,34 +269,36 @@ fn see_other(location: &str) -> Response {
 
 /// Where the consent form's submission may lead: ourselves, the provider
 /// (Continue) and the client's redirect_uri (Cancel), as CSP sources.
-fn form_targets(location: &str, redirect_uri: &str) -> Vec<String> {
+fn form_targets(location: &str, redirect_uri: &RedirectUri) -> Vec<String> {
     let mut targets = vec!["'self'".to_owned()];
-    for target in [location, redirect_uri] {
-        if let Ok(url) = Url::parse(target) {
-            let source = match url.host_str() {
-                Some(_) => url.origin().ascii_serialization(),
-                // A private-use scheme (com.example.app:/cb) is a scheme source.
-                None => format!("{}:", url.scheme()),
-            };
-            if !targets.contains(&source) && source != "null" {
-                targets.push(source);
-            }
+    let location = Url::parse(location).ok();
+    for url in [location.as_ref(), redirect_uri.url()]
+        .into_iter()
+        .flatten()
+    {
+        let source = match url.host_str() {
+            Some(_) => url.origin().ascii_serialization(),
+            // A private-use scheme (com.example.app:/cb) is a scheme source.
+            None => format!("{}:", url.scheme()),
+        };
+        if !targets.contains(&source) && source != "null" {
+            targets.push(source);
         }
     }
     targets
 }
 
 /// The redirect's host and the plain warnings about it.
-fn describe_redirect(client_host: &str, redirect_uri: &str) -> (String, Vec<String>) {
-    let Ok(url) = Url::parse(redirect_uri) else {
-        return (redirect_uri.to_owned(), Vec::new());
+fn describe_redirect(client_host: &str, redirect_uri: &RedirectUri) -> (String, Vec<String>) {
+    let Some(url) = redirect_uri.url() else {
+        return (redirect_uri.as_str().to_owned(), Vec::new());
     };
     let host = url.host_str().map_or_else(
         || format!("{}: (an app on this device)", url.scheme()),
         str::to_owned,
     );
     let mut warnings = Vec::new();
-    if crate::metadata::is_loopback_redirect(redirect_uri) {
+    if redirect_uri.is_loopback() {
         warnings.push(
             "This is an application running on this computer (loopback). Any program on it can receive the sign-in."
                 .to_owned(),
@@ -389,18 +373,23 @@ fn audit(client_id: &str, outcome: &str) {
 mod tests {
     use super::*;
     use crate::replay::ReplayStore;
-    use crate::seal::Sealer;
+    use crate::seal::{Purpose, Sealer};
+    use std::time::Duration;
 
     fn sealer() -> Sealer {
         Sealer::new(vec![[7u8; 32]]).unwrap()
     }
 
-    fn token(browser_secret: &str) -> ConsentToken {
-        ConsentToken {
+    fn uri(value: &str) -> RedirectUri {
+        serde_json::from_value(serde_json::json!(value)).unwrap()
+    }
+
+    fn token(browser_secret: &str) -> SealedConsent {
+        SealedConsent {
             id: "id-1".into(),
             browser: digest(browser_secret),
             client_id: "https://app.example/c".into(),
-            redirect_uri: "https://app.example/cb".into(),
+            redirect_uri: uri("https://app.example/cb"),
             state: Some("s".into()),
             location: "https://idp.example/authorize?x=1".into(),
         }
@@ -557,24 +546,27 @@ mod tests {
 
     #[test]
     fn redirect_descriptions_warn_about_loopback_and_other_hosts() {
-        let (host, warnings) = describe_redirect("app.example", "https://app.example/cb");
+        let (host, warnings) = describe_redirect("app.example", &uri("https://app.example/cb"));
         assert_eq!(host, "app.example");
         assert!(warnings.is_empty());
-        let (host, warnings) = describe_redirect("app.example", "https://evil.example/cb");
+        let (host, warnings) = describe_redirect("app.example", &uri("https://evil.example/cb"));
         assert_eq!(host, "evil.example");
         assert!(warnings[0].contains("not app.example"));
-        let (_, warnings) = describe_redirect("app.example", "http://127.0.0.1:5000/cb");
+        let (_, warnings) = describe_redirect("app.example", &uri("http://127.0.0.1:5000/cb"));
         assert!(warnings[0].contains("loopback"));
     }
 
     #[test]
     fn the_form_may_lead_only_to_the_provider_and_the_client() {
         assert_eq!(
-            form_targets("https://idp.example/authorize?x", "com.example.app:/cb"),
+            form_targets(
+                "https://idp.example/authorize?x",
+                &uri("com.example.app:/cb")
+            ),
             vec!["'self'", "https://idp.example", "com.example.app:"]
         );
         assert_eq!(
-            form_targets("https://idp.example/a", "https://app.example:8443/cb"),
+            form_targets("https://idp.example/a", &uri("https://app.example:8443/cb")),
             vec!["'self'", "https://idp.example", "https://app.example:8443"]
         );
     }

@@ -20,6 +20,7 @@
 mod credentials;
 mod discovery;
 mod http;
+mod identity_provider;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -35,6 +36,7 @@ use crate::config::UpstreamConfig;
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
+pub use identity_provider::IdentityProvider;
 
 /// The provider's metadata: what discovery found, with the configured
 /// endpoint overrides applied.
