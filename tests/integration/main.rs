@@ -9,5 +9,6 @@ mod cache;
 mod check_cli;
 mod client_auth;
 mod dev;
+mod flow;
 mod logo;
 mod trust;
