@@ -46,5 +46,5 @@ pub use id_token::{IdTokenError, IdTokenVerifier, SigningError, SigningKeys, Sig
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};
 pub use seal::{Purpose, SealError, SealSetupError, Sealer};
-pub use trust::{ClientError, StatementError, Trust, Verdict, Vetted};
+pub use trust::{ClientError, StatementError, Trust, Verdict};
 pub use upstream::{IdentityProvider, Provider, ProviderMetadata, TokenResponse, UpstreamError};

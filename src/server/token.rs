@@ -181,10 +181,9 @@ async fn cimd_token(
                 .upstream
                 .filter(|upstream| upstream.redirect_mode() == RedirectMode::Direct)
                 .map(|upstream| upstream.name);
-            let (grant, id_token) = open_code(state, params, &client.metadata, direct)?;
-            let verifier = params.get("code_verifier").unwrap_or_default();
-            *upstream_client = Some(grant.upstream_client.clone());
-            exchange_code(state, &grant, verifier, id_token).await
+            let presented = open_code(state, params, &client.metadata, direct)?;
+            *upstream_client = Some(presented.grant.upstream_client.clone());
+            exchange_code(state, presented).await
         }
         "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
         "" => Err(TokenError::new(
@@ -198,17 +197,26 @@ async fn cimd_token(
     }
 }
 
-/// The grant an `authorization_code` request presents, and what to do with
-/// the id_token. A relayed sign-in presents the code we sealed at
-/// `/callback`; a client mapped onto a `direct` upstream client presents the
-/// provider's own code, which the provider has bound to the redirect_uri and
-/// the PKCE challenge.
-fn open_code(
+/// What an `authorization_code` request presents, opened and checked.
+struct PresentedCode<'p> {
+    /// The grant: the provider's code and what it is bound to.
+    grant: SealedCode,
+    /// The client's PKCE verifier, for the provider to check.
+    verifier: &'p str,
+    /// What to do with the provider's id_token.
+    id_token: IdToken,
+}
+
+/// Opens the code an `authorization_code` request presents. A relayed
+/// sign-in presents the code we sealed at `/callback`; a client mapped onto
+/// a `direct` upstream client presents the provider's own code, which the
+/// provider has bound to the redirect_uri and the PKCE challenge.
+fn open_code<'p>(
     state: &AppState,
-    params: &Params,
+    params: &'p Params,
     metadata: &ClientMetadata,
     direct_upstream: Option<&str>,
-) -> Result<(SealedCode, IdToken), TokenError> {
+) -> Result<PresentedCode<'p>, TokenError> {
     let client_id = metadata.client_id.as_str();
     let Some(code) = params.get("code") else {
         return Err(TokenError::new(
@@ -216,13 +224,13 @@ fn open_code(
             "code is missing",
         ));
     };
-    if params.get("code_verifier").is_none() {
+    let Some(verifier) = params.get("code_verifier") else {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
             "code_verifier is missing (PKCE is required)",
         ));
-    }
-    match (state.seals().open::<SealedCode>(code), direct_upstream) {
+    };
+    let (grant, id_token) = match (state.seals().open::<SealedCode>(code), direct_upstream) {
         (Ok(sealed), _) => {
             if sealed.client_id != client_id {
                 return Err(TokenError::new(
@@ -246,7 +254,7 @@ fn open_code(
             } else {
                 IdToken::Drop
             };
-            Ok((sealed, id_token))
+            (sealed, id_token)
         }
         (Err(_), Some(direct)) => {
             let Some(redirect_uri) = params
@@ -266,22 +274,31 @@ fn open_code(
                 scope: String::new(),
                 upstream_client: direct.to_owned(),
             };
-            Ok((grant, IdToken::ReissueWithProviderNonce))
+            (grant, IdToken::ReissueWithProviderNonce)
         }
-        (Err(error), None) => Err(TokenError::new(
-            OAuthErrorCode::InvalidGrant,
-            format!("the authorization code is not valid ({})", error.as_str()),
-        )),
-    }
+        (Err(error), None) => {
+            return Err(TokenError::new(
+                OAuthErrorCode::InvalidGrant,
+                format!("the authorization code is not valid ({})", error.as_str()),
+            ));
+        }
+    };
+    Ok(PresentedCode {
+        grant,
+        verifier,
+        id_token,
+    })
 }
 
 /// The provider's code exchanged as the pre-registered client, with the
 /// client's PKCE verifier, and the answer made the client's.
 async fn exchange_code(
     state: &AppState,
-    grant: &SealedCode,
-    verifier: &str,
-    id_token: IdToken,
+    PresentedCode {
+        grant,
+        verifier,
+        id_token,
+    }: PresentedCode<'_>,
 ) -> Result<Response, TokenError> {
     let upstream_redirect = match state.upstream_mode(&grant.upstream_client) {
         RedirectMode::Relay => state.callback_url(),
