@@ -340,3 +340,122 @@ impl<'a> Admission<'a> {
         Ok(granted.join(" "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::egress::Egress;
+
+    /// The components admission consults, from a configuration.
+    struct Parts {
+        config: Config,
+        cache: DocumentCache,
+        trust: Trust,
+        policy: Policy,
+    }
+
+    impl Parts {
+        fn new(toml: &str) -> Parts {
+            let config = Config::from_toml_str(toml, None).expect("valid config");
+            let egress = Arc::new(Egress::new(&config.fetch, Vec::new()).expect("egress"));
+            Parts {
+                cache: DocumentCache::new(Arc::clone(&egress), config.cache.clone()),
+                trust: Trust::new(&config.trust, egress),
+                policy: Policy::new(config.policy.clone()),
+                config,
+            }
+        }
+
+        fn admission(&self) -> Admission<'_> {
+            Admission::new(
+                &self.cache,
+                &self.trust,
+                &self.policy,
+                &self.config.upstream.clients,
+                &self.config.upstream.resource_scopes,
+            )
+        }
+    }
+
+    const TWO_CLIENTS: &str = r#"
+        [upstream.resource_scopes]
+        "https://mcp.example/" = "api://mcp/.default"
+        [upstream.clients.main]
+        client_id = "proxy-app"
+        auth_method = "none"
+        [upstream.clients.other]
+        client_id = "other-app"
+        auth_method = "none"
+    "#;
+
+    #[test]
+    fn scopes_are_cut_to_the_ceiling_and_the_resources_scope_added_once() {
+        let parts = Parts::new(TWO_CLIENTS);
+        let admission = parts.admission();
+        let ceiling = ["openid".to_owned(), "mcp:tools".to_owned()];
+        assert_eq!(
+            admission.granted_scope(Some("openid admin mcp:tools openid"), Some(&ceiling), None),
+            Ok("openid mcp:tools".to_owned())
+        );
+        assert_eq!(
+            admission.granted_scope(Some("admin"), Some(&ceiling), None),
+            Err(ScopeRefused)
+        );
+        // No ceiling: everything asked for; nothing asked: nothing refused.
+        assert_eq!(
+            admission.granted_scope(Some("a  b"), None, None),
+            Ok("a b".to_owned())
+        );
+        assert_eq!(
+            admission.granted_scope(None, Some(&ceiling), None),
+            Ok(String::new())
+        );
+        assert_eq!(
+            admission.granted_scope(Some("openid"), None, Some("https://mcp.example/")),
+            Ok("openid api://mcp/.default".to_owned())
+        );
+        assert_eq!(
+            admission.granted_scope(
+                Some("api://mcp/.default"),
+                None,
+                Some("https://mcp.example/")
+            ),
+            Ok("api://mcp/.default".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_decision_maps_onto_the_named_or_the_only_upstream_client() {
+        let parts = Parts::new(TWO_CLIENTS);
+        let admission = parts.admission();
+        assert_eq!(admission.upstream_for(Some("other")).unwrap().name, "other");
+        // A stale name, or no name among several: none, and a sign-in stops.
+        assert!(admission.upstream_for(Some("gone")).is_none());
+        assert!(admission.upstream_for(None).is_none());
+        let single = Parts::new(
+            "[upstream.clients.main]\nclient_id = \"proxy-app\"\nauth_method = \"none\"\n",
+        );
+        let only = single.admission().upstream_for(None).unwrap();
+        assert_eq!(only.name, "main");
+        assert_eq!(only.client.client_id, "proxy-app");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_client_id_is_refused_before_any_fetch() {
+        let parts = Parts::new(TWO_CLIENTS);
+        for client_id in ["http://app.example/c", "https://App.example/c", "https://"] {
+            let refusal = parts
+                .admission()
+                .admit(client_id, Ask::default())
+                .await
+                .expect_err("refused");
+            assert!(matches!(refusal, Refusal::InvalidClientId(_)), "{refusal}");
+            assert_eq!(refusal.code(), Some(ErrorCode::InvalidClientIdUrl));
+            assert_eq!(refusal.outcome(), "invalid_client_id_url");
+            // The host of a client_id that did not parse is never shown.
+            assert_eq!(refusal.host(), None);
+        }
+        assert_eq!(parts.cache.entry_count(), 0);
+    }
+}
