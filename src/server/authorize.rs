@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::audit::short;
-use super::consent::{self, ConsentRequest};
+use super::interstitial::{self, ConsentRequest};
 use super::oauth::{OAuthErrorCode, error_redirect, found, with_query_url};
 use super::pages::{PageReason, error_page, refusal_page};
 use super::params::Params;
@@ -144,7 +144,7 @@ fn sign_in(
         return Ok(found(&location));
     }
     let metadata = &admitted.client.metadata;
-    Ok(consent::interstitial(
+    Ok(interstitial::interstitial(
         state,
         &ConsentRequest {
             client_id: reply.client_id,

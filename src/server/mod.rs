@@ -10,6 +10,7 @@ mod authorize;
 mod callback;
 mod consent;
 mod discovery;
+mod interstitial;
 mod listener;
 pub mod oauth;
 pub mod pages;
