@@ -73,9 +73,9 @@ pub struct FetchReport {
 /// A validated document and what the cache needs to keep it current.
 #[derive(Debug)]
 pub struct CachedDocument {
-    /// The client_id it was fetched for, parsed: a cache hit yields it
-    /// without parsing the string again.
-    client_id: ClientIdUrl,
+    /// The client_id it was fetched for, parsed (and shared with the
+    /// entry's key): a cache hit yields it without parsing the string again.
+    client_id: Arc<ClientIdUrl>,
     /// The validated metadata.
     pub metadata: Arc<ClientMetadata>,
     /// How it was fetched.
@@ -198,7 +198,7 @@ pub struct DocumentCache {
 struct Inner {
     egress: Arc<Egress>,
     config: CacheConfig,
-    entries: moka::sync::Cache<String, Arc<CachedDocument>>,
+    entries: moka::sync::Cache<Key, Arc<CachedDocument>>,
     in_flight: Mutex<HashMap<String, Flight>>,
 }
 
@@ -210,14 +210,40 @@ impl std::fmt::Debug for DocumentCache {
     }
 }
 
+/// An entry's key: the document's own parsed client_id, shared with the
+/// entry rather than copied, and looked up by the string (`Borrow<str>`:
+/// equality and hashing are the string's).
+#[derive(Debug, Clone)]
+struct Key(Arc<ClientIdUrl>);
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
 /// Tells moka how long each entry may stay: stale entries with validators
 /// linger so they can be revalidated; the rest go when they expire.
 struct Retention;
 
-impl moka::Expiry<String, Arc<CachedDocument>> for Retention {
+impl moka::Expiry<Key, Arc<CachedDocument>> for Retention {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _key: &Key,
         value: &Arc<CachedDocument>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -226,7 +252,7 @@ impl moka::Expiry<String, Arc<CachedDocument>> for Retention {
 
     fn expire_after_update(
         &self,
-        _key: &String,
+        _key: &Key,
         value: &Arc<CachedDocument>,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
@@ -343,12 +369,13 @@ impl DocumentCache {
         let inner = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
             let key = client_id.as_str().to_owned();
-            let stale = inner.entries.get(&key);
+            let stale = inner.entries.get(key.as_str());
             let outcome = inner.refresh(&client_id, stale).await;
             if let Ok(resolved) = &outcome {
-                inner
-                    .entries
-                    .insert(key.clone(), Arc::clone(&resolved.document));
+                inner.entries.insert(
+                    Key(Arc::clone(&resolved.document.client_id)),
+                    Arc::clone(&resolved.document),
+                );
             }
             // After the insert, so a caller never finds neither.
             inner
@@ -407,7 +434,7 @@ impl Inner {
                 policy.after_response(&request, &response, now)
             {
                 let document = self.entry(
-                    (client_id.clone(), Arc::clone(&stale.metadata)),
+                    (Arc::clone(&stale.client_id), Arc::clone(&stale.metadata)),
                     &policy,
                     &parts.headers,
                     &fetched,
@@ -436,7 +463,7 @@ impl Inner {
             options,
         );
         let document = self.entry(
-            (client_id.clone(), Arc::new(metadata)),
+            (Arc::new(client_id.clone()), Arc::new(metadata)),
             &policy,
             &fetched.headers,
             &fetched,
@@ -453,7 +480,7 @@ impl Inner {
     /// fetched for, and its metadata).
     fn entry(
         &self,
-        (client_id, metadata): (ClientIdUrl, Arc<ClientMetadata>),
+        (client_id, metadata): (Arc<ClientIdUrl>, Arc<ClientMetadata>),
         policy: &CachePolicy,
         headers: &HeaderMap,
         fetched: &Fetched,
