@@ -58,6 +58,8 @@ impl CheckReport {
             ok: false,
             decision: None,
             error: Some(ReportError {
+                // `check` asks for no redirect_uri, so every refusal it can
+                // meet is one of the client itself, which has its code.
                 code: refusal.code().unwrap_or(ErrorCode::InvalidMetadata),
                 message: refusal.to_string(),
             }),
