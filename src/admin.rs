@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::upstream::Provider;
+use crate::upstream::IdentityProvider;
 
 /// What `/readyz` reports; shared with the refresh task.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl Readiness {
     /// replace either.
     pub async fn watch_provider(
         self: Arc<Self>,
-        current: impl Fn() -> (Arc<Provider>, std::time::Duration),
+        current: impl Fn() -> (Arc<dyn IdentityProvider>, std::time::Duration),
     ) {
         loop {
             let (_, interval) = current();

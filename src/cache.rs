@@ -108,6 +108,9 @@ pub struct FetchReport {
 /// A validated document and what the cache needs to keep it current.
 #[derive(Debug)]
 pub struct CachedDocument {
+    /// The client_id it was fetched for, parsed (and shared with the
+    /// entry's key): a cache hit yields it without parsing the string again.
+    client_id: Arc<ClientIdUrl>,
     /// The validated metadata.
     pub metadata: Arc<ClientMetadata>,
     /// How it was fetched.
@@ -119,6 +122,11 @@ pub struct CachedDocument {
 }
 
 impl CachedDocument {
+    /// The client_id the document was fetched for and validated against.
+    pub fn client_id(&self) -> &ClientIdUrl {
+        &self.client_id
+    }
+
     fn is_fresh(&self, now: Instant) -> bool {
         now < self.fresh_until
     }
@@ -250,7 +258,7 @@ pub struct DocumentCache {
 struct Inner {
     egress: Arc<Egress>,
     config: CacheConfig,
-    entries: moka::sync::Cache<String, Arc<CachedDocument>>,
+    entries: moka::sync::Cache<Key, Arc<CachedDocument>>,
     in_flight: Mutex<HashMap<String, Flight>>,
 }
 
@@ -262,14 +270,40 @@ impl std::fmt::Debug for DocumentCache {
     }
 }
 
+/// An entry's key: the document's own parsed client_id, shared with the
+/// entry rather than copied, and looked up by the string (`Borrow<str>`:
+/// equality and hashing are the string's).
+#[derive(Debug, Clone)]
+struct Key(Arc<ClientIdUrl>);
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
+}
+
 /// Tells moka how long each entry may stay: stale entries with validators
 /// linger so they can be revalidated; the rest go when they expire.
 struct Retention;
 
-impl moka::Expiry<String, Arc<CachedDocument>> for Retention {
+impl moka::Expiry<Key, Arc<CachedDocument>> for Retention {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _key: &Key,
         value: &Arc<CachedDocument>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -278,7 +312,7 @@ impl moka::Expiry<String, Arc<CachedDocument>> for Retention {
 
     fn expire_after_update(
         &self,
-        _key: &String,
+        _key: &Key,
         value: &Arc<CachedDocument>,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
@@ -330,16 +364,12 @@ impl DocumentCache {
     }
 
     /// The fresh cached document for exactly this client_id string, if
-    /// there is one and `usable` accepts it, counted as a hit; nothing is
-    /// fetched. Only strings that parsed as client_ids are ever cached, so a
-    /// hit needs no parsing: this is the hot path of every sign-in by a
-    /// known client.
-    pub fn cached_if(
-        &self,
-        client_id: &str,
-        usable: impl FnOnce(&CachedDocument) -> bool,
-    ) -> Option<Resolved> {
-        let document = self.fresh(client_id).filter(|document| usable(document))?;
+    /// there is one, counted as a hit; nothing is fetched. Only strings that
+    /// parsed as client_ids are ever cached, and the entry keeps the parsed
+    /// form, so a hit needs no parsing: this is the hot path of every
+    /// sign-in by a known client.
+    pub fn cached(&self, client_id: &str) -> Option<Resolved> {
+        let document = self.fresh(client_id)?;
         crate::metrics::METRICS
             .cache_lookups
             .with_label_values(&[CacheStatus::Hit.as_str()])
@@ -399,12 +429,13 @@ impl DocumentCache {
         let inner = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
             let key = client_id.as_str().to_owned();
-            let stale = inner.entries.get(&key);
+            let stale = inner.entries.get(key.as_str());
             let outcome = match inner.refresh(&client_id, stale.clone()).await {
                 Ok(resolved) => {
-                    inner
-                        .entries
-                        .insert(key.clone(), Arc::clone(&resolved.document));
+                    inner.entries.insert(
+                        Key(Arc::clone(&resolved.document.client_id)),
+                        Arc::clone(&resolved.document),
+                    );
                     Ok(resolved)
                 }
                 Err(error) => inner.on_error(&client_id, stale, error),
@@ -508,7 +539,7 @@ impl Inner {
                 policy.after_response(&request, &response, now)
             {
                 let document = self.entry(
-                    Arc::clone(&stale.metadata),
+                    (Arc::clone(&stale.client_id), Arc::clone(&stale.metadata)),
                     &policy,
                     &parts.headers,
                     &fetched,
@@ -537,7 +568,7 @@ impl Inner {
             options,
         );
         let document = self.entry(
-            Arc::new(metadata),
+            (Arc::new(client_id.clone()), Arc::new(metadata)),
             &policy,
             &fetched.headers,
             &fetched,
@@ -550,9 +581,11 @@ impl Inner {
         })
     }
 
+    /// The cache entry for a validated document (the client_id it was
+    /// fetched for, and its metadata).
     fn entry(
         &self,
-        metadata: Arc<ClientMetadata>,
+        (client_id, metadata): (Arc<ClientIdUrl>, Arc<ClientMetadata>),
         policy: &CachePolicy,
         headers: &HeaderMap,
         fetched: &Fetched,
@@ -570,6 +603,7 @@ impl Inner {
         };
         let retain_for = ttl + revalidate_for.max(self.config.stale_if_error);
         CachedDocument {
+            client_id,
             metadata,
             fetch: FetchReport {
                 addresses: fetched.addresses.clone(),

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::admission::{Admission, Ask, Refusal};
 use crate::cache::{DocumentCache, FetchReport};
-use crate::client_id::ClientIdUrl;
 use crate::config::Config;
 use crate::egress::{self, Egress, EgressSetupError};
 use crate::error_code::ErrorCode;
@@ -46,16 +46,27 @@ pub struct ReportError {
 }
 
 impl CheckReport {
-    fn refused(client_id: &str, code: ErrorCode, message: String) -> Self {
+    /// The report of a client admission refused before the policy: the
+    /// one place a [`Refusal`] becomes `check` output.
+    fn from_refusal(client_id: &str, refusal: &Refusal) -> Self {
+        let statement = match refusal {
+            Refusal::Client { error, .. } => error.statement_report(),
+            _ => None,
+        };
         CheckReport {
             client_id: client_id.to_owned(),
             ok: false,
             decision: None,
-            error: Some(ReportError { code, message }),
+            error: Some(ReportError {
+                // `check` asks for no redirect_uri, so every refusal it can
+                // meet is one of the client itself, which has its code.
+                code: refusal.code().unwrap_or(ErrorCode::InvalidMetadata),
+                message: refusal.to_string(),
+            }),
             metadata: None,
             fetch: None,
             policy: None,
-            statement: None,
+            statement,
         }
     }
 
@@ -97,43 +108,39 @@ pub enum CheckSetupError {
     Trust(#[from] TrustSetupError),
 }
 
-/// Fetches, validates and judges `client_id` under `config`.
+/// Fetches, validates and judges `client_id` under `config`, through the
+/// same admission path the server's entrances take.
 pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, CheckSetupError> {
-    let parsed = match ClientIdUrl::parse(client_id) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            return Ok(CheckReport::refused(
-                client_id,
-                error.code(),
-                error.to_string(),
-            ));
-        }
-    };
     let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
     let cache = DocumentCache::new(Arc::clone(&egress), config.cache.clone());
     let trust = Trust::new(&config.trust, egress)?;
-    let vetted = match trust.resolve(&cache, &parsed).await {
-        Ok(vetted) => vetted,
-        Err(error) => {
-            let mut report = CheckReport::refused(client_id, error.code(), error.to_string());
-            report.statement = error.statement_report();
-            return Ok(report);
+    let policy = Policy::new(config.policy.clone());
+    let admission = Admission::new(
+        &cache,
+        &trust,
+        &policy,
+        &config.upstream.clients,
+        &config.upstream.resource_scopes,
+    );
+    let (client, decision, error) = match admission.admit(client_id, Ask::default()).await {
+        Ok(admitted) => (admitted.client, admitted.decision, None),
+        Err(Refusal::Denied(denied)) => {
+            let error = ReportError {
+                code: ErrorCode::PolicyDenied,
+                message: format!("the operator's policy denies {client_id}"),
+            };
+            (denied.client, denied.decision, Some(error))
         }
+        Err(refusal) => return Ok(CheckReport::from_refusal(client_id, &refusal)),
     };
-    let decision =
-        Policy::new(config.policy.clone()).decide(&parsed, &vetted.metadata, vetted.vouched_by());
-    let denied = decision.action == Action::Deny;
     Ok(CheckReport {
         client_id: client_id.to_owned(),
-        ok: !denied,
+        ok: error.is_none(),
         decision: Some(decision.action),
-        error: denied.then(|| ReportError {
-            code: ErrorCode::PolicyDenied,
-            message: format!("the operator's policy denies {client_id}"),
-        }),
-        metadata: Some(Arc::clone(&vetted.metadata)),
-        fetch: Some(vetted.resolved.document.fetch.clone()),
+        error,
+        metadata: Some(Arc::clone(&client.metadata)),
+        fetch: Some(client.resolved.document.fetch.clone()),
         policy: Some(decision),
-        statement: vetted.statement.as_ref().map(|verdict| verdict.report()),
+        statement: client.statement.as_ref().map(|verdict| verdict.report()),
     })
 }

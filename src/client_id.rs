@@ -58,9 +58,9 @@ pub(crate) fn shown(value: &str) -> String {
 /// exact string, as rule 2 requires.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientIdUrl {
-    /// The client_id byte for byte as received; always equal to `url.as_str()`.
-    raw: String,
-    /// The parsed form, for the fetcher and for display of the host.
+    /// The parsed form. `parse` refuses any string the parser would
+    /// rewrite, so its serialization is the client_id byte for byte as
+    /// received: the string is kept once (the cache holds one per client).
     url: Url,
 }
 
@@ -153,16 +153,13 @@ impl ClientIdUrl {
             });
         }
 
-        Ok(Self {
-            raw: s.to_owned(),
-            url,
-        })
+        Ok(Self { url })
     }
 
     /// The client_id exactly as received; this is the identity to compare,
     /// store and send.
     pub fn as_str(&self) -> &str {
-        &self.raw
+        self.url.as_str()
     }
 
     /// The parsed URL, for the fetcher. Its string form equals [`Self::as_str`].
@@ -187,13 +184,13 @@ impl ClientIdUrl {
 
 impl fmt::Display for ClientIdUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
+        f.write_str(self.as_str())
     }
 }
 
 impl serde::Serialize for ClientIdUrl {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.raw)
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod cache;
 pub mod check;
 pub mod client_auth;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod dev;
 pub mod egress;
 pub mod error_code;
+pub mod flow;
 pub mod id_token;
 mod jwks;
 pub mod jws_crypto;
@@ -34,6 +36,7 @@ pub mod server;
 pub mod trust;
 pub mod upstream;
 
+pub use admission::{Admission, Admitted, Ask, RedirectAsk, Refusal};
 pub use cache::{CacheStatus, DocumentCache, ResolveError, Resolved};
 pub use check::{CheckReport, check};
 pub use client_auth::{
@@ -48,5 +51,5 @@ pub use jwks::JwtError;
 pub use metadata::ClientMetadata;
 pub use policy::{Action, Decision, Policy};
 pub use seal::{Purpose, SealError, SealSetupError, Sealer};
-pub use trust::{ClientError, StatementError, Trust, Verdict, Vetted};
-pub use upstream::{Provider, ProviderMetadata, TokenResponse, UpstreamError};
+pub use trust::{ClientError, StatementError, Trust, Verdict};
+pub use upstream::{IdentityProvider, Provider, ProviderMetadata, TokenResponse, UpstreamError};

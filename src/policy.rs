@@ -103,12 +103,7 @@ impl ClientIdPattern {
 
     /// Whether the client_id matches, compared as the exact string received.
     pub fn matches(&self, client_id: &ClientIdUrl) -> bool {
-        self.matches_str(client_id.as_str())
-    }
-
-    /// [`Self::matches`] for a client_id already known to be valid.
-    pub fn matches_str(&self, client_id: &str) -> bool {
-        self.matcher.is_match(client_id)
+        self.matcher.is_match(client_id.as_str())
     }
 }
 
@@ -221,19 +216,8 @@ impl Policy {
         metadata: &ClientMetadata,
         vouched_by: Option<&str>,
     ) -> Decision {
-        self.decide_str(client_id.as_str(), metadata, vouched_by)
-    }
-
-    /// [`Self::decide`] for a client_id already known to be valid (the
-    /// cache holds documents only for client_ids that parsed).
-    pub fn decide_str(
-        &self,
-        client_id: &str,
-        metadata: &ClientMetadata,
-        vouched_by: Option<&str>,
-    ) -> Decision {
         let matched = self.config.rules.iter().enumerate().find(|(_, rule)| {
-            rule.client_id.matches_str(client_id)
+            rule.client_id.matches(client_id)
                 && rule.require_statement_from.as_ref().is_none_or(|issuers| {
                     vouched_by.is_some_and(|issuer| issuers.iter().any(|name| name == issuer))
                 })

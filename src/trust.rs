@@ -7,8 +7,9 @@
 //! platform vendor), that vouches for the client; a CIMD document may carry
 //! one in `software_statement` (draft §4.3, CIMD-RULES rule 12).
 //!
-//! [`Trust::resolve`] is the one place a client is looked up for use: the
-//! document from the cache, then its statement. With no `[[trust.issuers]]`
+//! [`Trust::vet`] evaluates a validated document's statement; the one path a
+//! client is looked up for use is [`crate::admission`], which calls it after
+//! the document cache. With no `[[trust.issuers]]`
 //! configured, statements are not evaluated ([`Verdict::NotChecked`]), so an
 //! operator who does not use this feature never has a client refused by it.
 //! Otherwise a statement is checked in this order, and the first failure
@@ -47,7 +48,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::cache::{DocumentCache, ResolveError, Resolved};
+use crate::cache::ResolveError;
 use crate::client_id::{ClientIdUrl, shown};
 use crate::egress::{Egress, FetchError};
 use crate::error_code::ErrorCode;
@@ -267,25 +268,6 @@ impl Verdict {
                 reason: Some("not checked: no [[trust.issuers]] are configured".to_owned()),
             },
         }
-    }
-}
-
-/// A client looked up for use: its document, and what its statement says.
-#[derive(Debug, Clone)]
-pub struct Vetted {
-    /// The cache lookup (the document as fetched, and how it was served).
-    pub resolved: Resolved,
-    /// The metadata to use: the document, with a verified statement's
-    /// claims taking precedence.
-    pub metadata: Arc<ClientMetadata>,
-    /// The statement's verdict; `None` when the document carries none.
-    pub statement: Option<Verdict>,
-}
-
-impl Vetted {
-    /// The issuer that vouches for the client, if any.
-    pub fn vouched_by(&self) -> Option<&str> {
-        self.statement.as_ref().and_then(Verdict::vouched_by)
     }
 }
 
@@ -534,29 +516,6 @@ impl Trust {
     fn with_clock(mut self, clock: Clock) -> Trust {
         self.clock = clock;
         self
-    }
-
-    /// Looks a client up for use: its document through `cache`, then its
-    /// statement. Every place that uses a client (`/authorize`, `/token`,
-    /// `/logo`, `check`) goes through here.
-    ///
-    /// # Errors
-    ///
-    /// The document's [`ResolveError`], or the statement's [`StatementError`].
-    pub async fn resolve(
-        &self,
-        cache: &DocumentCache,
-        client: &ClientIdUrl,
-    ) -> Result<Vetted, ClientError> {
-        let resolved = cache.resolve(client).await?;
-        let (metadata, statement) = self
-            .vet(client, Arc::clone(&resolved.document.metadata))
-            .await?;
-        Ok(Vetted {
-            resolved,
-            metadata,
-            statement,
-        })
     }
 
     /// Evaluates the statement of a validated document: the metadata to use

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::fixtures::{BENCH_NONCE, CLIENT_KID, redirect_uri, sign_rs256};
 use crate::net::{Conn, enc};
 
-/// The payload `/callback` seals into a code (`server::callback::SealedCode`).
+/// The payload `/callback` seals into a code (`flow::SealedCode`).
 #[derive(Serialize)]
 struct SealedCode<'a> {
     upstream_code: &'a str,

@@ -5,10 +5,12 @@
 //! routes, and the HTTP/1.1 listener with its ingress limits (request head
 //! size and read time, parameter size).
 
+mod audit;
 mod authorize;
 mod callback;
 mod consent;
 mod discovery;
+mod interstitial;
 pub(crate) mod listener;
 pub mod oauth;
 pub mod pages;
@@ -29,17 +31,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 
+use crate::admission::{Admission, Ask};
 use crate::cache::DocumentCache;
 use crate::client_auth::{ClientAuthLimits, ClientAuthenticator};
 use crate::config::Config;
 use crate::egress::{self, Egress, EgressSetupError};
+use crate::flow::Seals;
 use crate::id_token::{SigningKeys, SigningSetupError};
 use crate::logo::LogoCache;
-use crate::policy::{Action, Policy};
+use crate::policy::Policy;
 use crate::replay::ReplayStore;
 use crate::seal::{SealSetupError, Sealer};
 use crate::trust::{Trust, TrustSetupError};
-use crate::upstream::{Provider, RedirectMode, UpstreamError};
+use crate::upstream::{IdentityProvider, Provider, RedirectMode, UpstreamError};
 pub use listener::{Listeners, bind};
 use pages::{PageReason, error_page};
 use params::{MAX_PARAMS_BYTES, Params};
@@ -56,8 +60,9 @@ pub struct AppState {
     pub policy: Policy,
     /// Seals state, codes and refresh tokens.
     pub sealer: Sealer,
-    /// The identity provider.
-    pub provider: Arc<Provider>,
+    /// The identity provider: the discovered [`Provider`], or in tests an
+    /// in-process one.
+    pub provider: Arc<dyn IdentityProvider>,
     /// `private_key_jwt` verification (kept across reloads: its `jti` store
     /// must not forget).
     pub client_auth: Arc<ClientAuthenticator>,
@@ -244,15 +249,22 @@ impl AppState {
         format!("{}/callback", self.issuer)
     }
 
-    /// The upstream client a decision maps onto: the named one, or the only
-    /// one configured.
-    fn upstream_client_for<'a>(&'a self, named: Option<&'a str>) -> Option<&'a str> {
-        let clients = &self.config.upstream.clients;
-        match named {
-            Some(name) => clients.contains_key(name).then_some(name),
-            None if clients.len() == 1 => clients.keys().next().map(String::as_str),
-            None => None,
-        }
+    /// The one admission path for clients, over this state's cache, trust,
+    /// policy and upstream clients.
+    pub fn admission(&self) -> Admission<'_> {
+        Admission::new(
+            &self.cache,
+            &self.trust,
+            &self.policy,
+            &self.config.upstream.clients,
+            &self.config.upstream.resource_scopes,
+        )
+    }
+
+    /// Seals and opens the flow's payloads under this state's keys and
+    /// configured lifetimes.
+    pub fn seals(&self) -> Seals<'_> {
+        Seals::new(&self.sealer, &self.config.seal)
     }
 
     fn upstream_mode(&self, name: &str) -> RedirectMode {
@@ -385,26 +397,19 @@ async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
         return not_found();
     };
-    let Some(client) = params
-        .get("client_id")
-        .and_then(|id| crate::client_id::ClientIdUrl::parse(id).ok())
-    else {
+    let Some(client_id) = params.get("client_id") else {
         return not_found();
     };
-    let Ok(vetted) = state.trust.resolve(&state.cache, &client).await else {
+    let Ok(admitted) = state.admission().admit(client_id, Ask::default()).await else {
         return not_found();
     };
-    let metadata = &vetted.metadata;
-    // Untrusted clients never get a logo.
-    if state
-        .policy
-        .decide(&client, metadata, vetted.vouched_by())
-        .action
-        != Action::Allow
-    {
+    // Untrusted clients never get a logo: a warned one is not vouched for.
+    if admitted.decision.action != crate::policy::Action::Allow {
         return not_found();
     }
-    let Some(logo_uri) = metadata
+    let Some(logo_uri) = admitted
+        .client
+        .metadata
         .logo_uri
         .as_deref()
         .and_then(|uri| url::Url::parse(uri).ok())

@@ -16,7 +16,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use url::Url;
 
+use crate::admission::Refusal;
 use crate::error_code::ErrorCode;
+use crate::flow::RedirectUri;
 
 pub use crate::error_code::OAuthErrorCode;
 
@@ -60,7 +62,7 @@ pub fn no_store(response: &mut Response) {
 
 /// The error redirect to a redirect_uri we trust (RFC 6749 §4.1.2.1, RFC 9207).
 pub fn error_redirect(
-    redirect_uri: &str,
+    redirect_uri: &RedirectUri,
     code: OAuthErrorCode,
     description: &str,
     state: Option<&str>,
@@ -77,25 +79,19 @@ pub fn error_redirect(
     redirect_with(redirect_uri, &params)
 }
 
-/// A 302 to `base` with `params` added to its query (existing ones kept).
-pub fn redirect_with(base: &str, params: &[(&str, &str)]) -> Response {
-    match with_query(base, params) {
-        Some(location) => found(&location),
-        // Only validated URIs get here; refuse rather than build a bad Location.
+/// A 302 to the client's `redirect_uri` with `params` added to its query
+/// (existing ones kept).
+pub fn redirect_with(redirect_uri: &RedirectUri, params: &[(&str, &str)]) -> Response {
+    match redirect_uri.url() {
+        Some(url) => found(&with_query_url(url, params)),
+        // A registration no parser reads; refuse rather than build a bad Location.
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
-/// `base` with `params` added to its query (existing ones kept).
-pub fn with_query(base: &str, params: &[(&str, &str)]) -> Option<String> {
-    Url::parse(base)
-        .ok()
-        .map(|url| with_query_url(&url, params))
-}
-
-/// [`with_query`] for an already parsed URL: the same string the url
-/// crate's `query_pairs_mut` makes, built in one pass (this is on every
-/// `/authorize`, and the sealed state alone is hundreds of bytes).
+/// `base` with `params` added to its query (existing ones kept): the same
+/// string the url crate's `query_pairs_mut` makes, built in one pass (this
+/// is on every `/authorize`, and the sealed state alone is hundreds of bytes).
 pub fn with_query_url(base: &Url, params: &[(&str, &str)]) -> String {
     if base.fragment().is_some() {
         // Not an endpoint anyone configures (RFC 6749 §3.1 forbids it); the
@@ -205,6 +201,16 @@ pub fn public_detail(code: ErrorCode, message: &str) -> String {
     }
 }
 
+/// Maps an admission refusal to what the token endpoint says: the one place
+/// a [`Refusal`] becomes a token error.
+pub fn token_error_for_refusal(refusal: &Refusal) -> TokenError {
+    match refusal.code() {
+        Some(code) => token_error_for_client(code, &refusal.to_string()),
+        // The token endpoint asks admission for no redirect_uri.
+        None => TokenError::new(OAuthErrorCode::InvalidRequest, refusal.to_string()),
+    }
+}
+
 /// Maps a refusal of the client itself to what the token endpoint says.
 pub fn token_error_for_client(code: ErrorCode, message: &str) -> TokenError {
     let description = public_detail(code, message);
@@ -251,8 +257,10 @@ mod tests {
 
     #[test]
     fn error_redirects_keep_the_clients_query_and_add_state_and_iss() {
+        let redirect_uri: RedirectUri =
+            serde_json::from_value(serde_json::json!("https://app.example/cb?tenant=1")).unwrap();
         let response = error_redirect(
-            "https://app.example/cb?tenant=1",
+            &redirect_uri,
             OAuthErrorCode::InvalidRequest,
             "PKCE is required",
             Some("xyz"),

@@ -9,6 +9,7 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::admission::Refusal;
 use crate::error_code::ErrorCode;
 
 /// Why a page is shown instead of a redirect.
@@ -162,6 +163,24 @@ pub fn error_page(reason: PageReason, detail: &str, client_host: Option<&str>) -
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// The error page for a client admission refused: the one place a
+/// [`Refusal`] becomes a page. Network-level details stay in the log.
+pub fn refusal_page(refusal: &Refusal) -> Response {
+    let reason = match refusal {
+        Refusal::RedirectUriNotRegistered(_) => PageReason::RedirectUriNotRegistered,
+        Refusal::RedirectUriRequired(_) => PageReason::BadRequest,
+        other => other
+            .code()
+            .map_or(PageReason::BadRequest, PageReason::Client),
+    };
+    let message = refusal.to_string();
+    let detail = match refusal.code() {
+        Some(code) => super::oauth::public_detail(code, &message),
+        None => message,
+    };
+    error_page(reason, &detail, refusal.host())
 }
 
 /// An HTML response with the page hygiene headers.

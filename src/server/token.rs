@@ -13,29 +13,19 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AppState;
-use super::authorize::short;
-use super::callback::SealedCode;
-use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_client};
+use super::audit::short;
+use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_refusal};
 use super::params::Params;
+use crate::admission::Ask;
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
-use crate::client_id::{ClientIdUrl, is_url_client_id};
+use crate::client_id::is_url_client_id;
+use crate::flow::{RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
-use crate::policy::Action;
-use crate::seal::Purpose;
+use crate::metadata::ClientMetadata;
 use crate::upstream::RedirectMode;
-
-/// What the client's refresh token holds: the provider's, bound to the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SealedRefresh {
-    upstream_refresh_token: String,
-    client_id: String,
-    scope: String,
-    upstream_client: String,
-}
 
 /// The lifetime of the id_tokens the proxy issues.
 const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -168,33 +158,27 @@ async fn cimd_token(
     grant_type: &str,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
-    let client = ClientIdUrl::parse(client_id)
-        .map_err(|error| TokenError::new(OAuthErrorCode::InvalidClient, error.to_string()))?;
     // Revocation without a registry: the document and the policy, now.
-    let vetted = state
-        .trust
-        .resolve(&state.cache, &client)
+    let admitted = state
+        .admission()
+        .admit(client_id, Ask::default())
         .await
-        .map_err(|error| token_error_for_client(error.code(), &error.to_string()))?;
-    let metadata = &vetted.metadata;
-    let decision = state.policy.decide(&client, metadata, vetted.vouched_by());
-    if decision.action == Action::Deny {
-        return Err(TokenError::new(
-            OAuthErrorCode::InvalidClient,
-            "the operator's policy denies this client",
-        ));
-    }
+        .map_err(|refusal| token_error_for_refusal(&refusal))?;
+    let client = &admitted.client;
     state
         .client_auth
-        .authenticate(&client, metadata, auth)
+        .authenticate(client.id(), &client.metadata, auth)
         .await
         .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
     match grant_type {
         "authorization_code" => {
-            let direct = state
-                .upstream_client_for(decision.upstream_client.as_deref())
-                .filter(|name| state.upstream_mode(name) == RedirectMode::Direct);
-            authorization_code(state, params, metadata, direct, upstream_client).await
+            let direct = admitted
+                .upstream
+                .filter(|upstream| upstream.redirect_mode() == RedirectMode::Direct)
+                .map(|upstream| upstream.name);
+            let presented = open_code(state, params, &client.metadata, direct)?;
+            *upstream_client = Some(presented.grant.upstream_client.clone());
+            exchange_code(state, presented).await
         }
         "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
         "" => Err(TokenError::new(
@@ -208,17 +192,26 @@ async fn cimd_token(
     }
 }
 
-/// The `authorization_code` grant. A relayed sign-in presents the code we
-/// sealed at `/callback`; a client mapped onto a `direct` upstream client
-/// presents the provider's own code, which the provider has bound to the
-/// redirect_uri and the PKCE challenge.
-async fn authorization_code(
+/// What an `authorization_code` request presents, opened and checked.
+struct PresentedCode<'p> {
+    /// The grant: the provider's code and what it is bound to.
+    grant: SealedCode,
+    /// The client's PKCE verifier, for the provider to check.
+    verifier: &'p str,
+    /// What to do with the provider's id_token.
+    id_token: IdToken,
+}
+
+/// Opens the code an `authorization_code` request presents. A relayed
+/// sign-in presents the code we sealed at `/callback`; a client mapped onto
+/// a `direct` upstream client presents the provider's own code, which the
+/// provider has bound to the redirect_uri and the PKCE challenge.
+fn open_code<'p>(
     state: &AppState,
-    params: &Params,
-    metadata: &crate::metadata::ClientMetadata,
+    params: &'p Params,
+    metadata: &ClientMetadata,
     direct_upstream: Option<&str>,
-    upstream_client: &mut Option<String>,
-) -> Result<Response, TokenError> {
+) -> Result<PresentedCode<'p>, TokenError> {
     let client_id = metadata.client_id.as_str();
     let Some(code) = params.get("code") else {
         return Err(TokenError::new(
@@ -232,10 +225,7 @@ async fn authorization_code(
             "code_verifier is missing (PKCE is required)",
         ));
     };
-    let (grant, id_token) = match (
-        state.sealer.open::<SealedCode>(Purpose::Code, code),
-        direct_upstream,
-    ) {
+    let (grant, id_token) = match (state.seals().open::<SealedCode>(code), direct_upstream) {
         (Ok(sealed), _) => {
             if sealed.client_id != client_id {
                 return Err(TokenError::new(
@@ -245,7 +235,7 @@ async fn authorization_code(
             }
             if params
                 .get("redirect_uri")
-                .is_some_and(|uri| uri != sealed.redirect_uri)
+                .is_some_and(|uri| uri != sealed.redirect_uri.as_str())
             {
                 return Err(TokenError::new(
                     OAuthErrorCode::InvalidGrant,
@@ -264,7 +254,7 @@ async fn authorization_code(
         (Err(_), Some(direct)) => {
             let Some(redirect_uri) = params
                 .get("redirect_uri")
-                .filter(|uri| metadata.match_redirect_uri(uri).is_some())
+                .and_then(|uri| RedirectUri::registered(metadata, uri))
             else {
                 return Err(TokenError::new(
                     OAuthErrorCode::InvalidGrant,
@@ -274,7 +264,7 @@ async fn authorization_code(
             let grant = SealedCode {
                 upstream_code: code.to_owned(),
                 client_id: client_id.to_owned(),
-                redirect_uri: redirect_uri.to_owned(),
+                redirect_uri,
                 nonce: None,
                 scope: String::new(),
                 upstream_client: direct.to_owned(),
@@ -288,10 +278,26 @@ async fn authorization_code(
             ));
         }
     };
-    *upstream_client = Some(grant.upstream_client.clone());
+    Ok(PresentedCode {
+        grant,
+        verifier,
+        id_token,
+    })
+}
+
+/// The provider's code exchanged as the pre-registered client, with the
+/// client's PKCE verifier, and the answer made the client's.
+async fn exchange_code(
+    state: &AppState,
+    PresentedCode {
+        grant,
+        verifier,
+        id_token,
+    }: PresentedCode<'_>,
+) -> Result<Response, TokenError> {
     let upstream_redirect = match state.upstream_mode(&grant.upstream_client) {
         RedirectMode::Relay => state.callback_url(),
-        RedirectMode::Direct => grant.redirect_uri.clone(),
+        RedirectMode::Direct => grant.redirect_uri.as_str().to_owned(),
     };
     let answer = state
         .provider
@@ -309,7 +315,7 @@ async fn authorization_code(
     finish(
         state,
         answer,
-        client_id,
+        &grant.client_id,
         &grant.upstream_client,
         &grant.scope,
         id_token,
@@ -347,16 +353,12 @@ async fn refresh_token(
             "refresh_token is missing",
         ));
     };
-    let sealed: SealedRefresh =
-        state
-            .sealer
-            .open(Purpose::RefreshToken, token)
-            .map_err(|error| {
-                TokenError::new(
-                    OAuthErrorCode::InvalidGrant,
-                    format!("the refresh token is not valid: {error}"),
-                )
-            })?;
+    let sealed: SealedRefresh = state.seals().open(token).map_err(|error| {
+        TokenError::new(
+            OAuthErrorCode::InvalidGrant,
+            format!("the refresh token is not valid: {error}"),
+        )
+    })?;
     if sealed.client_id != client_id {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidGrant,
@@ -407,29 +409,7 @@ async fn finish(
 ) -> Result<Response, TokenError> {
     let mut body = answer.body;
     if !answer.status.is_success() {
-        // The provider's OAuth error passes through, reduced to its known fields.
-        let code = body
-            .get("error")
-            .and_then(Value::as_str)
-            .map_or(OAuthErrorCode::ServerError, OAuthErrorCode::from_provider);
-        if code == OAuthErrorCode::InvalidClient {
-            // The client authenticated to us; the provider refusing *our*
-            // credentials is our fault, not the client's.
-            tracing::error!(
-                upstream_client,
-                "the provider refused the proxy's credentials for this upstream client"
-            );
-            return Err(TokenError::new(
-                OAuthErrorCode::ServerError,
-                "the proxy's credentials were refused by the identity provider",
-            ));
-        }
-        let description = body
-            .get("error_description")
-            .and_then(Value::as_str)
-            .map(|text| text.chars().take(300).collect::<String>())
-            .unwrap_or_default();
-        return Err(TokenError::new(code, description));
+        return Err(provider_refusal(&body, upstream_client));
     }
     // A provider that does not rotate refresh tokens sends none back; the
     // client keeps the sealed one it has, which stays valid.
@@ -443,51 +423,37 @@ async fn finish(
             scope
         };
         let sealed = state
-            .sealer
-            .try_seal(
-                Purpose::RefreshToken,
-                state.config.seal.refresh_token_ttl,
-                &SealedRefresh {
-                    upstream_refresh_token,
-                    client_id: client_id.to_owned(),
-                    scope: scope.to_owned(),
-                    upstream_client: upstream_client.to_owned(),
-                },
-            )
+            .seals()
+            .seal(&SealedRefresh {
+                upstream_refresh_token,
+                client_id: client_id.to_owned(),
+                scope: scope.to_owned(),
+                upstream_client: upstream_client.to_owned(),
+            })
             .map_err(|error| {
                 tracing::warn!(%error, "cannot seal the refresh token");
                 TokenError::new(OAuthErrorCode::ServerError, "cannot issue a refresh token")
             })?;
         body.insert("refresh_token".into(), Value::String(sealed));
     }
-    let provider_id_token = body.remove("id_token");
-    if let Some(Value::String(provider_id_token)) = provider_id_token {
-        let ours = match id_token {
+    if let Some(Value::String(provider_id_token)) = body.remove("id_token") {
+        let nonce = match &id_token {
             IdToken::Drop => None,
-            IdToken::Reissue { expected_nonce } => Some(
-                reissue_id_token(
-                    state,
-                    &provider_id_token,
-                    client_id,
-                    upstream_client,
-                    NonceRule::Expect(expected_nonce.as_deref()),
-                    body.get("access_token").and_then(Value::as_str),
-                )
-                .await?,
-            ),
-            IdToken::ReissueWithProviderNonce => Some(
-                reissue_id_token(
-                    state,
-                    &provider_id_token,
-                    client_id,
-                    upstream_client,
-                    NonceRule::CarryOver,
-                    body.get("access_token").and_then(Value::as_str),
-                )
-                .await?,
-            ),
+            IdToken::Reissue { expected_nonce } => {
+                Some(NonceRule::Expect(expected_nonce.as_deref()))
+            }
+            IdToken::ReissueWithProviderNonce => Some(NonceRule::CarryOver),
         };
-        if let Some(ours) = ours {
+        if let Some(nonce) = nonce {
+            let ours = reissue_id_token(
+                state,
+                &provider_id_token,
+                client_id,
+                upstream_client,
+                nonce,
+                body.get("access_token").and_then(Value::as_str),
+            )
+            .await?;
             body.insert("id_token".into(), Value::String(ours));
         }
     }
@@ -498,6 +464,32 @@ async fn finish(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// The provider's OAuth error, relayed reduced to its known fields.
+fn provider_refusal(body: &Map<String, Value>, upstream_client: &str) -> TokenError {
+    let code = body
+        .get("error")
+        .and_then(Value::as_str)
+        .map_or(OAuthErrorCode::ServerError, OAuthErrorCode::from_provider);
+    if code == OAuthErrorCode::InvalidClient {
+        // The client authenticated to us; the provider refusing *our*
+        // credentials is our fault, not the client's.
+        tracing::error!(
+            upstream_client,
+            "the provider refused the proxy's credentials for this upstream client"
+        );
+        return TokenError::new(
+            OAuthErrorCode::ServerError,
+            "the proxy's credentials were refused by the identity provider",
+        );
+    }
+    let description = body
+        .get("error_description")
+        .and_then(Value::as_str)
+        .map(|text| text.chars().take(300).collect::<String>())
+        .unwrap_or_default();
+    TokenError::new(code, description)
 }
 
 /// Which nonce the proxy's id_token carries.

@@ -23,6 +23,7 @@ mod config;
 mod credentials;
 mod discovery;
 mod http;
+mod identity_provider;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -42,6 +43,7 @@ pub use config::{
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
+pub use identity_provider::IdentityProvider;
 
 /// The provider's metadata: what discovery found, with the configured
 /// endpoint overrides applied.

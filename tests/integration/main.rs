@@ -10,5 +10,6 @@ mod check_cli;
 mod client_auth;
 #[cfg(feature = "dev")]
 mod dev;
+mod flow;
 mod logo;
 mod trust;

@@ -278,8 +278,15 @@ async fn an_issuer_jwks_uri_is_fetched_once_and_then_served_from_the_cache() {
     let trust = Trust::new(&config.trust, egress).expect("trust");
     let id = ClientIdUrl::parse(&client).expect("client_id");
     for _ in 0..3 {
-        let vetted = trust.resolve(&cache, &id).await.expect("vouched");
-        assert_eq!(vetted.vouched_by(), Some(REGISTRY));
+        let document = cache.resolve(&id).await.expect("valid document").document;
+        let (_, verdict) = trust
+            .vet(&id, Arc::clone(&document.metadata))
+            .await
+            .expect("vouched");
+        assert_eq!(
+            verdict.as_ref().and_then(|v| v.vouched_by()),
+            Some(REGISTRY)
+        );
     }
     let fetches = || {
         registry_origin

@@ -1,0 +1,461 @@
+//! Admission: the one path a client_id takes before the proxy acts for it.
+//!
+//! ```text
+//! client_id ─ cached? ─ yes ──────────────────────────┐
+//!            └ no: ClientIdUrl::parse ─ cache::resolve (fetch, validate)
+//!                                                     └ trust::vet (the statement)
+//!                                                        └ policy::decide ─ deny?
+//!                                                           └ the upstream client
+//!                                                              └ the redirect_uri, the scopes
+//! ```
+//!
+//! Every entrance (`/authorize`, `/token`, `/logo`, `check`) calls
+//! [`Admission::admit`] with the raw client_id and what it knows
+//! ([`Ask`]), and gets either an [`Admitted`] client or one [`Refusal`],
+//! which each entrance maps to its wire in one place (an error page, an
+//! OAuth error, the `check` report). A new entrance is a new caller.
+//!
+//! The cached fast path parses nothing: only client_ids that parsed are
+//! ever cached, and the cache entry keeps the parsed [`ClientIdUrl`], so a
+//! hit yields it for free.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::cache::{DocumentCache, Resolved};
+use crate::client_id::{ClientIdError, ClientIdUrl};
+use crate::error_code::ErrorCode;
+use crate::flow::RedirectUri;
+use crate::metadata::ClientMetadata;
+use crate::policy::{Action, Decision, Policy};
+use crate::trust::{ClientError, Trust, Verdict};
+use crate::upstream::{RedirectMode, UpstreamClient};
+
+/// What admission consults: the document cache (and through it the
+/// fetcher), the trusted issuers, the policy and the upstream clients.
+#[derive(Clone, Copy)]
+pub struct Admission<'a> {
+    cache: &'a DocumentCache,
+    trust: &'a Trust,
+    policy: &'a Policy,
+    upstream_clients: &'a BTreeMap<String, UpstreamClient>,
+    resource_scopes: &'a BTreeMap<String, String>,
+}
+
+/// What an entrance knows about the request besides the client_id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask<'a> {
+    /// Whether a redirect_uri is to be chosen, and which one was asked for.
+    pub redirect_uri: RedirectAsk<'a>,
+    /// The space-separated scopes requested.
+    pub scope: Option<&'a str>,
+    /// The RFC 8707 resource requested.
+    pub resource: Option<&'a str>,
+}
+
+/// Whether the entrance sends the user back to the client.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum RedirectAsk<'a> {
+    /// It does not (`/token`, `/logo`, `check`).
+    #[default]
+    NotAsked,
+    /// A sign-in: the redirect_uri the request names, if it names one.
+    Asked(Option<&'a str>),
+}
+
+/// A client looked up for use: its document and its statement's verdict.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The cache lookup: the document as fetched (with its parsed
+    /// client_id), and how it was served.
+    pub resolved: Resolved,
+    /// The metadata to use: the document, with a verified statement's
+    /// claims taking precedence.
+    pub metadata: Arc<ClientMetadata>,
+    /// The statement's verdict; `None` when the document carries none.
+    pub statement: Option<Verdict>,
+}
+
+impl Client {
+    /// The parsed client_id.
+    pub fn id(&self) -> &ClientIdUrl {
+        self.resolved.document.client_id()
+    }
+
+    /// The issuer that vouches for the client, if any.
+    pub fn vouched_by(&self) -> Option<&str> {
+        self.statement.as_ref().and_then(Verdict::vouched_by)
+    }
+
+    /// The client_id's host, shown to people (`[::1]` for IPv6).
+    pub fn host(&self) -> &str {
+        host_of(self.id())
+    }
+}
+
+/// The pre-registered client a CIMD client is mapped onto.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    /// Its name in `[upstream.clients]`.
+    pub name: &'a str,
+    /// Its configuration.
+    pub client: &'a UpstreamClient,
+}
+
+impl Upstream<'_> {
+    /// Whether the provider returns the user to the proxy or to the client.
+    pub fn redirect_mode(&self) -> RedirectMode {
+        self.client.redirect_mode
+    }
+}
+
+/// A client the policy does not deny, with everything an entrance needs.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    /// The client.
+    pub client: Client,
+    /// The policy's decision: allow or warn, its reasons, the ceiling.
+    pub decision: Decision,
+    /// The upstream client the decision maps onto; `None` when the
+    /// configuration names none for it (a sign-in then cannot proceed).
+    pub upstream: Option<Upstream<'a>>,
+    /// The validated redirect_uri, when one was asked for.
+    pub redirect_uri: Option<RedirectUri>,
+    /// The scopes to send upstream: the requested ones cut to the rule's
+    /// ceiling, plus the requested resource's extra scope. A sign-in
+    /// reports a refusal here only once its redirect_uri is trusted and the
+    /// request itself checked, which is why it is carried, not returned.
+    pub scope: Result<String, ScopeRefused>,
+}
+
+/// None of the requested scopes is within the client's ceiling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("none of the requested scopes is allowed for this client")]
+pub struct ScopeRefused;
+
+/// Why a client is not admitted. Each entrance maps this to its wire once.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The client_id is not a valid CIMD client identifier.
+    #[error(transparent)]
+    InvalidClientId(ClientIdError),
+    /// The document could not be fetched or is invalid, or its statement
+    /// does not verify.
+    #[error("{error}")]
+    Client {
+        /// The client_id, parsed.
+        client: ClientIdUrl,
+        /// Why.
+        error: ClientError,
+    },
+    /// The operator's policy denies the client.
+    #[error("the operator's policy denies this client")]
+    Denied(Box<Denied>),
+    /// The requested redirect_uri is not one the document lists.
+    #[error("the redirect_uri is not listed in the client's metadata document")]
+    RedirectUriNotRegistered(Box<Client>),
+    /// The request names no redirect_uri and the document lists several.
+    #[error("redirect_uri is required: the client lists several")]
+    RedirectUriRequired(Box<Client>),
+}
+
+/// A client the policy denies, with the decision (`check` reports both).
+#[derive(Debug)]
+pub struct Denied {
+    /// The client.
+    pub client: Client,
+    /// The decision, whose action is deny.
+    pub decision: Decision,
+}
+
+impl Refusal {
+    /// The stable error code of a refusal of the client itself; `None` for
+    /// a redirect_uri the request got wrong.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Refusal::InvalidClientId(error) => Some(error.code()),
+            Refusal::Client { error, .. } => Some(error.code()),
+            Refusal::Denied(_) => Some(ErrorCode::PolicyDenied),
+            Refusal::RedirectUriNotRegistered(_) | Refusal::RedirectUriRequired(_) => None,
+        }
+    }
+
+    /// The audit outcome and metric label: the error code, or the OAuth
+    /// name of the redirect problem.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Refusal::RedirectUriNotRegistered(_) => "redirect_uri_mismatch",
+            Refusal::RedirectUriRequired(_) => "invalid_request",
+            other => other.code().map_or("invalid_request", ErrorCode::as_str),
+        }
+    }
+
+    /// The client_id's host, once the client_id parsed.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Refusal::InvalidClientId(_) => None,
+            Refusal::Client { client, .. } => Some(host_of(client)),
+            Refusal::Denied(denied) => Some(denied.client.host()),
+            Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {
+                Some(client.host())
+            }
+        }
+    }
+}
+
+fn host_of(client: &ClientIdUrl) -> &str {
+    client.url().host_str().unwrap_or_default()
+}
+
+impl<'a> Admission<'a> {
+    /// Admission over these components.
+    pub fn new(
+        cache: &'a DocumentCache,
+        trust: &'a Trust,
+        policy: &'a Policy,
+        upstream_clients: &'a BTreeMap<String, UpstreamClient>,
+        resource_scopes: &'a BTreeMap<String, String>,
+    ) -> Self {
+        Admission {
+            cache,
+            trust,
+            policy,
+            upstream_clients,
+            resource_scopes,
+        }
+    }
+
+    /// Admits `client_id` for what `ask` describes, or says why not.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`], checked in this order: the identifier, the document,
+    /// the statement, the policy, then the redirect_uri.
+    pub async fn admit(&self, client_id: &str, ask: Ask<'_>) -> Result<Admitted<'a>, Refusal> {
+        let client = self.look_up(client_id).await?;
+        let decision = self
+            .policy
+            .decide(client.id(), &client.metadata, client.vouched_by());
+        if decision.action == Action::Deny {
+            return Err(Refusal::Denied(Box::new(Denied { client, decision })));
+        }
+        let redirect_uri = match ask.redirect_uri {
+            RedirectAsk::NotAsked => None,
+            RedirectAsk::Asked(Some(requested)) => {
+                match RedirectUri::registered(&client.metadata, requested) {
+                    Some(uri) => Some(uri),
+                    None => return Err(Refusal::RedirectUriNotRegistered(Box::new(client))),
+                }
+            }
+            RedirectAsk::Asked(None) => match RedirectUri::only(&client.metadata) {
+                Some(uri) => Some(uri),
+                None => return Err(Refusal::RedirectUriRequired(Box::new(client))),
+            },
+        };
+        let upstream = self.upstream_for(decision.upstream_client.as_deref());
+        let scope = self.granted_scope(ask.scope, decision.scopes.as_deref(), ask.resource);
+        Ok(Admitted {
+            client,
+            decision,
+            upstream,
+            redirect_uri,
+            scope,
+        })
+    }
+
+    /// The document (from the cache when fresh) and the statement's verdict.
+    async fn look_up(&self, client_id: &str) -> Result<Client, Refusal> {
+        let resolved = match self.cache.cached(client_id) {
+            Some(resolved) => resolved,
+            None => {
+                let parsed = ClientIdUrl::parse(client_id).map_err(Refusal::InvalidClientId)?;
+                match self.cache.resolve(&parsed).await {
+                    Ok(resolved) => resolved,
+                    Err(error) => {
+                        return Err(Refusal::Client {
+                            client: parsed,
+                            error: error.into(),
+                        });
+                    }
+                }
+            }
+        };
+        let document = Arc::clone(&resolved.document);
+        let (metadata, statement) = self
+            .trust
+            .vet(document.client_id(), Arc::clone(&document.metadata))
+            .await
+            .map_err(|error| Refusal::Client {
+                client: document.client_id().clone(),
+                error,
+            })?;
+        Ok(Client {
+            resolved,
+            metadata,
+            statement,
+        })
+    }
+
+    /// The upstream client a decision maps onto: the named one, or the only
+    /// one configured.
+    fn upstream_for(&self, named: Option<&str>) -> Option<Upstream<'a>> {
+        let clients = self.upstream_clients;
+        let (name, client) = match named {
+            Some(name) => clients.get_key_value(name)?,
+            None if clients.len() == 1 => clients.iter().next()?,
+            None => return None,
+        };
+        Some(Upstream { name, client })
+    }
+
+    /// The scopes sent upstream: the request's, cut to the rule's ceiling,
+    /// plus what `upstream.resource_scopes` adds for a requested resource.
+    fn granted_scope(
+        &self,
+        requested: Option<&str>,
+        ceiling: Option<&[String]>,
+        resource: Option<&str>,
+    ) -> Result<String, ScopeRefused> {
+        let requested: Vec<&str> = requested
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut granted: Vec<&str> = match ceiling {
+            Some(ceiling) => requested
+                .iter()
+                .copied()
+                .filter(|scope| ceiling.iter().any(|allowed| allowed == scope))
+                .collect(),
+            None => requested.clone(),
+        };
+        if !requested.is_empty() && granted.is_empty() {
+            return Err(ScopeRefused);
+        }
+        if let Some(extra) = resource.and_then(|r| self.resource_scopes.get(r)) {
+            granted.push(extra);
+        }
+        let mut seen = BTreeSet::new();
+        granted.retain(|scope| seen.insert(*scope));
+        Ok(granted.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::egress::Egress;
+
+    /// The components admission consults, from a configuration.
+    struct Parts {
+        config: Config,
+        cache: DocumentCache,
+        trust: Trust,
+        policy: Policy,
+    }
+
+    impl Parts {
+        fn new(toml: &str) -> Parts {
+            let config = Config::from_toml_str(toml, None).expect("valid config");
+            let egress = Arc::new(Egress::new(&config.fetch, Vec::new()).expect("egress"));
+            Parts {
+                cache: DocumentCache::new(Arc::clone(&egress), config.cache.clone()),
+                trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
+                policy: Policy::new(config.policy.clone()),
+                config,
+            }
+        }
+
+        fn admission(&self) -> Admission<'_> {
+            Admission::new(
+                &self.cache,
+                &self.trust,
+                &self.policy,
+                &self.config.upstream.clients,
+                &self.config.upstream.resource_scopes,
+            )
+        }
+    }
+
+    const TWO_CLIENTS: &str = r#"
+        [upstream.resource_scopes]
+        "https://mcp.example/" = "api://mcp/.default"
+        [upstream.clients.main]
+        client_id = "proxy-app"
+        auth_method = "none"
+        [upstream.clients.other]
+        client_id = "other-app"
+        auth_method = "none"
+    "#;
+
+    #[test]
+    fn scopes_are_cut_to_the_ceiling_and_the_resources_scope_added_once() {
+        let parts = Parts::new(TWO_CLIENTS);
+        let admission = parts.admission();
+        let ceiling = ["openid".to_owned(), "mcp:tools".to_owned()];
+        assert_eq!(
+            admission.granted_scope(Some("openid admin mcp:tools openid"), Some(&ceiling), None),
+            Ok("openid mcp:tools".to_owned())
+        );
+        assert_eq!(
+            admission.granted_scope(Some("admin"), Some(&ceiling), None),
+            Err(ScopeRefused)
+        );
+        // No ceiling: everything asked for; nothing asked: nothing refused.
+        assert_eq!(
+            admission.granted_scope(Some("a  b"), None, None),
+            Ok("a b".to_owned())
+        );
+        assert_eq!(
+            admission.granted_scope(None, Some(&ceiling), None),
+            Ok(String::new())
+        );
+        assert_eq!(
+            admission.granted_scope(Some("openid"), None, Some("https://mcp.example/")),
+            Ok("openid api://mcp/.default".to_owned())
+        );
+        assert_eq!(
+            admission.granted_scope(
+                Some("api://mcp/.default"),
+                None,
+                Some("https://mcp.example/")
+            ),
+            Ok("api://mcp/.default".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_decision_maps_onto_the_named_or_the_only_upstream_client() {
+        let parts = Parts::new(TWO_CLIENTS);
+        let admission = parts.admission();
+        assert_eq!(admission.upstream_for(Some("other")).unwrap().name, "other");
+        // A stale name, or no name among several: none, and a sign-in stops.
+        assert!(admission.upstream_for(Some("gone")).is_none());
+        assert!(admission.upstream_for(None).is_none());
+        let single = Parts::new(
+            "[upstream.clients.main]\nclient_id = \"proxy-app\"\nauth_method = \"none\"\n",
+        );
+        let only = single.admission().upstream_for(None).unwrap();
+        assert_eq!(only.name, "main");
+        assert_eq!(only.client.client_id, "proxy-app");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_client_id_is_refused_before_any_fetch() {
+        let parts = Parts::new(TWO_CLIENTS);
+        for client_id in ["http://app.example/c", "https://App.example/c", "https://"] {
+            let refusal = parts
+                .admission()
+                .admit(client_id, Ask::default())
+                .await
+                .expect_err("refused");
+            assert!(matches!(refusal, Refusal::InvalidClientId(_)), "{refusal}");
+            assert_eq!(refusal.code(), Some(ErrorCode::InvalidClientIdUrl));
+            assert_eq!(refusal.outcome(), "invalid_client_id_url");
+            // The host of a client_id that did not parse is never shown.
+            assert_eq!(refusal.host(), None);
+        }
+        assert_eq!(parts.cache.entry_count(), 0);
+    }
+}

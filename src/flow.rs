@@ -1,0 +1,320 @@
+//! The values a sign-in carries from one request to the next.
+//!
+//! Nothing is stored between `/authorize`, `/callback`, `/consent` and
+//! `/token`: what must survive travels sealed (see [`crate::seal`]). Every
+//! sealed payload is defined here, beside the [`Purpose`] it is sealed under
+//! and the lifetime it gets, so a handler that opens what another made
+//! imports this module, not the other handler. [`RedirectUri`] is the
+//! redirect_uri after it was matched against the client's document: made
+//! once, by [`RedirectUri::registered`], and carried from there.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::metadata::ClientMetadata;
+use crate::seal::SealConfig;
+use crate::seal::{Purpose, SealError, Sealer};
+
+/// A redirect_uri the client's document lists (exactly, or under the
+/// loopback port rule of RFC 8252 §7.3). Only [`RedirectUri::registered`]
+/// makes one from a request; a sealed payload carries it as the plain
+/// string it was, since only this deployment can have sealed it.
+///
+/// The URL is parsed at most once, and only when something needs its parts
+/// (an error redirect, the consent page): the cached sign-in's hot path
+/// never does.
+#[derive(Debug, Clone)]
+pub struct RedirectUri {
+    raw: String,
+    parsed: OnceLock<Option<Url>>,
+}
+
+impl RedirectUri {
+    /// The requested redirect_uri when `metadata` lists it: the exact
+    /// string, or a loopback registration matching it on any port.
+    pub fn registered(metadata: &ClientMetadata, requested: &str) -> Option<RedirectUri> {
+        metadata
+            .match_redirect_uri(requested)
+            .map(|_| RedirectUri::trusted(requested.to_owned()))
+    }
+
+    /// The only redirect URI of a document that lists one, which a request
+    /// naming none gets (RFC 6749 §3.1.2.3).
+    pub fn only(metadata: &ClientMetadata) -> Option<RedirectUri> {
+        match metadata.redirect_uris.as_slice() {
+            [only] => Some(RedirectUri::trusted(only.clone())),
+            _ => None,
+        }
+    }
+
+    /// A string already validated, read back from a sealed payload.
+    fn trusted(raw: String) -> RedirectUri {
+        RedirectUri {
+            raw,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The redirect_uri exactly as the client sent it: what is compared at
+    /// `/token` and sent upstream in direct mode.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The parsed URL; `None` only for a registration no URL parser reads
+    /// (a document rule should have refused it).
+    pub fn url(&self) -> Option<&Url> {
+        self.parsed
+            .get_or_init(|| Url::parse(&self.raw).ok())
+            .as_ref()
+    }
+
+    /// Whether the redirect lands on this machine (loopback), where any
+    /// local program could be listening.
+    pub fn is_loopback(&self) -> bool {
+        crate::metadata::is_loopback_redirect(&self.raw)
+    }
+}
+
+impl PartialEq for RedirectUri {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for RedirectUri {}
+
+impl Serialize for RedirectUri {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.raw)
+    }
+}
+
+impl<'de> Deserialize<'de> for RedirectUri {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(RedirectUri::trusted)
+    }
+}
+
+/// A payload the proxy seals, bound to one [`Purpose`] (so one kind can
+/// never be opened as another) and one lifetime.
+pub trait Sealed: Serialize + DeserializeOwned {
+    /// What it is sealed as: the associated data of the seal.
+    const PURPOSE: Purpose;
+
+    /// How long it stays valid under this configuration.
+    fn lifetime(config: &SealConfig) -> Duration;
+}
+
+/// The sealer with the configured lifetimes: seals and opens [`Sealed`]
+/// payloads, each under its own purpose and lifetime.
+#[derive(Clone, Copy)]
+pub struct Seals<'a> {
+    sealer: &'a Sealer,
+    config: &'a SealConfig,
+}
+
+impl<'a> Seals<'a> {
+    /// Seals with `sealer` under the lifetimes of `config`.
+    pub fn new(sealer: &'a Sealer, config: &'a SealConfig) -> Self {
+        Seals { sealer, config }
+    }
+
+    /// Seals `payload` for its purpose and lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`SealError`] when the payload is too large to seal (its sizes are
+    /// partly the client's choice).
+    pub fn seal<T: Sealed>(&self, payload: &T) -> Result<String, SealError> {
+        self.sealer
+            .try_seal(T::PURPOSE, T::lifetime(self.config), payload)
+    }
+
+    /// Opens a token sealed as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`SealError`] when the token is malformed, forged, sealed for another
+    /// purpose or expired.
+    pub fn open<T: Sealed>(&self, token: &str) -> Result<T, SealError> {
+        self.sealer.open(T::PURPOSE, token)
+    }
+}
+
+/// What travels through the provider inside the sealed `state` (relay mode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedState {
+    /// The CIMD client_id.
+    pub client_id: String,
+    /// The client's redirect_uri, validated against its document.
+    pub redirect_uri: RedirectUri,
+    /// The client's own `state`, returned to it untouched.
+    pub state: Option<String>,
+    /// The client's `nonce`, checked in the provider's id_token and put in ours.
+    pub nonce: Option<String>,
+    /// The scopes sent upstream.
+    pub scope: String,
+    /// The upstream client (configuration name) the client was mapped onto.
+    pub upstream_client: String,
+}
+
+impl Sealed for SealedState {
+    const PURPOSE: Purpose = Purpose::State;
+
+    fn lifetime(config: &SealConfig) -> Duration {
+        config.state_ttl
+    }
+}
+
+/// The code the client receives at its redirect_uri: the provider's code,
+/// bound to the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedCode {
+    /// The provider's authorization code.
+    pub upstream_code: String,
+    /// The CIMD client_id the code was issued to.
+    pub client_id: String,
+    /// The redirect_uri the code was delivered to.
+    pub redirect_uri: RedirectUri,
+    /// The client's nonce, expected in the provider's id_token.
+    pub nonce: Option<String>,
+    /// The scopes requested upstream.
+    pub scope: String,
+    /// The upstream client (configuration name).
+    pub upstream_client: String,
+}
+
+impl Sealed for SealedCode {
+    const PURPOSE: Purpose = Purpose::Code;
+
+    fn lifetime(config: &SealConfig) -> Duration {
+        config.code_ttl
+    }
+}
+
+/// What the client's refresh token holds: the provider's, bound to the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedRefresh {
+    /// The provider's refresh token.
+    pub upstream_refresh_token: String,
+    /// The CIMD client_id it was issued to.
+    pub client_id: String,
+    /// The scopes of the grant.
+    pub scope: String,
+    /// The upstream client (configuration name) the grant was made as.
+    pub upstream_client: String,
+}
+
+impl Sealed for SealedRefresh {
+    const PURPOSE: Purpose = Purpose::RefreshToken;
+
+    fn lifetime(config: &SealConfig) -> Duration {
+        config.refresh_token_ttl
+    }
+}
+
+/// How long a consent page's decision stays valid.
+pub const CONSENT_TTL: Duration = Duration::from_secs(300);
+
+/// What the consent form carries, sealed: the whole validated decision, so
+/// nothing in the form can be altered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedConsent {
+    /// A random id, so the token is single-use.
+    pub id: String,
+    /// SHA-256 of the browser cookie's value (base64url).
+    pub browser: String,
+    /// The CIMD client_id.
+    pub client_id: String,
+    /// The validated redirect_uri (where Cancel goes).
+    pub redirect_uri: RedirectUri,
+    /// The client's own `state`.
+    pub state: Option<String>,
+    /// Where Continue goes: the provider's authorization URL, complete.
+    pub location: String,
+}
+
+impl Sealed for SealedConsent {
+    const PURPOSE: Purpose = Purpose::Consent;
+
+    /// Fixed: the page is answered within minutes or not at all.
+    fn lifetime(_config: &SealConfig) -> Duration {
+        CONSENT_TTL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_id::ClientIdUrl;
+
+    fn metadata(redirect_uris: &[&str]) -> ClientMetadata {
+        let id = "https://app.example/c.json";
+        let body = serde_json::json!({ "client_id": id, "redirect_uris": redirect_uris });
+        crate::metadata::validate(
+            &ClientIdUrl::parse(id).unwrap(),
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_redirect_uri_is_made_only_from_the_documents_match() {
+        let metadata = metadata(&["https://app.example/cb", "http://127.0.0.1/cb"]);
+        let exact = RedirectUri::registered(&metadata, "https://app.example/cb").unwrap();
+        assert_eq!(exact.as_str(), "https://app.example/cb");
+        // The loopback port rule: the requested port is kept.
+        let loopback = RedirectUri::registered(&metadata, "http://127.0.0.1:5173/cb").unwrap();
+        assert_eq!(loopback.as_str(), "http://127.0.0.1:5173/cb");
+        assert!(loopback.is_loopback());
+        assert_eq!(loopback.url().and_then(Url::port), Some(5173));
+        assert!(RedirectUri::registered(&metadata, "https://app.example/cb2").is_none());
+        assert!(RedirectUri::registered(&metadata, "https://evil.example/cb").is_none());
+        // Several registered: none is chosen for a request naming none.
+        assert!(RedirectUri::only(&metadata).is_none());
+        let single = self::metadata(&["https://app.example/cb"]);
+        assert_eq!(
+            RedirectUri::only(&single).map(|uri| uri.as_str().to_owned()),
+            Some("https://app.example/cb".to_owned())
+        );
+    }
+
+    #[test]
+    fn sealed_payloads_open_only_as_their_own_kind() {
+        let sealer = Sealer::new(vec![[3u8; 32]]).unwrap();
+        let config = SealConfig::default();
+        let seals = Seals::new(&sealer, &config);
+        let state = SealedState {
+            client_id: "https://app.example/c.json".into(),
+            redirect_uri: RedirectUri::trusted("https://app.example/cb".into()),
+            state: Some("s".into()),
+            nonce: None,
+            scope: "openid".into(),
+            upstream_client: "main".into(),
+        };
+        let sealed = seals.seal(&state).unwrap();
+        let opened: SealedState = seals.open(&sealed).unwrap();
+        assert_eq!(opened.redirect_uri, state.redirect_uri);
+        // The same bytes under another purpose do not open.
+        assert!(seals.open::<SealedCode>(&sealed).is_err());
+        assert!(seals.open::<SealedConsent>(&sealed).is_err());
+        assert!(seals.open::<SealedRefresh>(&sealed).is_err());
+    }
+
+    #[test]
+    fn the_redirect_uri_travels_as_the_plain_string() {
+        let uri = RedirectUri::trusted("com.example.app:/cb".into());
+        assert_eq!(
+            serde_json::to_string(&uri).unwrap(),
+            "\"com.example.app:/cb\""
+        );
+        let back: RedirectUri = serde_json::from_str("\"com.example.app:/cb\"").unwrap();
+        assert_eq!(back, uri);
+        assert_eq!(back.url().map(Url::scheme), Some("com.example.app"));
+    }
+}

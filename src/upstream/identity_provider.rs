@@ -1,0 +1,81 @@
+//! What the server needs from the identity provider, as a trait: the real
+//! [`Provider`] implements it, and tests put an in-process identity
+//! provider in its place to exercise `/token` and `/callback` without
+//! discovering one over the network.
+
+use std::sync::Arc;
+
+use ::http::Response;
+use ::http::header::HeaderValue;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use jsonwebtoken::jwk::JwkSet;
+
+use super::{Provider, ProviderMetadata, TokenResponse, UpstreamError};
+
+/// The identity provider as the server's handlers use it. Object safe, so
+/// the server holds an `Arc<dyn IdentityProvider>`.
+pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
+    /// The provider's metadata in force.
+    fn metadata(&self) -> Arc<ProviderMetadata>;
+
+    /// Reads the provider's metadata again (readiness, key rotation).
+    fn refresh_metadata(&self) -> BoxFuture<'_, Result<(), UpstreamError>>;
+
+    /// The provider's client_id of a pre-registered client, by name: the
+    /// audience of the id_tokens issued to it.
+    fn client_id_of(&self, upstream_client: &str) -> Option<&str>;
+
+    /// A grant made as the named pre-registered client (code exchange or
+    /// refresh): its answer, or its OAuth error with the status.
+    fn token<'a>(
+        &'a self,
+        upstream_client: &'a str,
+        params: &'a [(&'a str, &'a str)],
+    ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>>;
+
+    /// A pre-registered client's own token request, passed through verbatim.
+    fn forward_token_request(
+        &self,
+        body: Bytes,
+        authorization: Option<HeaderValue>,
+    ) -> BoxFuture<'_, Result<Response<Bytes>, UpstreamError>>;
+
+    /// The provider's signing keys, for its id_tokens; `refresh` asks for a
+    /// fresh copy (an unknown `kid`), which the provider may rate-limit.
+    fn jwks(&self, refresh: bool) -> BoxFuture<'_, Result<JwkSet, UpstreamError>>;
+}
+
+impl IdentityProvider for Provider {
+    fn metadata(&self) -> Arc<ProviderMetadata> {
+        Provider::metadata(self)
+    }
+
+    fn refresh_metadata(&self) -> BoxFuture<'_, Result<(), UpstreamError>> {
+        Box::pin(Provider::refresh_metadata(self))
+    }
+
+    fn client_id_of(&self, upstream_client: &str) -> Option<&str> {
+        Provider::client_id_of(self, upstream_client)
+    }
+
+    fn token<'a>(
+        &'a self,
+        upstream_client: &'a str,
+        params: &'a [(&'a str, &'a str)],
+    ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>> {
+        Box::pin(Provider::token(self, upstream_client, params))
+    }
+
+    fn forward_token_request(
+        &self,
+        body: Bytes,
+        authorization: Option<HeaderValue>,
+    ) -> BoxFuture<'_, Result<Response<Bytes>, UpstreamError>> {
+        Box::pin(Provider::forward_token_request(self, body, authorization))
+    }
+
+    fn jwks(&self, refresh: bool) -> BoxFuture<'_, Result<JwkSet, UpstreamError>> {
+        Box::pin(Provider::jwks(self, refresh))
+    }
+}

@@ -1,0 +1,798 @@
+//! `/callback` and `/token` without a discovered provider: the real server
+//! (router, listener, admission, sealing, client authentication, id_token
+//! verification and re-issue) runs in-process against a real HTTPS document
+//! host, and an in-process identity provider stands where the discovered
+//! one would. The stand-in behaves as a provider does: it grants the
+//! authorization request it is sent to, binds its code to the redirect_uri
+//! and the PKCE challenge, checks the verifier, and signs its id_tokens
+//! with a key it publishes. The Node end-to-end suite runs the same flows
+//! against a real provider (oidc-provider); these pin the proxy's own
+//! rules where a failure names the line.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use cimd_proxy::client_auth::{ClientAuthLimits, ClientAuthenticator};
+use cimd_proxy::flow::{SealedCode, SealedRefresh, SealedState, Seals};
+use cimd_proxy::logo::LogoCache;
+use cimd_proxy::replay::ReplayStore;
+use cimd_proxy::server::{AppState, Shared};
+use cimd_proxy::{
+    Config, DocumentCache, Egress, IdentityProvider, Policy, ProviderMetadata, Purpose, Sealer,
+    SigningKeys, TokenResponse, Trust, UpstreamError,
+};
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::JwkSet;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::support::{World, document};
+
+/// The stand-in provider's issuer; never dialled.
+const IDP: &str = "https://idp.test";
+/// The proxy's issuer as the tests configure it.
+const PROXY: &str = "https://proxy.test";
+/// The pre-registered client CIMD clients are mapped onto.
+const UPSTREAM_CLIENT_ID: &str = "proxy-app";
+/// The PKCE verifier of every sign-in here, and its S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const SEAL_KEY: [u8; 32] = [5u8; 32];
+
+fn challenge(verifier: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// What the stand-in granted at its authorization endpoint.
+#[derive(Debug, Clone)]
+struct Grant {
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+}
+
+/// An in-process identity provider: an authorization endpoint the test
+/// "browser" visits, a token endpoint the proxy calls, a key set.
+#[derive(Debug)]
+struct StandInProvider {
+    metadata: Arc<ProviderMetadata>,
+    keys: SigningKeys,
+    grants: Mutex<BTreeMap<String, Grant>>,
+    /// Every form the proxy posted to the token endpoint.
+    token_calls: Mutex<Vec<BTreeMap<String, String>>>,
+    /// When set, the token endpoint answers with this error body instead.
+    refuse_with: Mutex<Option<(StatusCode, Value)>>,
+}
+
+impl StandInProvider {
+    fn new() -> Arc<Self> {
+        let url = |path: &str| Url::parse(&format!("{IDP}{path}")).unwrap();
+        Arc::new(StandInProvider {
+            metadata: Arc::new(ProviderMetadata {
+                issuer: IDP.to_owned(),
+                authorization_endpoint: url("/authorize"),
+                token_endpoint: url("/token"),
+                jwks_uri: Some(url("/jwks")),
+                userinfo_endpoint: None,
+                scopes_supported: None,
+                claims_supported: None,
+                raw: Map::new(),
+            }),
+            keys: SigningKeys::generate_ephemeral().expect("a provider key"),
+            grants: Mutex::new(BTreeMap::new()),
+            token_calls: Mutex::new(Vec::new()),
+            refuse_with: Mutex::new(None),
+        })
+    }
+
+    /// The user signs in at the provider's authorization endpoint
+    /// (`location`, where `/authorize` sent the browser): the provider
+    /// issues a code and returns the browser to the redirect_uri.
+    fn sign_in(&self, location: &str) -> Url {
+        let location = Url::parse(location).unwrap();
+        assert!(location.as_str().starts_with(&format!("{IDP}/authorize?")));
+        let query: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
+        assert_eq!(query["client_id"], UPSTREAM_CLIENT_ID);
+        let code = format!("upstream-code-{}", self.grants.lock().unwrap().len());
+        self.grants.lock().unwrap().insert(
+            code.clone(),
+            Grant {
+                redirect_uri: query["redirect_uri"].clone(),
+                code_challenge: query["code_challenge"].clone(),
+                nonce: query.get("nonce").cloned(),
+            },
+        );
+        let mut back = Url::parse(&query["redirect_uri"]).unwrap();
+        back.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", query.get("state").map_or("", String::as_str))
+            .append_pair("iss", IDP);
+        back
+    }
+
+    fn refuse_next(&self, status: StatusCode, body: Value) {
+        *self.refuse_with.lock().unwrap() = Some((status, body));
+    }
+
+    fn token_calls(&self) -> Vec<BTreeMap<String, String>> {
+        self.token_calls.lock().unwrap().clone()
+    }
+
+    fn answer(&self, form: &BTreeMap<String, String>) -> TokenResponse {
+        if let Some((status, body)) = self.refuse_with.lock().unwrap().take() {
+            return error(status, body);
+        }
+        let nonce = match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let Some(grant) = self.grants.lock().unwrap().remove(&form["code"]) else {
+                    return error(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
+                };
+                // What a provider checks: the redirect_uri and PKCE binding.
+                if form.get("redirect_uri") != Some(&grant.redirect_uri)
+                    || form.get("code_verifier").map(|v| challenge(v)) != Some(grant.code_challenge)
+                {
+                    return error(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
+                }
+                grant.nonce
+            }
+            Some("refresh_token") if form["refresh_token"] == "upstream-refresh" => None,
+            _ => return error(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"})),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = json!({
+            "iss": IDP, "aud": UPSTREAM_CLIENT_ID, "sub": "user-1",
+            "iat": now, "exp": now + 300,
+        });
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        let body = json!({
+            "access_token": "upstream-access",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "refresh_token": "upstream-refresh",
+            "scope": "openid",
+            "id_token": self.keys.sign(&claims).unwrap(),
+        });
+        TokenResponse {
+            status: StatusCode::OK,
+            body: body.as_object().unwrap().clone(),
+        }
+    }
+}
+
+fn error(status: StatusCode, body: Value) -> TokenResponse {
+    TokenResponse {
+        status,
+        body: body.as_object().unwrap().clone(),
+    }
+}
+
+impl IdentityProvider for StandInProvider {
+    fn metadata(&self) -> Arc<ProviderMetadata> {
+        Arc::clone(&self.metadata)
+    }
+
+    fn refresh_metadata(&self) -> BoxFuture<'_, Result<(), UpstreamError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn client_id_of(&self, upstream_client: &str) -> Option<&str> {
+        (upstream_client == "main").then_some(UPSTREAM_CLIENT_ID)
+    }
+
+    fn token<'a>(
+        &'a self,
+        upstream_client: &'a str,
+        params: &'a [(&'a str, &'a str)],
+    ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>> {
+        Box::pin(async move {
+            if upstream_client != "main" {
+                return Err(UpstreamError::UnknownClient(upstream_client.to_owned()));
+            }
+            let form: BTreeMap<String, String> = params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            self.token_calls.lock().unwrap().push(form.clone());
+            Ok(self.answer(&form))
+        })
+    }
+
+    fn forward_token_request(
+        &self,
+        _body: Bytes,
+        _authorization: Option<http::HeaderValue>,
+    ) -> BoxFuture<'_, Result<http::Response<Bytes>, UpstreamError>> {
+        Box::pin(async { Ok(http::Response::new(Bytes::from_static(b"{}"))) })
+    }
+
+    fn jwks(&self, _refresh: bool) -> BoxFuture<'_, Result<JwkSet, UpstreamError>> {
+        let set: JwkSet = serde_json::from_value(self.keys.jwks()).unwrap();
+        Box::pin(async move { Ok(set) })
+    }
+}
+
+/// The proxy, served on loopback, with the stand-in as its provider.
+struct Proxy {
+    base: Url,
+    shared: Arc<Shared>,
+    idp: Arc<StandInProvider>,
+    config_text: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> Url {
+        let location = self.headers[header::LOCATION].to_str().unwrap();
+        Url::parse(location).unwrap()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+fn query(url: &Url) -> BTreeMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// The state a configuration gives, with the stand-in provider. The cache
+/// and the single-use stores are `keep`'s when given, as a reload keeps them.
+fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppState>) -> AppState {
+    let config = Config::from_toml_str(config_text, None).expect("valid config");
+    let egress = Arc::new(Egress::new(&config.fetch, Vec::new()).expect("egress"));
+    let provider: Arc<dyn IdentityProvider> = Arc::clone(idp) as Arc<dyn IdentityProvider>;
+    AppState {
+        issuer: PROXY.to_owned(),
+        cache: keep.map_or_else(
+            || {
+                Arc::new(DocumentCache::new(
+                    Arc::clone(&egress),
+                    config.cache.clone(),
+                ))
+            },
+            |state| Arc::clone(&state.cache),
+        ),
+        policy: Policy::new(config.policy.clone()),
+        sealer: Sealer::new(vec![SEAL_KEY]).unwrap(),
+        provider,
+        client_auth: Arc::new(ClientAuthenticator::new(
+            Arc::clone(&egress),
+            vec![PROXY.to_owned(), format!("{PROXY}/token")],
+            ClientAuthLimits::default(),
+        )),
+        signing: SigningKeys::generate_ephemeral().unwrap(),
+        consents: Arc::new(ReplayStore::new(100)),
+        logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
+        trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
+        config,
+    }
+}
+
+impl Proxy {
+    /// The proxy for a client document host on `port`, with `policy`
+    /// (a `[policy]` section) appended to the configuration.
+    async fn start(world: &World, port: u16, policy: &str) -> Proxy {
+        let config_text = world
+            .config(port)
+            .with_extra(&format!(
+                "[upstream]\n[upstream.clients.main]\nclient_id = \"{UPSTREAM_CLIENT_ID}\"\n\
+                 auth_method = \"none\"\n\n{policy}"
+            ))
+            .to_toml();
+        let idp = StandInProvider::new();
+        let shared = Shared::new(app_state(&config_text, &idp, None));
+        let listeners = cimd_proxy::server::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .expect("bind on loopback");
+        let base = Url::parse(&format!(
+            "http://{}/",
+            listeners.public.local_addr().unwrap()
+        ))
+        .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(cimd_proxy::server::run(
+            Arc::clone(&shared),
+            listeners,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Proxy {
+            base,
+            shared,
+            idp,
+            config_text,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            _stop: stop,
+        }
+    }
+
+    /// Puts a new policy in force, keeping the cache, as a reload does.
+    fn reload_with_policy(&self, policy: &str) {
+        let text = self.config_text.replace(
+            "[policy]\ndefault_action = \"allow\"",
+            &format!("[policy]\n{policy}"),
+        );
+        assert_ne!(text, self.config_text, "the policy must change");
+        let current = self.shared.current();
+        self.shared
+            .replace(app_state(&text, &self.idp, Some(&current)));
+    }
+
+    async fn send(&self, method: &str, path_and_query: &str, form: Option<String>) -> Answer {
+        let url = self.base.join(path_and_query).unwrap();
+        let mut request = http::Request::builder().method(method).uri(url.as_str());
+        if form.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let body = Full::new(Bytes::from(form.unwrap_or_default()));
+        let response = tokio::time::timeout(
+            Duration::from_secs(15),
+            self.http.request(request.body(body).unwrap()),
+        )
+        .await
+        .expect("the proxy answers in time")
+        .expect("the proxy answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, &str)]) -> Answer {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        self.send("GET", &format!("{path}?{query}"), None).await
+    }
+
+    async fn token(&self, params: &[(&str, &str)]) -> Answer {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        self.send("POST", "token", Some(form)).await
+    }
+
+    /// `/authorize` for `client_id` and `redirect_uri` with the test's
+    /// PKCE challenge.
+    async fn authorize(&self, client_id: &str, redirect_uri: &str) -> Answer {
+        let challenge = challenge(VERIFIER);
+        let params = [
+            ("client_id", client_id),
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("scope", "openid"),
+            ("state", "client-state"),
+            ("nonce", "client-nonce"),
+        ];
+        self.get("authorize", &params).await
+    }
+
+    /// A whole relayed sign-in up to the code the client receives.
+    async fn code_for(&self, client_id: &str) -> String {
+        let authorized = self.authorize(client_id, "https://app.test/cb").await;
+        assert_eq!(authorized.status, StatusCode::FOUND, "{}", authorized.body);
+        let back = self.idp.sign_in(authorized.location().as_str());
+        assert!(back.as_str().starts_with(&format!("{PROXY}/callback?")));
+        let relayed = self
+            .send("GET", &format!("callback?{}", back.query().unwrap()), None)
+            .await;
+        assert_eq!(relayed.status, StatusCode::FOUND, "{}", relayed.body);
+        let at_client = relayed.location();
+        assert!(at_client.as_str().starts_with("https://app.test/cb?"));
+        let params = query(&at_client);
+        assert_eq!(params["state"], "client-state");
+        assert_eq!(params["iss"], PROXY);
+        params["code"].clone()
+    }
+
+    fn seals(&self) -> (Sealer, cimd_proxy::seal::SealConfig) {
+        (
+            Sealer::new(vec![SEAL_KEY]).unwrap(),
+            self.shared.current().config.seal.clone(),
+        )
+    }
+}
+
+const ALLOW: &str = "[policy]\ndefault_action = \"allow\"\n";
+
+async fn proxy_with_client(world: &World) -> (crate::support::Origin, String, Proxy) {
+    let (origin, client_id) = world.valid_app().await;
+    let proxy = Proxy::start(world, origin.port(), ALLOW).await;
+    (origin, client_id, proxy)
+}
+
+#[tokio::test]
+async fn a_code_is_exchanged_with_the_clients_verifier_for_the_proxys_id_token() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            ("redirect_uri", "https://app.test/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    // The provider saw its own code, our callback and the client's verifier.
+    let calls = proxy.idp.token_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["code"], "upstream-code-0");
+    assert_eq!(calls[0]["redirect_uri"], format!("{PROXY}/callback"));
+    assert_eq!(calls[0]["code_verifier"], VERIFIER);
+    // The client gets our id_token (for it, with its nonce) and a sealed
+    // refresh token, never the provider's.
+    let body = answer.json();
+    let id_token = body["id_token"].as_str().unwrap();
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["iss"], PROXY);
+    assert_eq!(claims["aud"], client_id.as_str());
+    assert_eq!(claims["nonce"], "client-nonce");
+    assert_eq!(claims["sub"], "user-1");
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert_ne!(refresh, "upstream-refresh");
+    assert!(!answer.body.contains("upstream-refresh"));
+}
+
+#[tokio::test]
+async fn a_code_is_refused_to_another_client_and_another_redirect_uri() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    // Another redirect_uri than the one the code was delivered to.
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            ("redirect_uri", "https://app.test/other"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    assert!(
+        answer.body.contains("redirect_uri does not match"),
+        "{}",
+        answer.body
+    );
+    // A code sealed for another client, presented by this one.
+    let (sealer, config) = proxy.seals();
+    let mut grant: SealedCode = Seals::new(&sealer, &config).open(&code).unwrap();
+    grant.client_id = "https://other.test/cimd.json".to_owned();
+    let foreign = Seals::new(&sealer, &config).seal(&grant).unwrap();
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &foreign),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    assert!(
+        answer.body.contains("issued to another client"),
+        "{}",
+        answer.body
+    );
+    // A sealed state is not a code.
+    let state = Seals::new(&sealer, &config)
+        .seal(&SealedState {
+            client_id: client_id.clone(),
+            redirect_uri: grant.redirect_uri.clone(),
+            state: None,
+            nonce: None,
+            scope: String::new(),
+            upstream_client: "main".into(),
+        })
+        .unwrap();
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &state),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    // None of these reached the provider.
+    assert!(proxy.idp.token_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_pkce_verifier_is_refused_by_the_provider_and_relayed() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            (
+                "code_verifier",
+                "not-the-verifier-of-this-sign-in-0000000000000",
+            ),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    let calls = proxy.idp.token_calls();
+    assert_eq!(
+        calls[0]["code_verifier"],
+        "not-the-verifier-of-this-sign-in-0000000000000"
+    );
+}
+
+#[tokio::test]
+async fn the_providers_token_errors_are_relayed_and_its_refusal_of_our_credentials_is_ours() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id.as_str()),
+        ("code", code.as_str()),
+        ("code_verifier", VERIFIER),
+    ];
+    proxy.idp.refuse_next(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_grant", "error_description": "the code expired", "extra": "x"}),
+    );
+    let answer = proxy.token(&exchange).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json(),
+        json!({"error": "invalid_grant", "error_description": "the code expired"})
+    );
+    // The provider refusing the proxy's own credentials is not the client's fault.
+    proxy
+        .idp
+        .refuse_next(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
+    let answer = proxy.token(&exchange).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json()["error"], "server_error");
+    // An error code the proxy does not know is not reflected.
+    proxy
+        .idp
+        .refuse_next(StatusCode::BAD_REQUEST, json!({"error": "<script>"}));
+    let answer = proxy.token(&exchange).await;
+    assert_eq!(answer.json()["error"], "server_error");
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_bound_to_its_client() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let (sealer, config) = proxy.seals();
+    let seals = Seals::new(&sealer, &config);
+    let refresh_for = |client: &str| {
+        seals
+            .seal(&SealedRefresh {
+                upstream_refresh_token: "upstream-refresh".into(),
+                client_id: client.to_owned(),
+                scope: "openid".into(),
+                upstream_client: "main".into(),
+            })
+            .unwrap()
+    };
+    let foreign = refresh_for("https://other.test/cimd.json");
+    let answer = proxy
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &foreign),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    assert!(
+        answer.body.contains("issued to another client"),
+        "{}",
+        answer.body
+    );
+    assert!(proxy.idp.token_calls().is_empty());
+    // Its own refresh token works, and comes back sealed again.
+    let own = refresh_for(&client_id);
+    let answer = proxy
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &own),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let calls = proxy.idp.token_calls();
+    assert_eq!(calls[0]["grant_type"], "refresh_token");
+    assert_eq!(calls[0]["refresh_token"], "upstream-refresh");
+    let renewed = answer.json()["refresh_token"].as_str().unwrap().to_owned();
+    let opened: SealedRefresh = seals.open(&renewed).unwrap();
+    assert_eq!(opened.client_id, client_id);
+    // A code is not a refresh token.
+    let code = proxy.code_for(&client_id).await;
+    let answer = proxy
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &code),
+        ])
+        .await;
+    assert_eq!(answer.json()["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_denied_clients_refresh_token_stops_working_at_once() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let refresh = answer.json()["refresh_token"].as_str().unwrap().to_owned();
+    proxy.reload_with_policy("default_action = \"deny\"");
+    let answer = proxy
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &refresh),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.json()["error"], "invalid_client");
+    assert!(answer.body.contains("policy denies"), "{}", answer.body);
+    // Refused before the provider was asked.
+    assert_eq!(proxy.idp.token_calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_tampered_expired_or_foreign_state_at_the_callback_is_an_error_page() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let authorized = proxy.authorize(&client_id, "https://app.test/cb").await;
+    let state = query(&authorized.location())["state"].clone();
+    // One character of the sealed state changed.
+    let mut tampered = state.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    // The same payload, sealed an hour ago for a ten-minute sign-in.
+    let (sealer, config) = proxy.seals();
+    let flow: SealedState = Seals::new(&sealer, &config).open(&state).unwrap();
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let expired = sealer
+        .try_seal_at(Purpose::State, Duration::from_secs(600), &flow, an_hour_ago)
+        .unwrap();
+    // Sealed by another deployment's key.
+    let foreign = Sealer::new(vec![[9u8; 32]])
+        .unwrap()
+        .try_seal(Purpose::State, Duration::from_secs(600), &flow)
+        .unwrap();
+    for bad in [tampered.as_str(), expired.as_str(), foreign.as_str(), ""] {
+        let answer = proxy
+            .get("callback", &[("code", "c"), ("state", bad), ("iss", IDP)])
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "state {bad:?}");
+        assert!(answer.headers.get(header::LOCATION).is_none());
+        assert!(answer.body.contains("invalid_state"), "{}", answer.body);
+    }
+    // The untouched state still relays.
+    let answer = proxy
+        .get(
+            "callback",
+            &[("code", "c"), ("state", &state), ("iss", IDP)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn the_providers_refusal_at_the_callback_is_relayed_to_the_client() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let authorized = proxy.authorize(&client_id, "https://app.test/cb").await;
+    let state = query(&authorized.location())["state"].clone();
+    let answer = proxy
+        .get(
+            "callback",
+            &[
+                ("error", "login_required"),
+                ("error_description", "the user is not signed in"),
+                ("state", &state),
+                ("iss", IDP),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FOUND);
+    let location = answer.location();
+    assert!(location.as_str().starts_with("https://app.test/cb?"));
+    let params = query(&location);
+    assert_eq!(params["error"], "access_denied");
+    assert_eq!(params["error_description"], "the user is not signed in");
+    assert_eq!(params["state"], "client-state");
+    assert_eq!(params["iss"], PROXY);
+    assert!(!params.contains_key("code"));
+    // A response naming another issuer is a mix-up: refused, not relayed.
+    let answer = proxy
+        .get(
+            "callback",
+            &[
+                ("code", "c"),
+                ("state", &state),
+                ("iss", "https://evil.test"),
+            ],
+        )
+        .await;
+    let params = query(&answer.location());
+    assert_eq!(params["error"], "access_denied");
+    assert!(!params.contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_document_naming_an_unlisted_redirect_uri_gets_an_error_page_not_a_redirect() {
+    let world = World::new().await;
+    let (_origin, client_id) = world
+        .app_with(|id| {
+            let mut doc = document(id);
+            doc["redirect_uris"] = json!(["https://app.test/cb", "https://app.test/cb2"]);
+            crate::support::Script::json(doc.to_string())
+        })
+        .await;
+    let proxy = Proxy::start(&world, url_port(&client_id), ALLOW).await;
+    let answer = proxy.authorize(&client_id, "https://evil.test/cb").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.headers.get(header::LOCATION).is_none());
+    assert!(
+        answer.body.contains("redirect_uri_mismatch"),
+        "{}",
+        answer.body
+    );
+}
+
+fn url_port(client_id: &str) -> u16 {
+    Url::parse(client_id).unwrap().port().unwrap()
+}
