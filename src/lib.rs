@@ -28,6 +28,7 @@ pub mod policy;
 pub mod replay;
 pub mod seal;
 pub mod server;
+pub mod store;
 pub mod trust;
 pub mod upstream;
 

@@ -52,6 +52,9 @@ pub struct Metrics {
     /// Log lines dropped because the log output was blocked, by kind
     /// (`audit`, `other`).
     pub log_lines_dropped: IntCounterVec,
+    /// Shared-store operations that failed (unavailable, timed out, full),
+    /// by operation.
+    pub store_errors: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -176,6 +179,12 @@ impl Metrics {
                 "Log lines dropped because the log output was blocked, by kind (audit, other).",
                 &["kind"],
             ),
+            store_errors: counter(
+                r,
+                "cimd_proxy_store_errors_total",
+                "Shared-store operations that failed (unavailable, timed out or full), by operation.",
+                &["operation"],
+            ),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -218,6 +227,7 @@ mod tests {
             .with_label_values(&["refresh_token", "ok"])
             .inc();
         METRICS.log_lines_dropped.with_label_values(&["audit"]);
+        METRICS.store_errors.with_label_values(&["ping"]);
         let text = METRICS.render();
         for name in [
             "cimd_proxy_fetches_total",
@@ -226,6 +236,7 @@ mod tests {
             "cimd_proxy_fetches_in_flight",
             "cimd_proxy_cache_entries",
             "cimd_proxy_log_lines_dropped_total",
+            "cimd_proxy_store_errors_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
