@@ -1,4 +1,4 @@
-//! The Redis backend (Redis 6.2 or later, or Valkey: `SET … KEEPTTL` and
+//! The Redis backend (Redis 6.0 or later, or Valkey: `SET … KEEPTTL` and
 //! `SET … NX PX` are all it needs).
 //!
 //! Keys, each with the configured prefix:
