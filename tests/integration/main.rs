@@ -10,4 +10,5 @@ mod check_cli;
 mod client_auth;
 mod dev;
 mod logo;
+mod store;
 mod trust;
