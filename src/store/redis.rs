@@ -184,7 +184,8 @@ impl RedisStore {
                 "Redis refused the credentials: check the user and password in the URL".to_owned()
             }
             (_, Some("NOPERM")) => {
-                "the Redis user lacks a permission this proxy needs (GET, SET, EVALSHA, EVAL, PING)"
+                "the Redis user lacks a permission this proxy needs: GET, SET, EVALSHA, EVAL \
+                 and PING on keys under store.key_prefix"
                     .to_owned()
             }
             _ if error.is_io_error() => format!("cannot reach Redis: {error}"),

@@ -358,3 +358,77 @@ async fn a_stopped_redis_fails_closed_within_the_deadline_then_recovers_by_itsel
         Ok(Rotation::Unknown)
     );
 }
+
+#[tokio::test]
+async fn an_acl_user_with_only_the_documented_commands_and_prefix_is_enough() {
+    let server = redis();
+    let _shared = server.shared();
+    let user = format!("cimd-{}", cimd_proxy::store::FamilyId::random().unwrap());
+    let password = "acl-user-password-4b2e";
+    let prefix = format!("{user}:");
+    let mut admin = inspect(server).await;
+    // What deploy/README.md tells operators to give the proxy.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg("resetkeys")
+        .arg(format!("~{prefix}*"))
+        .arg("resetchannels")
+        .arg("-@all")
+        .arg("+get")
+        .arg("+set")
+        .arg("+evalsha")
+        .arg("+eval")
+        .arg("+ping")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let replicas = Replicas::new(&format!(
+        "redis://{user}:{password}@127.0.0.1:{}",
+        server.port
+    ));
+    let store = Store::connect(&StoreConfig {
+        key_prefix: prefix,
+        ..replicas.config()
+    })
+    .unwrap();
+    store.ping().await.unwrap();
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        store.use_once(SingleUse::Consent, b"c", ttl).await,
+        Ok(Use::First)
+    );
+    let family = store.create_family(ttl).await.unwrap();
+    assert_eq!(
+        store.advance_family(family.id, 0).await,
+        Ok(Rotation::Advanced { generation: 1 })
+    );
+    store.revoke_family(family.id).await.unwrap();
+    assert_eq!(
+        store.family_status(family.id).await,
+        Ok(FamilyStatus::Revoked)
+    );
+
+    // Outside its prefix the same user is refused, and the error says what
+    // is missing without the password.
+    let outside = Store::connect(&StoreConfig {
+        key_prefix: "elsewhere:".to_owned(),
+        ..replicas.config()
+    })
+    .unwrap();
+    let error = outside
+        .use_once(SingleUse::Consent, b"c", ttl)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("permission"), "{text}");
+    assert!(!text.contains(password), "{text}");
+    let _: () = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
