@@ -86,7 +86,7 @@ fn assert_lifetime(pttl: i64, ttl: Duration) {
 #[tokio::test]
 async fn a_value_used_on_one_replica_is_refused_on_another() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let replicas = Replicas::new(&server.url());
     let (a, b) = (replicas.replica(), replicas.replica());
     let ttl = Duration::from_secs(90);
@@ -125,7 +125,7 @@ async fn a_value_used_on_one_replica_is_refused_on_another() {
 #[tokio::test]
 async fn a_single_use_key_expires_with_the_value() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let replicas = Replicas::new(&server.url());
     let store = replicas.replica();
     let ttl = Duration::from_millis(300);
@@ -150,7 +150,7 @@ async fn a_single_use_key_expires_with_the_value() {
 #[tokio::test]
 async fn refresh_reuse_on_another_replica_revokes_the_family_everywhere() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let replicas = Replicas::new(&server.url());
     let (a, b) = (replicas.replica(), replicas.replica());
     let ttl = Duration::from_secs(3600);
@@ -181,7 +181,7 @@ async fn refresh_reuse_on_another_replica_revokes_the_family_everywhere() {
     let key = format!("{}family:{}", replicas.prefix, family.id);
     assert_eq!(
         keys(&mut redis, &format!("{}*", replicas.prefix)).await,
-        [key.clone()]
+        std::slice::from_ref(&key)
     );
     assert_lifetime(pttl(&mut redis, &key).await, ttl);
 }
@@ -189,7 +189,7 @@ async fn refresh_reuse_on_another_replica_revokes_the_family_everywhere() {
 #[tokio::test]
 async fn of_two_concurrent_rotations_of_one_generation_exactly_one_wins() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let replicas = Replicas::new(&server.url());
     let (a, b) = (replicas.replica(), replicas.replica());
     let family = a.create_family(Duration::from_secs(60)).await.unwrap();
@@ -216,7 +216,7 @@ async fn of_two_concurrent_rotations_of_one_generation_exactly_one_wins() {
 #[tokio::test]
 async fn a_revocation_on_one_replica_is_seen_by_all() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let replicas = Replicas::new(&server.url());
     let (a, b) = (replicas.replica(), replicas.replica());
     let ttl = Duration::from_secs(600);
@@ -242,7 +242,7 @@ async fn a_revocation_on_one_replica_is_seen_by_all() {
 #[tokio::test]
 async fn a_wrong_password_is_a_clear_error_that_does_not_repeat_it() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let wrong = "not-the-password-5f1d";
     let replicas = Replicas::new(&format!("redis://:{wrong}@127.0.0.1:{}", server.port));
     let store = replicas.replica();
@@ -299,7 +299,7 @@ fn store_errors(operation: &str) -> u64 {
 #[tokio::test]
 async fn a_stopped_redis_fails_closed_within_the_deadline_then_recovers_by_itself() {
     let server = redis();
-    let _exclusive = server.exclusive();
+    let _exclusive = server.exclusive().await;
     let timeout = Duration::from_millis(250);
     let replicas = Replicas::with_timeout(&server.url(), timeout);
     let store = replicas.replica();
@@ -362,7 +362,7 @@ async fn a_stopped_redis_fails_closed_within_the_deadline_then_recovers_by_itsel
 #[tokio::test]
 async fn an_acl_user_with_only_the_documented_commands_and_prefix_is_enough() {
     let server = redis();
-    let _shared = server.shared();
+    let _shared = server.shared().await;
     let user = format!("cimd-{}", cimd_proxy::store::FamilyId::random().unwrap());
     let password = "acl-user-password-4b2e";
     let prefix = format!("{user}:");

@@ -15,9 +15,11 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The shared server.
 pub struct RedisServer {
@@ -28,8 +30,8 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Mutex<Option<Child>>,
     gate: RwLock<()>,
-    /// Never written: its closing at exit is the watchdog's signal.
-    _watchdog: Mutex<ChildStdin>,
+    /// Its stdin is never written: that pipe closing at exit is its signal.
+    _watchdog: Mutex<Child>,
 }
 
 static SERVER: OnceLock<RedisServer> = OnceLock::new();
@@ -60,7 +62,7 @@ impl RedisServer {
             .expect("a free loopback port")
             .port();
         let pidfile = dir.join("redis.pid");
-        let mut watchdog = Command::new("sh")
+        let watchdog = Command::new("sh")
             .arg("-c")
             .arg(r#"read _; kill "$(cat "$1")" 2>/dev/null; sleep 0.2; rm -rf "$2""#)
             .arg("watchdog")
@@ -71,14 +73,13 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("sh for the redis watchdog");
-        let stdin = watchdog.stdin.take().expect("watchdog stdin");
         let server = RedisServer {
             port,
             password: random_hex(16),
             dir,
             child: Mutex::new(None),
             gate: RwLock::new(()),
-            _watchdog: Mutex::new(stdin),
+            _watchdog: Mutex::new(watchdog),
         };
         server.start();
         server
@@ -90,13 +91,13 @@ impl RedisServer {
     }
 
     /// Held while a test uses the server.
-    pub fn shared(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    pub async fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().await
     }
 
     /// Held while a test stops and starts the server.
-    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
-        self.gate.write().unwrap_or_else(PoisonError::into_inner)
+    pub async fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
     }
 
     /// Starts the server (again) on the same port and waits until it answers.
