@@ -56,9 +56,10 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     advance: Script,
-    /// Kept only to scrub it from any error text (defence in depth: Redis
-    /// and the client library do not echo it, and this makes sure).
-    password: Option<String>,
+    /// The URL's password as written and as decoded, kept only to scrub it
+    /// from any error text (defence in depth: Redis and the client library
+    /// do not echo it, and this makes sure).
+    password: Vec<String>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -112,10 +113,13 @@ impl RedisStore {
                 "must not have a fragment (#insecure would turn certificate checks off)",
             ));
         }
-        let password = url
+        let password: Vec<String> = url
             .password()
-            .map(percent_decode)
-            .filter(|password| !password.is_empty());
+            .map(|raw| vec![raw.to_owned(), percent_decode(raw)])
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|form| !form.is_empty())
+            .collect();
 
         let client = match (&config.root_certs, tls) {
             (Some(path), true) => {
@@ -195,12 +199,13 @@ impl RedisStore {
     }
 
     fn scrub(&self, message: String) -> String {
-        match &self.password {
-            Some(password) if message.contains(password.as_str()) => {
-                message.replace(password.as_str(), "***")
+        self.password.iter().fold(message, |message, form| {
+            if message.contains(form.as_str()) {
+                message.replace(form.as_str(), "***")
+            } else {
+                message
             }
-            _ => message,
-        }
+        })
     }
 
     pub(super) async fn use_once(
@@ -353,4 +358,45 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_is_whole_milliseconds_and_never_zero() {
+        assert_eq!(ttl_ms(Duration::from_secs(90)), 90_000);
+        assert_eq!(ttl_ms(Duration::from_micros(1500)), 1);
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn the_password_is_decoded_as_redis_receives_it() {
+        assert_eq!(percent_decode("p%40ss%2Fw%3Ard"), "p@ss/w:rd");
+        assert_eq!(percent_decode("plain"), "plain");
+        // A stray or short escape is kept as written, never a panic.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+    }
+
+    #[tokio::test]
+    async fn an_error_text_holding_the_password_is_scrubbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "redis://user:s%40cret@127.0.0.1:1\n").unwrap();
+        let store = RedisStore::connect(&StoreConfig {
+            backend: super::super::Backend::Redis,
+            url: UrlSource::File(file),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            store.scrub("echoed s@cret back".to_owned()),
+            "echoed *** back"
+        );
+        assert_eq!(store.scrub("raw s%40cret".to_owned()), "raw ***");
+        assert!(!format!("{store:?}").contains("cret"));
+    }
 }

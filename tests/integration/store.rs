@@ -432,3 +432,43 @@ async fn an_acl_user_with_only_the_documented_commands_and_prefix_is_enough() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn rediss_trusts_root_certs_alone_when_given_and_the_web_pki_otherwise() {
+    let server = redis();
+    let _shared = server.shared().await;
+    let replicas = Replicas::new(&server.tls_url());
+
+    // The run's private CA as store.root_certs: TLS verifies, the store works.
+    let store = Store::connect(&StoreConfig {
+        root_certs: Some(server.ca_file.clone()),
+        ..replicas.config()
+    })
+    .unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(
+        store
+            .use_once(SingleUse::State, b"over tls", Duration::from_secs(5))
+            .await,
+        Ok(Use::First)
+    );
+
+    // Without it, the web PKI roots do not know that CA: refused, never
+    // downgraded or skipped.
+    let web_pki = replicas.replica();
+    let error = web_pki.ping().await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+    assert!(error.to_string().contains("certificate"), "{error}");
+
+    // Another CA's file: refused as well.
+    let dir = tempfile::tempdir().unwrap();
+    let other = crate::support::pki::TestCa::new("other").write_pem(dir.path());
+    let wrong_ca = Store::connect(&StoreConfig {
+        root_certs: Some(other),
+        ..replicas.config()
+    })
+    .unwrap();
+    let error = wrong_ca.ping().await.unwrap_err();
+    assert!(error.to_string().contains("certificate"), "{error}");
+    assert!(!error.to_string().contains(&server.password), "{error}");
+}

@@ -1,7 +1,9 @@
 //! One real `redis-server` per test run, shared by the tests that need it.
 //!
 //! Started on first use on a free loopback port, with a random password
-//! (`requirepass`), no persistence, in a temporary folder. Tests take
+//! (`requirepass`), no persistence, in a temporary folder; it also speaks
+//! TLS on a second port, with a certificate for 127.0.0.1 from a CA made
+//! for the run (`ca.pem` in its folder). Tests take
 //! [`RedisServer::shared`] while they use it; a test that stops and starts
 //! the server takes [`RedisServer::exclusive`], so no other test sees the
 //! outage. A libtest binary has no hook at exit, so a watchdog shell holds
@@ -25,6 +27,10 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub struct RedisServer {
     /// Its loopback port, the same across restarts.
     pub port: u16,
+    /// Its TLS port (`rediss://`).
+    pub tls_port: u16,
+    /// The CA that issued its TLS certificate, PEM.
+    pub ca_file: PathBuf,
     /// The `requirepass` password.
     pub password: String,
     dir: PathBuf,
@@ -57,10 +63,31 @@ impl RedisServer {
             .tempdir()
             .expect("tempdir")
             .keep();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free loopback port")
+                .port()
+        };
+        let (port, tls_port) = (free_port(), free_port());
+        let ca = super::pki::TestCa::new("redis");
+        let ca_file = ca.write_pem(&dir);
+        let leaf = ca.issue(&["127.0.0.1"]);
+        let chain: String = leaf
+            .chain()
+            .iter()
+            .map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec())))
+            .collect();
+        std::fs::write(dir.join("server.pem"), chain).expect("write server.pem");
+        let key = match leaf.key() {
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key) => key.secret_pkcs8_der().to_vec(),
+            _ => unreachable!("the test CA issues PKCS#8 keys"),
+        };
+        std::fs::write(
+            dir.join("server.key"),
+            pem::encode(&pem::Pem::new("PRIVATE KEY", key)),
+        )
+        .expect("write server.key");
         let pidfile = dir.join("redis.pid");
         let watchdog = Command::new("sh")
             .arg("-c")
@@ -75,6 +102,8 @@ impl RedisServer {
             .expect("sh for the redis watchdog");
         let server = RedisServer {
             port,
+            tls_port,
+            ca_file,
             password: random_hex(16),
             dir,
             child: Mutex::new(None),
@@ -88,6 +117,11 @@ impl RedisServer {
     /// `redis://:password@127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
+    }
+
+    /// `rediss://:password@127.0.0.1:tls_port`.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://:{}@127.0.0.1:{}", self.password, self.tls_port)
     }
 
     /// Held while a test uses the server.
@@ -122,6 +156,15 @@ impl RedisServer {
                 "yes",
             ])
             .args(["--logfile", ""])
+            .arg("--tls-port")
+            .arg(self.tls_port.to_string())
+            .arg("--tls-cert-file")
+            .arg(self.dir.join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(self.dir.join("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(&self.ca_file)
+            .args(["--tls-auth-clients", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
