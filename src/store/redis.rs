@@ -42,9 +42,9 @@ local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
 if current == 'revoked' then return -2 end
 if current == ARGV[1] then
-  local next = tonumber(current) + 1
-  redis.call('SET', KEYS[1], string.format('%d', next), 'KEEPTTL')
-  return next
+  local advanced = tonumber(current) + 1
+  redis.call('SET', KEYS[1], string.format('%d', advanced), 'KEEPTTL')
+  return advanced
 end
 redis.call('SET', KEYS[1], 'revoked', 'KEEPTTL')
 return -3

@@ -120,3 +120,21 @@ fn the_operation_labels_are_a_closed_snake_case_set() {
         ]
     );
 }
+
+/// The handlers hold the store in `AppState` and await it inside axum
+/// handlers, whose futures must be `Send`.
+#[test]
+fn the_store_and_its_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let store = Store::connect(&StoreConfig::default()).unwrap();
+    send_sync(&store);
+    let family = FamilyId::from_bytes([0; 16]);
+    let ttl = Duration::from_secs(1);
+    send(store.use_once(SingleUse::Jti, b"x", ttl));
+    send(store.create_family(ttl));
+    send(store.advance_family(family, 0));
+    send(store.revoke_family(family));
+    send(store.family_status(family));
+    send(store.ping());
+}
