@@ -14,7 +14,8 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cimd_proxy::store::{Backend, SingleUse, Store, StoreConfig, UrlSource};
+use cimd_proxy::secret::SecretSource;
+use cimd_proxy::store::{Backend, SingleUse, Store, StoreConfig};
 use futures_util::StreamExt as _;
 
 const CONCURRENCY: usize = 256;
@@ -55,7 +56,7 @@ async fn main() {
     std::fs::write(&url_file, &url).expect("write the URL file");
     let store = Store::connect(&StoreConfig {
         backend: Backend::Redis,
-        url: UrlSource::File(url_file),
+        url: SecretSource::File(url_file),
         timeout: Duration::from_secs(5),
         ..StoreConfig::default()
     })

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::server::Shared;
+use crate::upstream::Provider;
 
 /// How often the provider's metadata is refreshed to decide readiness.
 pub const READINESS_REFRESH: Duration = Duration::from_secs(30);
@@ -42,13 +42,13 @@ impl Readiness {
     }
 
     /// Refreshes the provider's metadata forever, recording the outcome.
-    /// The provider in force is looked up each time: a reload may replace it.
-    pub async fn watch_provider(self: Arc<Self>, shared: Arc<Shared>) {
+    /// `current` is asked for the provider each time: a reload may replace it.
+    pub async fn watch_provider(self: Arc<Self>, current: impl Fn() -> Arc<Provider>) {
         let mut ticks = tokio::time::interval(READINESS_REFRESH);
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            let provider = Arc::clone(&shared.current().provider);
+            let provider = current();
             let ok = match provider.refresh_metadata().await {
                 Ok(()) => true,
                 Err(error) => {

@@ -26,14 +26,38 @@ use http::header::{self, HeaderMap};
 use http_cache_semantics::{AfterResponse, CacheOptions, CachePolicy};
 
 use crate::client_id::ClientIdUrl;
-use crate::config::CacheConfig;
 use crate::egress::{Egress, FetchError, FetchKind, Fetched};
 use crate::error_code::ErrorCode;
 use crate::metadata::{self, ClientMetadata, MetadataError};
 
+/// `[cache]`: lifetimes of cached documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// The shortest lifetime, whatever the origin says (a floor against refetch floods).
+    pub min_ttl: Duration,
+    /// The longest lifetime, whatever the origin says.
+    pub max_ttl: Duration,
+    /// The lifetime when the origin sends neither `Cache-Control` nor `Expires`.
+    pub default_ttl: Duration,
+    /// The most documents held at once.
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(86_400),
+            default_ttl: Duration::from_secs(300),
+            max_entries: 10_000,
+        }
+    }
+}
+
 /// How a lookup was served; a closed set, used as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum CacheStatus {
     /// A fresh entry was in the cache.
     Hit,
@@ -47,13 +71,8 @@ pub enum CacheStatus {
 
 impl CacheStatus {
     /// The status as a metric label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Coalesced => "coalesced",
-            CacheStatus::Revalidated => "revalidated",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -570,5 +589,18 @@ mod tests {
             conditional[header::IF_MODIFIED_SINCE],
             "Wed, 21 Oct 2026 07:28:00 GMT"
         );
+    }
+
+    #[test]
+    fn cache_status_labels_are_pinned() {
+        // Metric labels and log fields: the strings are a contract.
+        for (value, text) in [
+            (CacheStatus::Hit, "hit"),
+            (CacheStatus::Miss, "miss"),
+            (CacheStatus::Coalesced, "coalesced"),
+            (CacheStatus::Revalidated, "revalidated"),
+        ] {
+            assert_eq!(value.as_str(), text);
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::egress::{self, Egress, EgressSetupError};
 use crate::error_code::ErrorCode;
 use crate::metadata::ClientMetadata;
 use crate::policy::{Action, Decision, Policy};
-use crate::trust::{StatementReport, Trust};
+use crate::trust::{StatementReport, Trust, TrustSetupError};
 
 /// The outcome of checking one client_id; `--json` prints it as is.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -85,10 +85,17 @@ impl CheckReport {
     }
 }
 
-/// Why a check could not even start (a configuration the fetcher refuses).
+/// Why a check could not even start (a configuration the fetcher or the
+/// trust issuers refuse).
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct CheckSetupError(#[from] EgressSetupError);
+pub enum CheckSetupError {
+    /// The fetcher could not be built.
+    #[error(transparent)]
+    Egress(#[from] EgressSetupError),
+    /// A trust issuer's key file could not be used.
+    #[error(transparent)]
+    Trust(#[from] TrustSetupError),
+}
 
 /// Fetches, validates and judges `client_id` under `config`.
 pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, CheckSetupError> {
@@ -104,7 +111,7 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
     };
     let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
     let cache = DocumentCache::new(Arc::clone(&egress), config.cache.clone());
-    let trust = Trust::new(&config.trust, egress);
+    let trust = Trust::new(&config.trust, egress)?;
     let vetted = match trust.resolve(&cache, &parsed).await {
         Ok(vetted) => vetted,
         Err(error) => {

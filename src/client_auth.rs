@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 
 use crate::client_id::{ClientIdUrl, shown};
 use crate::egress::{Egress, FetchError};
+use crate::error_code::OAuthErrorCode;
 use crate::jwks::{
     JwksCache, JwtError, JwtHeader, alg_name, numeric_date, parse_jwk_set, read_header, select_key,
 };
@@ -125,7 +126,8 @@ impl Default for ClientAuthLimits {
 ///
 /// Messages never contain the assertion, a key or a secret; values taken
 /// from the assertion (an `alg` name) are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ClientAuthError {
     /// The `client_id` parameter names a different client than the assertion or the document.
     #[error("the client_id parameter does not match the client the assertion is for")]
@@ -151,25 +153,8 @@ pub enum ClientAuthError {
         /// The limit.
         limit: usize,
     },
-    /// The assertion is not a well-formed JWS/JWT.
-    #[error("client_assertion is malformed: {reason}")]
-    Malformed {
-        /// What is wrong, in fixed words.
-        reason: &'static str,
-    },
-    /// `none` or an HMAC algorithm: never acceptable for a public-key client.
-    #[error("client_assertion alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
-    DisallowedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
-    /// An algorithm this proxy cannot verify (e.g. ES512).
-    #[error("client_assertion alg \"{alg}\" is not supported")]
-    UnsupportedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
     /// The document names another `token_endpoint_auth_signing_alg`.
+    #[strum(serialize = "alg_not_allowed")]
     #[error(
         "client_assertion alg \"{alg}\" is not the document's token_endpoint_auth_signing_alg \"{expected}\""
     )]
@@ -179,31 +164,23 @@ pub enum ClientAuthError {
         /// The document's `token_endpoint_auth_signing_alg`.
         expected: String,
     },
-    /// No key in the client's key set has the assertion's `kid` (or, without a `kid`, fits its `alg`).
-    #[error("no key in the client's key set matches the client_assertion's kid and alg")]
-    UnknownKey,
-    /// Several keys fit and the assertion does not say which (or repeats a `kid`).
-    #[error(
-        "several keys in the client's key set fit the client_assertion; it must name one with kid"
-    )]
-    AmbiguousKey,
-    /// The chosen key cannot verify this algorithm.
-    #[error("the key for the client_assertion is unsuitable: {reason}")]
-    UnsuitableKey {
-        /// Why, in fixed words.
-        reason: &'static str,
-    },
-    /// The signature does not verify.
-    #[error("client_assertion signature is invalid")]
-    BadSignature,
+    /// The assertion as a signed JWT: its header, the key from the client's
+    /// key set (inline or fetched from its `jwks_uri`) or the signature, by
+    /// the rules every signed JWT the proxy verifies follows.
+    #[error("client_assertion: {0}")]
+    #[strum(transparent)]
+    Jwt(JwtError),
     /// `iss` is missing, not a string, or not the client_id.
     #[error("client_assertion iss must be the client_id")]
+    #[strum(serialize = "wrong_iss")]
     WrongIssuer,
     /// `sub` is missing, not a string, or not the client_id.
     #[error("client_assertion sub must be the client_id")]
+    #[strum(serialize = "wrong_sub")]
     WrongSubject,
     /// `aud` names none of the proxy's audiences.
     #[error("client_assertion aud must contain this server's issuer or token endpoint")]
+    #[strum(serialize = "wrong_aud")]
     WrongAudience,
     /// A required claim is absent.
     #[error("client_assertion has no {claim} claim")]
@@ -216,15 +193,18 @@ pub enum ClientAuthError {
     Expired,
     /// `exp` is further ahead than the assertion lifetime allows.
     #[error("client_assertion exp is more than {} seconds ahead", .max.as_secs())]
+    #[strum(serialize = "exp_too_far")]
     ExpiresTooLate {
         /// The largest lifetime accepted, skew included.
         max: Duration,
     },
     /// `iat` is in the future (beyond the clock skew).
     #[error("client_assertion iat is in the future")]
+    #[strum(serialize = "iat_in_future")]
     IssuedInFuture,
     /// `nbf` is in the future (beyond the clock skew).
     #[error("client_assertion is not valid yet (nbf)")]
+    #[strum(serialize = "nbf_in_future")]
     NotYetValid,
     /// No `jti`, or an empty one.
     #[error("client_assertion has no jti")]
@@ -235,18 +215,6 @@ pub enum ClientAuthError {
     /// The replay store is full of unexpired `jti`s.
     #[error("too many client assertions in flight; retry later")]
     ReplayStoreFull,
-    /// The document's `jwks_uri` is not a URL.
-    #[error("the client's jwks_uri is not a valid URL")]
-    InvalidJwksUri,
-    /// Fetching the `jwks_uri` failed.
-    #[error("fetching the client's jwks_uri failed: {0}")]
-    JwksFetch(FetchError),
-    /// The `jwks_uri` answered with something that is not a public JWK Set.
-    #[error("the client's jwks_uri does not hold a public JWK Set: {reason}")]
-    InvalidJwks {
-        /// Why, in fixed words (never key material).
-        reason: &'static str,
-    },
     /// The document passed in is not the client's (a caller bug, refused rather than trusted).
     #[error("the metadata document is not the client's")]
     MetadataMismatch,
@@ -254,17 +222,17 @@ pub enum ClientAuthError {
 
 impl ClientAuthError {
     /// The OAuth `error` code (RFC 6749 §5.2): `invalid_client`, or `temporarily_unavailable` for capacity and time limits.
-    pub fn oauth_error(&self) -> &'static str {
+    pub fn oauth_error(&self) -> OAuthErrorCode {
         if self.is_unavailable() {
-            "temporarily_unavailable"
+            OAuthErrorCode::TemporarilyUnavailable
         } else {
-            "invalid_client"
+            OAuthErrorCode::InvalidClient
         }
     }
 
     /// The HTTP status of the error response: 401 for `invalid_client`, 503 otherwise.
     pub fn http_status(&self) -> u16 {
-        if self.is_unavailable() { 503 } else { 401 }
+        self.oauth_error().token_status().as_u16()
     }
 
     /// One sentence for `error_description`; never the assertion or a key.
@@ -274,46 +242,20 @@ impl ClientAuthError {
     /// to whoever presented the assertion.
     pub fn description(&self) -> String {
         match self {
-            ClientAuthError::JwksFetch(error) => {
+            ClientAuthError::Jwt(JwtError::JwksFetch(error)) => {
                 format!("fetching the client's jwks_uri failed ({})", error.code())
             }
             other => other.to_string(),
         }
     }
 
-    /// A stable, closed label for logs and metrics.
+    /// A stable, closed label for logs and metrics: the [`JwtError`]'s own
+    /// for a JWT problem, except that a malformed assertion keeps the name
+    /// it had before those checks were shared.
     pub fn as_str(&self) -> &'static str {
         match self {
-            ClientAuthError::ClientIdMismatch => "client_id_mismatch",
-            ClientAuthError::AssertionTypeMissing => "assertion_type_missing",
-            ClientAuthError::UnsupportedAssertionType => "unsupported_assertion_type",
-            ClientAuthError::AssertionMissing => "assertion_missing",
-            ClientAuthError::SecretNotAllowed => "secret_not_allowed",
-            ClientAuthError::NoKeys => "no_keys",
-            ClientAuthError::AssertionTooLarge { .. } => "assertion_too_large",
-            ClientAuthError::Malformed { .. } => "malformed_assertion",
-            ClientAuthError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            ClientAuthError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            ClientAuthError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
-            ClientAuthError::UnknownKey => "unknown_key",
-            ClientAuthError::AmbiguousKey => "ambiguous_key",
-            ClientAuthError::UnsuitableKey { .. } => "unsuitable_key",
-            ClientAuthError::BadSignature => "bad_signature",
-            ClientAuthError::WrongIssuer => "wrong_iss",
-            ClientAuthError::WrongSubject => "wrong_sub",
-            ClientAuthError::WrongAudience => "wrong_aud",
-            ClientAuthError::MissingClaim { .. } => "missing_claim",
-            ClientAuthError::Expired => "expired",
-            ClientAuthError::ExpiresTooLate { .. } => "exp_too_far",
-            ClientAuthError::IssuedInFuture => "iat_in_future",
-            ClientAuthError::NotYetValid => "nbf_in_future",
-            ClientAuthError::MissingJti => "missing_jti",
-            ClientAuthError::Replayed => "replayed",
-            ClientAuthError::ReplayStoreFull => "replay_store_full",
-            ClientAuthError::InvalidJwksUri => "invalid_jwks_uri",
-            ClientAuthError::JwksFetch(_) => "jwks_fetch_failed",
-            ClientAuthError::InvalidJwks { .. } => "invalid_jwks",
-            ClientAuthError::MetadataMismatch => "metadata_mismatch",
+            ClientAuthError::Jwt(JwtError::Malformed { .. }) => "malformed_assertion",
+            other => other.into(),
         }
     }
 
@@ -321,31 +263,24 @@ impl ClientAuthError {
         matches!(
             self,
             ClientAuthError::ReplayStoreFull
-                | ClientAuthError::JwksFetch(FetchError::Overloaded { .. })
-                | ClientAuthError::JwksFetch(FetchError::Timeout { .. })
+                | ClientAuthError::Jwt(JwtError::JwksFetch(
+                    FetchError::Overloaded { .. } | FetchError::Timeout { .. }
+                ))
         )
     }
 }
 
-/// The shared JWT checks speak of "the token"; here it is the client's
-/// assertion, so each maps onto the variant that says so.
+/// A shared JWT check's error, nested; the claim checks are this module's
+/// own rules (RFC 7523 §3, which `verify_signature` hands to
+/// `jsonwebtoken`), so they keep the words that say what is expected.
 impl From<JwtError> for ClientAuthError {
     fn from(error: JwtError) -> Self {
         match error {
-            JwtError::Malformed { reason } => ClientAuthError::Malformed { reason },
-            JwtError::DisallowedAlgorithm { alg } => ClientAuthError::DisallowedAlgorithm { alg },
-            JwtError::UnsupportedAlgorithm { alg } => ClientAuthError::UnsupportedAlgorithm { alg },
-            JwtError::UnknownKey => ClientAuthError::UnknownKey,
-            JwtError::AmbiguousKey => ClientAuthError::AmbiguousKey,
-            JwtError::UnsuitableKey { reason } => ClientAuthError::UnsuitableKey { reason },
-            JwtError::BadSignature => ClientAuthError::BadSignature,
             JwtError::WrongIssuer => ClientAuthError::WrongIssuer,
             JwtError::WrongSubject => ClientAuthError::WrongSubject,
             JwtError::WrongAudience => ClientAuthError::WrongAudience,
             JwtError::MissingClaim { claim } => ClientAuthError::MissingClaim { claim },
-            JwtError::InvalidJwksUri => ClientAuthError::InvalidJwksUri,
-            JwtError::JwksFetch(error) => ClientAuthError::JwksFetch(error),
-            JwtError::InvalidJwks { reason } => ClientAuthError::InvalidJwks { reason },
+            other => ClientAuthError::Jwt(other),
         }
     }
 }
@@ -442,7 +377,7 @@ impl ClientAuthenticator {
             return Ok(params.client_id.clone());
         };
         let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
-            .map_err(|_| ClientAuthError::Malformed {
+            .map_err(|_| JwtError::Malformed {
                 reason: "the claims are not a base64url-encoded JSON object",
             })?;
         let claim = |name: &str, error: ClientAuthError| match claims.get(name) {

@@ -1,14 +1,22 @@
-//! The stable error codes of the external contract.
+//! The stable error codes of the external contract, and the OAuth error
+//! codes of the protocol.
 //!
-//! Every refusal the fetcher, the validator or the policy can produce maps to
-//! exactly one of these. The string form is used verbatim in `check --json`
-//! output, in log lines and as a metric label, so it must never change and
-//! the set must stay closed.
+//! [`ErrorCode`]: every refusal the fetcher, the validator or the policy can
+//! produce maps to exactly one of these. The string form is used verbatim in
+//! `check --json` output, in log lines and as a metric label, so it must
+//! never change and the set must stay closed.
+//!
+//! [`OAuthErrorCode`]: the `error` values of OAuth and OpenID Connect, the
+//! ones the proxy emits and the ones a provider may send it.
+//!
+//! Both string tables are derived (`strum`), so a code's name is written once,
+//! next to its variant; the tests pin every string.
 
-use std::fmt;
+use strum::{EnumString, IntoStaticStr};
 
 /// A stable, machine-readable reason why a client_id was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The client_id is not a valid CIMD client identifier URL.
     InvalidClientIdUrl,
@@ -63,30 +71,8 @@ impl ErrorCode {
     ];
 
     /// The code as it appears on the wire, in logs and in metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidClientIdUrl => "invalid_client_id_url",
-            ErrorCode::BlockedAddress => "blocked_address",
-            ErrorCode::PortNotAllowed => "port_not_allowed",
-            ErrorCode::DnsFailure => "dns_failure",
-            ErrorCode::ConnectFailure => "connect_failure",
-            ErrorCode::TlsFailure => "tls_failure",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::HttpStatus => "http_status",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::InvalidContentType => "invalid_content_type",
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::ClientIdMismatch => "client_id_mismatch",
-            ErrorCode::InvalidMetadata => "invalid_metadata",
-            ErrorCode::PolicyDenied => "policy_denied",
-            ErrorCode::FetchOverloaded => "fetch_overloaded",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -96,10 +82,329 @@ impl serde::Serialize for ErrorCode {
     }
 }
 
+/// An OAuth / OpenID Connect `error` code: every code registered in the
+/// IANA "OAuth Extensions Error Registry" by the specifications the proxy
+/// speaks, and [`OAuthErrorCode::Unknown`] for anything else.
+///
+/// The proxy emits the first ten (RFC 6749); the others are here so that a
+/// provider's answer can be read as a type rather than passed around as a
+/// string. An unregistered code is never kept as text: it is the provider's
+/// (or an attacker's) bytes, and is not reflected to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum OAuthErrorCode {
+    // RFC 6749 §4.1.2.1, §4.2.2.1 and §5.2.
+    /// Malformed or missing parameter.
+    InvalidRequest,
+    /// Client authentication failed, or the client is no longer acceptable.
+    InvalidClient,
+    /// The code or refresh token is invalid, expired, or belongs to another client.
+    InvalidGrant,
+    /// The client may not use this grant.
+    UnauthorizedClient,
+    /// The grant type is not supported.
+    UnsupportedGrantType,
+    /// Only `code` is supported.
+    UnsupportedResponseType,
+    /// The requested scope is not allowed.
+    InvalidScope,
+    /// The user or the provider refused.
+    AccessDenied,
+    /// Something unexpected on our side.
+    ServerError,
+    /// The provider or the fetcher cannot answer now.
+    TemporarilyUnavailable,
+    // RFC 6750 §3.1 (bearer tokens at a resource server).
+    /// The access token is expired, revoked or malformed.
+    InvalidToken,
+    /// The access token lacks the scope the request needs.
+    InsufficientScope,
+    // RFC 7009 §2.2.1 (revocation).
+    /// The server cannot revoke this type of token.
+    UnsupportedTokenType,
+    // RFC 7591 §3.2.2 (dynamic registration).
+    /// A registered redirect URI is not acceptable.
+    InvalidRedirectUri,
+    /// A client metadata field is not acceptable.
+    InvalidClientMetadata,
+    /// The software statement is invalid.
+    InvalidSoftwareStatement,
+    /// The software statement is not approved by this server.
+    UnapprovedSoftwareStatement,
+    // RFC 8628 §3.5 (device authorization).
+    /// The user has not finished authorizing the device yet.
+    AuthorizationPending,
+    /// The device polls too often.
+    SlowDown,
+    /// The device code has expired.
+    ExpiredToken,
+    // RFC 8707 §2 (resource indicators).
+    /// The requested resource is not acceptable.
+    InvalidTarget,
+    // OpenID Connect Core 1.0 §3.1.2.6.
+    /// The provider needs the user to interact.
+    InteractionRequired,
+    /// The provider needs the user to sign in.
+    LoginRequired,
+    /// The provider needs the user to pick an account.
+    AccountSelectionRequired,
+    /// The provider needs the user's consent.
+    ConsentRequired,
+    /// The `request_uri` is unusable.
+    InvalidRequestUri,
+    /// The request object is invalid.
+    InvalidRequestObject,
+    /// The `request` parameter is not supported.
+    RequestNotSupported,
+    /// The `request_uri` parameter is not supported.
+    RequestUriNotSupported,
+    /// The `registration` parameter is not supported.
+    RegistrationNotSupported,
+    /// A code no specification above registers. Its text is not kept; it is
+    /// never put on the wire as such (see [`OAuthErrorCode::on_the_wire`]).
+    Unknown,
+}
+
+impl OAuthErrorCode {
+    /// Every code, in the order above.
+    pub const ALL: [OAuthErrorCode; 31] = [
+        OAuthErrorCode::InvalidRequest,
+        OAuthErrorCode::InvalidClient,
+        OAuthErrorCode::InvalidGrant,
+        OAuthErrorCode::UnauthorizedClient,
+        OAuthErrorCode::UnsupportedGrantType,
+        OAuthErrorCode::UnsupportedResponseType,
+        OAuthErrorCode::InvalidScope,
+        OAuthErrorCode::AccessDenied,
+        OAuthErrorCode::ServerError,
+        OAuthErrorCode::TemporarilyUnavailable,
+        OAuthErrorCode::InvalidToken,
+        OAuthErrorCode::InsufficientScope,
+        OAuthErrorCode::UnsupportedTokenType,
+        OAuthErrorCode::InvalidRedirectUri,
+        OAuthErrorCode::InvalidClientMetadata,
+        OAuthErrorCode::InvalidSoftwareStatement,
+        OAuthErrorCode::UnapprovedSoftwareStatement,
+        OAuthErrorCode::AuthorizationPending,
+        OAuthErrorCode::SlowDown,
+        OAuthErrorCode::ExpiredToken,
+        OAuthErrorCode::InvalidTarget,
+        OAuthErrorCode::InteractionRequired,
+        OAuthErrorCode::LoginRequired,
+        OAuthErrorCode::AccountSelectionRequired,
+        OAuthErrorCode::ConsentRequired,
+        OAuthErrorCode::InvalidRequestUri,
+        OAuthErrorCode::InvalidRequestObject,
+        OAuthErrorCode::RequestNotSupported,
+        OAuthErrorCode::RequestUriNotSupported,
+        OAuthErrorCode::RegistrationNotSupported,
+        OAuthErrorCode::Unknown,
+    ];
+
+    /// The code's registered name (`unknown` for [`OAuthErrorCode::Unknown`]).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Reads a code; anything unregistered is [`OAuthErrorCode::Unknown`].
+    pub fn parse(code: &str) -> OAuthErrorCode {
+        code.parse().unwrap_or(OAuthErrorCode::Unknown)
+    }
+
+    /// The code to send: itself, except that an unknown code is sent as
+    /// `server_error` (the only honest thing to say about it).
+    pub fn on_the_wire(self) -> &'static str {
+        match self {
+            OAuthErrorCode::Unknown => OAuthErrorCode::ServerError.as_str(),
+            known => known.as_str(),
+        }
+    }
+
+    /// The HTTP status of this error at the token endpoint (RFC 6749 §5.2).
+    pub const fn token_status(self) -> http::StatusCode {
+        match self {
+            OAuthErrorCode::InvalidClient => http::StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::ServerError | OAuthErrorCode::Unknown => {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+            OAuthErrorCode::TemporarilyUnavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// What the proxy says when the provider answered with `code`: the codes
+    /// the proxy itself emits pass through, the OpenID "the user must do
+    /// something" codes become `access_denied` (the client cannot make the
+    /// user interact with the provider), and every other code, registered or
+    /// not, becomes `server_error` rather than being reflected.
+    pub fn from_provider(code: &str) -> OAuthErrorCode {
+        use OAuthErrorCode as C;
+        match Self::parse(code) {
+            emitted @ (C::InvalidRequest
+            | C::InvalidClient
+            | C::InvalidGrant
+            | C::UnauthorizedClient
+            | C::UnsupportedGrantType
+            | C::UnsupportedResponseType
+            | C::InvalidScope
+            | C::AccessDenied
+            | C::ServerError
+            | C::TemporarilyUnavailable) => emitted,
+            C::LoginRequired
+            | C::ConsentRequired
+            | C::InteractionRequired
+            | C::AccountSelectionRequired => C::AccessDenied,
+            _ => C::ServerError,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ErrorCode;
+    use super::{ErrorCode, OAuthErrorCode};
     use std::collections::HashSet;
+
+    /// The wire, log and metric contract: each code's exact string, and that
+    /// it parses back to the same code.
+    #[test]
+    fn every_error_code_string_round_trips() {
+        let table = [
+            (ErrorCode::InvalidClientIdUrl, "invalid_client_id_url"),
+            (ErrorCode::BlockedAddress, "blocked_address"),
+            (ErrorCode::PortNotAllowed, "port_not_allowed"),
+            (ErrorCode::DnsFailure, "dns_failure"),
+            (ErrorCode::ConnectFailure, "connect_failure"),
+            (ErrorCode::TlsFailure, "tls_failure"),
+            (ErrorCode::Timeout, "timeout"),
+            (ErrorCode::HttpStatus, "http_status"),
+            (ErrorCode::TooLarge, "too_large"),
+            (ErrorCode::InvalidContentType, "invalid_content_type"),
+            (ErrorCode::InvalidJson, "invalid_json"),
+            (ErrorCode::ClientIdMismatch, "client_id_mismatch"),
+            (ErrorCode::InvalidMetadata, "invalid_metadata"),
+            (ErrorCode::PolicyDenied, "policy_denied"),
+            (ErrorCode::FetchOverloaded, "fetch_overloaded"),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len());
+        for (code, text) in table {
+            assert_eq!(code.as_str(), text);
+            assert_eq!(code.to_string(), text);
+            assert_eq!(text.parse::<ErrorCode>(), Ok(code));
+            assert_eq!(serde_json::to_value(code).unwrap(), text);
+        }
+        assert!("Timeout".parse::<ErrorCode>().is_err());
+    }
+
+    #[test]
+    fn every_oauth_error_code_string_round_trips() {
+        let table = [
+            (OAuthErrorCode::InvalidRequest, "invalid_request"),
+            (OAuthErrorCode::InvalidClient, "invalid_client"),
+            (OAuthErrorCode::InvalidGrant, "invalid_grant"),
+            (OAuthErrorCode::UnauthorizedClient, "unauthorized_client"),
+            (
+                OAuthErrorCode::UnsupportedGrantType,
+                "unsupported_grant_type",
+            ),
+            (
+                OAuthErrorCode::UnsupportedResponseType,
+                "unsupported_response_type",
+            ),
+            (OAuthErrorCode::InvalidScope, "invalid_scope"),
+            (OAuthErrorCode::AccessDenied, "access_denied"),
+            (OAuthErrorCode::ServerError, "server_error"),
+            (
+                OAuthErrorCode::TemporarilyUnavailable,
+                "temporarily_unavailable",
+            ),
+            (OAuthErrorCode::InvalidToken, "invalid_token"),
+            (OAuthErrorCode::InsufficientScope, "insufficient_scope"),
+            (
+                OAuthErrorCode::UnsupportedTokenType,
+                "unsupported_token_type",
+            ),
+            (OAuthErrorCode::InvalidRedirectUri, "invalid_redirect_uri"),
+            (
+                OAuthErrorCode::InvalidClientMetadata,
+                "invalid_client_metadata",
+            ),
+            (
+                OAuthErrorCode::InvalidSoftwareStatement,
+                "invalid_software_statement",
+            ),
+            (
+                OAuthErrorCode::UnapprovedSoftwareStatement,
+                "unapproved_software_statement",
+            ),
+            (
+                OAuthErrorCode::AuthorizationPending,
+                "authorization_pending",
+            ),
+            (OAuthErrorCode::SlowDown, "slow_down"),
+            (OAuthErrorCode::ExpiredToken, "expired_token"),
+            (OAuthErrorCode::InvalidTarget, "invalid_target"),
+            (OAuthErrorCode::InteractionRequired, "interaction_required"),
+            (OAuthErrorCode::LoginRequired, "login_required"),
+            (
+                OAuthErrorCode::AccountSelectionRequired,
+                "account_selection_required",
+            ),
+            (OAuthErrorCode::ConsentRequired, "consent_required"),
+            (OAuthErrorCode::InvalidRequestUri, "invalid_request_uri"),
+            (
+                OAuthErrorCode::InvalidRequestObject,
+                "invalid_request_object",
+            ),
+            (OAuthErrorCode::RequestNotSupported, "request_not_supported"),
+            (
+                OAuthErrorCode::RequestUriNotSupported,
+                "request_uri_not_supported",
+            ),
+            (
+                OAuthErrorCode::RegistrationNotSupported,
+                "registration_not_supported",
+            ),
+            (OAuthErrorCode::Unknown, "unknown"),
+        ];
+        assert_eq!(table.len(), OAuthErrorCode::ALL.len());
+        for (code, text) in table {
+            assert_eq!(code.as_str(), text);
+            assert_eq!(code.to_string(), text);
+            assert_eq!(OAuthErrorCode::parse(text), code);
+            let sent = if code == OAuthErrorCode::Unknown {
+                "server_error"
+            } else {
+                text
+            };
+            assert_eq!(code.on_the_wire(), sent);
+        }
+        for unregistered in [
+            "",
+            "Invalid_Request",
+            "invalid_request ",
+            "<script>",
+            "use_dpop",
+        ] {
+            assert_eq!(OAuthErrorCode::parse(unregistered), OAuthErrorCode::Unknown);
+        }
+    }
+
+    /// Today's relay rule, pinned until every registered code is relayed.
+    #[test]
+    fn provider_codes_keep_todays_mapping() {
+        for code in OAuthErrorCode::ALL {
+            let relayed = OAuthErrorCode::from_provider(code.as_str());
+            let expected = match code {
+                OAuthErrorCode::LoginRequired
+                | OAuthErrorCode::ConsentRequired
+                | OAuthErrorCode::InteractionRequired
+                | OAuthErrorCode::AccountSelectionRequired => OAuthErrorCode::AccessDenied,
+                emitted if OAuthErrorCode::ALL[..10].contains(&emitted) => emitted,
+                _ => OAuthErrorCode::ServerError,
+            };
+            assert_eq!(relayed, expected, "{code}");
+        }
+    }
 
     #[test]
     fn codes_are_distinct_snake_case() {

@@ -7,7 +7,10 @@
 //! carried into a new token ([`reissue_claims`]), and that token is signed
 //! with the proxy's key ([`SigningKeys`]), published at `/jwks.json`.
 //!
-//! JWS and JWK handling is `jsonwebtoken`'s (the `rust_crypto` backend).
+//! The provider's token is checked by `jwks`, under the rules every
+//! signed JWT the proxy verifies follows (header, key choice and fit, RSA
+//! signatures by `ring`); only the claims rules are this module's. JWS and
+//! JWK handling is `jsonwebtoken`'s (the `rust_crypto` backend).
 //! `p256` and `rsa`, which that backend already uses, read the key formats
 //! `jsonwebtoken` does not (SEC1 "EC PRIVATE KEY", PKCS#8 RSA to PKCS#1) and
 //! check the curve and the RSA size; `ring` generates ephemeral keys and
@@ -27,16 +30,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations,
-    PublicKeyUse, ThumbprintHash,
+    CommonParameters, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, PrivateKeyInfo};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 
-use crate::jwks::alg_name;
+use crate::jwks::{self, JwtError, alg_name};
 
 #[cfg(test)]
 mod tests;
@@ -47,13 +49,6 @@ pub const CLOCK_SKEW_SECS: u64 = 60;
 pub const MAX_ID_TOKEN_LEN: usize = 16 * 1024;
 /// A key file is a few PEM blocks; a bigger one is a wrong path.
 const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
-
-/// The algorithms a provider's id_token may use: asymmetric only, so never
-/// `none` and never HS* (whose "key" would be something public, like the
-/// provider's RSA key, or the client secret, which the proxy must not trust
-/// as proof of the provider). The same set as every other signed JWT the
-/// proxy verifies.
-const PROVIDER_ALGORITHMS: [Algorithm; 9] = crate::jwks::SUPPORTED_ALGS;
 
 /// The identity claims carried from the provider's id_token into the
 /// proxy's (besides `sub`). Everything else is dropped: in particular the
@@ -146,6 +141,13 @@ pub enum SigningError {
     /// The ES256 signature could not be made (no randomness).
     #[error("signing the id_token failed: the ES256 signature could not be made")]
     SignEs256,
+}
+
+/// `[signing]`: the proxy's id_token keys, read when [`SigningKeys`] is built.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SigningConfig {
+    /// A file of id_token signing keys, newest first.
+    pub keys_file: Option<std::path::PathBuf>,
 }
 
 /// The proxy's id_token signing keys, newest first: the first signs, all are
@@ -356,6 +358,8 @@ impl SigningKeys {
 
 impl SigningKey {
     fn new((alg, encoding, es256): ReadKey) -> Result<SigningKey, &'static str> {
+        // Before jsonwebtoken first touches a key, so its provider is ours.
+        crate::jws_crypto::install();
         let mut public = Jwk::from_encoding_key(&encoding, alg)
             .map_err(|_| "the public key cannot be derived from it")?;
         let kid = public
@@ -458,29 +462,24 @@ fn rsa_key(key: &rsa::RsaPrivateKey) -> Result<ReadKey, &'static str> {
 
 /// Why a provider's id_token was refused. Messages never echo the token or
 /// its claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// What concerns the signature (the header, the key, the signature itself)
+/// is decided by the rules every signed JWT the proxy verifies follows, and
+/// reported as the [`JwtError`] they give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum IdTokenError {
-    /// Not a compact JWS with a JSON object header and payload, too long, or
-    /// with a `crit` header the proxy does not understand.
+    /// Longer than [`MAX_ID_TOKEN_LEN`]: refused unread.
     #[error("id_token is malformed")]
     Malformed,
-    /// `none`, HS*, or an algorithm the proxy does not know.
-    #[error("id_token uses a disallowed algorithm")]
-    DisallowedAlgorithm,
-    /// No key in the provider's JWKS has the token's `kid` (or, without a
-    /// `kid`, no key fits). The caller may refetch the JWKS once and retry.
-    #[error("id_token names a key the provider's JWKS does not hold")]
-    UnknownKey,
-    /// No `kid`, and several keys in the JWKS could have signed it.
-    #[error("id_token has no kid and the provider's JWKS holds several keys")]
-    AmbiguousKey,
-    /// The key named by `kid` cannot verify this algorithm (its `alg`, `kty`
-    /// or curve disagrees, it is an encryption key, or it is unusable).
-    #[error("the provider's key does not fit the id_token's algorithm")]
-    KeyMismatch,
-    /// The signature does not verify.
-    #[error("id_token signature is invalid")]
-    BadSignature,
+    /// The header, the key or the signature: `none` or HS* or an unknown
+    /// algorithm, a `crit` header, no key with the `kid` (the caller may
+    /// refetch the JWKS once and retry), several keys and no `kid`, a key
+    /// that does not fit the algorithm (RSA under 2048 bits among them), or
+    /// a signature that does not verify.
+    #[error("id_token signature check failed: {0}")]
+    #[strum(transparent)]
+    Jwt(JwtError),
     /// A required claim (`iss`, `sub`, `aud`, `exp`, `iat`) is missing or of
     /// the wrong type.
     #[error("id_token claim {0} is missing or malformed")]
@@ -493,6 +492,7 @@ pub enum IdTokenError {
     WrongAudience,
     /// Several audiences and `azp` is not the client, or `azp` names another.
     #[error("id_token azp is not the client")]
+    #[strum(serialize = "wrong_azp")]
     WrongAuthorizedParty,
     /// `exp` is past (beyond the allowed skew).
     #[error("id_token has expired")]
@@ -506,23 +506,29 @@ pub enum IdTokenError {
 }
 
 impl IdTokenError {
-    /// A stable name for logs and metric labels.
-    pub const fn as_str(self) -> &'static str {
+    /// A stable name for logs and metric labels: the [`JwtError`]'s own for
+    /// a signature problem, except the two that had their own names here
+    /// before the checks were shared.
+    pub fn as_str(&self) -> &'static str {
         match self {
-            IdTokenError::Malformed => "malformed",
-            IdTokenError::DisallowedAlgorithm => "disallowed_algorithm",
-            IdTokenError::UnknownKey => "unknown_key",
-            IdTokenError::AmbiguousKey => "ambiguous_key",
-            IdTokenError::KeyMismatch => "key_mismatch",
-            IdTokenError::BadSignature => "bad_signature",
-            IdTokenError::BadClaim(_) => "bad_claim",
-            IdTokenError::WrongIssuer => "wrong_issuer",
-            IdTokenError::WrongAudience => "wrong_audience",
-            IdTokenError::WrongAuthorizedParty => "wrong_azp",
-            IdTokenError::Expired => "expired",
-            IdTokenError::IssuedInFuture => "issued_in_future",
-            IdTokenError::NonceMismatch => "nonce_mismatch",
+            IdTokenError::Jwt(
+                JwtError::DisallowedAlgorithm { .. } | JwtError::UnsupportedAlgorithm { .. },
+            ) => "disallowed_algorithm",
+            IdTokenError::Jwt(JwtError::UnsuitableKey { .. }) => "key_mismatch",
+            other => other.into(),
         }
+    }
+
+    /// Whether no key in the set has the token's `kid`: the provider may
+    /// have rotated its keys, and one refetch of its JWKS is worth it.
+    pub fn is_unknown_key(&self) -> bool {
+        matches!(self, IdTokenError::Jwt(JwtError::UnknownKey))
+    }
+}
+
+impl From<JwtError> for IdTokenError {
+    fn from(error: JwtError) -> Self {
+        IdTokenError::Jwt(error)
     }
 }
 
@@ -569,77 +575,15 @@ impl IdTokenVerifier {
         if id_token.len() > MAX_ID_TOKEN_LEN {
             return Err(IdTokenError::Malformed);
         }
-        let header = jsonwebtoken::decode_header(id_token).map_err(|_| {
-            // jsonwebtoken cannot even represent `none` (or an unknown alg),
-            // so its header parse fails; say why when that is the reason.
-            if raw_header_alg(id_token).is_some_and(|alg| {
-                alg.parse::<Algorithm>()
-                    .map_or(true, |alg| !PROVIDER_ALGORITHMS.contains(&alg))
-            }) {
-                IdTokenError::DisallowedAlgorithm
-            } else {
-                IdTokenError::Malformed
-            }
-        })?;
-        let alg = header.alg;
-        if !PROVIDER_ALGORITHMS.contains(&alg) {
-            return Err(IdTokenError::DisallowedAlgorithm);
-        }
-        if header.crit.is_some() {
-            return Err(IdTokenError::Malformed);
-        }
-
-        let jwk = match header.kid.as_deref() {
-            Some(kid) => {
-                // A provider may publish a signing and an encryption key
-                // under one kid: take the one that fits.
-                let mut named = keys
-                    .keys
-                    .iter()
-                    .filter(|jwk| jwk.common.key_id.as_deref() == Some(kid))
-                    .peekable();
-                let first = *named.peek().ok_or(IdTokenError::UnknownKey)?;
-                match named.find(|jwk| key_fits(jwk, alg).is_ok()) {
-                    Some(jwk) => jwk,
-                    None => {
-                        return Err(key_fits(first, alg)
-                            .err()
-                            .unwrap_or(IdTokenError::KeyMismatch));
-                    }
-                }
-            }
-            None => {
-                let mut fitting = keys.keys.iter().filter(|jwk| key_fits(jwk, alg).is_ok());
-                match (fitting.next(), fitting.next()) {
-                    (Some(jwk), None) => jwk,
-                    (None, _) => return Err(IdTokenError::UnknownKey),
-                    (Some(_), Some(_)) => return Err(IdTokenError::AmbiguousKey),
-                }
-            }
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|_| IdTokenError::KeyMismatch)?;
-
-        // jsonwebtoken checks the signature (and that the key's family is
-        // the header's); the claims are checked below, against `now`.
-        let mut validation = Validation::new(alg);
+        // The same header, key and signature rules as every other JWT.
+        let header = jwks::read_header(id_token)?;
+        let jwk = jwks::select_key(&keys.keys, header.kid.as_deref(), header.alg)?;
+        // Only the signature here: the claims are checked below, against
+        // `now` and with the provider-specific rules.
+        let mut validation = Validation::new(header.alg);
         validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
         validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(id_token, &key, &validation)
-            .map_err(|error| {
-                use jsonwebtoken::errors::ErrorKind;
-                match error.kind() {
-                    ErrorKind::InvalidSignature => IdTokenError::BadSignature,
-                    ErrorKind::InvalidEcdsaKey
-                    | ErrorKind::InvalidEddsaKey
-                    | ErrorKind::InvalidRsaKey(_)
-                    | ErrorKind::InvalidKeyFormat
-                    | ErrorKind::InvalidAlgorithm => IdTokenError::KeyMismatch,
-                    _ => IdTokenError::Malformed,
-                }
-            })?
-            .claims;
+        let claims = jwks::verify_signature(id_token, jwk, header.alg, validation)?;
 
         self.check_claims(&claims, expected_nonce, now)?;
         Ok(claims)
@@ -697,58 +641,6 @@ impl IdTokenVerifier {
         }
         Ok(())
     }
-}
-
-/// Whether a JWK may verify `alg`: its `alg` (when given) must be `alg`, its
-/// key type and curve must be `alg`'s, and it must not be an encryption key.
-fn key_fits(jwk: &Jwk, alg: Algorithm) -> Result<(), IdTokenError> {
-    if let Some(key_alg) = jwk.common.key_algorithm
-        && key_alg != KeyAlgorithm::from(alg)
-    {
-        return Err(IdTokenError::KeyMismatch);
-    }
-    if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
-        return Err(IdTokenError::KeyMismatch);
-    }
-    if let Some(ops) = &jwk.common.key_operations
-        && !ops.contains(&KeyOperations::Verify)
-    {
-        return Err(IdTokenError::KeyMismatch);
-    }
-    let fits = match &jwk.algorithm {
-        AlgorithmParameters::EllipticCurve(ec) => matches!(
-            (alg, &ec.curve),
-            (Algorithm::ES256, EllipticCurve::P256) | (Algorithm::ES384, EllipticCurve::P384)
-        ),
-        AlgorithmParameters::RSA(_) => matches!(
-            alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-        ),
-        AlgorithmParameters::OctetKeyPair(okp) => {
-            alg == Algorithm::EdDSA && okp.curve == EllipticCurve::Ed25519
-        }
-        // Symmetric (`oct`) and unknown key types never verify a provider.
-        _ => false,
-    };
-    if fits {
-        Ok(())
-    } else {
-        Err(IdTokenError::KeyMismatch)
-    }
-}
-
-/// The `alg` of a header jsonwebtoken could not parse, to tell `none` (or an
-/// unknown algorithm) from garbage.
-fn raw_header_alg(token: &str) -> Option<String> {
-    let encoded = token.split('.').next()?;
-    let decoded = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    let header: Map<String, Value> = serde_json::from_slice(&decoded).ok()?;
-    header.get("alg")?.as_str().map(str::to_owned)
 }
 
 /// A JWT NumericDate: seconds since the epoch, possibly fractional.

@@ -1,8 +1,9 @@
 //! JWK Sets and signed JWTs verified against them, shared by everything that
 //! checks a signature made by someone else's published key: client
-//! assertions (`client_auth`) and software statements (`trust`).
+//! assertions (`client_auth`), software statements (`trust`) and the
+//! provider's id_tokens (`id_token`, with the key set `upstream` caches).
 //!
-//! The rules are the same for both, so they live here once:
+//! The rules are the same for all of them, so they live here once:
 //!
 //! * the header names an asymmetric algorithm this crate can verify (never
 //!   `none`, never HMAC, whose "secret" would be a public key) and no `crit`
@@ -12,9 +13,10 @@
 //! * the key is chosen by `kid`, or without one as the single key that fits
 //!   the algorithm, and must fit it: type, curve, RSA ≥ 2048 bits, its own
 //!   `alg`/`use`/`key_ops` ([`select_key`]);
-//! * key sets behind a URL are fetched through the hardened [`Egress`],
-//!   cached, and refetched once (rate limited) for an unknown `kid`
-//!   ([`JwksCache`]).
+//! * key sets behind a URL are cached, and refetched once (rate limited)
+//!   for an unknown `kid` ([`KeySetSlot`]); clients' and issuers' through
+//!   the hardened [`Egress`] ([`JwksCache`]), the provider's through its own
+//!   client (`upstream`).
 //!
 //! Key material is only ever taken from the key set the caller names: a
 //! header's `jwk`, `jku`, `x5u` and `x5c` are never used.
@@ -62,8 +64,9 @@ const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", 
 ///
 /// Messages never contain the token or key material; values taken from the
 /// token (an `alg` name) are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum JwtError {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum JwtError {
     /// Not a well-formed JWS/JWT.
     #[error("malformed: {reason}")]
     Malformed {
@@ -72,12 +75,14 @@ pub(crate) enum JwtError {
     },
     /// `none` or an HMAC algorithm.
     #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
+    #[strum(serialize = "disallowed_alg")]
     DisallowedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
     },
     /// An algorithm this crate cannot verify (e.g. ES512).
     #[error("alg \"{alg}\" is not supported")]
+    #[strum(serialize = "unsupported_alg")]
     UnsupportedAlgorithm {
         /// The header's `alg`, escaped and shortened.
         alg: String,
@@ -99,12 +104,15 @@ pub(crate) enum JwtError {
     BadSignature,
     /// `iss` is not what the caller required.
     #[error("iss is wrong")]
+    #[strum(serialize = "wrong_iss")]
     WrongIssuer,
     /// `sub` is not what the caller required.
     #[error("sub is wrong")]
+    #[strum(serialize = "wrong_sub")]
     WrongSubject,
     /// `aud` holds none of the caller's audiences.
     #[error("aud is wrong")]
+    #[strum(serialize = "wrong_aud")]
     WrongAudience,
     /// A claim the caller requires is absent (or not of its type).
     #[error("the {claim} claim is missing")]
@@ -117,6 +125,7 @@ pub(crate) enum JwtError {
     InvalidJwksUri,
     /// Fetching the key set failed.
     #[error("fetching the key set failed: {0}")]
+    #[strum(serialize = "jwks_fetch_failed")]
     JwksFetch(FetchError),
     /// The key set is not a public JWK Set.
     #[error("the key set is not a public JWK Set: {reason}")]
@@ -126,26 +135,10 @@ pub(crate) enum JwtError {
     },
 }
 
-#[cfg(test)]
 impl JwtError {
-    /// A stable, closed label, for tests.
-    pub(crate) fn as_str(&self) -> &'static str {
-        match self {
-            JwtError::Malformed { .. } => "malformed",
-            JwtError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            JwtError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            JwtError::UnknownKey => "unknown_key",
-            JwtError::AmbiguousKey => "ambiguous_key",
-            JwtError::UnsuitableKey { .. } => "unsuitable_key",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::WrongIssuer => "wrong_iss",
-            JwtError::WrongSubject => "wrong_sub",
-            JwtError::WrongAudience => "wrong_aud",
-            JwtError::MissingClaim { .. } => "missing_claim",
-            JwtError::InvalidJwksUri => "invalid_jwks_uri",
-            JwtError::JwksFetch(_) => "jwks_fetch_failed",
-            JwtError::InvalidJwks { .. } => "invalid_jwks",
-        }
+    /// A stable, closed label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        self.into()
     }
 }
 
@@ -240,6 +233,14 @@ pub(crate) fn verify_signature(
     let decoding_key = DecodingKey::from_jwk(key).map_err(|_| JwtError::UnsuitableKey {
         reason: "the key's parameters are not a valid public key",
     })?;
+    // One backend, in the binary and in tests (see `jws_crypto`): when
+    // jsonwebtoken settled on another provider before the library ran,
+    // the signature is checked by ours too.
+    if !crate::jws_crypto::install()
+        && crate::jws_crypto::verify(token, alg, &decoding_key) == Some(false)
+    {
+        return Err(JwtError::BadSignature);
+    }
     validation.algorithms = vec![alg];
     validation.leeway = 0;
     validation.validate_exp = false;
@@ -305,10 +306,12 @@ pub(crate) fn numeric_date(
 /// Checks a JWK Set and keeps the keys this crate can read.
 ///
 /// A set carrying private or symmetric key material is refused whole: its
-/// owner has leaked a key, and whatever it signs proves nothing. Keys the
-/// `jsonwebtoken` types cannot read are skipped rather than failing the set,
-/// so an unusual extra key (another curve, an encryption key) does not lock
-/// its owner out; they can never be chosen.
+/// owner has leaked a key, and whatever it signs proves nothing. Entries the
+/// `jsonwebtoken` types cannot read (another curve, an encryption key, not
+/// an object at all) are skipped rather than failing the set, so one
+/// unusual key does not lock its owner out; they can never be chosen. A set
+/// that has entries but not one readable key is refused: it is not a JWK
+/// Set. These rules hold for clients, statement issuers and the provider.
 pub(crate) fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, JwtError> {
     let invalid = |reason| JwtError::InvalidJwks { reason };
     let Some(keys) = value.get("keys").and_then(Value::as_array) else {
@@ -317,7 +320,7 @@ pub(crate) fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, JwtError> {
     let mut usable = Vec::with_capacity(keys.len());
     for key in keys {
         let Value::Object(members) = key else {
-            return Err(invalid("a key is not a JSON object"));
+            continue;
         };
         if members.get("kty").and_then(Value::as_str) == Some("oct") {
             return Err(invalid("it contains a symmetric (oct) key"));
@@ -329,11 +332,25 @@ pub(crate) fn parse_jwk_set(value: &Value) -> Result<Vec<Jwk>, JwtError> {
             usable.push(jwk);
         }
     }
+    if usable.is_empty() && !keys.is_empty() {
+        return Err(invalid("none of its keys is a readable public JWK"));
+    }
     Ok(usable)
 }
 
 /// Chooses the key for a token: by `kid` when it names one, else the single
 /// key that fits `alg`. Two candidates are refused, not guessed between.
+///
+/// Two different keys that both fit under one `kid` are refused too
+/// ([`JwtError::AmbiguousKey`]), for clients, statement issuers and the
+/// provider alike. RFC 7517 §4.5 allows one `kid` for alternatives of
+/// different types (an RSA and an EC key, a signing and an encryption key),
+/// and those never both fit one `alg`; two that do mean the set cannot say
+/// which key signed. Taking the first (what the provider's id_token check
+/// used to do) would make the answer depend on the order of the array,
+/// which whoever serves the set controls, and trying each would let one
+/// token cost as many signature checks as the set has keys. The same key
+/// listed twice is one key, not two: nothing is ambiguous about it.
 pub(crate) fn select_key<'a>(
     keys: &'a [Jwk],
     kid: Option<&str>,
@@ -357,7 +374,12 @@ pub(crate) fn select_key<'a>(
             false
         }
     });
-    match (fitting.next(), fitting.next()) {
+    let first = fitting.next();
+    let other = match first {
+        Some(key) => fitting.find(|jwk| jwk.algorithm != key.algorithm),
+        None => None,
+    };
+    match (first, other) {
         (Some(key), None) => Ok(key),
         (Some(_), Some(_)) => Err(JwtError::AmbiguousKey),
         // Without a kid, "no key of the right type" is an unknown key: the
@@ -438,27 +460,153 @@ fn modulus_bits(bytes: &[u8]) -> usize {
     }
 }
 
-/// Key sets fetched from URLs, keyed by the URL.
+/// What to do when fetching a key set again fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenRefetchFails {
+    /// Fail the request: a client's (or statement issuer's) keys are theirs
+    /// to serve, and a set older than its lifetime is not trusted any
+    /// longer. Only refetches forced by an unknown `kid` are rate limited:
+    /// without a set there is nothing to answer with.
+    Fail,
+    /// Keep using the set fetched before: the provider's, so that a short
+    /// outage of its JWKS endpoint does not stop sign-ins. Every fetch then
+    /// opens the rate-limit window, so a failing provider is asked at most
+    /// once per interval, whatever the reason.
+    ServeStale,
+}
+
+/// How one cached key set is kept fresh.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeySetPolicy {
+    /// A set older than this is fetched again before it is used.
+    pub(crate) max_age: Duration,
+    /// The least time between two refetches forced by an unknown `kid` (and
+    /// with [`WhenRefetchFails::ServeStale`], between any two fetches).
+    pub(crate) refetch_interval: Duration,
+    /// What a failed refetch of an aged set does.
+    pub(crate) when_refetch_fails: WhenRefetchFails,
+}
+
+/// One key set behind one URL: the keys, when they were fetched, and when a
+/// rate-limited fetch was last attempted.
 ///
-/// Each URL has a slot behind an async mutex: concurrent requests for one
-/// URL wait for the one fetch in progress instead of each fetching (single
-/// flight), and the forced-refetch rate limit is decided under that lock, so
-/// a burst of bogus kids yields one refetch, not one per request. The slots
-/// live in a bounded moka cache with LRU eviction (which always admits a new
-/// entry); a slot idle for longer than both the key lifetime and the refetch
-/// interval is dropped, by which time it holds nothing worth keeping.
-/// Fetch errors are returned, never stored.
-pub(crate) struct JwksCache {
-    slots: moka::sync::Cache<String, Arc<tokio::sync::Mutex<JwksSlot>>>,
-    ttl: Duration,
-    refetch_interval: Duration,
+/// Held behind an async mutex across a fetch: concurrent requests wait for
+/// the one fetch in progress instead of each fetching (single flight), and
+/// the rate limit is decided under that lock, so a burst of bogus kids
+/// yields one refetch, not one per request. Fetch errors are returned,
+/// never stored.
+#[derive(Default)]
+pub(crate) struct KeySetSlot {
+    state: tokio::sync::Mutex<KeySetState>,
 }
 
 #[derive(Default)]
-struct JwksSlot {
+struct KeySetState {
     keys: Option<Arc<Vec<Jwk>>>,
     loaded_at: Option<Instant>,
-    last_forced: Option<Instant>,
+    last_attempt: Option<Instant>,
+}
+
+impl KeySetState {
+    fn attempted_within(&self, interval: Duration) -> bool {
+        self.last_attempt.is_some_and(|at| at.elapsed() < interval)
+    }
+
+    fn store(&mut self, keys: &Arc<Vec<Jwk>>) {
+        self.keys = Some(Arc::clone(keys));
+        self.loaded_at = Some(Instant::now());
+    }
+}
+
+impl KeySetSlot {
+    /// The set, fetched with `fetch` when there is none or it is older than
+    /// the policy's `max_age` (see [`WhenRefetchFails`] for a failed
+    /// refetch).
+    pub(crate) async fn current<E, Fut>(
+        &self,
+        policy: &KeySetPolicy,
+        fetch: impl FnOnce() -> Fut,
+    ) -> Result<Arc<Vec<Jwk>>, E>
+    where
+        Fut: Future<Output = Result<Arc<Vec<Jwk>>, E>>,
+        E: std::fmt::Display,
+    {
+        let mut state = self.state.lock().await;
+        let serve_stale = policy.when_refetch_fails == WhenRefetchFails::ServeStale;
+        if let Some(keys) = &state.keys {
+            let fresh = state
+                .loaded_at
+                .is_some_and(|at| at.elapsed() < policy.max_age);
+            if fresh || (serve_stale && state.attempted_within(policy.refetch_interval)) {
+                return Ok(Arc::clone(keys));
+            }
+        }
+        if serve_stale {
+            state.last_attempt = Some(Instant::now());
+        }
+        match fetch().await {
+            Ok(keys) => {
+                state.store(&keys);
+                Ok(keys)
+            }
+            Err(error) => match &state.keys {
+                Some(stale) if serve_stale => {
+                    tracing::warn!(%error, "refetching an aged key set failed; keeping the cached set");
+                    Ok(Arc::clone(stale))
+                }
+                _ => {
+                    state.keys = None;
+                    Err(error)
+                }
+            },
+        }
+    }
+
+    /// A refetch for an unknown key: `Some` with the newer set (fetched now,
+    /// or by another request since `seen` was read), or `None` when a
+    /// rate-limited fetch happened less than the refetch interval ago.
+    /// `seen: None` asks for a refetch whatever is cached.
+    pub(crate) async fn refresh<E, Fut>(
+        &self,
+        policy: &KeySetPolicy,
+        seen: Option<&Arc<Vec<Jwk>>>,
+        fetch: impl FnOnce() -> Fut,
+    ) -> Result<Option<Arc<Vec<Jwk>>>, E>
+    where
+        Fut: Future<Output = Result<Arc<Vec<Jwk>>, E>>,
+    {
+        let mut state = self.state.lock().await;
+        if let (Some(current), Some(seen)) = (&state.keys, seen)
+            && !Arc::ptr_eq(current, seen)
+        {
+            return Ok(Some(Arc::clone(current)));
+        }
+        if state.attempted_within(policy.refetch_interval) {
+            return Ok(None);
+        }
+        // Counted before the fetch, so a failing URL is not retried early either.
+        state.last_attempt = Some(Instant::now());
+        let keys = fetch().await?;
+        state.store(&keys);
+        Ok(Some(keys))
+    }
+
+    /// Forgets the set (its URL changed).
+    pub(crate) async fn clear(&self) {
+        *self.state.lock().await = KeySetState::default();
+    }
+}
+
+/// Key sets fetched from URLs through the hardened [`Egress`], keyed by the
+/// URL: clients' `jwks_uri`s and statement issuers' key sets.
+///
+/// Each URL has a [`KeySetSlot`]; the slots live in a bounded moka cache
+/// with LRU eviction (which always admits a new entry); a slot idle for
+/// longer than both the key lifetime and the refetch interval is dropped,
+/// by which time it holds nothing worth keeping.
+pub(crate) struct JwksCache {
+    slots: moka::sync::Cache<String, Arc<KeySetSlot>>,
+    policy: KeySetPolicy,
 }
 
 impl JwksCache {
@@ -471,8 +619,11 @@ impl JwksCache {
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_idle(ttl.max(refetch_interval).max(Duration::from_secs(1)))
                 .build(),
-            ttl,
-            refetch_interval,
+            policy: KeySetPolicy {
+                max_age: ttl,
+                refetch_interval,
+                when_refetch_fails: WhenRefetchFails::Fail,
+            },
         }
     }
 
@@ -486,66 +637,27 @@ impl JwksCache {
     ) -> Result<Jwk, JwtError> {
         let url = Url::parse(url).map_err(|_| JwtError::InvalidJwksUri)?;
         let kid = header.kid.as_deref();
-        let set = self.get(egress, &url).await?;
+        let slot = self
+            .slots
+            .get_with(url.as_str().to_owned(), Default::default);
+        let set = slot
+            .current(&self.policy, || fetch_jwks(egress, &url))
+            .await?;
         match select_key(&set, kid, header.alg) {
-            Err(JwtError::UnknownKey) => match self.refresh(egress, &url, &set).await? {
-                Some(fresh) => select_key(&fresh, kid, header.alg).cloned(),
-                None => Err(JwtError::UnknownKey),
-            },
+            Err(JwtError::UnknownKey) => {
+                let refreshed = slot
+                    .refresh(&self.policy, Some(&set), || {
+                        tracing::debug!(jwks_uri = %url, "unknown kid: refetching the key set");
+                        fetch_jwks(egress, &url)
+                    })
+                    .await?;
+                match refreshed {
+                    Some(fresh) => select_key(&fresh, kid, header.alg).cloned(),
+                    None => Err(JwtError::UnknownKey),
+                }
+            }
             other => other.cloned(),
         }
-    }
-
-    fn slot(&self, url: &Url) -> Arc<tokio::sync::Mutex<JwksSlot>> {
-        self.slots
-            .get_with(url.as_str().to_owned(), Default::default)
-    }
-
-    /// The key set, fetched when absent or older than the lifetime.
-    async fn get(&self, egress: &Egress, url: &Url) -> Result<Arc<Vec<Jwk>>, JwtError> {
-        let slot = self.slot(url);
-        let mut slot = slot.lock().await;
-        if let (Some(keys), Some(loaded_at)) = (&slot.keys, slot.loaded_at)
-            && loaded_at.elapsed() < self.ttl
-        {
-            return Ok(Arc::clone(keys));
-        }
-        slot.keys = None;
-        let keys = fetch_jwks(egress, url).await?;
-        slot.keys = Some(Arc::clone(&keys));
-        slot.loaded_at = Some(Instant::now());
-        Ok(keys)
-    }
-
-    /// A refetch for an unknown key: `Some` with the newer set (fetched now,
-    /// or by another request since `seen` was read), or `None` when a forced
-    /// refetch of this URL happened less than the refetch interval ago.
-    async fn refresh(
-        &self,
-        egress: &Egress,
-        url: &Url,
-        seen: &Arc<Vec<Jwk>>,
-    ) -> Result<Option<Arc<Vec<Jwk>>>, JwtError> {
-        let slot = self.slot(url);
-        let mut slot = slot.lock().await;
-        if let Some(current) = &slot.keys
-            && !Arc::ptr_eq(current, seen)
-        {
-            return Ok(Some(Arc::clone(current)));
-        }
-        if slot
-            .last_forced
-            .is_some_and(|at| at.elapsed() < self.refetch_interval)
-        {
-            return Ok(None);
-        }
-        // Counted before the fetch, so a failing URL is not retried early either.
-        slot.last_forced = Some(Instant::now());
-        tracing::debug!(jwks_uri = %url, "unknown kid: refetching the key set");
-        let keys = fetch_jwks(egress, url).await?;
-        slot.keys = Some(Arc::clone(&keys));
-        slot.loaded_at = Some(Instant::now());
-        Ok(Some(keys))
     }
 }
 
@@ -573,5 +685,24 @@ mod tests {
         assert_eq!(modulus_bits(&[0, 0x80, 0]), 16);
         assert_eq!(modulus_bits(&[0x7f; 256]), 2047);
         assert_eq!(modulus_bits(&[0xff; 256]), 2048);
+    }
+
+    #[test]
+    fn entries_that_are_not_readable_keys_are_skipped_but_a_set_needs_one() {
+        let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "k1",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+        let unreadable =
+            serde_json::json!({"kty": "EC", "crv": "P-256", "kid": 5, "x": "AA", "y": "AA"});
+        let set = serde_json::json!({"keys": ["not-a-key", 7, unreadable.clone(), ec]});
+        assert_eq!(parse_jwk_set(&set).unwrap().len(), 1);
+        let empty = serde_json::json!({"keys": []});
+        assert!(parse_jwk_set(&empty).unwrap().is_empty());
+        for junk in [
+            serde_json::json!({"keys": ["not-a-key"]}),
+            serde_json::json!({"keys": [unreadable]}),
+        ] {
+            assert_eq!(parse_jwk_set(&junk).unwrap_err().as_str(), "invalid_jwks");
+        }
     }
 }

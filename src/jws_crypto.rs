@@ -11,32 +11,76 @@
 //! own `rust_crypto` one in everything but the RSA verifiers (RS256/384/512
 //! and PS256/384/512), which call `ring`. Everything around the signature
 //! (header, claims, algorithm and key checks) is still `jsonwebtoken`'s and
-//! the proxy's. `ring` accepts moduli of 2048 to 8192 bits; the proxy
-//! already refuses client keys under 2048 bits, and a provider whose keys
-//! fall outside that range is refused too (its id_tokens fail verification).
-//! The binary installs it at start; a process that does not keeps
-//! `jsonwebtoken`'s default.
+//! the proxy's. `ring` accepts moduli of 2048 to 8192 bits; `jwks` refuses
+//! keys under 2048 bits before a signature is looked at, for clients and
+//! the provider alike.
+//!
+//! The library installs it itself, on first use: every path that hands
+//! `jsonwebtoken` a key (`jwks` verifying, `id_token` and `upstream`
+//! signing) calls [`install`] first, so the binary, the integration tests
+//! and the unit tests all verify with this backend. `jsonwebtoken` keeps
+//! one provider per process, chosen by whoever touches its crypto first; a
+//! program (or a test) that signs with `jsonwebtoken` directly before the
+//! library runs can make it pick its default, and [`install`] then says so
+//! with `false`: `jwks` checks RSA signatures with `verify` as well in that
+//! case, so the same rules hold anyway.
 
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier};
 use jsonwebtoken::errors::{Error, ErrorKind};
 use jsonwebtoken::signature::{self, Verifier};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use ring::signature::{RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey};
 
-/// Installs the provider for this process. Call it before anything signs
-/// or verifies a JWT; later calls, and a call after `jsonwebtoken` has
-/// picked its default, change nothing (and say so with `false`).
-pub fn install() -> bool {
-    static PROVIDER: std::sync::OnceLock<CryptoProvider> = std::sync::OnceLock::new();
-    let provider = PROVIDER.get_or_init(|| {
+/// The provider: `jsonwebtoken`'s own, with `ring` for RSA verification.
+fn provider() -> &'static CryptoProvider {
+    static PROVIDER: OnceLock<CryptoProvider> = OnceLock::new();
+    PROVIDER.get_or_init(|| {
         let default = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
         CryptoProvider {
             signer_factory: default.signer_factory,
             verifier_factory: new_verifier,
             key_utils: default.key_utils.clone(),
         }
-    });
-    provider.install_default().is_ok()
+    })
+}
+
+/// Makes this the process's `jsonwebtoken` provider, if `jsonwebtoken` has
+/// not picked one yet. True when it is the provider in force (installed by
+/// this call or an earlier one), false when `jsonwebtoken` had already
+/// settled on another. Cheap after the first call.
+pub fn install() -> bool {
+    static IN_FORCE: OnceLock<bool> = OnceLock::new();
+    // Once jsonwebtoken has a provider it never changes, so the answer can
+    // be kept.
+    *IN_FORCE.get_or_init(|| {
+        let in_force = match provider().install_default() {
+            Ok(()) => true,
+            Err(existing) => std::ptr::eq(existing, provider()),
+        };
+        if !in_force {
+            tracing::debug!(
+                "jsonwebtoken chose its crypto provider before the library ran; \
+                 RSA signatures are checked by ring as well"
+            );
+        }
+        in_force
+    })
+}
+
+/// Checks a compact JWS's signature with this backend, whatever provider
+/// `jsonwebtoken` has in force: `Some(true)` verified, `Some(false)` a
+/// signature that does not verify (or an RSA key `ring` refuses, such as one
+/// under 2048 bits), `None` when the token or key cannot be read (left to
+/// `jsonwebtoken`'s parsing to name).
+pub(crate) fn verify(token: &str, alg: Algorithm, key: &DecodingKey) -> Option<bool> {
+    let (message, signature) = token.rsplit_once('.')?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    let verifier = new_verifier(&alg, key).ok()?;
+    Some(verifier.verify(message.as_bytes(), &signature).is_ok())
 }
 
 fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
@@ -124,8 +168,6 @@ impl JwtVerifier for RingRsaVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use jsonwebtoken::{EncodingKey, Header};
     use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
     use rsa::traits::PublicKeyParts;
@@ -212,5 +254,35 @@ mod tests {
         .unwrap();
         assert!(new_verifier(&Algorithm::RS256, &ec).is_err());
         assert!(new_verifier(&Algorithm::ES256, &ec).is_ok());
+    }
+
+    /// Whatever provider jsonwebtoken settled on in this process, `verify`
+    /// applies ring's rules: the 2048-bit floor among them.
+    #[test]
+    fn verify_is_ring_whatever_provider_is_in_force() {
+        let (input, signature) = signed(Algorithm::RS256);
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&signature));
+        for key in keys() {
+            assert_eq!(verify(&token, Algorithm::RS256, &key), Some(true));
+            assert_eq!(verify(&token, Algorithm::RS512, &key), Some(false));
+        }
+        let short = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("RSA key");
+        let der = short.to_pkcs1_der().unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &serde_json::json!({"sub": "s"}),
+            &EncodingKey::from_rsa_der(der.as_bytes()),
+        )
+        .unwrap();
+        let public = short.to_public_key();
+        let key = DecodingKey::from_rsa_raw_components(
+            &public.n().to_bytes_be(),
+            &public.e().to_bytes_be(),
+        );
+        assert_eq!(verify(&token, Algorithm::RS256, &key), Some(false));
+        assert_eq!(verify("no dot", Algorithm::RS256, &key), None);
+        assert_eq!(verify("a.b.!!", Algorithm::RS256, &key), None);
+        // The answer about the process provider never changes.
+        assert_eq!(install(), install());
     }
 }

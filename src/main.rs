@@ -1,6 +1,5 @@
 //! The `cimd-proxy` command line: parses arguments and calls the library.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,13 +48,14 @@ enum Command {
     ///
     /// NOT FOR PRODUCTION: it signs anyone in automatically, so it listens on
     /// loopback only. Prints what to open once it is ready; Ctrl-C stops it.
+    #[cfg(feature = "dev")]
     Dev {
         /// The proxy's public listener (loopback only).
         #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_LISTEN)]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// The proxy's admin listener (loopback only).
         #[arg(long, default_value_t = cimd_proxy::dev::DEFAULT_ADMIN_LISTEN)]
-        admin_listen: SocketAddr,
+        admin_listen: std::net::SocketAddr,
     },
     /// Print a new random sealing key (for `seal.keys_env` / `seal.keys_file`).
     Keygen,
@@ -139,13 +139,12 @@ impl From<&LogFormat> for logging::LogFormat {
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    // Before anything verifies a JWT: RSA signatures are checked by ring.
-    cimd_proxy::jws_crypto::install();
     let cli = Cli::parse();
     // A one-shot command keeps stderr for what went wrong; a server narrates,
     // through a queue its requests never wait on.
     let (format, filter, delivery) = match &cli.command {
         Command::Serve { log_format, .. } => (log_format.into(), "info", Delivery::Queued),
+        #[cfg(feature = "dev")]
         Command::Dev { .. } => (logging::LogFormat::Text, "info", Delivery::Queued),
         _ => (logging::LogFormat::Text, "warn", Delivery::Direct),
     };
@@ -183,6 +182,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(u8::from(!report.ok)))
         }
+        #[cfg(feature = "dev")]
         Command::Dev {
             listen,
             admin_listen,
@@ -305,9 +305,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// The configuration, with the files it names read ahead so that every
+/// problem is reported at once, before anything starts.
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(match path {
-        Some(path) => Config::load(path)?,
+        Some(path) => cimd_proxy::preflight::load_config(path)?,
         None => Config::default(),
     })
 }

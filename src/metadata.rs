@@ -149,8 +149,9 @@ impl serde::Serialize for ExtraMembers {
 }
 
 /// How a CIMD client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AuthMethod {
     /// A public client: no client authentication, PKCE only.
     None,
@@ -160,11 +161,8 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// The method's name as registered with IANA and used in documents.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::None => "none",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

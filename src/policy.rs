@@ -14,17 +14,26 @@
 //! local port (CIMD-RULES 17), so a rule that trusts the domain does not
 //! vouch for the person holding the loopback listener.
 
-use std::fmt;
-use std::str::FromStr;
-
 use globset::GlobMatcher;
 
 use crate::client_id::ClientIdUrl;
-use crate::config::PolicyConfig;
 use crate::metadata::ClientMetadata;
 
 /// What the policy does with a client. Ordered from least to most strict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     /// Proceed without asking.
     Allow,
@@ -36,31 +45,8 @@ pub enum Action {
 
 impl Action {
     /// The action as written in configuration and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Warn => "warn",
-            Action::Deny => "deny",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Action {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "allow" => Ok(Action::Allow),
-            "warn" => Ok(Action::Warn),
-            "deny" => Ok(Action::Deny),
-            _ => Err(()),
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -161,6 +147,60 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
 }
 
+/// `[policy]`: the operator's rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// The action for clients no rule matches.
+    pub default_action: Action,
+    /// The upstream client used when the matching rule names none.
+    pub default_upstream_client: Option<String>,
+    /// The least strict action for clients whose only redirect URIs are on loopback.
+    pub loopback_only_redirects: Action,
+    /// When the consent page is shown.
+    pub interstitial: Interstitial,
+    /// Ordered rules; the first match wins.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            default_action: Action::Warn,
+            default_upstream_client: None,
+            loopback_only_redirects: Action::Warn,
+            interstitial: Interstitial::Warn,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[policy] interstitial`: when the user is shown who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum Interstitial {
+    /// For `warn` decisions only.
+    #[default]
+    Warn,
+    /// For every CIMD client, allowed ones included.
+    Always,
+}
+
+/// `[[policy.rules]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleConfig {
+    /// The client_id glob this rule matches.
+    pub client_id: ClientIdPattern,
+    /// What to do with a matching client.
+    pub action: Action,
+    /// Which upstream client a matching client is mapped onto.
+    pub upstream_client: Option<String>,
+    /// A ceiling on the scopes a matching client may request.
+    pub scopes: Option<Vec<String>>,
+    /// When set, the rule matches only clients whose software statement
+    /// verified and was issued by one of these `[[trust.issuers]]` names.
+    pub require_statement_from: Option<Vec<String>>,
+}
+
 /// The compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -238,7 +278,6 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleConfig;
 
     fn client(url: &str) -> ClientIdUrl {
         ClientIdUrl::parse(url).expect("valid client_id")
@@ -444,6 +483,20 @@ mod tests {
             "https://a.example/",
         ] {
             assert!(pattern.matches(&client(url)), "{url}");
+        }
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        // Metric labels and log fields: the strings are a contract.
+        for (value, text) in [
+            (Action::Allow, "allow"),
+            (Action::Warn, "warn"),
+            (Action::Deny, "deny"),
+        ] {
+            assert_eq!(value.as_str(), text);
+            assert_eq!(value.to_string(), text);
+            assert_eq!(text.parse::<Action>(), Ok(value));
         }
     }
 }

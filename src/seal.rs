@@ -50,10 +50,35 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 
 #[cfg(test)]
 mod tests;
+
+/// `[seal]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealConfig {
+    /// Where the sealing keys come from, newest first.
+    pub keys: Option<SecretSource>,
+    /// How long a sign-in may take at the provider (the sealed `state`'s lifetime).
+    pub state_ttl: Duration,
+    /// How long an issued authorization code stays valid.
+    pub code_ttl: Duration,
+    /// How long a sealed refresh token stays valid (the provider's own
+    /// lifetime applies inside it too).
+    pub refresh_token_ttl: Duration,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        SealConfig {
+            keys: None,
+            state_ttl: Duration::from_secs(600),
+            code_ttl: Duration::from_secs(60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
 
 /// The longest sealed value `open` looks at; anything longer is refused
 /// before it is decoded, and `try_seal` refuses to produce one.
@@ -77,7 +102,8 @@ const MAX_KEY_SOURCE_BYTES: u64 = 64 * 1024;
 /// What a sealed value is for. It is bound into the seal, so a value sealed
 /// for one purpose never opens as another (a `state` as a `code`, a `code` as
 /// a refresh token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Purpose {
     /// The `state` sent to the provider, carrying the client's request.
     State,
@@ -99,13 +125,8 @@ impl Purpose {
     ];
 
     /// The purpose's stable name, as bound into the seal.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Purpose::State => "state",
-            Purpose::Code => "code",
-            Purpose::RefreshToken => "refresh_token",
-            Purpose::Consent => "consent",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// The byte that names the purpose in the clear header.
@@ -123,15 +144,10 @@ impl Purpose {
     }
 }
 
-impl fmt::Display for Purpose {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Why a sealed value was refused (or, for [`SealError::TooLarge`] and
 /// [`SealError::Failed`], could not be made). Messages never echo the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SealError {
     /// Not a sealed value of this format: empty, wrong prefix, not base64url,
     /// too short, or (authenticated but) not the expected payload shape.
@@ -156,21 +172,14 @@ pub enum SealError {
     /// Sealing only: the payload could not be serialised or the operating
     /// system's random source failed.
     #[error("sealing failed")]
+    #[strum(serialize = "seal_failed")]
     Failed,
 }
 
 impl SealError {
     /// A stable name for logs and metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SealError::Malformed => "malformed",
-            SealError::UnknownKey => "unknown_key",
-            SealError::Tampered => "tampered",
-            SealError::WrongPurpose => "wrong_purpose",
-            SealError::Expired => "expired",
-            SealError::TooLarge => "too_large",
-            SealError::Failed => "seal_failed",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -36,17 +36,19 @@
 //! The verdict is a [`Verdict::Vouched`] naming the issuer, which policy
 //! rules match with `require_statement_from` and the consent page shows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::Validation;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
+use url::Url;
 
 use crate::cache::{DocumentCache, ResolveError, Resolved};
 use crate::client_id::{ClientIdUrl, shown};
-use crate::config::{IssuerConfig, IssuerKeys, TrustConfig};
 use crate::egress::{Egress, FetchError};
 use crate::error_code::ErrorCode;
 use crate::id_token::{SigningError, SigningKeys};
@@ -87,7 +89,8 @@ const NOT_METADATA: [&str; 9] = [
 ///
 /// Messages never contain the statement or key material; values taken from
 /// the statement are escaped and shortened.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum StatementError {
     /// Longer than [`MAX_STATEMENT_BYTES`].
     #[error("is longer than {limit} bytes")]
@@ -101,20 +104,9 @@ pub enum StatementError {
         /// What is wrong, in fixed words.
         reason: &'static str,
     },
-    /// `none` or an HMAC algorithm.
-    #[error("alg \"{alg}\" is not accepted; an asymmetric algorithm is required")]
-    DisallowedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
-    /// An algorithm this proxy cannot verify.
-    #[error("alg \"{alg}\" is not supported")]
-    UnsupportedAlgorithm {
-        /// The header's `alg`, escaped and shortened.
-        alg: String,
-    },
     /// No `iss` string.
     #[error("has no iss claim naming its issuer")]
+    #[strum(serialize = "missing_iss")]
     MissingIssuer,
     /// `iss` is not a configured issuer.
     #[error("is issued by \"{iss}\", which is not a trusted issuer")]
@@ -124,27 +116,20 @@ pub enum StatementError {
     },
     /// The issuer is not configured to use this algorithm.
     #[error("alg \"{alg}\" is not among the algorithms accepted from {issuer}")]
+    #[strum(serialize = "alg_not_allowed")]
     AlgorithmNotAllowed {
         /// The header's `alg`.
         alg: &'static str,
         /// The issuer's name.
         issuer: String,
     },
-    /// No key of the issuer has the `kid` (or, without a `kid`, fits the `alg`).
-    #[error("signed by an unknown key")]
-    UnknownKey,
-    /// Several of the issuer's keys fit and the statement names none.
-    #[error("several of the issuer's keys fit and the statement does not name one with kid")]
-    AmbiguousKey,
-    /// The issuer's key named by `kid` cannot verify this algorithm.
-    #[error("the issuer's key is unsuitable: {reason}")]
-    UnsuitableKey {
-        /// Why, in fixed words.
-        reason: &'static str,
-    },
-    /// The signature does not verify.
-    #[error("signature is invalid")]
-    BadSignature,
+    /// The statement as a signed JWT, by the rules every signed JWT the
+    /// proxy verifies follows: its header (`none`, HMAC or an unknown
+    /// algorithm, a `crit` extension), the issuer's key (none with the
+    /// `kid`, several that fit, one that does not fit), or the signature.
+    #[error(transparent)]
+    #[strum(transparent)]
+    Jwt(JwtError),
     /// `exp` has passed (beyond the clock skew).
     #[error("has expired")]
     Expired,
@@ -153,6 +138,7 @@ pub enum StatementError {
     NotYetValid,
     /// `iat` is in the future (beyond the clock skew).
     #[error("was issued in the future (iat)")]
+    #[strum(serialize = "iat_in_future")]
     IssuedInFuture,
     /// Neither a `client_id` nor a `sub` string names a client.
     #[error("does not name this client (it has no client_id or sub claim)")]
@@ -166,6 +152,7 @@ pub enum StatementError {
     /// The statement disagrees with the document on a member that decides
     /// where codes go or which keys speak for the client.
     #[error("its {claim} disagree with the document's")]
+    #[strum(serialize = "contradicts_document")]
     Contradicts {
         /// `redirect_uris`, `jwks_uri` or `jwks`.
         claim: &'static str,
@@ -195,48 +182,21 @@ pub enum StatementError {
     },
     /// With the statement's claims in force, the document breaks a rule.
     #[error("its claims make the document invalid: {0}")]
+    #[strum(serialize = "invalid_effective_document")]
     Effective(MetadataError),
 }
 
 impl StatementError {
     /// A stable, closed label for logs.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            StatementError::TooLarge { .. } => "too_large",
-            StatementError::Malformed { .. } => "malformed",
-            StatementError::DisallowedAlgorithm { .. } => "disallowed_alg",
-            StatementError::UnsupportedAlgorithm { .. } => "unsupported_alg",
-            StatementError::MissingIssuer => "missing_iss",
-            StatementError::UnknownIssuer { .. } => "unknown_issuer",
-            StatementError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
-            StatementError::UnknownKey => "unknown_key",
-            StatementError::AmbiguousKey => "ambiguous_key",
-            StatementError::UnsuitableKey { .. } => "unsuitable_key",
-            StatementError::BadSignature => "bad_signature",
-            StatementError::Expired => "expired",
-            StatementError::NotYetValid => "not_yet_valid",
-            StatementError::IssuedInFuture => "iat_in_future",
-            StatementError::NamesNoClient => "names_no_client",
-            StatementError::OtherClient { .. } => "other_client",
-            StatementError::Contradicts { .. } => "contradicts_document",
-            StatementError::RequiredClaim { .. } => "required_claim",
-            StatementError::KeysUnavailable { .. } => "keys_unavailable",
-            StatementError::InvalidKeySet { .. } => "invalid_key_set",
-            StatementError::Effective(_) => "invalid_effective_document",
-        }
+        self.into()
     }
 
-    /// The shared JWT checks speak of "a token"; here it is a statement.
+    /// A shared JWT check's error: nested, except where a statement says
+    /// more (whose key set could not be fetched, that `iss` is missing).
     /// `issuer` names whose key set a fetch was for.
     fn from_jwt(error: JwtError, issuer: &str) -> Self {
         match error {
-            JwtError::Malformed { reason } => StatementError::Malformed { reason },
-            JwtError::DisallowedAlgorithm { alg } => StatementError::DisallowedAlgorithm { alg },
-            JwtError::UnsupportedAlgorithm { alg } => StatementError::UnsupportedAlgorithm { alg },
-            JwtError::UnknownKey => StatementError::UnknownKey,
-            JwtError::AmbiguousKey => StatementError::AmbiguousKey,
-            JwtError::UnsuitableKey { reason } => StatementError::UnsuitableKey { reason },
-            JwtError::BadSignature => StatementError::BadSignature,
             JwtError::JwksFetch(error) => StatementError::KeysUnavailable {
                 issuer: issuer.to_owned(),
                 error,
@@ -251,6 +211,7 @@ impl StatementError {
             JwtError::WrongSubject | JwtError::WrongAudience => StatementError::Malformed {
                 reason: "its claims cannot be read",
             },
+            other => StatementError::Jwt(other),
         }
     }
 }
@@ -390,6 +351,130 @@ fn system_clock() -> i64 {
         })
 }
 
+/// `[trust]`: who may vouch for clients with a software statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustConfig {
+    /// `[[trust.issuers]]`, in file order. Empty: statements are not evaluated.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// The algorithms an issuer's statements may use when the file names none.
+pub const DEFAULT_STATEMENT_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// `[[trust.issuers]]`: one party whose software statements the operator trusts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerConfig {
+    /// The exact `iss` its statements carry, and the label policy rules use.
+    pub name: String,
+    /// Where its public keys come from.
+    pub keys: IssuerKeys,
+    /// The signing algorithms accepted from it: asymmetric only.
+    pub algorithms: Vec<Algorithm>,
+    /// Claims its statements must carry, each with exactly this string value.
+    pub required_claims: BTreeMap<String, String>,
+}
+
+/// Where an issuer's public keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssuerKeys {
+    /// `jwks_file`: a JWK Set read when [`Trust`] is built (and on every reload).
+    File(PathBuf),
+    /// `jwks_uri`: a JWK Set fetched through the hardened fetcher and cached.
+    Uri(Url),
+}
+
+/// The largest JWKS file read; a key set is a few KiB, a bigger file is a wrong path.
+const MAX_JWKS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why [`Trust`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustSetupError {
+    /// An issuer's `jwks_file` is unreadable or holds no usable public key.
+    #[error("[[trust.issuers]] {issuer}: jwks_file: {message}")]
+    JwksFile {
+        /// The issuer's name.
+        issuer: String,
+        /// What is wrong, naming the file (never its contents).
+        message: String,
+    },
+}
+
+/// Reads a public JWK Set file under the rules the fetched ones follow.
+/// [`Trust::new`] reads every `jwks_file` with it; `config check` calls it
+/// to list a bad file among the configuration's problems.
+///
+/// # Errors
+///
+/// A message naming the file: unreadable, too large, not JSON, not a
+/// public JWK Set (private material is refused), or no usable key.
+pub fn load_jwks_file(path: &Path) -> Result<Vec<Jwk>, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_JWKS_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_JWKS_FILE_BYTES {
+        return Err(format!(
+            "{shown} is larger than {MAX_JWKS_FILE_BYTES} bytes, not a JWK Set"
+        ));
+    }
+    // serde_json's message can quote the file; a private key may be in it.
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| format!("{shown} is not JSON"))?;
+    let keys = jwks::parse_jwk_set(&value).map_err(|error| format!("{shown}: {error}"))?;
+    if keys.is_empty() {
+        return Err(format!("{shown} holds no usable public key"));
+    }
+    Ok(keys)
+}
+
+/// A configured issuer with its keys at hand.
+#[derive(Debug)]
+struct Issuer {
+    name: String,
+    keys: KeySource,
+    algorithms: Vec<Algorithm>,
+    required_claims: BTreeMap<String, String>,
+}
+
+/// An issuer's keys: read from its file when built, or fetched when needed.
+#[derive(Debug)]
+enum KeySource {
+    Read(Vec<Jwk>),
+    Uri(Url),
+}
+
+impl Issuer {
+    fn build(config: &IssuerConfig) -> Result<Issuer, TrustSetupError> {
+        let keys = match &config.keys {
+            IssuerKeys::File(path) => KeySource::Read(load_jwks_file(path).map_err(|message| {
+                TrustSetupError::JwksFile {
+                    issuer: config.name.clone(),
+                    message,
+                }
+            })?),
+            IssuerKeys::Uri(url) => KeySource::Uri(url.clone()),
+        };
+        Ok(Issuer {
+            name: config.name.clone(),
+            keys,
+            algorithms: config.algorithms.clone(),
+            required_claims: config.required_claims.clone(),
+        })
+    }
+}
+
+fn build_issuers(config: &TrustConfig) -> Result<Arc<[Issuer]>, TrustSetupError> {
+    config.issuers.iter().map(Issuer::build).collect()
+}
+
 /// The configured issuers and their keys. Cheap to clone.
 ///
 /// The issuers come from the configuration in force; the cache of fetched
@@ -397,7 +482,7 @@ fn system_clock() -> i64 {
 /// changed `jwks_uri` is fetched anew and an unchanged one is not.
 #[derive(Clone)]
 pub struct Trust {
-    issuers: Arc<[IssuerConfig]>,
+    issuers: Arc<[Issuer]>,
     egress: Arc<Egress>,
     key_sets: Arc<JwksCache>,
     clock: Clock,
@@ -413,10 +498,15 @@ impl fmt::Debug for Trust {
 }
 
 impl Trust {
-    /// The issuers of `config`, with `jwks_uri`s fetched through `egress`.
-    pub fn new(config: &TrustConfig, egress: Arc<Egress>) -> Trust {
-        Trust {
-            issuers: config.issuers.clone().into(),
+    /// The issuers of `config`, with every `jwks_file` read now and
+    /// `jwks_uri`s fetched through `egress` when a statement needs them.
+    ///
+    /// # Errors
+    ///
+    /// [`TrustSetupError`] when a `jwks_file` cannot be used.
+    pub fn new(config: &TrustConfig, egress: Arc<Egress>) -> Result<Trust, TrustSetupError> {
+        Ok(Trust {
+            issuers: build_issuers(config)?,
             egress,
             key_sets: Arc::new(JwksCache::new(
                 MAX_KEY_SETS,
@@ -424,16 +514,20 @@ impl Trust {
                 KEY_SET_REFETCH_INTERVAL,
             )),
             clock: Arc::new(system_clock),
-        }
+        })
     }
 
-    /// The issuers of a reloaded `config`, keeping the fetcher and the
-    /// cache of fetched key sets.
-    pub fn reconfigured(&self, config: &TrustConfig) -> Trust {
-        Trust {
-            issuers: config.issuers.clone().into(),
+    /// The issuers of a reloaded `config`, their `jwks_file`s read anew,
+    /// keeping the fetcher and the cache of fetched key sets.
+    ///
+    /// # Errors
+    ///
+    /// [`TrustSetupError`] when a `jwks_file` cannot be used.
+    pub fn reconfigured(&self, config: &TrustConfig) -> Result<Trust, TrustSetupError> {
+        Ok(Trust {
+            issuers: build_issuers(config)?,
             ..self.clone()
-        }
+        })
     }
 
     #[cfg(test)]
@@ -542,10 +636,10 @@ impl Trust {
         }
         let from_jwt = |error| StatementError::from_jwt(error, &issuer.name);
         let key = match &issuer.keys {
-            IssuerKeys::File { keys, .. } => select_key(keys, header.kid.as_deref(), header.alg)
+            KeySource::Read(keys) => select_key(keys, header.kid.as_deref(), header.alg)
                 .cloned()
                 .map_err(from_jwt)?,
-            IssuerKeys::Uri(url) => self
+            KeySource::Uri(url) => self
                 .key_sets
                 .key_for(&self.egress, url.as_str(), &header)
                 .await

@@ -13,7 +13,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config::FetchConfig;
+use crate::egress::FetchConfig;
 use crate::metadata;
 
 const CLIENT: &str = "https://app.example/client.json";
@@ -230,7 +230,7 @@ fn assert_invalid_client(result: Result<(), ClientAuthError>, expected: &str) {
         Ok(()) => panic!("accepted; expected {expected}"),
         Err(error) => {
             assert_eq!(error.as_str(), expected, "{error}");
-            assert_eq!(error.oauth_error(), "invalid_client", "{error}");
+            assert_eq!(error.oauth_error().as_str(), "invalid_client", "{error}");
             assert_eq!(error.http_status(), 401, "{error}");
         }
     }
@@ -423,7 +423,7 @@ async fn a_full_replay_store_refuses_with_temporarily_unavailable_until_an_entry
         .await
         .expect_err("store is full");
     assert_eq!(error.as_str(), "replay_store_full");
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert_eq!(error.http_status(), 503);
 
     // The first entry is kept until exp + skew (NOW + 70), not exp alone:
@@ -487,7 +487,7 @@ async fn wrong_claims_are_refused() {
         let result = check(&auth, &doc, &with_assertion(&assertion)).await;
         let error = result.expect_err(&format!("{changes} must be refused"));
         assert_eq!(error.as_str(), expected, "{changes}: {error}");
-        assert_eq!(error.oauth_error(), "invalid_client");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client");
     }
     assert_eq!(auth.replay_entries(), 0);
 }
@@ -667,6 +667,26 @@ async fn several_fitting_keys_without_a_kid_are_ambiguous() {
     );
 }
 
+/// One rule with the provider's id_tokens: two different keys that fit
+/// under one kid are refused, whatever their order; the same key twice is
+/// one key.
+#[tokio::test]
+async fn two_different_keys_under_one_kid_are_ambiguous() {
+    let auth = default_authenticator();
+    let signer = ec_key().with_kid("k");
+    let other = ec_key().with_kid("k");
+    for doc in [document(&[&signer, &other]), document(&[&other, &signer])] {
+        assert_invalid_client(
+            check(&auth, &doc, &with_assertion(&sign(&signer, &claims()))).await,
+            "ambiguous_key",
+        );
+    }
+    let twice = document(&[&signer, &signer]);
+    check(&auth, &twice, &with_assertion(&sign(&signer, &claims())))
+        .await
+        .expect("the same key listed twice");
+}
+
 #[tokio::test]
 async fn header_keys_and_critical_extensions_are_not_honoured() {
     let auth = default_authenticator();
@@ -709,7 +729,7 @@ async fn malformed_and_oversized_assertions_are_refused() {
         let error = check(&auth, &doc, &with_assertion(garbage))
             .await
             .expect_err(garbage);
-        assert_eq!(error.oauth_error(), "invalid_client", "{garbage}");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client", "{garbage}");
     }
     let huge = "a".repeat(MAX_ASSERTION_BYTES + 1);
     assert_invalid_client(
@@ -948,33 +968,39 @@ async fn descriptions_and_debug_output_never_contain_the_assertion_or_a_key() {
 fn only_capacity_and_time_limits_are_temporarily_unavailable() {
     let unavailable = [
         ClientAuthError::ReplayStoreFull,
-        ClientAuthError::JwksFetch(FetchError::Overloaded { limit: 1 }),
-        ClientAuthError::JwksFetch(FetchError::Timeout {
+        ClientAuthError::Jwt(JwtError::JwksFetch(FetchError::Overloaded { limit: 1 })),
+        ClientAuthError::Jwt(JwtError::JwksFetch(FetchError::Timeout {
             after: Duration::from_secs(1),
-        }),
+        })),
     ];
     for error in unavailable {
-        assert_eq!(error.oauth_error(), "temporarily_unavailable", "{error}");
+        assert_eq!(
+            error.oauth_error().as_str(),
+            "temporarily_unavailable",
+            "{error}"
+        );
         assert_eq!(error.http_status(), 503);
     }
     let refused = [
-        ClientAuthError::JwksFetch(FetchError::PortNotAllowed { port: 8443 }),
-        ClientAuthError::JwksFetch(FetchError::HttpStatus {
+        ClientAuthError::Jwt(JwtError::JwksFetch(FetchError::PortNotAllowed {
+            port: 8443,
+        })),
+        ClientAuthError::Jwt(JwtError::JwksFetch(FetchError::HttpStatus {
             status: 404,
             location: None,
-        }),
-        ClientAuthError::BadSignature,
+        })),
+        ClientAuthError::Jwt(JwtError::BadSignature),
         ClientAuthError::Replayed,
-        ClientAuthError::InvalidJwks { reason: "x" },
+        ClientAuthError::Jwt(JwtError::InvalidJwks { reason: "x" }),
     ];
     for error in refused {
-        assert_eq!(error.oauth_error(), "invalid_client", "{error}");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client", "{error}");
         assert_eq!(error.http_status(), 401);
     }
-    let fetch = ClientAuthError::JwksFetch(FetchError::Dns {
+    let fetch = ClientAuthError::Jwt(JwtError::JwksFetch(FetchError::Dns {
         host: "internal.example".to_owned(),
         reason: "resolver detail".to_owned(),
-    });
+    }));
     assert_eq!(
         fetch.description(),
         "fetching the client's jwks_uri failed (dns_failure)"
@@ -1012,4 +1038,83 @@ fn key_sets_with_private_or_symmetric_material_are_refused_whole() {
     // An unreadable extra key is skipped, not fatal.
     let set = json!({"keys": [public, {"kty": "EC", "kid": 5}]});
     assert_eq!(parse_jwk_set(&set).unwrap().len(), 1);
+}
+
+#[test]
+fn error_labels_are_pinned() {
+    // Log fields and metric labels: the strings are a contract, whether the
+    // check is this module's or the shared JWT rules'.
+    let fetch = FetchError::Overloaded { limit: 1 };
+    for (error, label) in [
+        (ClientAuthError::ClientIdMismatch, "client_id_mismatch"),
+        (
+            ClientAuthError::AssertionTypeMissing,
+            "assertion_type_missing",
+        ),
+        (
+            ClientAuthError::UnsupportedAssertionType,
+            "unsupported_assertion_type",
+        ),
+        (ClientAuthError::AssertionMissing, "assertion_missing"),
+        (ClientAuthError::SecretNotAllowed, "secret_not_allowed"),
+        (ClientAuthError::NoKeys, "no_keys"),
+        (
+            ClientAuthError::AssertionTooLarge { limit: 1 },
+            "assertion_too_large",
+        ),
+        (
+            ClientAuthError::AlgorithmNotAllowed {
+                alg: "ES256".into(),
+                expected: "RS256".into(),
+            },
+            "alg_not_allowed",
+        ),
+        (ClientAuthError::Expired, "expired"),
+        (
+            ClientAuthError::ExpiresTooLate {
+                max: Duration::from_secs(1),
+            },
+            "exp_too_far",
+        ),
+        (ClientAuthError::IssuedInFuture, "iat_in_future"),
+        (ClientAuthError::NotYetValid, "nbf_in_future"),
+        (ClientAuthError::MissingJti, "missing_jti"),
+        (ClientAuthError::Replayed, "replayed"),
+        (ClientAuthError::ReplayStoreFull, "replay_store_full"),
+        (ClientAuthError::MetadataMismatch, "metadata_mismatch"),
+        (
+            JwtError::Malformed { reason: "x" }.into(),
+            "malformed_assertion",
+        ),
+        (
+            JwtError::DisallowedAlgorithm { alg: "none".into() }.into(),
+            "disallowed_alg",
+        ),
+        (
+            JwtError::UnsupportedAlgorithm {
+                alg: "ES512".into(),
+            }
+            .into(),
+            "unsupported_alg",
+        ),
+        (JwtError::UnknownKey.into(), "unknown_key"),
+        (JwtError::AmbiguousKey.into(), "ambiguous_key"),
+        (
+            JwtError::UnsuitableKey { reason: "x" }.into(),
+            "unsuitable_key",
+        ),
+        (JwtError::BadSignature.into(), "bad_signature"),
+        (JwtError::WrongIssuer.into(), "wrong_iss"),
+        (JwtError::WrongSubject.into(), "wrong_sub"),
+        (JwtError::WrongAudience.into(), "wrong_aud"),
+        (
+            JwtError::MissingClaim { claim: "exp" }.into(),
+            "missing_claim",
+        ),
+        (JwtError::InvalidJwksUri.into(), "invalid_jwks_uri"),
+        (JwtError::JwksFetch(fetch).into(), "jwks_fetch_failed"),
+        (JwtError::InvalidJwks { reason: "x" }.into(), "invalid_jwks"),
+    ] {
+        assert_eq!(error.as_str(), label, "{error}");
+    }
 }

@@ -9,6 +9,15 @@
 //! Every section is optional. A file holding only `[fetch]` is a complete
 //! configuration for `cimd-proxy check`; what `serve` additionally needs is
 //! checked by [`Config::require_serve`].
+//!
+//! Each section's type belongs to the component it configures (`[fetch]` is
+//! [`FetchConfig`] in `egress`, `[trust]` is [`TrustConfig`] in `trust`, …);
+//! this module only reads the file into them and checks what spans sections
+//! (an upstream client a policy rule names, a trust issuer's port). Files the
+//! configuration names (PEM roots, JWK Sets) are read by their component when
+//! it is built; a caller that wants their problems listed with the others
+//! passes a [`FileCheck`] (`serve`, `check`, `config check` and a reload do,
+//! through `preflight`).
 
 mod reader;
 
@@ -16,16 +25,39 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::Jwk;
+use strum::VariantNames;
 use url::Url;
 
-use crate::policy::{Action, ClientIdPattern};
+use crate::cache::CacheConfig;
+use crate::egress::FetchConfig;
+use crate::id_token::SigningConfig;
+use crate::policy::{Action, ClientIdPattern, PolicyConfig, RuleConfig};
+use crate::seal::SealConfig;
+use crate::secret::SecretSource;
+use crate::trust::{DEFAULT_STATEMENT_ALGORITHMS, IssuerConfig, IssuerKeys, TrustConfig};
+use crate::upstream::{
+    RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+};
 use reader::Section;
+
+/// A file the configuration names, which its component reads when built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedFile<'a> {
+    /// PEM CA certificates (`fetch.extra_root_certs`, `upstream.extra_root_certs`,
+    /// `store.root_certs`).
+    RootCertificates(&'a Path),
+    /// A public JWK Set (a trust issuer's `jwks_file`).
+    JwkSet(&'a Path),
+}
+
+/// Reads a [`NamedFile`] as its component would; `Err` is the problem's
+/// message (it names the file, never its contents).
+pub type FileCheck<'a> = &'a dyn Fn(NamedFile<'_>) -> Result<(), String>;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,292 +112,6 @@ impl Default for ServerConfig {
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
         }
     }
-}
-
-/// `[upstream]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamConfig {
-    /// The provider's issuer identifier, used for discovery.
-    pub issuer: Option<Url>,
-    /// Overrides the discovered authorization endpoint.
-    pub authorization_endpoint: Option<Url>,
-    /// Overrides the discovered token endpoint.
-    pub token_endpoint: Option<Url>,
-    /// What to do with the RFC 8707 `resource` parameter.
-    pub resource_parameter: ResourceParameter,
-    /// Scopes to add for a requested `resource` (e.g. Entra's `api://app/.default`).
-    pub resource_scopes: BTreeMap<String, String>,
-    /// One deadline over each call to the provider.
-    pub timeout: Duration,
-    /// A PEM file of CA certificates trusted for the provider beside the web PKI roots.
-    pub extra_root_certs: Option<PathBuf>,
-    /// The pre-registered clients CIMD clients are mapped onto, by name.
-    pub clients: BTreeMap<String, UpstreamClient>,
-}
-
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        UpstreamConfig {
-            issuer: None,
-            authorization_endpoint: None,
-            token_endpoint: None,
-            resource_parameter: ResourceParameter::default(),
-            resource_scopes: BTreeMap::new(),
-            timeout: Duration::from_millis(10_000),
-            extra_root_certs: None,
-            clients: BTreeMap::new(),
-        }
-    }
-}
-
-/// `[upstream] resource_parameter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ResourceParameter {
-    /// Pass `resource` to the provider as sent.
-    #[default]
-    Forward,
-    /// Remove it (Entra ID's v2 endpoint refuses it).
-    Drop,
-}
-
-/// `[upstream.clients.NAME]`: one application registered at the provider.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamClient {
-    /// Its client_id at the provider.
-    pub client_id: String,
-    /// How the proxy authenticates as this client at the token endpoint.
-    pub auth_method: UpstreamAuthMethod,
-    /// Where its client secret comes from (never the file itself).
-    pub client_secret: Option<SecretSource>,
-    /// The private key for `private_key_jwt`.
-    pub private_key_file: Option<PathBuf>,
-    /// Whether the proxy relays the callback or the client's own redirect goes upstream.
-    pub redirect_mode: RedirectMode,
-}
-
-/// `auth_method` of an upstream client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamAuthMethod {
-    /// HTTP Basic with the client secret.
-    ClientSecretBasic,
-    /// The client secret in the form body.
-    ClientSecretPost,
-    /// A JWT assertion signed with `private_key_file`.
-    PrivateKeyJwt,
-    /// A public client.
-    None,
-}
-
-/// `redirect_mode` of an upstream client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RedirectMode {
-    /// The provider redirects to the proxy's `/callback`, which relays to the client.
-    #[default]
-    Relay,
-    /// The client's own redirect_uri goes upstream (it must be registered there).
-    Direct,
-}
-
-/// Where a secret is read from. The configuration names the place, never the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// An environment variable.
-    Env(String),
-    /// A file (a mounted Kubernetes Secret).
-    File(PathBuf),
-}
-
-/// `[fetch]`: the hardened fetcher's limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FetchConfig {
-    /// One deadline over resolution, connect, TLS, headers and body.
-    pub timeout: Duration,
-    /// The body cap; exceeding it is an error, never a truncation.
-    pub max_document_bytes: usize,
-    /// The logo cap; a larger logo is not shown.
-    pub max_logo_bytes: usize,
-    /// The cap on the response head (status line and headers).
-    pub max_response_header_bytes: usize,
-    /// Ports a client_id (or a URL in a document) may name.
-    pub allowed_ports: Vec<u16>,
-    /// DNS servers to query; empty means the system resolver configuration.
-    pub dns_servers: Vec<SocketAddr>,
-    /// Exceptions to the block table; they win over everything else.
-    pub allow_cidrs: Vec<IpNet>,
-    /// Blocks on top of the table.
-    pub deny_cidrs: Vec<IpNet>,
-    /// A PEM file of CA certificates trusted beside the web PKI roots.
-    pub extra_root_certs: Option<PathBuf>,
-    /// Outbound fetches in flight at once; beyond it requests are refused.
-    pub max_concurrent_fetches: usize,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        FetchConfig {
-            timeout: Duration::from_millis(5000),
-            max_document_bytes: 5120,
-            max_logo_bytes: 65_536,
-            max_response_header_bytes: 8192,
-            allowed_ports: vec![443],
-            dns_servers: Vec::new(),
-            allow_cidrs: Vec::new(),
-            deny_cidrs: Vec::new(),
-            extra_root_certs: None,
-            max_concurrent_fetches: 64,
-        }
-    }
-}
-
-/// `[cache]`: lifetimes of cached documents.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheConfig {
-    /// The shortest lifetime, whatever the origin says (a floor against refetch floods).
-    pub min_ttl: Duration,
-    /// The longest lifetime, whatever the origin says.
-    pub max_ttl: Duration,
-    /// The lifetime when the origin sends neither `Cache-Control` nor `Expires`.
-    pub default_ttl: Duration,
-    /// The most documents held at once.
-    pub max_entries: u64,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            min_ttl: Duration::from_secs(60),
-            max_ttl: Duration::from_secs(86_400),
-            default_ttl: Duration::from_secs(300),
-            max_entries: 10_000,
-        }
-    }
-}
-
-/// `[policy]`: the operator's rules.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyConfig {
-    /// The action for clients no rule matches.
-    pub default_action: Action,
-    /// The upstream client used when the matching rule names none.
-    pub default_upstream_client: Option<String>,
-    /// The least strict action for clients whose only redirect URIs are on loopback.
-    pub loopback_only_redirects: Action,
-    /// When the consent page is shown.
-    pub interstitial: Interstitial,
-    /// Ordered rules; the first match wins.
-    pub rules: Vec<RuleConfig>,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            default_action: Action::Warn,
-            default_upstream_client: None,
-            loopback_only_redirects: Action::Warn,
-            interstitial: Interstitial::Warn,
-            rules: Vec::new(),
-        }
-    }
-}
-
-/// `[policy] interstitial`: when the user is shown who is asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Interstitial {
-    /// For `warn` decisions only.
-    #[default]
-    Warn,
-    /// For every CIMD client, allowed ones included.
-    Always,
-}
-
-/// `[[policy.rules]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleConfig {
-    /// The client_id glob this rule matches.
-    pub client_id: ClientIdPattern,
-    /// What to do with a matching client.
-    pub action: Action,
-    /// Which upstream client a matching client is mapped onto.
-    pub upstream_client: Option<String>,
-    /// A ceiling on the scopes a matching client may request.
-    pub scopes: Option<Vec<String>>,
-    /// When set, the rule matches only clients whose software statement
-    /// verified and was issued by one of these `[[trust.issuers]]` names.
-    pub require_statement_from: Option<Vec<String>>,
-}
-
-/// `[trust]`: who may vouch for clients with a software statement.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TrustConfig {
-    /// `[[trust.issuers]]`, in file order. Empty: statements are not evaluated.
-    pub issuers: Vec<IssuerConfig>,
-}
-
-/// The algorithms an issuer's statements may use when the file names none.
-pub const DEFAULT_STATEMENT_ALGORITHMS: [Algorithm; 4] = [
-    Algorithm::ES256,
-    Algorithm::RS256,
-    Algorithm::PS256,
-    Algorithm::EdDSA,
-];
-
-/// `[[trust.issuers]]`: one party whose software statements the operator trusts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IssuerConfig {
-    /// The exact `iss` its statements carry, and the label policy rules use.
-    pub name: String,
-    /// Where its public keys come from.
-    pub keys: IssuerKeys,
-    /// The signing algorithms accepted from it: asymmetric only.
-    pub algorithms: Vec<Algorithm>,
-    /// Claims its statements must carry, each with exactly this string value.
-    pub required_claims: BTreeMap<String, String>,
-}
-
-/// An issuer's public keys.
-#[derive(Debug, Clone, PartialEq)]
-pub enum IssuerKeys {
-    /// `jwks_file`: a JWK Set read when the configuration is loaded.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Its usable public keys.
-        keys: Arc<Vec<Jwk>>,
-    },
-    /// `jwks_uri`: a JWK Set fetched through the hardened fetcher and cached.
-    Uri(Url),
-}
-
-/// `[seal]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SealConfig {
-    /// Where the sealing keys come from, newest first.
-    pub keys: Option<SecretSource>,
-    /// How long a sign-in may take at the provider (the sealed `state`'s lifetime).
-    pub state_ttl: Duration,
-    /// How long an issued authorization code stays valid.
-    pub code_ttl: Duration,
-    /// How long a sealed refresh token stays valid (the provider's own
-    /// lifetime applies inside it too).
-    pub refresh_token_ttl: Duration,
-}
-
-impl Default for SealConfig {
-    fn default() -> Self {
-        SealConfig {
-            keys: None,
-            state_ttl: Duration::from_secs(600),
-            code_ttl: Duration::from_secs(60),
-            refresh_token_ttl: Duration::from_secs(30 * 86_400),
-        }
-    }
-}
-
-/// `[signing]`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SigningConfig {
-    /// A file of id_token signing keys, newest first.
-    pub keys_file: Option<PathBuf>,
 }
 
 /// One thing wrong with a configuration, named by its key.
@@ -430,24 +176,43 @@ fn render_problems(problems: &[Problem]) -> String {
 }
 
 impl Config {
-    /// Reads and validates a configuration file, reporting every problem at once.
+    /// Reads and validates a configuration file, reporting every problem at
+    /// once. The files it names are not read (their components read them).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_checking(path, &|_| Ok(()))
+    }
+
+    /// [`Config::load`], with every file the configuration names read by
+    /// `check_file` too, its problems listed with the others under their keys.
+    pub fn load_checking(path: &Path, check_file: FileCheck<'_>) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml_str(&text, path.parent()).map_err(|error| match error {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
+        Config::from_toml_str_checking(&text, path.parent(), check_file).map_err(
+            |error| match error {
+                ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message,
+                },
+                other => other,
             },
-            other => other,
-        })
+        )
     }
 
     /// Validates configuration text. Relative file paths in it are resolved
-    /// against `base_dir` (the configuration file's folder) when given.
+    /// against `base_dir` (the configuration file's folder) when given; the
+    /// files are not read.
     pub fn from_toml_str(text: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::from_toml_str_checking(text, base_dir, &|_| Ok(()))
+    }
+
+    /// [`Config::from_toml_str`], with every file named checked by `check_file`.
+    pub fn from_toml_str_checking(
+        text: &str,
+        base_dir: Option<&Path>,
+        check_file: FileCheck<'_>,
+    ) -> Result<Config, ConfigError> {
         let table: toml::Table =
             text.parse()
                 .map_err(|error: toml::de::Error| ConfigError::Syntax {
@@ -456,7 +221,10 @@ impl Config {
                 })?;
         let mut problems = Vec::new();
         let mut root = Section::root(&table);
-        let files = FileResolver { base_dir };
+        let files = FileResolver {
+            base_dir,
+            check_file,
+        };
 
         let server = root.read("server", &mut problems, read_server);
         let upstream = root.read("upstream", &mut problems, |section, problems| {
@@ -536,9 +304,11 @@ impl Config {
     }
 }
 
-/// Resolves file names in the configuration relative to the file itself.
+/// Resolves file names in the configuration relative to the file itself,
+/// and has the caller's [`FileCheck`] read the ones a component will read.
 struct FileResolver<'a> {
     base_dir: Option<&'a Path>,
+    check_file: FileCheck<'a>,
 }
 
 impl FileResolver<'_> {
@@ -548,6 +318,43 @@ impl FileResolver<'_> {
             _ => PathBuf::from(name),
         }
     }
+
+    /// Whether `file` passed the check; a failure is a problem of `key`.
+    fn check(&self, key: &str, file: NamedFile<'_>, problems: &mut Vec<Problem>) -> bool {
+        match (self.check_file)(file) {
+            Ok(()) => true,
+            Err(message) => {
+                problems.push(Problem::new(key, message));
+                false
+            }
+        }
+    }
+}
+
+/// One of `T`'s names (its strum table), `default` when the key is absent;
+/// `None` (and a problem) for any other value.
+fn read_choice<T: FromStr + VariantNames>(
+    section: &mut Section<'_>,
+    key: &'static str,
+    default: T,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let Some(value) = section.get::<String>(key, problems) else {
+        return Some(default);
+    };
+    value.parse().ok().or_else(|| {
+        let names: Vec<String> = T::VARIANTS.iter().map(|name| format!("{name:?}")).collect();
+        let expected = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        problems.push(Problem::new(
+            &section.key_path(key),
+            format!("expected {expected}, found {value:?}"),
+        ));
+        None
+    })
 }
 
 fn read_server(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> ServerConfig {
@@ -630,20 +437,13 @@ fn read_upstream(
     files: &FileResolver<'_>,
     problems: &mut Vec<Problem>,
 ) -> UpstreamConfig {
-    let resource_parameter = match section.get::<String>("resource_parameter", problems) {
-        None => ResourceParameter::default(),
-        Some(value) => match value.as_str() {
-            "forward" => ResourceParameter::Forward,
-            "drop" => ResourceParameter::Drop,
-            _ => {
-                problems.push(Problem::new(
-                    &section.key_path("resource_parameter"),
-                    format!("expected \"forward\" or \"drop\", found {value:?}"),
-                ));
-                ResourceParameter::default()
-            }
-        },
-    };
+    let resource_parameter = read_choice(
+        section,
+        "resource_parameter",
+        ResourceParameter::default(),
+        problems,
+    )
+    .unwrap_or_default();
     let defaults = UpstreamConfig::default();
     let timeout = section
         .get_between("timeout_ms", 1, 120_000, problems)
@@ -653,9 +453,8 @@ fn read_upstream(
         .filter(|file| !file.is_empty())
         .map(|file| files.resolve(&file));
     if let Some(file) = &extra_root_certs {
-        if let Err(message) = crate::egress::load_pem_certificates(file) {
-            problems.push(Problem::new(&section.key_path("extra_root_certs"), message));
-        }
+        let key = section.key_path("extra_root_certs");
+        files.check(&key, NamedFile::RootCertificates(file), problems);
     }
     let mut config = UpstreamConfig {
         issuer: read_url(section, "issuer", problems),
@@ -684,21 +483,12 @@ fn read_upstream_client(
     problems: &mut Vec<Problem>,
 ) -> Option<UpstreamClient> {
     let client_id = section.require::<String>("client_id", problems);
-    let auth_method = match section.get::<String>("auth_method", problems).as_deref() {
-        None | Some("client_secret_basic") => Some(UpstreamAuthMethod::ClientSecretBasic),
-        Some("client_secret_post") => Some(UpstreamAuthMethod::ClientSecretPost),
-        Some("private_key_jwt") => Some(UpstreamAuthMethod::PrivateKeyJwt),
-        Some("none") => Some(UpstreamAuthMethod::None),
-        Some(other) => {
-            problems.push(Problem::new(
-                &section.key_path("auth_method"),
-                format!(
-                    "expected client_secret_basic, client_secret_post, private_key_jwt or none, found {other:?}"
-                ),
-            ));
-            None
-        }
-    };
+    let auth_method = read_choice(
+        section,
+        "auth_method",
+        UpstreamAuthMethod::ClientSecretBasic,
+        problems,
+    );
     let client_secret = read_secret_source(
         section,
         "client_secret_env",
@@ -709,17 +499,8 @@ fn read_upstream_client(
     let private_key_file = section
         .get::<String>("private_key_file", problems)
         .map(|file| files.resolve(&file));
-    let redirect_mode = match section.get::<String>("redirect_mode", problems).as_deref() {
-        None | Some("relay") => RedirectMode::Relay,
-        Some("direct") => RedirectMode::Direct,
-        Some(other) => {
-            problems.push(Problem::new(
-                &section.key_path("redirect_mode"),
-                format!("expected \"relay\" or \"direct\", found {other:?}"),
-            ));
-            RedirectMode::Relay
-        }
-    };
+    let redirect_mode =
+        read_choice(section, "redirect_mode", RedirectMode::Relay, problems).unwrap_or_default();
     let auth_method = auth_method?;
     match auth_method {
         UpstreamAuthMethod::ClientSecretBasic | UpstreamAuthMethod::ClientSecretPost
@@ -815,9 +596,8 @@ fn read_fetch(
         .filter(|file| !file.is_empty())
         .map(|file| files.resolve(&file));
     if let Some(file) = &extra_root_certs {
-        if let Err(message) = crate::egress::load_pem_certificates(file) {
-            problems.push(Problem::new(&section.key_path("extra_root_certs"), message));
-        }
+        let key = section.key_path("extra_root_certs");
+        files.check(&key, NamedFile::RootCertificates(file), problems);
     }
 
     FetchConfig {
@@ -951,7 +731,7 @@ fn read_action(
     let value = value?;
     match value.parse() {
         Ok(action) => Some(action),
-        Err(()) => {
+        Err(_) => {
             problems.push(Problem::new(
                 &section.key_path(key),
                 format!("expected \"allow\", \"warn\" or \"deny\", found {value:?}"),
@@ -1008,17 +788,8 @@ fn read_policy(
             problems,
         )
         .unwrap_or(defaults.loopback_only_redirects),
-        interstitial: match section.get::<String>("interstitial", problems).as_deref() {
-            None | Some("warn") => Interstitial::Warn,
-            Some("always") => Interstitial::Always,
-            Some(other) => {
-                problems.push(Problem::new(
-                    &section.key_path("interstitial"),
-                    format!("expected \"warn\" or \"always\", found {other:?}"),
-                ));
-                Interstitial::Warn
-            }
-        },
+        interstitial: read_choice(section, "interstitial", defaults.interstitial, problems)
+            .unwrap_or_default(),
         rules: Vec::new(),
     };
     for mut rule in section.array_of_tables("rules", problems) {
@@ -1094,9 +865,6 @@ fn read_statement_issuers(
     ok.then_some(names)
 }
 
-/// The largest JWKS file read; a key set is a few KiB, a bigger file is a wrong path.
-const MAX_JWKS_FILE_BYTES: u64 = 1024 * 1024;
-
 fn read_trust(
     section: &mut Section<'_>,
     files: &FileResolver<'_>,
@@ -1141,8 +909,8 @@ fn read_trust(
     trust
 }
 
-/// `jwks_file` XOR `jwks_uri`; a file is read now, so a bad one stops the
-/// load (or the reload) with its key named rather than failing sign-ins later.
+/// `jwks_file` XOR `jwks_uri`. The file is `trust`'s to read; when the
+/// caller checks files, a bad one is a problem named by its key.
 fn read_issuer_keys(
     entry: &mut Section<'_>,
     files: &FileResolver<'_>,
@@ -1168,16 +936,10 @@ fn read_issuer_keys(
         }
         (Some(file), None) => {
             let path = files.resolve(&file);
-            match read_jwks_file(&path) {
-                Ok(keys) => Some(IssuerKeys::File {
-                    path,
-                    keys: Arc::new(keys),
-                }),
-                Err(message) => {
-                    problems.push(Problem::new(&entry.key_path("jwks_file"), message));
-                    None
-                }
-            }
+            let key = entry.key_path("jwks_file");
+            files
+                .check(&key, NamedFile::JwkSet(&path), problems)
+                .then_some(IssuerKeys::File(path))
         }
         (None, Some(uri)) => {
             let key = entry.key_path("jwks_uri");
@@ -1205,30 +967,6 @@ fn read_issuer_keys(
             }
         }
     }
-}
-
-/// Reads a public JWK Set file under the rules the fetched ones follow.
-fn read_jwks_file(path: &Path) -> Result<Vec<Jwk>, String> {
-    use std::io::Read as _;
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_JWKS_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if bytes.len() as u64 > MAX_JWKS_FILE_BYTES {
-        return Err(format!(
-            "{shown} is larger than {MAX_JWKS_FILE_BYTES} bytes, not a JWK Set"
-        ));
-    }
-    // serde_json's message can quote the file; a private key may be in it.
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|_| format!("{shown} is not JSON"))?;
-    let keys = crate::jwks::parse_jwk_set(&value).map_err(|error| format!("{shown}: {error}"))?;
-    if keys.is_empty() {
-        return Err(format!("{shown} holds no usable public key"));
-    }
-    Ok(keys)
 }
 
 /// Algorithm names for statements: asymmetric ones this crate verifies.
@@ -1332,22 +1070,11 @@ fn read_store(
     files: &FileResolver<'_>,
     problems: &mut Vec<Problem>,
 ) -> crate::store::StoreConfig {
-    use crate::store::{Backend, StoreConfig, UrlSource};
+    use crate::store::{Backend, StoreConfig};
     let defaults = StoreConfig::default();
     // None: a backend was named wrongly (already a problem), so the keys
     // below are not checked against either backend.
-    let backend = match section.get::<String>("backend", problems) {
-        None => Some(defaults.backend),
-        Some(value) => value
-            .parse::<Backend>()
-            .map_err(|_| {
-                problems.push(Problem::new(
-                    &section.key_path("backend"),
-                    format!("expected \"memory\" or \"redis\", found {value:?}"),
-                ))
-            })
-            .ok(),
-    };
+    let backend = read_choice(section, "backend", defaults.backend, problems);
     let url = read_secret_source(section, "url_env", "url_file", files, problems);
     let key_prefix = section
         .get::<String>("key_prefix", problems)
@@ -1371,9 +1098,8 @@ fn read_store(
         .filter(|file| !file.is_empty())
         .map(|file| files.resolve(&file));
     if let Some(file) = &root_certs {
-        if let Err(message) = crate::egress::load_pem_certificates(file) {
-            problems.push(Problem::new(&section.key_path("root_certs"), message));
-        }
+        let key = section.key_path("root_certs");
+        files.check(&key, NamedFile::RootCertificates(file), problems);
     }
     // Settings the memory backend would silently ignore are a mistake.
     if backend == Some(Backend::Memory) {
@@ -1388,11 +1114,7 @@ fn read_store(
     }
     StoreConfig {
         backend: backend.unwrap_or(defaults.backend),
-        url: match url {
-            Some(SecretSource::Env(name)) => UrlSource::Env(name),
-            Some(SecretSource::File(path)) => UrlSource::File(path),
-            None => defaults.url,
-        },
+        url: url.unwrap_or(defaults.url),
         key_prefix: key_prefix.unwrap_or(defaults.key_prefix),
         timeout: timeout.unwrap_or(defaults.timeout),
         root_certs,

@@ -1,7 +1,9 @@
 use super::*;
+use crate::preflight::check_file;
 
+/// Validates `text` as `config check` does: the files it names read too.
 fn load(text: &str) -> Result<Config, Vec<Problem>> {
-    Config::from_toml_str(text, None).map_err(|error| match error {
+    Config::from_toml_str_checking(text, None, &check_file).map_err(|error| match error {
         ConfigError::Invalid(problems) => problems,
         other => panic!("expected validation problems, got {other}"),
     })
@@ -298,7 +300,7 @@ fn jwks_dir() -> tempfile::TempDir {
 #[test]
 fn trust_issuers_read_their_keys_and_policy_rules_name_them() {
     let dir = jwks_dir();
-    let config = Config::from_toml_str(
+    let config = Config::from_toml_str_checking(
         r#"
         [[trust.issuers]]
         name = "https://registry.example"
@@ -317,6 +319,7 @@ fn trust_issuers_read_their_keys_and_policy_rules_name_them() {
         action = "allow"
         "#,
         Some(dir.path()),
+        &check_file,
     )
     .expect("valid");
     let [registry, vendor] = &config.trust.issuers[..] else {
@@ -324,7 +327,10 @@ fn trust_issuers_read_their_keys_and_policy_rules_name_them() {
     };
     assert_eq!(registry.algorithms, DEFAULT_STATEMENT_ALGORITHMS.to_vec());
     assert_eq!(registry.required_claims["tier"], "verified");
-    assert!(matches!(&registry.keys, IssuerKeys::File { keys, .. } if keys.len() == 1));
+    assert_eq!(
+        registry.keys,
+        IssuerKeys::File(dir.path().join("registry.json"))
+    );
     assert_eq!(vendor.algorithms, vec![Algorithm::RS256, Algorithm::ES384]);
     assert!(
         matches!(&vendor.keys, IssuerKeys::Uri(url) if url.host_str() == Some("vendor.example"))
@@ -341,7 +347,7 @@ fn trust_issuers_read_their_keys_and_policy_rules_name_them() {
 #[test]
 fn trust_problems_are_reported_with_their_keys() {
     let dir = jwks_dir();
-    let error = Config::from_toml_str(
+    let error = Config::from_toml_str_checking(
         r#"
         [fetch]
         allowed_ports = [443]
@@ -391,6 +397,7 @@ fn trust_problems_are_reported_with_their_keys() {
         action = "allow"
         "#,
         Some(dir.path()),
+        &check_file,
     )
     .unwrap_err();
     let ConfigError::Invalid(problems) = error else {
@@ -438,7 +445,8 @@ fn trust_problems_are_reported_with_their_keys() {
 
 #[test]
 fn the_store_section_reads_every_key() {
-    use crate::store::{Backend, StoreConfig, UrlSource};
+    use crate::secret::SecretSource;
+    use crate::store::{Backend, StoreConfig};
     assert_eq!(load("").unwrap().store, StoreConfig::default());
     let config = load(
         r#"
@@ -454,7 +462,7 @@ fn the_store_section_reads_every_key() {
     assert_eq!(config.store.backend, Backend::Redis);
     assert_eq!(
         config.store.url,
-        UrlSource::File("/run/secrets/redis-url".into())
+        SecretSource::File("/run/secrets/redis-url".into())
     );
     assert_eq!(config.store.key_prefix, "team-a:");
     assert_eq!(config.store.timeout, Duration::from_millis(100));
@@ -463,7 +471,7 @@ fn the_store_section_reads_every_key() {
     let config = load("[store]\nbackend = \"redis\"").unwrap();
     assert_eq!(
         config.store.url,
-        UrlSource::Env("CIMD_PROXY_REDIS_URL".to_owned())
+        SecretSource::Env("CIMD_PROXY_REDIS_URL".to_owned())
     );
 }
 
@@ -525,5 +533,67 @@ fn the_example_file_shows_the_store_defaults() {
         "timeout_ms",
     ] {
         assert!(section.contains(&format!("{key} = ")), "{key} undocumented");
+    }
+}
+
+/// Validation alone reads no file the configuration names: the components
+/// read them when built, and `config check` through [`FileCheck`].
+#[test]
+fn named_files_are_read_only_through_the_callers_check() {
+    let text = r#"
+        [fetch]
+        extra_root_certs = "/nonexistent/ca.pem"
+        [[trust.issuers]]
+        name = "registry"
+        jwks_file = "/nonexistent/registry.json"
+        "#;
+    let config = Config::from_toml_str(text, None).expect("valid without reading files");
+    assert_eq!(
+        config.fetch.extra_root_certs,
+        Some(PathBuf::from("/nonexistent/ca.pem"))
+    );
+    let seen = std::cell::RefCell::new(Vec::new());
+    let problems = match Config::from_toml_str_checking(text, None, &|file| {
+        seen.borrow_mut().push(format!("{file:?}"));
+        Err("refused".to_owned())
+    }) {
+        Err(ConfigError::Invalid(problems)) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    assert_eq!(
+        keys(&problems),
+        ["fetch.extra_root_certs", "trust.issuers[0].jwks_file"]
+    );
+    assert_eq!(seen.borrow().len(), 2, "{:?}", seen.borrow());
+}
+
+/// The names a choice accepts come from the enum's own string table.
+#[test]
+fn a_bad_choice_lists_the_names_it_accepts() {
+    let problems = load(
+        r#"
+        [upstream]
+        resource_parameter = "Drop"
+        [upstream.clients.main]
+        client_id = "x"
+        client_secret_env = "S"
+        auth_method = "basic"
+        redirect_mode = "bounce"
+        [policy]
+        interstitial = "never"
+        "#,
+    )
+    .expect_err("invalid");
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for expected in [
+        r#"upstream.resource_parameter: expected "forward" or "drop", found "Drop""#,
+        r#"upstream.clients.main.auth_method: expected "client_secret_basic", "client_secret_post", "private_key_jwt" or "none", found "basic""#,
+        r#"upstream.clients.main.redirect_mode: expected "relay" or "direct", found "bounce""#,
+        r#"policy.interstitial: expected "warn" or "always", found "never""#,
+    ] {
+        assert!(
+            text.iter().any(|line| line == expected),
+            "{expected}\nin {text:#?}"
+        );
     }
 }

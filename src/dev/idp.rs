@@ -30,7 +30,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::{BoundedStore, DevError, Params, constant_time_eq, random_token, s256};
+use super::{DevError, Params, TokenStore, constant_time_eq, random_token, s256};
 use crate::id_token::SigningKeys;
 
 /// The one user everybody is signed in as.
@@ -66,9 +66,9 @@ pub struct IdpConfig {
 pub struct DevIdp {
     config: IdpConfig,
     signing: SigningKeys,
-    codes: BoundedStore<CodeGrant>,
-    access_tokens: BoundedStore<Grant>,
-    refresh_tokens: BoundedStore<Grant>,
+    codes: TokenStore<CodeGrant>,
+    access_tokens: TokenStore<Grant>,
+    refresh_tokens: TokenStore<Grant>,
 }
 
 impl std::fmt::Debug for DevIdp {
@@ -190,9 +190,9 @@ impl DevIdp {
         Ok(DevIdp {
             config,
             signing: SigningKeys::generate_ephemeral().map_err(DevError::Provider)?,
-            codes: BoundedStore::new(MAX_ENTRIES, CODE_TTL),
-            access_tokens: BoundedStore::new(MAX_ENTRIES, ACCESS_TOKEN_TTL),
-            refresh_tokens: BoundedStore::new(MAX_ENTRIES, REFRESH_TOKEN_TTL),
+            codes: TokenStore::new(MAX_ENTRIES, CODE_TTL),
+            access_tokens: TokenStore::new(MAX_ENTRIES, ACCESS_TOKEN_TTL),
+            refresh_tokens: TokenStore::new(MAX_ENTRIES, REFRESH_TOKEN_TTL),
         })
     }
 
@@ -269,7 +269,7 @@ impl DevIdp {
             redirect_uri: self.config.redirect_uri.clone(),
             nonce: params.get("nonce").map(str::to_owned),
         };
-        if self.codes.insert(code.clone(), grant).is_err() {
+        if self.codes.insert(&code, grant).is_err() {
             return fail(
                 "temporarily_unavailable",
                 "too many sign-ins in progress; try again in a minute",
@@ -377,13 +377,13 @@ impl DevIdp {
     fn issue(&self, grant: &Grant, nonce: Option<&str>) -> Result<Value, TokenError> {
         let access_token = random_token(32).map_err(|_| TokenError::server())?;
         self.access_tokens
-            .insert(access_token.clone(), grant.clone())
+            .insert(&access_token, grant.clone())
             .map_err(|_| busy())?;
         let mut body = Map::new();
         if grant.has("offline_access") {
             let refresh_token = random_token(32).map_err(|_| TokenError::server())?;
             self.refresh_tokens
-                .insert(refresh_token.clone(), grant.clone())
+                .insert(&refresh_token, grant.clone())
                 .map_err(|_| busy())?;
             body.insert("refresh_token".into(), refresh_token.into());
         }

@@ -29,35 +29,35 @@ mod dochost;
 mod idp;
 mod sample_client;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use url::Url;
 
 use crate::client_id::ClientIdUrl;
-use crate::config::{
-    Config, FetchConfig, PolicyConfig, RedirectMode, SealConfig, SecretSource, ServerConfig,
-    SigningConfig, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
-};
+use crate::config::{Config, ServerConfig};
+use crate::egress::FetchConfig;
+use crate::id_token::SigningConfig;
 use crate::policy::Action;
+use crate::policy::PolicyConfig;
+use crate::replay::{ReplayError, SingleUse};
+use crate::seal::SealConfig;
 use crate::seal::Sealer;
-use crate::server::{AppState, ServeError};
+use crate::secret::SecretSource;
+use crate::server::params::Params;
+use crate::server::{AppState, ServeError, listener};
+use crate::upstream::{RedirectMode, UpstreamAuthMethod, UpstreamClient, UpstreamConfig};
 
 /// The proxy's public listener unless `--listen` says otherwise.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -74,12 +74,6 @@ pub const SAMPLE_SCOPE: &str = "openid profile email offline_access";
 const UPSTREAM_CLIENT_NAME: &str = "dev";
 /// Where the embedded services listen: loopback, on a port the system picks.
 const EPHEMERAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-/// How long an embedded service may take to finish requests after stop.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a client may take to send its request head (or TLS handshake).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest query string or form body an embedded service reads.
-const MAX_PARAMS_BYTES: usize = 16 * 1024;
 
 /// What `cimd-proxy dev` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,18 +307,17 @@ pub async fn start(options: DevOptions) -> Result<DevHandle, DevError> {
         client_secret: upstream_secret,
         redirect_uri: callback,
     })?);
-    tasks.push(tokio::spawn(serve(
+    tasks.push(tokio::spawn(listener::serve(
         idp_listener,
         idp::router(provider),
-        None,
-        stop.subscribe(),
+        stopped(stop.subscribe()),
     )));
     let document = sample_client::document(&client_id, &redirect_uri);
-    tasks.push(tokio::spawn(serve(
+    tasks.push(tokio::spawn(listener::serve_tls(
         doc_listener,
         dochost::router(document),
-        Some(pki.acceptor()?),
-        stop.subscribe(),
+        pki.acceptor()?,
+        stopped(stop.subscribe()),
     )));
 
     // The provider is listening, so discovery inside build succeeds.
@@ -364,11 +357,10 @@ pub async fn start(options: DevOptions) -> Result<DevHandle, DevError> {
         client_id.clone(),
         redirect_uri,
     ));
-    tasks.push(tokio::spawn(serve(
+    tasks.push(tokio::spawn(listener::serve(
         app_listener,
         sample_client::router(sample),
-        None,
-        stop.subscribe(),
+        stopped(stop.subscribe()),
     )));
 
     let urls = DevUrls {
@@ -613,7 +605,7 @@ fn s256(verifier: &str) -> String {
 
 /// Equality whose time does not depend on where two secrets first differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// Resolves once `stop` says so, or once its sender is gone.
@@ -621,159 +613,56 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Serves `app` (over TLS when `tls` is given) until `stop`, then lets
-/// requests in flight finish within [`SHUTDOWN_GRACE`].
-async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Option<TlsAcceptor>,
-    stop: watch::Receiver<bool>,
-) {
-    let graceful = GracefulShutdown::new();
-    let stop = stopped(stop);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let service = TowerToHyperService::new(app.clone());
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder.timer(TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
-                    let result = match tls {
-                        Some(acceptor) => {
-                            match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => {
-                                    watcher
-                                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                                        .await
-                                }
-                                Ok(Err(error)) => {
-                                    tracing::debug!(%error, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            }
-                        }
-                        None => {
-                            watcher
-                                .watch(builder.serve_connection(TokioIo::new(stream), service))
-                                .await
-                        }
-                    };
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut stop => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-    }
+/// A dev service's short-lived entries (codes, tokens, pending sign-ins),
+/// keyed by the random token itself: the proxy's single-use store, which
+/// refuses when full rather than forgetting a live entry, so a flood of
+/// sign-ins cannot grow memory or evict a real one.
+struct TokenStore<V> {
+    entries: SingleUse<V>,
+    ttl: i64,
 }
 
-/// Query or form parameters, each at most once: a repeated parameter is
-/// refused (RFC 6749 §3.1), as the proxy refuses it.
-#[derive(Debug, Default, Clone)]
-struct Params(HashMap<String, String>);
-
-impl Params {
-    fn parse(bytes: &[u8]) -> Result<Params, String> {
-        if bytes.len() > MAX_PARAMS_BYTES {
-            return Err(format!(
-                "parameters are larger than {MAX_PARAMS_BYTES} bytes"
-            ));
-        }
-        let mut params = HashMap::new();
-        for (name, value) in url::form_urlencoded::parse(bytes) {
-            if params
-                .insert(name.to_string(), value.into_owned())
-                .is_some()
-            {
-                return Err(format!("{name} is repeated"));
-            }
-        }
-        Ok(Params(params))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-}
-
-/// A map of short-lived entries with a hard size limit. When full (after
-/// dropping what expired) it refuses new entries rather than forgetting
-/// live ones: a flood of sign-ins cannot grow memory or evict a real one.
-struct BoundedStore<V> {
-    entries: Mutex<HashMap<String, (Instant, V)>>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-/// A [`BoundedStore`] is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StoreFull;
-
-impl<V> BoundedStore<V> {
+impl<V> TokenStore<V> {
     fn new(capacity: usize, ttl: Duration) -> Self {
-        BoundedStore {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
-            ttl,
+        TokenStore {
+            entries: SingleUse::new(capacity),
+            ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
-    fn insert(&self, key: String, value: V) -> Result<(), StoreFull> {
-        self.insert_at(key, value, Instant::now())
+    fn insert(&self, token: &str, value: V) -> Result<(), ReplayError> {
+        let now = unix_now();
+        self.entries
+            .insert(token_key(token), value, now.saturating_add(self.ttl), now)
     }
 
-    fn insert_at(&self, key: String, value: V, now: Instant) -> Result<(), StoreFull> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity {
-            entries.retain(|_, (expires, _)| *expires > now);
-        }
-        if entries.len() >= self.capacity {
-            return Err(StoreFull);
-        }
-        entries.insert(key, (now + self.ttl, value));
-        Ok(())
-    }
-
-    /// Removes and returns the entry if it has not expired: single use.
-    fn take(&self, key: &str) -> Option<V> {
-        self.take_at(key, Instant::now())
-    }
-
-    fn take_at(&self, key: &str, now: Instant) -> Option<V> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (expires, value) = entries.remove(key)?;
-        (expires > now).then_some(value)
+    /// The entry, once, if it has not expired.
+    fn take(&self, token: &str) -> Option<V> {
+        self.entries.take(&token_key(token), unix_now())
     }
 }
 
-impl<V: Clone> BoundedStore<V> {
-    /// Returns a copy of the entry if it has not expired, leaving it in place.
-    fn get(&self, key: &str) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (expires, value) = entries.get(key)?;
-        (*expires > Instant::now()).then(|| value.clone())
+impl<V: Clone> TokenStore<V> {
+    /// A copy of the entry if it has not expired, leaving it in place.
+    fn get(&self, token: &str) -> Option<V> {
+        self.entries.get(&token_key(token), unix_now())
     }
+}
+
+/// The store's key for a token: its SHA-256, so keys have one size.
+fn token_key(token: &str) -> [u8; 32] {
+    let mut key = [0; 32];
+    key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    key
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 #[cfg(test)]
@@ -861,36 +750,14 @@ mod tests {
     }
 
     #[test]
-    fn a_bounded_store_refuses_rather_than_forgets() {
-        let store = BoundedStore::new(2, Duration::from_secs(60));
-        let now = Instant::now();
-        store.insert_at("a".into(), 1, now).unwrap();
-        store.insert_at("b".into(), 2, now).unwrap();
-        assert_eq!(store.insert_at("c".into(), 3, now), Err(StoreFull));
-        // Once entries expire they make room.
-        let later = now + Duration::from_secs(61);
-        store.insert_at("c".into(), 3, later).unwrap();
-        assert_eq!(store.take_at("a", later), None, "expired entries are gone");
-        assert_eq!(store.take_at("c", later), Some(3));
-        assert_eq!(store.take_at("c", later), None, "take is single use");
-    }
-
-    #[test]
-    fn an_expired_entry_is_not_returned() {
-        let store = BoundedStore::new(4, Duration::from_secs(1));
-        let now = Instant::now();
-        store.insert_at("a".into(), 1, now).unwrap();
-        assert_eq!(store.take_at("a", now + Duration::from_secs(2)), None);
-    }
-
-    #[test]
-    fn repeated_parameters_are_refused() {
-        assert!(Params::parse(b"a=1&a=2").is_err());
-        let params = Params::parse(b"a=1&b=&c=x%20y").unwrap();
-        assert_eq!(params.get("a"), Some("1"));
-        assert_eq!(params.get("b"), None, "empty means absent");
-        assert_eq!(params.get("c"), Some("x y"));
-        assert!(Params::parse(&vec![b'a'; MAX_PARAMS_BYTES + 1]).is_err());
+    fn a_token_store_gives_an_entry_once() {
+        let store = TokenStore::new(1, Duration::from_secs(60));
+        store.insert("code", 1).unwrap();
+        assert_eq!(store.insert("other", 2), Err(ReplayError::Full));
+        assert_eq!(store.get("code"), Some(1));
+        assert_eq!(store.take("code"), Some(1));
+        assert_eq!(store.take("code"), None, "take is single use");
+        assert_eq!(store.get("nope"), None);
     }
 
     #[test]

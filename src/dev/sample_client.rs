@@ -34,7 +34,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use super::{BoundedStore, Params, SAMPLE_CLIENT_NAME, SAMPLE_SCOPE, random_token, s256};
+use super::{Params, SAMPLE_CLIENT_NAME, SAMPLE_SCOPE, TokenStore, random_token, s256};
 use crate::id_token::IdTokenVerifier;
 
 /// The link that starts a sign-in.
@@ -76,7 +76,7 @@ pub struct SampleClient {
     proxy: String,
     client_id: String,
     redirect_uri: String,
-    pending: BoundedStore<Pending>,
+    pending: TokenStore<Pending>,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -102,7 +102,7 @@ impl SampleClient {
             proxy,
             client_id,
             redirect_uri,
-            pending: BoundedStore::new(MAX_PENDING, SIGN_IN_TTL),
+            pending: TokenStore::new(MAX_PENDING, SIGN_IN_TTL),
             http: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -128,7 +128,7 @@ impl SampleClient {
             .append_pair("code_challenge_method", "S256");
         self.pending
             .insert(
-                state,
+                &state,
                 Pending {
                     code_verifier,
                     nonce,
@@ -476,7 +476,7 @@ async fn start(State(client): State<Arc<SampleClient>>) -> Response {
 async fn callback(State(client): State<Arc<SampleClient>>, RawQuery(query): RawQuery) -> Response {
     let outcome = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(params) => client.callback(&params).await,
-        Err(reason) => Outcome::new(&client).failed("invalid_request", &reason),
+        Err(reason) => Outcome::new(&client).failed("invalid_request", &reason.to_string()),
     };
     page(StatusCode::OK, &outcome)
 }

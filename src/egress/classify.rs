@@ -90,7 +90,8 @@ mod tests;
 ///
 /// Adding a variant is a metrics change: add it to [`RangeClass::ALL`] and
 /// [`RangeClass::as_str`] (the tests fail until both are done).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum RangeClass {
     /// `0.0.0.0/32`, `::/128`: reaches the local host on Linux.
     Unspecified,
@@ -189,37 +190,8 @@ impl RangeClass {
     /// snake_case, stable, e.g. "cloud_metadata"; used verbatim as a Prometheus label value.
     ///
     /// Never rename a value: dashboards and alerts match on it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RangeClass::Unspecified => "unspecified",
-            RangeClass::ThisNetwork => "this_network",
-            RangeClass::Loopback => "loopback",
-            RangeClass::Private => "private",
-            RangeClass::SharedAddressSpace => "shared_address_space",
-            RangeClass::LinkLocal => "link_local",
-            RangeClass::CloudMetadata => "cloud_metadata",
-            RangeClass::IetfProtocolAssignments => "ietf_protocol_assignments",
-            RangeClass::ServiceContinuity => "service_continuity",
-            RangeClass::Dummy => "dummy",
-            RangeClass::ProtocolAnycast => "protocol_anycast",
-            RangeClass::Nat64Discovery => "nat64_discovery",
-            RangeClass::Documentation => "documentation",
-            RangeClass::Benchmarking => "benchmarking",
-            RangeClass::Multicast => "multicast",
-            RangeClass::Broadcast => "broadcast",
-            RangeClass::Reserved => "reserved",
-            RangeClass::As112 => "as112",
-            RangeClass::Amt => "amt",
-            RangeClass::DeprecatedTransition => "deprecated_transition",
-            RangeClass::Nat64LocalUse => "nat64_local_use",
-            RangeClass::DiscardOnly => "discard_only",
-            RangeClass::UniqueLocal => "unique_local",
-            RangeClass::SegmentRouting => "segment_routing",
-            RangeClass::CryptographicIdentifier => "cryptographic_identifier",
-            RangeClass::NotGlobalUnicast => "not_global_unicast",
-            RangeClass::OperatorDenied => "operator_denied",
-            RangeClass::ProxyOwnAddress => "proxy_own_address",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -29,7 +29,7 @@
 pub mod classify;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +50,6 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use url::{Host, Url};
 
-use crate::config::FetchConfig;
 use crate::error_code::ErrorCode;
 use crate::metrics::METRICS;
 pub use classify::{AddressPolicy, RangeClass, Verdict};
@@ -67,7 +66,8 @@ pub enum MediaKind {
 
 /// What a fetch is for: it decides the expected media type and the body
 /// cap, and it is the `kind` label of the fetch metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum FetchKind {
     /// A client metadata document (`fetch.max_document_bytes`).
     Document,
@@ -79,12 +79,8 @@ pub enum FetchKind {
 
 impl FetchKind {
     /// The metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FetchKind::Document => "document",
-            FetchKind::Jwks => "jwks",
-            FetchKind::Logo => "logo",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// The media type the body must have.
@@ -145,7 +141,7 @@ pub struct Fetched {
 }
 
 /// Why a fetch failed. Each variant maps to one stable [`ErrorCode`].
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// Not an https URL with a host.
     #[error("not an https URL with a host: {url}")]
@@ -288,6 +284,48 @@ impl FetchError {
             FetchError::ContentType { .. } | FetchError::Encoded { .. } => {
                 ErrorCode::InvalidContentType
             }
+        }
+    }
+}
+
+/// `[fetch]`: the hardened fetcher's limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchConfig {
+    /// One deadline over resolution, connect, TLS, headers and body.
+    pub timeout: Duration,
+    /// The body cap; exceeding it is an error, never a truncation.
+    pub max_document_bytes: usize,
+    /// The logo cap; a larger logo is not shown.
+    pub max_logo_bytes: usize,
+    /// The cap on the response head (status line and headers).
+    pub max_response_header_bytes: usize,
+    /// Ports a client_id (or a URL in a document) may name.
+    pub allowed_ports: Vec<u16>,
+    /// DNS servers to query; empty means the system resolver configuration.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Exceptions to the block table; they win over everything else.
+    pub allow_cidrs: Vec<IpNet>,
+    /// Blocks on top of the table.
+    pub deny_cidrs: Vec<IpNet>,
+    /// A PEM file of CA certificates trusted beside the web PKI roots.
+    pub extra_root_certs: Option<PathBuf>,
+    /// Outbound fetches in flight at once; beyond it requests are refused.
+    pub max_concurrent_fetches: usize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            timeout: Duration::from_millis(5000),
+            max_document_bytes: 5120,
+            max_logo_bytes: 65_536,
+            max_response_header_bytes: 8192,
+            allowed_ports: vec![443],
+            dns_servers: Vec::new(),
+            allow_cidrs: Vec::new(),
+            deny_cidrs: Vec::new(),
+            extra_root_certs: None,
+            max_concurrent_fetches: 64,
         }
     }
 }
@@ -880,5 +918,17 @@ mod tests {
         assert_eq!(host_header(&url), "a.example");
         let url = Url::parse("https://[2001:db8::1]:8443/x").unwrap();
         assert_eq!(host_header(&url), "[2001:db8::1]:8443");
+    }
+
+    #[test]
+    fn fetch_kind_labels_are_pinned() {
+        // Metric labels and log fields: the strings are a contract.
+        for (value, text) in [
+            (FetchKind::Document, "document"),
+            (FetchKind::Jwks, "jwks"),
+            (FetchKind::Logo, "logo"),
+        ] {
+            assert_eq!(value.as_str(), text);
+        }
     }
 }

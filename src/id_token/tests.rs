@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
+use jsonwebtoken::DecodingKey;
 
 const ISSUER: &str = "https://idp.example";
 const CLIENT: &str = "upstream-client";
@@ -357,7 +358,7 @@ fn a_token_signed_by_another_key_is_refused() {
     let token = sign_with_header(&attacker, &header, &claims());
     assert_eq!(
         verify(&jwk_set(&provider), &token, None),
-        Err(IdTokenError::BadSignature)
+        Err(IdTokenError::Jwt(JwtError::BadSignature))
     );
     // A signature from the right key over other claims.
     let genuine = provider.sign(&claims()).unwrap();
@@ -369,7 +370,7 @@ fn a_token_signed_by_another_key_is_refused() {
     );
     assert_eq!(
         verify(&jwk_set(&provider), &spliced, None),
-        Err(IdTokenError::BadSignature)
+        Err(IdTokenError::Jwt(JwtError::BadSignature))
     );
 }
 
@@ -382,9 +383,11 @@ fn alg_none_is_refused() {
         json!({"alg": "None", "typ": "JWT"}),
     ] {
         let token = raw_jwt(&header, &claims(), b"");
-        assert_eq!(
-            verify(&jwk_set(&provider), &token, None),
-            Err(IdTokenError::DisallowedAlgorithm),
+        assert!(
+            matches!(
+                verify(&jwk_set(&provider), &token, None),
+                Err(IdTokenError::Jwt(JwtError::DisallowedAlgorithm { .. }))
+            ),
             "{header}"
         );
     }
@@ -408,9 +411,11 @@ fn hs256_signed_with_the_rsa_public_key_is_refused() {
         let input = &unsigned[..unsigned.len() - 1];
         let tag = ring::hmac::sign(&hmac_key, input.as_bytes());
         let token = raw_jwt(&header, &claims(), tag.as_ref());
-        assert_eq!(
-            verify(&jwk_set(&provider), &token, None),
-            Err(IdTokenError::DisallowedAlgorithm),
+        assert!(
+            matches!(
+                verify(&jwk_set(&provider), &token, None),
+                Err(IdTokenError::Jwt(JwtError::DisallowedAlgorithm { .. }))
+            ),
             "{header}"
         );
     }
@@ -428,10 +433,10 @@ fn hs256_signed_with_the_rsa_public_key_is_refused() {
         &EncodingKey::from_secret(b"secret"),
     )
     .unwrap();
-    assert_eq!(
+    assert!(matches!(
         verify(&oct, &token, None),
-        Err(IdTokenError::DisallowedAlgorithm)
-    );
+        Err(IdTokenError::Jwt(JwtError::DisallowedAlgorithm { .. }))
+    ));
 }
 
 #[test]
@@ -442,12 +447,18 @@ fn the_jwk_must_agree_with_the_algorithm() {
     // The JWK says ES384.
     let mut set = jwk_set(&provider);
     set.keys[0].common.key_algorithm = Some(KeyAlgorithm::ES384);
-    assert_eq!(verify(&set, &token, None), Err(IdTokenError::KeyMismatch));
+    assert!(matches!(
+        verify(&set, &token, None),
+        Err(IdTokenError::Jwt(JwtError::UnsuitableKey { .. }))
+    ));
 
     // The JWK is an encryption key.
     let mut set = jwk_set(&provider);
     set.keys[0].common.public_key_use = Some(PublicKeyUse::Encryption);
-    assert_eq!(verify(&set, &token, None), Err(IdTokenError::KeyMismatch));
+    assert!(matches!(
+        verify(&set, &token, None),
+        Err(IdTokenError::Jwt(JwtError::UnsuitableKey { .. }))
+    ));
 
     // Two keys under one kid: the signing one is used, not the first.
     let mut encryption = jwk_set(&provider).keys[0].clone();
@@ -463,10 +474,80 @@ fn the_jwk_must_agree_with_the_algorithm() {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(rsa.kid().to_owned());
     let token = sign_with_header(&provider, &header, &claims());
-    assert_eq!(
+    assert!(matches!(
         verify(&jwk_set(&rsa), &token, None),
-        Err(IdTokenError::KeyMismatch)
+        Err(IdTokenError::Jwt(JwtError::UnsuitableKey { .. }))
+    ));
+}
+
+/// A 1024-bit RSA key as a provider would publish it, and a token it signed.
+fn short_rsa_token(kid: Option<&str>) -> (JwkSet, String) {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(RSA1024_PKCS8).unwrap();
+    let mut jwk = json!({
+        "kty": "RSA",
+        "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    if let Some(kid) = kid {
+        jwk["kid"] = json!(kid);
+        header.kid = Some(kid.to_owned());
+    }
+    let der = key.to_pkcs1_der().unwrap();
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_rsa_der(der.as_bytes()),
+    )
+    .unwrap();
+    let set = serde_json::from_value(json!({ "keys": [jwk] })).unwrap();
+    (set, token)
+}
+
+/// The provider's RSA floor used to exist only when the binary installed
+/// the ring backend; under jsonwebtoken's default a 1024-bit provider key
+/// verified. It is now a key rule, the same as for client keys.
+#[test]
+fn provider_rsa_keys_under_2048_bits_are_refused_in_every_process() {
+    let (set, token) = short_rsa_token(Some("short"));
+    assert_eq!(
+        verify(&set, &token, None),
+        Err(IdTokenError::Jwt(JwtError::UnsuitableKey {
+            reason: "the RSA key is shorter than 2048 bits"
+        }))
     );
+    // Without a kid the short key is no candidate at all.
+    let (set, token) = short_rsa_token(None);
+    assert_eq!(
+        verify(&set, &token, None),
+        Err(IdTokenError::Jwt(JwtError::UnknownKey))
+    );
+}
+
+/// The provider's check used to take the first of two keys published under
+/// one kid, where client assertions refused them: one rule now.
+#[test]
+fn two_different_provider_keys_under_one_kid_are_ambiguous() {
+    let provider = SigningKeys::generate_ephemeral().unwrap();
+    let other = SigningKeys::generate_ephemeral().unwrap();
+    let token = provider.sign(&claims()).unwrap();
+    let mut impostor = jwk_set(&other).keys[0].clone();
+    impostor.common.key_id = Some(provider.kid().to_owned());
+    for keys in [
+        vec![jwk_set(&provider).keys[0].clone(), impostor.clone()],
+        vec![impostor, jwk_set(&provider).keys[0].clone()],
+    ] {
+        assert_eq!(
+            verify(&JwkSet { keys }, &token, None),
+            Err(IdTokenError::Jwt(JwtError::AmbiguousKey))
+        );
+    }
+    // The same key listed twice is one key.
+    let twice = JwkSet {
+        keys: [jwk_set(&provider).keys, jwk_set(&provider).keys].concat(),
+    };
+    assert!(verify(&twice, &token, None).is_ok());
 }
 
 #[test]
@@ -484,7 +565,7 @@ fn key_selection_by_kid() {
     // An unknown kid is its own error, so the caller can refetch once.
     assert_eq!(
         verify(&jwk_set(&a), &token, None),
-        Err(IdTokenError::UnknownKey)
+        Err(IdTokenError::Jwt(JwtError::UnknownKey))
     );
 
     // No kid and one key: that key.
@@ -493,7 +574,7 @@ fn key_selection_by_kid() {
     // No kid and several fitting keys: refused.
     assert_eq!(
         verify(&both, &no_kid, None),
-        Err(IdTokenError::AmbiguousKey)
+        Err(IdTokenError::Jwt(JwtError::AmbiguousKey))
     );
     // No kid and several keys of which one fits the algorithm: that one.
     let mixed = JwkSet {
@@ -507,7 +588,7 @@ fn key_selection_by_kid() {
     // No kid and no key at all.
     assert_eq!(
         verify(&JwkSet { keys: vec![] }, &no_kid, None),
-        Err(IdTokenError::UnknownKey)
+        Err(IdTokenError::Jwt(JwtError::UnknownKey))
     );
 }
 
@@ -523,7 +604,7 @@ fn an_rs256_provider_token_verifies() {
     );
     assert_eq!(
         verify(&jwk_set(&provider), &foreign, None),
-        Err(IdTokenError::UnknownKey)
+        Err(IdTokenError::Jwt(JwtError::UnknownKey))
     );
 }
 
@@ -659,7 +740,8 @@ fn malformed_tokens_are_refused() {
         assert!(
             matches!(
                 verify(&set, &token, None),
-                Err(IdTokenError::Malformed | IdTokenError::BadSignature)
+                Err(IdTokenError::Malformed
+                    | IdTokenError::Jwt(JwtError::Malformed { .. } | JwtError::BadSignature))
             ),
             "{token:.40}"
         );
@@ -671,18 +753,23 @@ fn malformed_tokens_are_refused() {
         ..Header::new(Algorithm::ES256)
     };
     let token = sign_with_header(&provider, &crit, &claims());
-    assert_eq!(verify(&set, &token, None), Err(IdTokenError::Malformed));
+    assert!(matches!(
+        verify(&set, &token, None),
+        Err(IdTokenError::Jwt(JwtError::Malformed { .. }))
+    ));
 }
 
 #[test]
 fn refusals_never_echo_the_token() {
     for error in [
         IdTokenError::Malformed,
-        IdTokenError::DisallowedAlgorithm,
-        IdTokenError::UnknownKey,
-        IdTokenError::AmbiguousKey,
-        IdTokenError::KeyMismatch,
-        IdTokenError::BadSignature,
+        IdTokenError::Jwt(JwtError::DisallowedAlgorithm {
+            alg: "none".to_owned(),
+        }),
+        IdTokenError::Jwt(JwtError::UnknownKey),
+        IdTokenError::Jwt(JwtError::AmbiguousKey),
+        IdTokenError::Jwt(JwtError::UnsuitableKey { reason: "x" }),
+        IdTokenError::Jwt(JwtError::BadSignature),
         IdTokenError::BadClaim("exp"),
         IdTokenError::WrongIssuer,
         IdTokenError::WrongAudience,
@@ -848,4 +935,44 @@ fn a_reissued_token_verifies_for_the_cimd_client() {
         verify(&jwk_set(&proxy), &token, None),
         Err(IdTokenError::WrongIssuer)
     );
+}
+
+#[test]
+fn id_token_error_names_are_pinned() {
+    // Log fields and metric labels: the strings are a contract.
+    for (value, text) in [
+        (IdTokenError::Malformed, "malformed"),
+        (
+            IdTokenError::Jwt(JwtError::DisallowedAlgorithm {
+                alg: "HS256".into(),
+            }),
+            "disallowed_algorithm",
+        ),
+        (
+            IdTokenError::Jwt(JwtError::UnsupportedAlgorithm {
+                alg: "ES512".into(),
+            }),
+            "disallowed_algorithm",
+        ),
+        (IdTokenError::Jwt(JwtError::UnknownKey), "unknown_key"),
+        (IdTokenError::Jwt(JwtError::AmbiguousKey), "ambiguous_key"),
+        (
+            IdTokenError::Jwt(JwtError::UnsuitableKey { reason: "x" }),
+            "key_mismatch",
+        ),
+        (IdTokenError::Jwt(JwtError::BadSignature), "bad_signature"),
+        (
+            IdTokenError::Jwt(JwtError::Malformed { reason: "x" }),
+            "malformed",
+        ),
+        (IdTokenError::BadClaim("exp"), "bad_claim"),
+        (IdTokenError::WrongIssuer, "wrong_issuer"),
+        (IdTokenError::WrongAudience, "wrong_audience"),
+        (IdTokenError::WrongAuthorizedParty, "wrong_azp"),
+        (IdTokenError::Expired, "expired"),
+        (IdTokenError::IssuedInFuture, "issued_in_future"),
+        (IdTokenError::NonceMismatch, "nonce_mismatch"),
+    ] {
+        assert_eq!(value.as_str(), text);
+    }
 }

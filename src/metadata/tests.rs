@@ -1039,3 +1039,14 @@ fn overlaid_claims_take_precedence_and_are_validated_like_the_document() {
         assert!(!error.to_string().contains("s3cret"));
     }
 }
+
+#[test]
+fn auth_method_names_are_pinned() {
+    // IANA-registered names, compared with documents.
+    for (value, text) in [
+        (AuthMethod::None, "none"),
+        (AuthMethod::PrivateKeyJwt, "private_key_jwt"),
+    ] {
+        assert_eq!(value.as_str(), text);
+    }
+}

@@ -491,3 +491,33 @@ fn unreadable_empty_and_duplicate_sources_are_refused() {
         SealSetupError::Unreadable { .. }
     ));
 }
+
+#[test]
+fn purpose_names_are_pinned() {
+    // Bound into every seal, and log labels: the strings are a contract.
+    for (value, text) in [
+        (Purpose::State, "state"),
+        (Purpose::Code, "code"),
+        (Purpose::RefreshToken, "refresh_token"),
+        (Purpose::Consent, "consent"),
+    ] {
+        assert_eq!(value.as_str(), text);
+        assert_eq!(value.to_string(), text);
+    }
+}
+
+#[test]
+fn seal_error_names_are_pinned() {
+    // Log fields and metric labels: the strings are a contract.
+    for (value, text) in [
+        (SealError::Malformed, "malformed"),
+        (SealError::UnknownKey, "unknown_key"),
+        (SealError::Tampered, "tampered"),
+        (SealError::WrongPurpose, "wrong_purpose"),
+        (SealError::Expired, "expired"),
+        (SealError::TooLarge, "too_large"),
+        (SealError::Failed, "seal_failed"),
+    ] {
+        assert_eq!(value.as_str(), text);
+    }
+}

@@ -18,10 +18,11 @@ use super::oauth::{OAuthErrorCode, error_redirect, found, public_detail, with_qu
 use super::pages::{PageReason, error_page};
 use super::params::Params;
 use crate::client_id::{ClientIdUrl, is_url_client_id};
-use crate::config::{Interstitial, RedirectMode, ResourceParameter};
 use crate::policy::Action;
+use crate::policy::Interstitial;
 use crate::seal::Purpose;
 use crate::trust::Vetted;
+use crate::upstream::{RedirectMode, ResourceParameter};
 
 /// What travels through the provider inside the sealed `state`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

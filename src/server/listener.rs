@@ -2,7 +2,8 @@
 //! server does not expose: a bounded request head (line plus headers), a
 //! deadline for reading it (slow-loris), and a bounded header count.
 //! Shutdown stops accepting, lets requests in flight finish within a grace
-//! period, then returns.
+//! period, then returns. `cimd-proxy dev` serves its helper services
+//! (over TLS for the document host) with the same loop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::ServeError;
 
@@ -49,6 +51,27 @@ pub async fn bind(public: SocketAddr, admin: SocketAddr) -> Result<Listeners, Se
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
+    accept_loop(listener, app, None, shutdown).await;
+}
+
+/// [`serve`] over TLS: the handshake must finish within the time allowed
+/// for the request head. (Only `dev`'s document host serves TLS itself.)
+#[cfg(feature = "dev")]
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: TlsAcceptor,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_loop(listener, app, Some(tls), shutdown).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -71,9 +94,31 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
                     .header_read_timeout(HEADER_READ_TIMEOUT)
                     .max_buf_size(MAX_REQUEST_HEAD_BYTES)
                     .max_headers(MAX_REQUEST_HEADERS);
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let result = match tls {
+                        None => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Some(tls) => {
+                            match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    watcher
+                                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                        .await
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                    if let Err(error) = result {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                 });

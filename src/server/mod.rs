@@ -9,11 +9,12 @@ mod authorize;
 mod callback;
 mod consent;
 mod discovery;
-mod listener;
+pub(crate) mod listener;
 pub mod oauth;
 pub mod pages;
-mod params;
+pub(crate) mod params;
 pub mod reload;
+mod request_id;
 mod token;
 
 use std::collections::BTreeSet;
@@ -30,15 +31,15 @@ use axum::routing::{get, post};
 
 use crate::cache::DocumentCache;
 use crate::client_auth::{ClientAuthLimits, ClientAuthenticator};
-use crate::config::{Config, RedirectMode};
+use crate::config::Config;
 use crate::egress::{self, Egress, EgressSetupError};
 use crate::id_token::{SigningKeys, SigningSetupError};
 use crate::logo::LogoCache;
 use crate::policy::{Action, Policy};
 use crate::replay::ReplayStore;
 use crate::seal::{SealSetupError, Sealer};
-use crate::trust::Trust;
-use crate::upstream::{Provider, UpstreamError};
+use crate::trust::{Trust, TrustSetupError};
+use crate::upstream::{Provider, RedirectMode, UpstreamError};
 pub use listener::{Listeners, bind};
 use pages::{PageReason, error_page};
 use params::{MAX_PARAMS_BYTES, Params};
@@ -128,6 +129,9 @@ pub enum ServeError {
     /// The signing keys could not be read.
     #[error(transparent)]
     Signing(#[from] SigningSetupError),
+    /// A trust issuer's key file could not be used.
+    #[error(transparent)]
+    Trust(#[from] TrustSetupError),
     /// The provider could not be discovered or its credentials loaded.
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
@@ -172,7 +176,7 @@ impl AppState {
         );
         Ok(AppState {
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
-            trust: Trust::new(&config.trust, Arc::clone(&egress)),
+            trust: Trust::new(&config.trust, Arc::clone(&egress))?,
             consents: Arc::new(ReplayStore::new(MAX_PENDING_CONSENTS)),
             cache: Arc::new(DocumentCache::new(egress, config.cache.clone())),
             policy: Policy::new(config.policy.clone()),
@@ -230,7 +234,7 @@ impl AppState {
             signing,
             consents: Arc::clone(&self.consents),
             logos: Arc::clone(&self.logos),
-            trust: self.trust.reconfigured(&config.trust),
+            trust: self.trust.reconfigured(&config.trust)?,
             config,
         })
     }
@@ -312,66 +316,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         router = add(router, format!("{base}/token"), post(token));
         router = add(router, format!("{base}/jwks.json"), get(jwks));
     }
-    router
+    let router = router
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
-        .layer(axum::middleware::from_fn(request_id))
-        .with_state(shared)
-}
-
-/// Gives every request an id: the audit lines it produces carry it (as a
-/// field of the `request` span) and the response returns it in
-/// `X-Request-Id`, so a user's report can be matched to the log. A caller's
-/// own id is kept only if it is short and plain; otherwise one is made.
-async fn request_id(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use tracing::Instrument as _;
-    let header = axum::http::HeaderName::from_static("x-request-id");
-    let id = request
-        .headers()
-        .get(&header)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map_or_else(new_request_id, str::to_owned);
-    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
-        request.headers_mut().insert(header.clone(), value.clone());
-        let span = tracing::info_span!("request", id = %id);
-        let mut response = next.run(request).instrument(span).await;
-        response.headers_mut().insert(header, value);
-        response
-    } else {
-        next.run(request).await
-    }
-}
-
-/// 64 bits as hex, unique within the process and unpredictable from
-/// outside: a counter through a bijective mix (SplitMix64's finalizer)
-/// keyed with a random value drawn once. No system call per request.
-fn new_request_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static KEY: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let key = *KEY.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        // Without randomness the ids are only less unique across processes.
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-        u64::from_le_bytes(bytes)
-    });
-    let mut z = key.wrapping_add(
-        COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    format!("{z:016x}")
+        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES));
+    request_id::layer(router).with_state(shared)
 }
 
 async fn metadata(Current(state): Current) -> Response {
@@ -505,7 +453,10 @@ pub async fn run(
         until_stopped(stopped.clone()),
     ));
     let readiness = crate::admin::Readiness::new();
-    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider(Arc::clone(&shared)));
+    let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider({
+        let shared = Arc::clone(&shared);
+        move || Arc::clone(&shared.current().provider)
+    }));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
         crate::admin::router(readiness, {

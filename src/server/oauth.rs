@@ -18,79 +18,7 @@ use url::Url;
 
 use crate::error_code::ErrorCode;
 
-/// The OAuth error codes the proxy emits (RFC 6749 §4.1.2.1 and §5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthErrorCode {
-    /// Malformed or missing parameter.
-    InvalidRequest,
-    /// Client authentication failed, or the client is no longer acceptable.
-    InvalidClient,
-    /// The code or refresh token is invalid, expired, or belongs to another client.
-    InvalidGrant,
-    /// The client may not use this grant.
-    UnauthorizedClient,
-    /// The grant type is not supported.
-    UnsupportedGrantType,
-    /// Only `code` is supported.
-    UnsupportedResponseType,
-    /// The requested scope is not allowed.
-    InvalidScope,
-    /// The user or the provider refused.
-    AccessDenied,
-    /// Something unexpected on our side.
-    ServerError,
-    /// The provider or the fetcher cannot answer now.
-    TemporarilyUnavailable,
-}
-
-impl OAuthErrorCode {
-    /// The code as it goes on the wire.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OAuthErrorCode::InvalidRequest => "invalid_request",
-            OAuthErrorCode::InvalidClient => "invalid_client",
-            OAuthErrorCode::InvalidGrant => "invalid_grant",
-            OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
-            OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            OAuthErrorCode::UnsupportedResponseType => "unsupported_response_type",
-            OAuthErrorCode::InvalidScope => "invalid_scope",
-            OAuthErrorCode::AccessDenied => "access_denied",
-            OAuthErrorCode::ServerError => "server_error",
-            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-        }
-    }
-
-    /// The HTTP status of this error at the token endpoint.
-    pub const fn token_status(self) -> StatusCode {
-        match self {
-            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// Parses a code the provider sent, keeping only ones we know (an
-    /// unknown one becomes `server_error` rather than being reflected).
-    pub fn from_provider(code: &str) -> OAuthErrorCode {
-        match code {
-            "invalid_request" => OAuthErrorCode::InvalidRequest,
-            "invalid_client" => OAuthErrorCode::InvalidClient,
-            "invalid_grant" => OAuthErrorCode::InvalidGrant,
-            "unauthorized_client" => OAuthErrorCode::UnauthorizedClient,
-            "unsupported_grant_type" => OAuthErrorCode::UnsupportedGrantType,
-            "unsupported_response_type" => OAuthErrorCode::UnsupportedResponseType,
-            "invalid_scope" => OAuthErrorCode::InvalidScope,
-            "access_denied"
-            | "login_required"
-            | "consent_required"
-            | "interaction_required"
-            | "account_selection_required" => OAuthErrorCode::AccessDenied,
-            "temporarily_unavailable" => OAuthErrorCode::TemporarilyUnavailable,
-            _ => OAuthErrorCode::ServerError,
-        }
-    }
-}
+pub use crate::error_code::OAuthErrorCode;
 
 /// An error at the token endpoint: a JSON body and a status.
 #[derive(Debug, Clone)]
@@ -114,7 +42,7 @@ impl TokenError {
 impl IntoResponse for TokenError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "error": self.code.as_str(),
+            "error": self.code.on_the_wire(),
             "error_description": self.description,
         });
         let mut response = (self.code.token_status(), Json(body)).into_response();
@@ -138,7 +66,10 @@ pub fn error_redirect(
     state: Option<&str>,
     issuer: &str,
 ) -> Response {
-    let mut params = vec![("error", code.as_str()), ("error_description", description)];
+    let mut params = vec![
+        ("error", code.on_the_wire()),
+        ("error_description", description),
+    ];
     if let Some(state) = state {
         params.push(("state", state));
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ServeError, Shared};
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::metrics::METRICS;
 
 /// How often the configuration file is checked for changes.
@@ -32,7 +32,7 @@ pub enum ReloadError {
 /// Loads `path` and, if everything in it is good, puts it in force.
 pub async fn reload(shared: &Shared, path: &Path) -> Result<(), ReloadError> {
     let outcome = async {
-        let config = Config::load(path)?;
+        let config = crate::preflight::load_config(path)?;
         let next = shared.current().reloaded(config).await?;
         shared.replace(next);
         Ok(())

@@ -23,10 +23,10 @@ use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_client}
 use super::params::Params;
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::{ClientIdUrl, is_url_client_id};
-use crate::config::RedirectMode;
-use crate::id_token::{IdTokenError, IdTokenVerifier, reissue_claims};
+use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::policy::Action;
 use crate::seal::Purpose;
+use crate::upstream::RedirectMode;
 
 /// What the client's refresh token holds: the provider's, bound to the client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,7 +149,7 @@ fn count(grant_type: &str, outcome: &'static str) {
 /// detail goes to the log.
 fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
     tracing::warn!(%error, "token request to the provider failed");
-    let code = OAuthErrorCode::from_provider(error.oauth_error());
+    let code = error.oauth_error();
     let description = if code == OAuthErrorCode::TemporarilyUnavailable {
         "the identity provider is unavailable; try again later"
     } else {
@@ -188,12 +188,7 @@ async fn cimd_token(
         .client_auth
         .authenticate(&client, metadata, auth)
         .await
-        .map_err(|error| {
-            TokenError::new(
-                OAuthErrorCode::from_provider(error.oauth_error()),
-                error.description(),
-            )
-        })?;
+        .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
     match grant_type {
         "authorization_code" => {
             let direct = state
@@ -546,7 +541,7 @@ async fn reissue_id_token(
         .await
         .map_err(|e| unavailable(&e))?;
     let claims = match verifier.verify(id_token, &keys, expected_nonce) {
-        Err(IdTokenError::UnknownKey) => {
+        Err(error) if error.is_unknown_key() => {
             // The provider may have rotated its keys: refetch once.
             let keys = state
                 .provider

@@ -71,6 +71,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::METRICS;
+use crate::secret::SecretSource;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
@@ -96,16 +97,6 @@ pub enum Backend {
     Redis,
 }
 
-/// Where the Redis URL (which may carry a password or ACL user) is read
-/// from: never the configuration file itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UrlSource {
-    /// An environment variable.
-    Env(String),
-    /// A file (a mounted Kubernetes Secret); surrounding whitespace is ignored.
-    File(PathBuf),
-}
-
 /// The environment variable the Redis URL is read from by default.
 pub const DEFAULT_URL_ENV: &str = "CIMD_PROXY_REDIS_URL";
 
@@ -114,8 +105,9 @@ pub const DEFAULT_URL_ENV: &str = "CIMD_PROXY_REDIS_URL";
 pub struct StoreConfig {
     /// Which backend.
     pub backend: Backend,
-    /// Where the Redis URL comes from (`redis` backend only).
-    pub url: UrlSource,
+    /// Where the Redis URL (which may carry a password or ACL user) comes
+    /// from: never the configuration file itself (`redis` backend only).
+    pub url: SecretSource,
     /// Prepended to every key, so several deployments can share a database.
     pub key_prefix: String,
     /// The deadline of every operation, connecting included.
@@ -133,7 +125,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             backend: Backend::Memory,
-            url: UrlSource::Env(DEFAULT_URL_ENV.to_owned()),
+            url: SecretSource::Env(DEFAULT_URL_ENV.to_owned()),
             key_prefix: "cimd-proxy:".to_owned(),
             timeout: Duration::from_millis(250),
             root_certs: None,

@@ -27,9 +27,9 @@ use redis::{ErrorKind, RedisError, Script};
 use url::Url;
 
 use super::{
-    FamilyId, FamilyStatus, Rotation, SingleUse, StoreConfig, StoreError, StoreSetupError,
-    UrlSource, Use, hex,
+    FamilyId, FamilyStatus, Rotation, SingleUse, StoreConfig, StoreError, StoreSetupError, Use, hex,
 };
+use crate::secret::SecretSource;
 
 /// The value a revoked family's key holds.
 const REVOKED: &str = "revoked";
@@ -73,12 +73,12 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// Reads the URL from where the configuration says, trimmed.
-fn read_url(source: &UrlSource) -> Result<String, StoreSetupError> {
+fn read_url(source: &SecretSource) -> Result<String, StoreSetupError> {
     let text = match source {
-        UrlSource::Env(name) => {
+        SecretSource::Env(name) => {
             std::env::var(name).map_err(|_| StoreSetupError::UrlEnvMissing(name.clone()))?
         }
-        UrlSource::File(path) => {
+        SecretSource::File(path) => {
             std::fs::read_to_string(path).map_err(|source| StoreSetupError::UrlFile {
                 path: path.clone(),
                 source,
@@ -388,7 +388,7 @@ mod tests {
         std::fs::write(&file, "redis://user:s%40cret@127.0.0.1:1\n").unwrap();
         let store = RedisStore::connect(&StoreConfig {
             backend: super::super::Backend::Redis,
-            url: UrlSource::File(file),
+            url: SecretSource::File(file),
             ..StoreConfig::default()
         })
         .unwrap();

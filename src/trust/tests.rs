@@ -2,8 +2,9 @@
 //! real origins in tests/integration/trust.rs), statements made here, a
 //! fake clock.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use base64::Engine as _;
@@ -12,8 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use super::*;
-use crate::config::{DEFAULT_STATEMENT_ALGORITHMS, FetchConfig};
-use crate::jwks::parse_jwk_set;
+use crate::egress::FetchConfig;
 
 const CLIENT: &str = "https://app.example/client.json";
 const OTHER_CLIENT: &str = "https://other.example/client.json";
@@ -29,13 +29,21 @@ fn registry_keys() -> SigningKeys {
     SigningKeys::generate_ephemeral().expect("P-256 key")
 }
 
+thread_local! {
+    /// The key files of this test's issuers, removed when its thread ends.
+    static KEY_FILES: RefCell<Vec<tempfile::NamedTempFile>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An issuer whose `jwks_file` holds the public half of `keys`.
 fn issuer(name: &str, keys: &SigningKeys) -> IssuerConfig {
+    let mut file = tempfile::NamedTempFile::new().expect("temporary file");
+    file.write_all(keys.jwks().to_string().as_bytes())
+        .expect("write the key set");
+    let path = file.path().to_owned();
+    KEY_FILES.with(|files| files.borrow_mut().push(file));
     IssuerConfig {
         name: name.to_owned(),
-        keys: IssuerKeys::File {
-            path: PathBuf::from("registry.jwks.json"),
-            keys: Arc::new(parse_jwk_set(&keys.jwks()).expect("public key set")),
-        },
+        keys: IssuerKeys::File(path),
         algorithms: DEFAULT_STATEMENT_ALGORITHMS.to_vec(),
         required_claims: BTreeMap::new(),
     }
@@ -50,6 +58,7 @@ fn trust_of(issuers: Vec<IssuerConfig>) -> Trust {
     let egress = Arc::new(Egress::new(&config, Vec::new()).expect("egress"));
     let now = Arc::new(AtomicI64::new(NOW));
     Trust::new(&TrustConfig { issuers }, egress)
+        .expect("the issuers' key files are readable")
         .with_clock(Arc::new(move || now.load(Ordering::SeqCst)))
 }
 
@@ -488,11 +497,115 @@ async fn a_reload_puts_the_new_issuers_in_force() {
     let trust = trust_of(vec![issuer(REGISTRY, &keys)]);
     let statement = keys.sign(&claims(json!({}))).unwrap();
     vet(&trust, &statement).await.expect("trusted");
-    let renamed = trust.reconfigured(&TrustConfig {
-        issuers: vec![issuer("https://other-registry.example", &keys)],
-    });
+    let renamed = trust
+        .reconfigured(&TrustConfig {
+            issuers: vec![issuer("https://other-registry.example", &keys)],
+        })
+        .expect("readable key file");
     refused(vet(&renamed, &statement).await, "unknown_issuer");
-    let none = trust.reconfigured(&TrustConfig::default());
+    let none = trust
+        .reconfigured(&TrustConfig::default())
+        .expect("no issuers");
     let (_, verdict) = vet(&none, &statement).await.expect("not evaluated");
     assert!(matches!(verdict, Some(Verdict::NotChecked { .. })));
+}
+
+#[test]
+fn statement_error_labels_are_pinned() {
+    // Log fields: the strings are a contract, whether the check is this
+    // module's or the shared JWT rules'.
+    let jwt = |error| StatementError::from_jwt(error, "registry");
+    let labels: Vec<(StatementError, &str)> = vec![
+        (StatementError::TooLarge { limit: 1 }, "too_large"),
+        (StatementError::Malformed { reason: "x" }, "malformed"),
+        (jwt(JwtError::Malformed { reason: "x" }), "malformed"),
+        (
+            jwt(JwtError::DisallowedAlgorithm { alg: "none".into() }),
+            "disallowed_alg",
+        ),
+        (
+            jwt(JwtError::UnsupportedAlgorithm {
+                alg: "ES512".into(),
+            }),
+            "unsupported_alg",
+        ),
+        (StatementError::MissingIssuer, "missing_iss"),
+        (
+            StatementError::UnknownIssuer { iss: "x".into() },
+            "unknown_issuer",
+        ),
+        (
+            StatementError::AlgorithmNotAllowed {
+                alg: "RS256",
+                issuer: "x".into(),
+            },
+            "alg_not_allowed",
+        ),
+        (jwt(JwtError::UnknownKey), "unknown_key"),
+        (jwt(JwtError::AmbiguousKey), "ambiguous_key"),
+        (
+            jwt(JwtError::UnsuitableKey { reason: "x" }),
+            "unsuitable_key",
+        ),
+        (jwt(JwtError::BadSignature), "bad_signature"),
+        (StatementError::Expired, "expired"),
+        (StatementError::NotYetValid, "not_yet_valid"),
+        (StatementError::IssuedInFuture, "iat_in_future"),
+        (StatementError::NamesNoClient, "names_no_client"),
+        (
+            StatementError::OtherClient { named: "x".into() },
+            "other_client",
+        ),
+        (
+            StatementError::Contradicts { claim: "jwks" },
+            "contradicts_document",
+        ),
+        (
+            StatementError::RequiredClaim {
+                claim: "tier".into(),
+                issuer: "x".into(),
+            },
+            "required_claim",
+        ),
+        (
+            jwt(JwtError::JwksFetch(crate::egress::FetchError::Overloaded {
+                limit: 1,
+            })),
+            "keys_unavailable",
+        ),
+        (
+            jwt(JwtError::InvalidJwks { reason: "x" }),
+            "invalid_key_set",
+        ),
+    ];
+    for (error, label) in labels {
+        assert_eq!(error.as_str(), label, "{error}");
+    }
+}
+
+/// The issuer's `jwks_file` is read when `Trust` is built (and again on a
+/// reload), not when the configuration is validated: a bad one refuses the
+/// build, naming the issuer and the file, never the file's contents.
+#[test]
+fn a_jwks_file_is_read_when_trust_is_built() {
+    let keys = registry_keys();
+    let mut leaked = keys.jwks();
+    leaked["keys"][0]["d"] = "c2VjcmV0".into();
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("leaked.json");
+    std::fs::write(&path, leaked.to_string()).expect("write");
+    let config = TrustConfig {
+        issuers: vec![IssuerConfig {
+            keys: IssuerKeys::File(path.clone()),
+            ..issuer(REGISTRY, &keys)
+        }],
+    };
+    let egress = Arc::new(Egress::new(&FetchConfig::default(), Vec::new()).expect("egress"));
+    let error = Trust::new(&config, Arc::clone(&egress)).expect_err("private key material");
+    let text = error.to_string();
+    assert!(text.contains(REGISTRY), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(!text.contains("c2VjcmV0"), "{text}");
+    let good = trust_of(vec![issuer(REGISTRY, &keys)]);
+    assert!(good.reconfigured(&config).is_err(), "a reload reads it too");
 }

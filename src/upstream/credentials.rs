@@ -18,8 +18,8 @@ use rsa::traits::PublicKeyParts;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::UpstreamError;
-use crate::config::{SecretSource, UpstreamAuthMethod, UpstreamClient};
+use super::{UpstreamAuthMethod, UpstreamClient, UpstreamError};
+use crate::secret::SecretSource;
 
 /// RFC 7523 §2.2's `client_assertion_type`.
 pub(super) const JWT_BEARER_ASSERTION: &str =
@@ -216,6 +216,8 @@ impl AssertionKey {
     /// key was wanted, never anything of the key.
     pub(super) fn from_pem(pem: &[u8]) -> Result<AssertionKey, String> {
         const WANTED: &str = "holds no RSA (2048 bits or more) or P-256 private key in PEM";
+        // Before jsonwebtoken first touches a key, so its provider is ours.
+        crate::jws_crypto::install();
         // The parser's own error can quote a line of the file; not repeated.
         let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| WANTED.to_owned())?;
         let (key, algorithm) = match &der {
@@ -424,7 +426,7 @@ mod tests {
             auth_method: method,
             client_secret: secret,
             private_key_file: None,
-            redirect_mode: crate::config::RedirectMode::Relay,
+            redirect_mode: crate::upstream::RedirectMode::Relay,
         }
     }
 

@@ -16,9 +16,9 @@
 
 use url::Url;
 
+use super::UpstreamConfig;
 use super::http::{self, HttpClient};
 use super::{ProviderMetadata, UpstreamError};
-use crate::config::UpstreamConfig;
 
 /// OpenID Connect Discovery 1.0 §4: the issuer, less one trailing `/`, then
 /// `/.well-known/openid-configuration`.

@@ -20,8 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use url::Url;
 
+use super::UpstreamConfig;
 use super::UpstreamError;
-use crate::config::UpstreamConfig;
 
 /// The cap on any answer from the provider. Discovery documents and JWKS
 /// are a few KiB; a token response a few more.

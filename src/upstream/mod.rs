@@ -15,8 +15,11 @@
 //!   loaded once at start-up (fail fast) and never logged;
 //! - [`Provider`]: token calls as a pre-registered client, the verbatim
 //!   forwarding of a pre-registered client's own token request, and the
-//!   provider's JWKS behind a small rate-limited cache.
+//!   provider's JWKS, read and cached by the same rules as every key set
+//!   (`jwks`: parsing, a rate-limited refetch, one fetch at a
+//!   time), kept when a refetch fails.
 
+mod config;
 mod credentials;
 mod discovery;
 mod http;
@@ -31,7 +34,11 @@ use bytes::Bytes;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use url::Url;
 
-use crate::config::UpstreamConfig;
+use crate::error_code::OAuthErrorCode;
+use crate::jwks::{self, KeySetPolicy, KeySetSlot, WhenRefetchFails};
+pub use config::{
+    RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+};
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
@@ -74,10 +81,12 @@ pub struct TokenResponse {
 /// What can go wrong talking to the provider. Messages name URLs, files,
 /// variables and statuses, never a secret, code, token or assertion, and
 /// never a byte of a provider's answer body.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum UpstreamError {
     /// `[upstream] issuer` is not configured.
     #[error("upstream.issuer is required")]
+    #[strum(serialize = "invalid_issuer")]
     MissingIssuer,
     /// The configured issuer cannot be an RFC 8414 issuer identifier.
     #[error("upstream.issuer {issuer}: {reason}")]
@@ -97,6 +106,7 @@ pub enum UpstreamError {
     },
     /// The TLS client could not be built (e.g. `extra_root_certs`).
     #[error("upstream TLS setup: {0}")]
+    #[strum(serialize = "tls_setup")]
     Tls(String),
     /// The discovery document is missing or unusable.
     #[error("provider discovery at {url}: {reason}")]
@@ -166,35 +176,22 @@ impl UpstreamError {
     /// The OAuth `error` code to answer a client with: the provider being
     /// slow, down or odd is `temporarily_unavailable`; our own
     /// configuration or code being wrong is `server_error`.
-    pub fn oauth_error(&self) -> &'static str {
+    pub fn oauth_error(&self) -> OAuthErrorCode {
         if self.is_transient() {
-            "temporarily_unavailable"
+            OAuthErrorCode::TemporarilyUnavailable
         } else {
-            "server_error"
+            OAuthErrorCode::ServerError
         }
     }
 
     /// The HTTP status that goes with [`Self::oauth_error`]: 503 or 500.
     pub fn http_status(&self) -> u16 {
-        if self.is_transient() { 503 } else { 500 }
+        self.oauth_error().token_status().as_u16()
     }
 
     /// A stable, closed label for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::MissingIssuer | UpstreamError::InvalidIssuer { .. } => "invalid_issuer",
-            UpstreamError::Credential { .. } => "credential",
-            UpstreamError::Tls(_) => "tls_setup",
-            UpstreamError::Discovery { .. } => "discovery",
-            UpstreamError::IssuerMismatch { .. } => "issuer_mismatch",
-            UpstreamError::UnknownClient(_) => "unknown_client",
-            UpstreamError::Assertion { .. } => "assertion",
-            UpstreamError::NoJwksUri => "no_jwks_uri",
-            UpstreamError::Timeout { .. } => "timeout",
-            UpstreamError::Unavailable { .. } => "unavailable",
-            UpstreamError::Status { .. } => "status",
-            UpstreamError::InvalidResponse { .. } => "invalid_response",
-        }
+        self.into()
     }
 
     fn is_transient(&self) -> bool {
@@ -231,9 +228,8 @@ pub struct Provider {
     http: HttpClient,
     metadata: RwLock<Arc<ProviderMetadata>>,
     clients: BTreeMap<String, LoadedClient>,
-    /// Held across a fetch, so concurrent callers wait for one fetch
-    /// instead of each starting their own.
-    jwks: tokio::sync::Mutex<JwksCache>,
+    /// The provider's key set (one fetch at a time, see [`KeySetSlot`]).
+    jwks: KeySetSlot,
     jwks_refresh_interval: Duration,
     jwks_max_age: Duration,
 }
@@ -246,13 +242,6 @@ impl std::fmt::Debug for Provider {
             .field("clients", &self.clients.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Default)]
-struct JwksCache {
-    set: Option<JwkSet>,
-    fetched_at: Option<Instant>,
-    attempted_at: Option<Instant>,
 }
 
 impl Provider {
@@ -294,7 +283,7 @@ impl Provider {
             http,
             metadata: RwLock::new(Arc::new(metadata)),
             clients,
-            jwks: tokio::sync::Mutex::new(JwksCache::default()),
+            jwks: KeySetSlot::default(),
             jwks_refresh_interval: JWKS_REFRESH_INTERVAL,
             jwks_max_age: JWKS_MAX_AGE,
         })
@@ -317,7 +306,7 @@ impl Provider {
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
         if jwks_moved {
             // Keys cached from the old URI say nothing about the new one.
-            *self.jwks.lock().await = JwksCache::default();
+            self.jwks.clear().await;
         }
         Ok(())
     }
@@ -419,37 +408,28 @@ impl Provider {
     /// refetches, but at most once per 30 s; a set older than an hour is
     /// refetched on its own, and kept if that refetch fails.
     pub async fn jwks(&self, refresh: bool) -> Result<JwkSet, UpstreamError> {
-        let mut cache = self.jwks.lock().await;
-        let now = Instant::now();
-        let may_refetch = cache
-            .attempted_at
-            .is_none_or(|at| now.duration_since(at) >= self.jwks_refresh_interval);
-        let aged = cache
-            .fetched_at
-            .is_none_or(|at| now.duration_since(at) >= self.jwks_max_age);
-        if let Some(set) = &cache.set {
-            if !may_refetch || !(refresh || aged) {
-                return Ok(set.clone());
-            }
-        }
-        cache.attempted_at = Some(now);
-        match self.fetch_jwks().await {
-            Ok(set) => {
-                cache.set = Some(set.clone());
-                cache.fetched_at = Some(now);
-                Ok(set)
-            }
-            Err(error) => match &cache.set {
-                Some(stale) if !refresh => {
-                    tracing::warn!(error = %error, "provider JWKS refetch failed; keeping the cached set");
-                    Ok(stale.clone())
-                }
-                _ => Err(error),
-            },
-        }
+        let policy = KeySetPolicy {
+            max_age: self.jwks_max_age,
+            refetch_interval: self.jwks_refresh_interval,
+            when_refetch_fails: WhenRefetchFails::ServeStale,
+        };
+        let fetch = || self.fetch_jwks();
+        let refreshed = if refresh {
+            self.jwks.refresh(&policy, None, fetch).await?
+        } else {
+            None
+        };
+        let keys = match refreshed {
+            Some(keys) => keys,
+            // No refresh asked, or one was made less than the interval ago.
+            None => self.jwks.current(&policy, fetch).await?,
+        };
+        Ok(JwkSet {
+            keys: Vec::clone(&keys),
+        })
     }
 
-    async fn fetch_jwks(&self) -> Result<JwkSet, UpstreamError> {
+    async fn fetch_jwks(&self) -> Result<Arc<Vec<Jwk>>, UpstreamError> {
         let metadata = self.metadata();
         let url = metadata.jwks_uri.as_ref().ok_or(UpstreamError::NoJwksUri)?;
         let answer = measured("jwks", self.http.get(url)).await?;
@@ -460,33 +440,13 @@ impl Provider {
             });
         }
         let document = http::json_document(&answer, url)?;
-        parse_jwks(&document).map_err(|reason| UpstreamError::InvalidResponse {
-            url: url.to_string(),
-            reason,
-        })
+        jwks::parse_jwk_set(&serde_json::Value::Object(document))
+            .map(Arc::new)
+            .map_err(|error| UpstreamError::InvalidResponse {
+                url: url.to_string(),
+                reason: error.to_string(),
+            })
     }
-}
-
-/// Keeps every key jsonwebtoken understands and skips the others, so one
-/// exotic key (another curve, an encryption key) cannot make the whole set
-/// unusable.
-fn parse_jwks(document: &serde_json::Map<String, serde_json::Value>) -> Result<JwkSet, String> {
-    let keys = document
-        .get("keys")
-        .and_then(serde_json::Value::as_array)
-        .ok_or("no \"keys\" array")?;
-    let mut set = JwkSet { keys: Vec::new() };
-    let mut skipped = 0usize;
-    for key in keys {
-        match serde_json::from_value::<Jwk>(key.clone()) {
-            Ok(jwk) => set.keys.push(jwk),
-            Err(_) => skipped += 1,
-        }
-    }
-    if skipped > 0 {
-        tracing::debug!(skipped, kept = set.keys.len(), "provider JWKS keys skipped");
-    }
-    Ok(set)
 }
 
 /// A token endpoint's answer: 2xx with a JSON object, or a 4xx with an

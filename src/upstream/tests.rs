@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use super::*;
-use crate::config::{RedirectMode, SecretSource, UpstreamAuthMethod, UpstreamClient};
+use crate::secret::SecretSource;
 use credentials::AssertionClaims;
 
 /// One request as the provider saw it.
@@ -365,7 +365,7 @@ async fn discovery_refuses_another_issuer() {
         matches!(&error, UpstreamError::IssuerMismatch { found, .. } if found == "https://attacker.example"),
         "{error}"
     );
-    assert_eq!(error.oauth_error(), "server_error");
+    assert_eq!(error.oauth_error().as_str(), "server_error");
 }
 
 #[tokio::test]
@@ -433,7 +433,7 @@ async fn refresh_keeps_the_last_good_metadata() {
     let (provider, _dir) = start_provider(&server).await;
     status.store(500, Ordering::SeqCst);
     let error = provider.refresh_metadata().await.unwrap_err();
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert_eq!(provider.metadata().token_endpoint, server.url("/token"));
     status.store(201, Ordering::SeqCst);
     provider.refresh_metadata().await.unwrap();
@@ -637,7 +637,11 @@ async fn provider_failures_are_temporarily_unavailable() {
         let (provider, _dir) = start_provider(&server).await;
         let error = provider.token("basic", &CODE_GRANT).await.unwrap_err();
         assert_eq!(error.kind(), kind, "{case}: {error}");
-        assert_eq!(error.oauth_error(), "temporarily_unavailable", "{case}");
+        assert_eq!(
+            error.oauth_error().as_str(),
+            "temporarily_unavailable",
+            "{case}"
+        );
         assert_eq!(error.http_status(), 503, "{case}");
         assert_eq!(
             server.count("/elsewhere"),
@@ -662,7 +666,7 @@ async fn a_hanging_provider_hits_the_deadline() {
     let error = provider.token("basic", &CODE_GRANT).await.unwrap_err();
     assert!(matches!(error, UpstreamError::Timeout { .. }), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert_eq!(error.http_status(), 503);
 }
 
@@ -683,7 +687,7 @@ async fn an_unreachable_token_endpoint_is_unavailable() {
         matches!(error, UpstreamError::Unavailable { .. }),
         "{error}"
     );
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
 }
 
 #[tokio::test]
@@ -765,7 +769,7 @@ async fn forwarding_maps_a_5xx_to_temporarily_unavailable() {
         .forward_token_request(Bytes::from_static(b"grant_type=x"), None)
         .await
         .unwrap_err();
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
     assert!(
         server
             .last("/token")
@@ -828,7 +832,7 @@ async fn an_aged_jwks_is_refetched_and_kept_when_that_fails() {
     );
     let error = provider.jwks(true).await.unwrap_err();
     assert_eq!(
-        error.oauth_error(),
+        error.oauth_error().as_str(),
         "temporarily_unavailable",
         "an explicit refresh reports"
     );
@@ -889,5 +893,108 @@ async fn jwks_errors() {
     .await;
     let (provider, _dir) = start_provider(&server).await;
     let error = provider.jwks(false).await.unwrap_err();
-    assert_eq!(error.oauth_error(), "temporarily_unavailable");
+    assert_eq!(error.oauth_error().as_str(), "temporarily_unavailable");
+}
+
+/// The provider's set used to be read by rules of its own, which kept a
+/// set that leaks a private key; it follows the rules of every key set now.
+#[tokio::test]
+async fn a_provider_jwks_that_leaks_private_key_material_is_refused() {
+    let server = TestServer::start(|base, seen| match seen.path.as_str() {
+        "/jwks" => Reply::Json(
+            StatusCode::OK,
+            json!({"keys": [
+                {"kty": "EC", "crv": "P-256", "kid": "k1",
+                 "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                 "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                 "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}
+            ]}),
+        ),
+        _ => standard(base, seen),
+    })
+    .await;
+    let (provider, _dir) = start_provider(&server).await;
+    let error = provider.jwks(false).await.unwrap_err();
+    assert!(
+        matches!(&error, UpstreamError::InvalidResponse { reason, .. } if reason.contains("private key material")),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("jpsQnnGQ"), "{error}");
+}
+
+#[test]
+fn error_kinds_are_pinned() {
+    // The `kind` label of cimd_proxy_provider_errors_total: a contract.
+    let text = || "x".to_owned();
+    for (error, kind) in [
+        (UpstreamError::MissingIssuer, "invalid_issuer"),
+        (
+            UpstreamError::InvalidIssuer {
+                issuer: text(),
+                reason: text(),
+            },
+            "invalid_issuer",
+        ),
+        (
+            UpstreamError::Credential {
+                client: text(),
+                reason: text(),
+            },
+            "credential",
+        ),
+        (UpstreamError::Tls(text()), "tls_setup"),
+        (
+            UpstreamError::Discovery {
+                url: text(),
+                reason: text(),
+            },
+            "discovery",
+        ),
+        (
+            UpstreamError::IssuerMismatch {
+                expected: text(),
+                found: text(),
+            },
+            "issuer_mismatch",
+        ),
+        (UpstreamError::UnknownClient(text()), "unknown_client"),
+        (
+            UpstreamError::Assertion {
+                client: text(),
+                reason: text(),
+            },
+            "assertion",
+        ),
+        (UpstreamError::NoJwksUri, "no_jwks_uri"),
+        (
+            UpstreamError::Timeout {
+                url: text(),
+                timeout: Duration::from_secs(1),
+            },
+            "timeout",
+        ),
+        (
+            UpstreamError::Unavailable {
+                url: text(),
+                reason: text(),
+            },
+            "unavailable",
+        ),
+        (
+            UpstreamError::Status {
+                url: text(),
+                status: 502,
+            },
+            "status",
+        ),
+        (
+            UpstreamError::InvalidResponse {
+                url: text(),
+                reason: text(),
+            },
+            "invalid_response",
+        ),
+    ] {
+        assert_eq!(error.kind(), kind, "{error}");
+    }
 }

@@ -144,7 +144,7 @@ async fn an_unknown_kid_forces_exactly_one_refetch_and_bogus_kids_no_more() {
         .await
         .expect_err("unknown kid");
     assert_eq!(error.as_str(), "unknown_key");
-    assert_eq!(error.oauth_error(), "invalid_client");
+    assert_eq!(error.oauth_error().as_str(), "invalid_client");
     assert_eq!(
         fetches(&origin, "/jwks.json"),
         2,
@@ -324,7 +324,7 @@ async fn a_jwks_uri_resolving_to_a_refused_address_is_never_connected_to() {
             .await
             .expect_err("refused address");
         assert_eq!(error.as_str(), "jwks_fetch_failed", "{host}: {error}");
-        assert_eq!(error.oauth_error(), "invalid_client");
+        assert_eq!(error.oauth_error().as_str(), "invalid_client");
         assert!(
             error.description().contains("blocked_address"),
             "{host}: {}",

@@ -8,6 +8,7 @@ mod support;
 mod cache;
 mod check_cli;
 mod client_auth;
+#[cfg(feature = "dev")]
 mod dev;
 mod logo;
 mod store;

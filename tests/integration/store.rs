@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use cimd_proxy::secret::SecretSource;
 use cimd_proxy::store::{
     Backend, FamilyStatus, Rotation, SingleUse, Store, StoreConfig, StoreError, StoreSetupError,
-    UrlSource, Use,
+    Use,
 };
 use redis::AsyncCommands as _;
 
@@ -42,7 +43,7 @@ impl Replicas {
     fn config(&self) -> StoreConfig {
         StoreConfig {
             backend: Backend::Redis,
-            url: UrlSource::File(self.url_file.clone()),
+            url: SecretSource::File(self.url_file.clone()),
             key_prefix: self.prefix.clone(),
             timeout: self.timeout,
             ..StoreConfig::default()
@@ -279,7 +280,7 @@ async fn a_bad_url_is_refused_without_repeating_it() {
     }
     let missing = StoreConfig {
         backend: Backend::Redis,
-        url: UrlSource::Env("CIMD_PROXY_TEST_UNSET_REDIS_URL".to_owned()),
+        url: SecretSource::Env("CIMD_PROXY_TEST_UNSET_REDIS_URL".to_owned()),
         ..StoreConfig::default()
     };
     let error = Store::connect(&missing).unwrap_err().to_string();

@@ -275,7 +275,7 @@ async fn an_issuer_jwks_uri_is_fetched_once_and_then_served_from_the_cache() {
     let config = Config::from_toml_str(&file.to_toml(), None).expect("valid config");
     let egress = Arc::new(Egress::new(&config.fetch, Vec::new()).expect("egress"));
     let cache = DocumentCache::new(Arc::clone(&egress), config.cache.clone());
-    let trust = Trust::new(&config.trust, egress);
+    let trust = Trust::new(&config.trust, egress).expect("trust");
     let id = ClientIdUrl::parse(&client).expect("client_id");
     for _ in 0..3 {
         let vetted = trust.resolve(&cache, &id).await.expect("vouched");
@@ -292,7 +292,7 @@ async fn an_issuer_jwks_uri_is_fetched_once_and_then_served_from_the_cache() {
 
     // A reload keeps the fetched keys; a statement by an unknown key forces
     // one refetch, and a burst of them no more.
-    let trust = trust.reconfigured(&config.trust);
+    let trust = trust.reconfigured(&config.trust).expect("trust");
     let impostor = SigningKeys::generate_ephemeral().expect("key");
     let forged = impostor
         .sign(&json!({"iss": REGISTRY, "client_id": client, "iat": now}))

@@ -726,10 +726,47 @@ fn labels_are_unique_snake_case() {
         );
         assert!(!label.ends_with('_') && !label.contains("__"), "{label}");
     }
-    // A few pinned values: renaming a label breaks dashboards.
-    assert_eq!(CloudMetadata.as_str(), "cloud_metadata");
-    assert_eq!(OperatorDenied.as_str(), "operator_denied");
-    assert_eq!(ProxyOwnAddress.as_str(), "proxy_own_address");
+    // Every value pinned: renaming a label breaks dashboards.
+    let labels = [
+        (RangeClass::Unspecified, "unspecified"),
+        (RangeClass::ThisNetwork, "this_network"),
+        (RangeClass::Loopback, "loopback"),
+        (RangeClass::Private, "private"),
+        (RangeClass::SharedAddressSpace, "shared_address_space"),
+        (RangeClass::LinkLocal, "link_local"),
+        (RangeClass::CloudMetadata, "cloud_metadata"),
+        (
+            RangeClass::IetfProtocolAssignments,
+            "ietf_protocol_assignments",
+        ),
+        (RangeClass::ServiceContinuity, "service_continuity"),
+        (RangeClass::Dummy, "dummy"),
+        (RangeClass::ProtocolAnycast, "protocol_anycast"),
+        (RangeClass::Nat64Discovery, "nat64_discovery"),
+        (RangeClass::Documentation, "documentation"),
+        (RangeClass::Benchmarking, "benchmarking"),
+        (RangeClass::Multicast, "multicast"),
+        (RangeClass::Broadcast, "broadcast"),
+        (RangeClass::Reserved, "reserved"),
+        (RangeClass::As112, "as112"),
+        (RangeClass::Amt, "amt"),
+        (RangeClass::DeprecatedTransition, "deprecated_transition"),
+        (RangeClass::Nat64LocalUse, "nat64_local_use"),
+        (RangeClass::DiscardOnly, "discard_only"),
+        (RangeClass::UniqueLocal, "unique_local"),
+        (RangeClass::SegmentRouting, "segment_routing"),
+        (
+            RangeClass::CryptographicIdentifier,
+            "cryptographic_identifier",
+        ),
+        (RangeClass::NotGlobalUnicast, "not_global_unicast"),
+        (RangeClass::OperatorDenied, "operator_denied"),
+        (RangeClass::ProxyOwnAddress, "proxy_own_address"),
+    ];
+    assert_eq!(labels.len(), RangeClass::ALL.len());
+    for (class, label) in labels {
+        assert_eq!(class.as_str(), label);
+    }
 }
 
 #[test]

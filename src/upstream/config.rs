@@ -1,0 +1,98 @@
+//! `[upstream]`: the identity provider and the clients pre-registered at it,
+//! as the configuration describes them. The provider is discovered, and
+//! client credentials read, when [`super::Provider`] is built.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::secret::SecretSource;
+
+/// `[upstream]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// The provider's issuer identifier, used for discovery.
+    pub issuer: Option<Url>,
+    /// Overrides the discovered authorization endpoint.
+    pub authorization_endpoint: Option<Url>,
+    /// Overrides the discovered token endpoint.
+    pub token_endpoint: Option<Url>,
+    /// What to do with the RFC 8707 `resource` parameter.
+    pub resource_parameter: ResourceParameter,
+    /// Scopes to add for a requested `resource` (e.g. Entra's `api://app/.default`).
+    pub resource_scopes: BTreeMap<String, String>,
+    /// One deadline over each call to the provider.
+    pub timeout: Duration,
+    /// A PEM file of CA certificates trusted for the provider beside the web PKI roots.
+    pub extra_root_certs: Option<PathBuf>,
+    /// The pre-registered clients CIMD clients are mapped onto, by name.
+    pub clients: BTreeMap<String, UpstreamClient>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            issuer: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            resource_parameter: ResourceParameter::default(),
+            resource_scopes: BTreeMap::new(),
+            timeout: Duration::from_millis(10_000),
+            extra_root_certs: None,
+            clients: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[upstream] resource_parameter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum ResourceParameter {
+    /// Pass `resource` to the provider as sent.
+    #[default]
+    Forward,
+    /// Remove it (Entra ID's v2 endpoint refuses it).
+    Drop,
+}
+
+/// `[upstream.clients.NAME]`: one application registered at the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamClient {
+    /// Its client_id at the provider.
+    pub client_id: String,
+    /// How the proxy authenticates as this client at the token endpoint.
+    pub auth_method: UpstreamAuthMethod,
+    /// Where its client secret comes from (never the file itself).
+    pub client_secret: Option<SecretSource>,
+    /// The private key for `private_key_jwt`.
+    pub private_key_file: Option<PathBuf>,
+    /// Whether the proxy relays the callback or the client's own redirect goes upstream.
+    pub redirect_mode: RedirectMode,
+}
+
+/// `auth_method` of an upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum UpstreamAuthMethod {
+    /// HTTP Basic with the client secret.
+    ClientSecretBasic,
+    /// The client secret in the form body.
+    ClientSecretPost,
+    /// A JWT assertion signed with `private_key_file`.
+    PrivateKeyJwt,
+    /// A public client.
+    None,
+}
+
+/// `redirect_mode` of an upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum RedirectMode {
+    /// The provider redirects to the proxy's `/callback`, which relays to the client.
+    #[default]
+    Relay,
+    /// The client's own redirect_uri goes upstream (it must be registered there).
+    Direct,
+}
