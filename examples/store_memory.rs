@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cimd_proxy::secret::SecretSource;
-use cimd_proxy::store::{Backend, SingleUse, Store, StoreConfig};
+use cimd_proxy::store::{Backend, SingleUseKind, Store, StoreConfig};
 use futures_util::StreamExt as _;
 
 const CONCURRENCY: usize = 256;
@@ -103,7 +103,7 @@ async fn main() {
             async move {
                 store
                     .use_once(
-                        SingleUse::Jti,
+                        SingleUseKind::Jti,
                         format!("jti-{n}").as_bytes(),
                         Duration::from_secs(300),
                     )

@@ -32,16 +32,16 @@
 //! rebuilt when the file changes).
 //!
 //! - **`client_auth` (`private_key_jwt`)**: after the signature and the
-//!   times verify, `store.use_once(SingleUse::Jti, &replay_key(client_id,
+//!   times verify, `store.use_once(SingleUseKind::Jti, &replay_key(client_id,
 //!   jti), until exp + skew)`. [`Use::Replayed`] is `ClientAuthError::Replayed`
 //!   (`invalid_client`); [`StoreError::Full`] keeps today's
 //!   `ReplayStoreFull`; any other [`StoreError`] is `temporarily_unavailable`
 //!   (503), never a pass.
-//! - **`POST /consent`**: `store.use_once(SingleUse::Consent, &token.id,
+//! - **`POST /consent`**: `store.use_once(SingleUseKind::Consent, &token.id,
 //!   CONSENT_TTL)` where today's `consents.insert` is; `Replayed` is the
 //!   "already used" page, any error the "unavailable" page.
 //! - **`GET /callback`**: the sealed state gets a random `id`; after it
-//!   opens, `store.use_once(SingleUse::State, &state.id, state's remaining
+//!   opens, `store.use_once(SingleUseKind::State, &state.id, state's remaining
 //!   lifetime)`; `Replayed` is the invalid-state page, an error the
 //!   unavailable page.
 //! - **`/token`, authorization_code grant**: when a refresh token is issued,
@@ -138,7 +138,7 @@ impl Default for StoreConfig {
 /// consent token's id can never spend a `jti`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
-pub enum SingleUse {
+pub enum SingleUseKind {
     /// A `private_key_jwt` assertion's `jti` (hashed with its client_id).
     Jti,
     /// A consent form token.
@@ -364,7 +364,7 @@ impl Store {
     /// has not expired. `id` may be any length: it is hashed with its kind.
     pub async fn use_once(
         &self,
-        kind: SingleUse,
+        kind: SingleUseKind,
         id: &[u8],
         ttl: Duration,
     ) -> Result<Use, StoreError> {
@@ -464,7 +464,7 @@ async fn counted<T>(
 
 /// SHA-256 over the kind and the id: a fixed-size key whatever the id's
 /// length, and no id of one kind can collide with another kind's.
-fn single_use_digest(kind: SingleUse, id: &[u8]) -> [u8; 32] {
+fn single_use_digest(kind: SingleUseKind, id: &[u8]) -> [u8; 32] {
     let tag: &'static str = kind.into();
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(&(tag.len() as u64).to_be_bytes());

@@ -27,7 +27,8 @@ use redis::{ErrorKind, RedisError, Script};
 use url::Url;
 
 use super::{
-    FamilyId, FamilyStatus, Rotation, SingleUse, StoreConfig, StoreError, StoreSetupError, Use, hex,
+    FamilyId, FamilyStatus, Rotation, SingleUseKind, StoreConfig, StoreError, StoreSetupError, Use,
+    hex,
 };
 use crate::secret::SecretSource;
 
@@ -210,7 +211,7 @@ impl RedisStore {
 
     pub(super) async fn use_once(
         &self,
-        kind: SingleUse,
+        kind: SingleUseKind,
         digest: &[u8; 32],
         ttl: Duration,
     ) -> Result<Use, StoreError> {

@@ -33,10 +33,10 @@ fn a_family_id_refuses_anything_but_32_lowercase_hex_digits() {
 #[test]
 fn single_use_kinds_never_share_a_key() {
     let id = b"the same id";
-    let jti = single_use_digest(SingleUse::Jti, id);
-    assert_ne!(jti, single_use_digest(SingleUse::Consent, id));
-    assert_ne!(jti, single_use_digest(SingleUse::State, id));
-    assert_eq!(jti, single_use_digest(SingleUse::Jti, id));
+    let jti = single_use_digest(SingleUseKind::Jti, id);
+    assert_ne!(jti, single_use_digest(SingleUseKind::Consent, id));
+    assert_ne!(jti, single_use_digest(SingleUseKind::State, id));
+    assert_eq!(jti, single_use_digest(SingleUseKind::Jti, id));
 }
 
 #[tokio::test]
@@ -45,16 +45,16 @@ async fn the_memory_store_spends_a_value_once_per_kind() {
     assert_eq!(store.backend(), Backend::Memory);
     let minute = Duration::from_secs(60);
     assert_eq!(
-        store.use_once(SingleUse::Jti, b"a", minute).await,
+        store.use_once(SingleUseKind::Jti, b"a", minute).await,
         Ok(Use::First)
     );
     assert_eq!(
-        store.use_once(SingleUse::Jti, b"a", minute).await,
+        store.use_once(SingleUseKind::Jti, b"a", minute).await,
         Ok(Use::Replayed)
     );
     // The same bytes as another kind are another value.
     assert_eq!(
-        store.use_once(SingleUse::Consent, b"a", minute).await,
+        store.use_once(SingleUseKind::Consent, b"a", minute).await,
         Ok(Use::First)
     );
     assert_eq!(store.ping().await, Ok(()));
@@ -131,7 +131,7 @@ fn the_store_and_its_futures_can_cross_threads() {
     send_sync(&store);
     let family = FamilyId::from_bytes([0; 16]);
     let ttl = Duration::from_secs(1);
-    send(store.use_once(SingleUse::Jti, b"x", ttl));
+    send(store.use_once(SingleUseKind::Jti, b"x", ttl));
     send(store.create_family(ttl));
     send(store.advance_family(family, 0));
     send(store.revoke_family(family));

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use cimd_proxy::secret::SecretSource;
 use cimd_proxy::store::{
-    Backend, FamilyStatus, Rotation, SingleUse, Store, StoreConfig, StoreError, StoreSetupError,
-    Use,
+    Backend, FamilyStatus, Rotation, SingleUseKind, Store, StoreConfig, StoreError,
+    StoreSetupError, Use,
 };
 use redis::AsyncCommands as _;
 
@@ -93,20 +93,20 @@ async fn a_value_used_on_one_replica_is_refused_on_another() {
     let ttl = Duration::from_secs(90);
 
     assert_eq!(
-        a.use_once(SingleUse::Jti, b"jti-1", ttl).await,
+        a.use_once(SingleUseKind::Jti, b"jti-1", ttl).await,
         Ok(Use::First)
     );
     assert_eq!(
-        b.use_once(SingleUse::Jti, b"jti-1", ttl).await,
+        b.use_once(SingleUseKind::Jti, b"jti-1", ttl).await,
         Ok(Use::Replayed)
     );
     assert_eq!(
-        a.use_once(SingleUse::Jti, b"jti-1", ttl).await,
+        a.use_once(SingleUseKind::Jti, b"jti-1", ttl).await,
         Ok(Use::Replayed)
     );
     // Another kind with the same bytes is another value.
     assert_eq!(
-        b.use_once(SingleUse::Consent, b"jti-1", ttl).await,
+        b.use_once(SingleUseKind::Consent, b"jti-1", ttl).await,
         Ok(Use::First)
     );
 
@@ -131,7 +131,7 @@ async fn a_single_use_key_expires_with_the_value() {
     let store = replicas.replica();
     let ttl = Duration::from_millis(300);
     assert_eq!(
-        store.use_once(SingleUse::State, b"s", ttl).await,
+        store.use_once(SingleUseKind::State, b"s", ttl).await,
         Ok(Use::First)
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -143,7 +143,7 @@ async fn a_single_use_key_expires_with_the_value() {
             .is_empty()
     );
     assert_eq!(
-        store.use_once(SingleUse::State, b"s", ttl).await,
+        store.use_once(SingleUseKind::State, b"s", ttl).await,
         Ok(Use::First)
     );
 }
@@ -250,7 +250,7 @@ async fn a_wrong_password_is_a_clear_error_that_does_not_repeat_it() {
     for error in [
         store.ping().await.unwrap_err(),
         store
-            .use_once(SingleUse::Jti, b"x", Duration::from_secs(1))
+            .use_once(SingleUseKind::Jti, b"x", Duration::from_secs(1))
             .await
             .unwrap_err(),
     ] {
@@ -315,7 +315,7 @@ async fn a_stopped_redis_fails_closed_within_the_deadline_then_recovers_by_itsel
         let started = Instant::now();
         let outcome = store
             .use_once(
-                SingleUse::Jti,
+                SingleUseKind::Jti,
                 format!("during-{attempt}").as_bytes(),
                 timeout,
             )
@@ -348,7 +348,7 @@ async fn a_stopped_redis_fails_closed_within_the_deadline_then_recovers_by_itsel
     }
     assert_eq!(
         store
-            .use_once(SingleUse::Jti, b"after", Duration::from_secs(5))
+            .use_once(SingleUseKind::Jti, b"after", Duration::from_secs(5))
             .await,
         Ok(Use::First)
     );
@@ -398,7 +398,7 @@ async fn an_acl_user_with_only_the_documented_commands_and_prefix_is_enough() {
     store.ping().await.unwrap();
     let ttl = Duration::from_secs(30);
     assert_eq!(
-        store.use_once(SingleUse::Consent, b"c", ttl).await,
+        store.use_once(SingleUseKind::Consent, b"c", ttl).await,
         Ok(Use::First)
     );
     let family = store.create_family(ttl).await.unwrap();
@@ -420,7 +420,7 @@ async fn an_acl_user_with_only_the_documented_commands_and_prefix_is_enough() {
     })
     .unwrap();
     let error = outside
-        .use_once(SingleUse::Consent, b"c", ttl)
+        .use_once(SingleUseKind::Consent, b"c", ttl)
         .await
         .unwrap_err();
     let text = error.to_string();
@@ -449,7 +449,7 @@ async fn rediss_trusts_root_certs_alone_when_given_and_the_web_pki_otherwise() {
     store.ping().await.unwrap();
     assert_eq!(
         store
-            .use_once(SingleUse::State, b"over tls", Duration::from_secs(5))
+            .use_once(SingleUseKind::State, b"over tls", Duration::from_secs(5))
             .await,
         Ok(Use::First)
     );
