@@ -10,7 +10,7 @@
 //!   replicas each accept a value once, and a family created on one replica
 //!   is unknown to the others.
 //! - `redis`: Redis or Valkey through one multiplexed connection that
-//!   reconnects by itself ([`redis::aio::ConnectionManager`]). Every key
+//!   reconnects by itself ([`::redis::aio::ConnectionManager`]). Every key
 //!   carries an expiry equal to the value's own lifetime, so the database
 //!   never grows without bound.
 //!
@@ -50,13 +50,20 @@
 //!   expiry (absolute: rotation never extends it, the family's key in Redis
 //!   expires then, and every token of the family with it).
 //! - **`/token`, refresh_token grant**: after the sealed token opens,
-//!   [`Store::advance_family`] with its family and generation.
-//!   [`Rotation::Advanced`] → ask the provider, seal the next generation;
-//!   [`Rotation::Reused`] (the store has just revoked the family),
-//!   [`Rotation::Revoked`] and [`Rotation::Unknown`] → `invalid_grant`;
-//!   [`StoreError`] → `temporarily_unavailable`. `Unknown` must be refused:
-//!   accepting it would let an old token start its family again after the
-//!   family expired (or, with the memory backend, after a restart).
+//!   [`Store::family_status`] first (a revoked or unknown family is refused
+//!   without calling the provider), then the provider's refresh, then
+//!   [`Store::advance_family`] with the token's family and generation: only
+//!   [`Rotation::Advanced`] returns the new tokens, sealed with the next
+//!   generation. [`Rotation::Reused`] (the store has just revoked the
+//!   family), [`Rotation::Revoked`] and [`Rotation::Unknown`] →
+//!   `invalid_grant`, the provider's fresh tokens dropped (and revoked at
+//!   the provider when it has a revocation endpoint); [`StoreError`] →
+//!   `temporarily_unavailable`. Advancing only after the provider answered
+//!   matters: advancing first would turn a provider failure into "reuse"
+//!   on the client's retry with the same token, and revoke a legitimate
+//!   family. `Unknown` must be refused: accepting it would let an old token
+//!   start its family again after the family expired (or, with the memory
+//!   backend, after a restart).
 //! - **`POST /revoke` (RFC 7009)**: [`Store::revoke_family`] for a sealed
 //!   refresh token; unknown tokens still get 200.
 //! - **`/readyz`**: false while [`Store::ping`] fails (always true for the
