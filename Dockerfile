@@ -15,14 +15,16 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src tests/integration \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs tests/integration/main.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --no-default-features \
     && rm -rf src tests \
         target/release/cimd-proxy target/release/deps/cimd_proxy-* \
         target/release/deps/libcimd_proxy-* target/release/.fingerprint/cimd-proxy-*
 
 # The real sources (see .dockerignore). askama reads templates/ at compile time.
+# Without the default `dev` feature: `cimd-proxy dev` and its development
+# identity provider have no place in a production image.
 COPY . .
-RUN cargo build --release --locked \
+RUN cargo build --release --locked --no-default-features \
     && cp target/release/cimd-proxy /cimd-proxy
 
 # Runtime stage: glibc and libgcc only, no shell, no package manager, running

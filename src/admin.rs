@@ -4,13 +4,14 @@
 //!
 //! Liveness only says the process answers. Readiness says it can do its
 //! job: configuration loaded, listeners bound (both are true once this
-//! router serves), and the provider's discovery document refreshable. A
-//! provider outage turns readiness false without failing liveness, so
-//! Kubernetes stops routing to the pod instead of restarting it.
+//! router serves), the provider's discovery document refreshable (every
+//! `upstream.discovery_refresh_s`), and no shutdown under way. A provider
+//! outage turns readiness false without failing liveness, so Kubernetes
+//! stops routing to the pod instead of restarting it; so does the drain
+//! after SIGTERM, for load balancers that only look at `/readyz`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -19,13 +20,11 @@ use axum::routing::get;
 
 use crate::upstream::Provider;
 
-/// How often the provider's metadata is refreshed to decide readiness.
-pub const READINESS_REFRESH: Duration = Duration::from_secs(30);
-
 /// What `/readyz` reports; shared with the refresh task.
 #[derive(Debug)]
 pub struct Readiness {
     provider_reachable: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Readiness {
@@ -33,22 +32,38 @@ impl Readiness {
     pub fn new() -> Arc<Readiness> {
         Arc::new(Readiness {
             provider_reachable: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
         })
     }
 
-    /// Whether the last discovery refresh succeeded.
-    pub fn is_ready(&self) -> bool {
-        self.provider_reachable.load(Ordering::Relaxed)
+    /// Why the proxy is not ready, if it is not.
+    fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            Some("not ready: shutting down\n")
+        } else if !self.provider_reachable.load(Ordering::Relaxed) {
+            Some("not ready: the provider's discovery document cannot be refreshed\n")
+        } else {
+            None
+        }
+    }
+
+    /// From now on `/readyz` says the proxy is shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Refreshes the provider's metadata forever, recording the outcome.
-    /// `current` is asked for the provider each time: a reload may replace it.
-    pub async fn watch_provider(self: Arc<Self>, current: impl Fn() -> Arc<Provider>) {
-        let mut ticks = tokio::time::interval(READINESS_REFRESH);
-        ticks.tick().await;
+    /// `current` is asked for the provider and the interval
+    /// (`upstream.discovery_refresh_s`) in force each round: a reload may
+    /// replace either.
+    pub async fn watch_provider(
+        self: Arc<Self>,
+        current: impl Fn() -> (Arc<Provider>, std::time::Duration),
+    ) {
         loop {
-            ticks.tick().await;
-            let provider = current();
+            let (_, interval) = current();
+            tokio::time::sleep(interval).await;
+            let (provider, _) = current();
             let ok = match provider.refresh_metadata().await {
                 Ok(()) => true,
                 Err(error) => {
@@ -98,12 +113,8 @@ async fn metrics(State(admin): State<AdminState>) -> impl axum::response::IntoRe
 }
 
 async fn readyz(State(admin): State<AdminState>) -> (StatusCode, &'static str) {
-    if admin.readiness.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the provider's discovery document cannot be refreshed\n",
-        )
+    match admin.readiness.not_ready() {
+        None => (StatusCode::OK, "ready\n"),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }

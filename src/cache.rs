@@ -14,6 +14,15 @@
 //!   strand a half-done fetch holding a fetch permit; the task is bounded by
 //!   the fetch deadline, and the in-flight table by the fetch permits.
 //! * Only valid documents are cached; every error is returned, never stored.
+//! * stale-if-error (RFC 5861): when an expired document's origin cannot be
+//!   reached (no DNS answer, no connection, a timeout, an HTTP 5xx, or no
+//!   fetch capacity left), the expired document is served for up to
+//!   `cache.stale_if_error_s` past its expiry, counted and logged as an audit
+//!   event. Any other failure (404, 410, an invalid document, a refused
+//!   address, a TLS failure) drops the entry at once, so removing or breaking
+//!   a document still revokes the client, and no later outage brings the old
+//!   one back. Each lookup of a stale entry tries the origin again (single
+//!   flight), so the first answer from a recovered origin is used.
 //! * `cache.max_entries` bounds the number of documents held.
 
 use std::collections::HashMap;
@@ -41,6 +50,9 @@ pub struct CacheConfig {
     pub default_ttl: Duration,
     /// The most documents held at once.
     pub max_entries: u64,
+    /// How long after expiry a document may still be served while its origin
+    /// cannot be reached (RFC 5861 `stale-if-error`); zero turns it off.
+    pub stale_if_error: Duration,
 }
 
 impl Default for CacheConfig {
@@ -50,6 +62,7 @@ impl Default for CacheConfig {
             max_ttl: Duration::from_secs(86_400),
             default_ttl: Duration::from_secs(300),
             max_entries: 10_000,
+            stale_if_error: Duration::from_secs(300),
         }
     }
 }
@@ -67,6 +80,9 @@ pub enum CacheStatus {
     Coalesced,
     /// The entry had expired and the origin confirmed it unchanged (304).
     Revalidated,
+    /// The entry had expired and its origin could not be reached: served
+    /// within `cache.stale_if_error_s` of its expiry.
+    Stale,
 }
 
 impl CacheStatus {
@@ -105,6 +121,12 @@ pub struct CachedDocument {
 impl CachedDocument {
     fn is_fresh(&self, now: Instant) -> bool {
         now < self.fresh_until
+    }
+
+    /// Whether it may stand in for its origin's answer at `now`, given the
+    /// stale-if-error window.
+    fn usable_on_error(&self, now: Instant, window: Duration) -> bool {
+        now < self.fresh_until + window
     }
 }
 
@@ -181,6 +203,25 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
+    /// Whether it says the origin could not be reached (or not fetched from
+    /// for lack of capacity), rather than that the document is gone or bad:
+    /// only then may an expired document stand in (RFC 5861 stale-if-error).
+    pub fn origin_unreachable(&self) -> bool {
+        match self {
+            ResolveError::Fetch(
+                FetchError::Dns { .. }
+                | FetchError::Connect { .. }
+                | FetchError::Interrupted { .. }
+                | FetchError::Timeout { .. }
+                | FetchError::Overloaded { .. },
+            ) => true,
+            ResolveError::Fetch(FetchError::HttpStatus { status, .. }) => {
+                (500..=599).contains(status)
+            }
+            _ => false,
+        }
+    }
+
     /// The stable error code.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -340,7 +381,7 @@ impl DocumentCache {
             }
         };
         let mut resolved = flight.await?;
-        if !leader {
+        if !leader && resolved.status != CacheStatus::Stale {
             resolved.status = CacheStatus::Coalesced;
         }
         Ok(resolved)
@@ -359,12 +400,15 @@ impl DocumentCache {
         let task = tokio::spawn(async move {
             let key = client_id.as_str().to_owned();
             let stale = inner.entries.get(&key);
-            let outcome = inner.refresh(&client_id, stale).await;
-            if let Ok(resolved) = &outcome {
-                inner
-                    .entries
-                    .insert(key.clone(), Arc::clone(&resolved.document));
-            }
+            let outcome = match inner.refresh(&client_id, stale.clone()).await {
+                Ok(resolved) => {
+                    inner
+                        .entries
+                        .insert(key.clone(), Arc::clone(&resolved.document));
+                    Ok(resolved)
+                }
+                Err(error) => inner.on_error(&client_id, stale, error),
+            };
             // After the insert, so a caller never finds neither.
             inner
                 .in_flight
@@ -389,6 +433,48 @@ impl DocumentCache {
 }
 
 impl Inner {
+    /// A failed refresh: the expired document stands in while its origin is
+    /// unreachable and the window lasts; any other failure drops it.
+    fn on_error(
+        &self,
+        client_id: &ClientIdUrl,
+        stale: Option<Arc<CachedDocument>>,
+        error: ResolveError,
+    ) -> Result<Resolved, ResolveError> {
+        let Some(stale) = stale else {
+            return Err(error);
+        };
+        let now = Instant::now();
+        if !error.origin_unreachable() {
+            // The origin has spoken (404, 410, an invalid document...):
+            // revoked now, and no later outage may bring the old copy back.
+            self.entries.invalidate(client_id.as_str());
+            return Err(error);
+        }
+        if !stale.usable_on_error(now, self.config.stale_if_error) {
+            return Err(error);
+        }
+        let code = error.code();
+        crate::metrics::METRICS
+            .stale_served
+            .with_label_values(&[code.as_str()])
+            .inc();
+        // The client_id parsed as a CIMD URL: printable, bounded, no quotes.
+        tracing::warn!(
+            target: "audit",
+            event = "stale_document",
+            client_id = client_id.as_str(),
+            reason = code.as_str(),
+            expired_s = now.saturating_duration_since(stale.fresh_until).as_secs(),
+            %error,
+            "serving an expired document: its origin cannot be reached"
+        );
+        Ok(Resolved {
+            document: stale,
+            status: CacheStatus::Stale,
+        })
+    }
+
     async fn refresh(
         &self,
         client_id: &ClientIdUrl,
@@ -476,11 +562,13 @@ impl Inner {
         let ttl = self.lifetime(policy, headers, received_at);
         let revalidation =
             (!validators(headers).is_empty()).then(|| StoredHead::new(headers, received_at));
-        let retain_for = if revalidation.is_some() {
-            ttl + self.config.max_ttl
+        // Kept past its freshness for revalidation, and for stale-if-error.
+        let revalidate_for = if revalidation.is_some() {
+            self.config.max_ttl
         } else {
-            ttl
+            Duration::ZERO
         };
+        let retain_for = ttl + revalidate_for.max(self.config.stale_if_error);
         CachedDocument {
             metadata,
             fetch: FetchReport {
@@ -575,6 +663,67 @@ mod tests {
     }
 
     #[test]
+    fn only_an_unreachable_origin_lets_an_expired_document_stand_in() {
+        let address = std::net::SocketAddr::from(([192, 0, 2, 1], 443));
+        let status = |status| FetchError::HttpStatus {
+            status,
+            location: None,
+        };
+        let unreachable = [
+            FetchError::Dns {
+                host: "app.example".into(),
+                reason: "no answer".into(),
+            },
+            FetchError::Connect {
+                address,
+                reason: "refused".into(),
+            },
+            FetchError::Interrupted {
+                reason: "closed".into(),
+            },
+            FetchError::Timeout {
+                after: Duration::from_secs(5),
+            },
+            FetchError::Overloaded { limit: 64 },
+            status(500),
+            status(503),
+            status(599),
+        ];
+        for error in unreachable {
+            assert!(
+                ResolveError::from(error.clone()).origin_unreachable(),
+                "{error}"
+            );
+        }
+        let answered = [
+            status(404),
+            status(410),
+            status(403),
+            status(301),
+            status(304),
+            FetchError::Tls {
+                host: "app.example".into(),
+                reason: "unknown issuer".into(),
+            },
+            FetchError::TooLarge {
+                part: "body",
+                limit: 5120,
+            },
+            FetchError::ContentType { found: None },
+        ];
+        for error in answered {
+            assert!(
+                !ResolveError::from(error.clone()).origin_unreachable(),
+                "{error}"
+            );
+        }
+        let invalid = ResolveError::Metadata(MetadataError::InvalidJson {
+            reason: "trailing comma".into(),
+        });
+        assert!(!invalid.origin_unreachable());
+    }
+
+    #[test]
     fn validators_carry_etag_and_last_modified() {
         let mut headers = HeaderMap::new();
         assert!(validators(&headers).is_empty());
@@ -599,6 +748,7 @@ mod tests {
             (CacheStatus::Miss, "miss"),
             (CacheStatus::Coalesced, "coalesced"),
             (CacheStatus::Revalidated, "revalidated"),
+            (CacheStatus::Stale, "stale"),
         ] {
             assert_eq!(value.as_str(), text);
         }

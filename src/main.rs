@@ -193,7 +193,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             // Refused before anything starts, with the usage exit status.
             options.check()?;
-            runtime()?.block_on(cimd_proxy::dev::run(options, shutdown_signal()))?;
+            let runtime = runtime()?;
+            let shutdown = {
+                let _context = runtime.enter();
+                shutdown_signal()
+            };
+            runtime.block_on(cimd_proxy::dev::run(options, shutdown))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen => {
@@ -267,6 +272,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// listeners run until SIGTERM or Ctrl-C, reloading the configuration on
 /// SIGHUP or when the file changes.
 async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    // First: a SIGTERM during start-up then drains and exits 0 once serving.
+    let shutdown = shutdown_signal();
     let state = cimd_proxy::server::AppState::build(config).await?;
     let server = &state.config.server;
     let listeners = cimd_proxy::server::bind(server.listen, server.admin_listen).await?;
@@ -281,27 +288,41 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         std::sync::Arc::clone(&shared),
         path,
     ));
-    cimd_proxy::server::run(shared, listeners, shutdown_signal()).await;
+    cimd_proxy::server::run(shared, listeners, shutdown).await;
     reloader.abort();
     Ok(())
 }
 
-/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C). The handlers are
+/// installed when this is called (inside the runtime), not when the future
+/// is first polled: a signal that comes while the server is still starting
+/// is then remembered, where without a handler it would kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::warn!(%error, signal = name, "cannot listen for the signal");
+            None
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+    let terminate = listen(SignalKind::terminate(), "SIGTERM");
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = received(terminate) => {}
+            () = received(interrupt) => {}
+        }
+    }
+}
+
+/// Resolves when `signal` is delivered; never without a handler.
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

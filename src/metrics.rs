@@ -55,6 +55,16 @@ pub struct Metrics {
     /// Shared-store operations that failed (unavailable, timed out, full),
     /// by operation.
     pub store_errors: IntCounterVec,
+    /// Connections open now, by listener (`public`, `admin`).
+    pub connections_open: IntGaugeVec,
+    /// Connections that arrived at the cap, by listener and what made room:
+    /// `closed_idle` (the connection idle the longest was closed),
+    /// `closed_slow_head` (a request head arriving for over 1 s was cut off)
+    /// or `waited` (every connection was busy; it waited in the accept queue).
+    pub connections_over_limit: IntCounterVec,
+    /// Documents served past their expiry because their origin could not be
+    /// reached, by the fetch's error code.
+    pub stale_served: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -185,6 +195,32 @@ impl Metrics {
                 "Shared-store operations that failed (unavailable, timed out or full), by operation.",
                 &["operation"],
             ),
+            connections_open: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cimd_proxy_connections_open",
+                        "Connections open now, by listener (public, admin).",
+                    ),
+                    &["listener"],
+                )
+                .unwrap_or_else(|_| unreachable_metric("cimd_proxy_connections_open")),
+            ),
+            connections_over_limit: counter(
+                r,
+                "cimd_proxy_connections_over_limit_total",
+                "Connections that arrived at the connection cap, by listener and action \
+                 (closed_idle: the longest idle connection made room; closed_slow_head: a \
+                 request head arriving for over 1 s was cut off; waited: all were busy).",
+                &["listener", "action"],
+            ),
+            stale_served: counter(
+                r,
+                "cimd_proxy_stale_documents_served_total",
+                "Expired documents served because their origin could not be reached \
+                 (stale-if-error), by the fetch's error code.",
+                &["reason"],
+            ),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -228,6 +264,12 @@ mod tests {
             .inc();
         METRICS.log_lines_dropped.with_label_values(&["audit"]);
         METRICS.store_errors.with_label_values(&["ping"]);
+        METRICS
+            .connections_over_limit
+            .with_label_values(&["public", "closed_idle"])
+            .inc();
+        METRICS.stale_served.with_label_values(&["timeout"]).inc();
+        METRICS.connections_open.with_label_values(&["admin"]).get();
         let text = METRICS.render();
         for name in [
             "cimd_proxy_fetches_total",
@@ -237,6 +279,9 @@ mod tests {
             "cimd_proxy_cache_entries",
             "cimd_proxy_log_lines_dropped_total",
             "cimd_proxy_store_errors_total",
+            "cimd_proxy_connections_open",
+            "cimd_proxy_connections_over_limit_total",
+            "cimd_proxy_stale_documents_served_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -102,6 +102,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The admin listener (metrics and health).
     pub admin_listen: SocketAddr,
+    /// Connections held open at once on the public listener.
+    pub max_connections: usize,
+    /// After SIGTERM: how long the listeners keep serving, every response
+    /// with `Connection: close`, before requests in flight are finished.
+    pub drain: Duration,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +115,8 @@ impl Default for ServerConfig {
             public_url: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            max_connections: 1024,
+            drain: Duration::from_secs(5),
         }
     }
 }
@@ -372,6 +379,13 @@ fn read_server(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> Server
         listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
         admin_listen: read_socket_addr(section, "admin_listen", problems)
             .unwrap_or(defaults.admin_listen),
+        max_connections: section
+            .get_between("max_connections", 1, 1_000_000, problems)
+            .and_then(|value| usize::try_from(value).ok())
+            .unwrap_or(defaults.max_connections),
+        drain: section
+            .get_between("drain_s", 0, 300, problems)
+            .map_or(defaults.drain, Duration::from_secs),
     }
 }
 
@@ -467,6 +481,9 @@ fn read_upstream(
         timeout,
         extra_root_certs,
         clients: BTreeMap::new(),
+        discovery_refresh: section
+            .get_between("discovery_refresh_s", 1, 3600, problems)
+            .map_or(defaults.discovery_refresh, Duration::from_secs),
     };
     for (name, mut client) in section.named_tables("clients", problems) {
         if let Some(parsed) = read_upstream_client(&mut client, files, problems) {
@@ -691,6 +708,7 @@ fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheCo
     let min_ttl = seconds(section, "min_ttl_s", defaults.min_ttl);
     let max_ttl = seconds(section, "max_ttl_s", defaults.max_ttl);
     let default_ttl = seconds(section, "default_ttl_s", defaults.default_ttl);
+    let stale_if_error = seconds(section, "stale_if_error_s", defaults.stale_if_error);
     if min_ttl > max_ttl {
         problems.push(Problem::new(
             &section.key_path("min_ttl_s"),
@@ -719,6 +737,7 @@ fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheCo
         max_ttl,
         default_ttl,
         max_entries,
+        stale_if_error,
     }
 }
 

@@ -270,6 +270,15 @@ fn the_example_file_is_valid_and_documents_the_defaults() {
     );
     assert_eq!(config.server.listen, defaults.server.listen);
     assert_eq!(config.server.admin_listen, defaults.server.admin_listen);
+    assert_eq!(
+        config.server.max_connections,
+        defaults.server.max_connections
+    );
+    assert_eq!(config.server.drain, defaults.server.drain);
+    assert_eq!(
+        config.upstream.discovery_refresh,
+        defaults.upstream.discovery_refresh
+    );
     assert_eq!(config.policy.default_action, defaults.policy.default_action);
     assert_eq!(config.seal.code_ttl, defaults.seal.code_ttl);
     assert_eq!(
@@ -596,4 +605,39 @@ fn a_bad_choice_lists_the_names_it_accepts() {
             "{expected}\nin {text:#?}"
         );
     }
+}
+
+#[test]
+fn availability_keys_are_read_and_bounded() {
+    let config = load(
+        "[server]\nmax_connections = 20\ndrain_s = 0\n\
+         [upstream]\ndiscovery_refresh_s = 2\n[cache]\nstale_if_error_s = 0",
+    )
+    .unwrap();
+    assert_eq!(config.server.max_connections, 20);
+    assert_eq!(config.server.drain, Duration::ZERO);
+    assert_eq!(config.upstream.discovery_refresh, Duration::from_secs(2));
+    assert_eq!(config.cache.stale_if_error, Duration::ZERO);
+
+    let defaults = load("").unwrap();
+    assert_eq!(defaults.server.max_connections, 1024);
+    assert_eq!(defaults.server.drain, Duration::from_secs(5));
+    assert_eq!(defaults.upstream.discovery_refresh, Duration::from_secs(30));
+    assert_eq!(defaults.cache.stale_if_error, Duration::from_secs(300));
+
+    // Every out-of-range value is reported in one run.
+    let problems = load(
+        "[server]\nmax_connections = 0\ndrain_s = 301\n\
+         [upstream]\ndiscovery_refresh_s = 0\n[cache]\nstale_if_error_s = 86401",
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![
+            "server.max_connections",
+            "server.drain_s",
+            "upstream.discovery_refresh_s",
+            "cache.stale_if_error_s",
+        ]
+    );
 }

@@ -307,16 +307,17 @@ pub async fn start(options: DevOptions) -> Result<DevHandle, DevError> {
         client_secret: upstream_secret,
         redirect_uri: callback,
     })?);
-    tasks.push(tokio::spawn(listener::serve(
+    tasks.push(tokio::spawn(listener::serve_until(
         idp_listener,
         idp::router(provider),
+        None,
         stopped(stop.subscribe()),
     )));
     let document = sample_client::document(&client_id, &redirect_uri);
-    tasks.push(tokio::spawn(listener::serve_tls(
+    tasks.push(tokio::spawn(listener::serve_until(
         doc_listener,
         dochost::router(document),
-        pki.acceptor()?,
+        Some(pki.acceptor()?),
         stopped(stop.subscribe()),
     )));
 
@@ -357,9 +358,10 @@ pub async fn start(options: DevOptions) -> Result<DevHandle, DevError> {
         client_id.clone(),
         redirect_uri,
     ));
-    tasks.push(tokio::spawn(listener::serve(
+    tasks.push(tokio::spawn(listener::serve_until(
         app_listener,
         sample_client::router(sample),
+        None,
         stopped(stop.subscribe()),
     )));
 
@@ -477,6 +479,9 @@ fn proxy_config(setup: &ProxySetup<'_>) -> Result<Config, DevError> {
             )?),
             listen: setup.listen,
             admin_listen: setup.admin_listen,
+            // Ctrl-C stops development mode at once: nothing to drain.
+            drain: std::time::Duration::ZERO,
+            ..ServerConfig::default()
         },
         upstream: UpstreamConfig {
             issuer: Some(url("upstream.issuer", setup.idp_issuer)?),

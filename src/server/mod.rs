@@ -437,29 +437,39 @@ async fn token(Current(state): Current, headers: HeaderMap, body: Bytes) -> Resp
 }
 
 /// Runs the proxy on already bound listeners until `shutdown` resolves,
-/// then lets requests in flight finish (within a grace period).
+/// then drains: for `server.drain_s` both listeners keep serving, every
+/// response with `Connection: close` and `/readyz` false; then they stop
+/// accepting and let requests in flight finish (within a grace period).
 pub async fn run(
     shared: Arc<Shared>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
+    let server = shared.current().config.server.clone();
+    let (control, drain) = listener::DrainControl::new();
     let public = tokio::spawn(listener::serve(
         listeners.public,
         router(Arc::clone(&shared)),
-        until_stopped(stopped.clone()),
+        listener::ListenerSettings {
+            name: "public",
+            max_connections: server.max_connections,
+        },
+        drain.clone(),
     ));
     let readiness = crate::admin::Readiness::new();
     let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider({
         let shared = Arc::clone(&shared);
-        move || Arc::clone(&shared.current().provider)
+        move || {
+            let state = shared.current();
+            (
+                Arc::clone(&state.provider),
+                state.config.upstream.discovery_refresh,
+            )
+        }
     }));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
-        crate::admin::router(readiness, {
+        crate::admin::router(Arc::clone(&readiness), {
             let shared = Arc::clone(&shared);
             Arc::new(move || {
                 let entries = shared.current().cache.entry_count();
@@ -468,11 +478,24 @@ pub async fn run(
                     .set(i64::try_from(entries).unwrap_or(i64::MAX));
             })
         }),
-        until_stopped(stopped),
+        listener::ListenerSettings {
+            name: "admin",
+            max_connections: listener::ADMIN_MAX_CONNECTIONS,
+        },
+        drain,
     ));
     shutdown.await;
     watcher.abort();
+    readiness.start_draining();
+    control.begin_drain();
+    if !server.drain.is_zero() {
+        tracing::info!(
+            drain_s = server.drain.as_secs(),
+            "draining: still serving, every response with Connection: close"
+        );
+        tokio::time::sleep(server.drain).await;
+    }
     tracing::info!("shutting down: no new connections, finishing requests in flight");
-    let _ = stop.send(true);
+    control.stop();
     let _ = tokio::join!(public, admin);
 }

@@ -110,6 +110,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
+    use crate::server::listener;
 
     /// The `id` field of every `request` span opened while a test runs.
     #[derive(Clone, Default)]
@@ -143,20 +144,22 @@ mod tests {
     /// Sends one request with `header` (a raw header line, or none) to a
     /// router with request ids; returns the X-Request-Id of the response.
     async fn id_for(header: Option<&str>) -> Option<String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener_socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener_socket.local_addr().unwrap();
         let app = layer(Router::new().route("/", get(|| async { "ok" })));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::listener::serve(listener, app, async {
-            let _ = stopped.await;
-        }));
+        let (control, drain) = listener::DrainControl::new();
+        let settings = listener::ListenerSettings {
+            name: "public",
+            max_connections: 4,
+        };
+        let server = tokio::spawn(listener::serve(listener_socket, app, settings, drain));
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let extra = header.map_or(String::new(), |line| format!("{line}\r\n"));
         let request = format!("GET / HTTP/1.1\r\nhost: test\r\n{extra}connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
-        let _ = stop.send(());
+        control.stop();
         server.await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         response.lines().find_map(|line| {

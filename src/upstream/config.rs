@@ -29,6 +29,8 @@ pub struct UpstreamConfig {
     pub extra_root_certs: Option<PathBuf>,
     /// The pre-registered clients CIMD clients are mapped onto, by name.
     pub clients: BTreeMap<String, UpstreamClient>,
+    /// How often the discovery document is refreshed to decide readiness.
+    pub discovery_refresh: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -42,6 +44,7 @@ impl Default for UpstreamConfig {
             timeout: Duration::from_millis(10_000),
             extra_root_certs: None,
             clients: BTreeMap::new(),
+            discovery_refresh: Duration::from_secs(30),
         }
     }
 }

@@ -21,7 +21,7 @@ const SUMMARY = /^(\d+) log lines dropped while the log output was blocked$/;
 const DROPPED = 'cimd_proxy_log_lines_dropped_total';
 
 let world;
-before(async () => { world = await createWorld('68-log-backpressure', { proxy: { unreadStderr: true } }); });
+before(async () => { world = await createWorld('68-log-backpressure', { proxy: { unreadStderr: true, server: { drain_s: 0 } } }); });
 after(async () => { await world?.close(); });
 
 /** One request: its status (0: no answer in time) and how long the answer took, body included. */

@@ -154,7 +154,8 @@ function tryConnect(port) {
 }
 
 test('SIGTERM during a slow provider /token call: the call completes (200), new connections are refused, exit 0', async () => {
-  const proxy = await world.startProxy({ name: 'proxy-shutdown', publicUrl: world.proxyPublicUrl });
+  // No drain window (72-drain covers it): the stop follows the signal at once.
+  const proxy = await world.startProxy({ name: 'proxy-shutdown', publicUrl: world.proxyPublicUrl, server: { drain_s: 0 } });
   const client = clients.steady;
   // The provider sends the browser to the shared public URL's /callback; this instance relays it.
   const run = await authorizeThrough(proxy, { ...client, stopAtCallback: true });

@@ -252,3 +252,100 @@ fn json_response(body: &str) -> String {
         body.len()
     )
 }
+
+/// A cache whose entries expire at once, with a stale-if-error window.
+fn expiring_cache(world: &World, port: u16, stale_if_error_s: u64) -> DocumentCache {
+    cache_for(
+        world,
+        port,
+        &format!(
+            "[cache]\nmin_ttl_s = 0\ndefault_ttl_s = 0\nstale_if_error_s = {stale_if_error_s}\n"
+        ),
+    )
+}
+
+/// A valid document that expires at once (an ETag, so it is revalidated).
+async fn expiring_app(world: &World) -> (crate::support::Origin, String) {
+    world
+        .app_with(|id| {
+            Script::json_with(
+                &[("Cache-Control", "max-age=0"), ("ETag", "\"v1\"")],
+                document(id).to_string(),
+            )
+        })
+        .await
+}
+
+#[tokio::test]
+async fn an_expired_document_is_served_stale_while_its_origin_fails_within_the_window() {
+    let world = World::new().await;
+    let (origin, url) = expiring_app(&world).await;
+    let cache = expiring_cache(&world, origin.port(), 2);
+    assert_eq!(
+        cache.resolve(&id(&url)).await.unwrap().status,
+        CacheStatus::Miss
+    );
+
+    // An HTTP 5xx, then a connection closed without an answer.
+    origin.set_script(Script::response(503, &[], "down for maintenance"));
+    let stale = cache.resolve(&id(&url)).await.expect("served stale");
+    assert_eq!(stale.status, CacheStatus::Stale);
+    assert_eq!(stale.document.metadata.client_id, url);
+    origin.set_script(Script::new());
+    let stale = cache.resolve(&id(&url)).await.expect("served stale");
+    assert_eq!(stale.status, CacheStatus::Stale);
+    // Every stale lookup asked the origin again.
+    assert_eq!(origin.requests().len(), 2 + 1);
+
+    // Past the window the error is the answer.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    origin.set_script(Script::response(503, &[], "still down"));
+    let error = cache.resolve(&id(&url)).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::HttpStatus);
+
+    // A recovered origin is used at once.
+    origin.set_script(Script::json(document(&url).to_string()));
+    assert_eq!(
+        cache.resolve(&id(&url)).await.unwrap().status,
+        CacheStatus::Miss
+    );
+}
+
+#[tokio::test]
+async fn a_removed_or_invalid_document_is_never_served_stale() {
+    let world = World::new().await;
+    for (answer, code) in [
+        (Script::response(404, &[], "gone"), ErrorCode::HttpStatus),
+        (Script::response(410, &[], "gone"), ErrorCode::HttpStatus),
+        (
+            Script::json(r#"{"client_id": "https://elsewhere.test/c"}"#),
+            ErrorCode::ClientIdMismatch,
+        ),
+    ] {
+        let (origin, url) = expiring_app(&world).await;
+        let cache = expiring_cache(&world, origin.port(), 300);
+        cache.resolve(&id(&url)).await.expect("valid at first");
+
+        origin.set_script(answer);
+        let error = cache.resolve(&id(&url)).await.unwrap_err();
+        assert_eq!(error.code(), code);
+        // The entry is gone: an outage right after does not bring it back,
+        // and no conditional request is made for it any more.
+        origin.set_script(Script::response(503, &[], "down"));
+        let error = cache.resolve(&id(&url)).await.unwrap_err();
+        assert_eq!(error.code(), ErrorCode::HttpStatus);
+        let requests = origin.requests();
+        assert_eq!(requests.last().unwrap().header("if-none-match"), None);
+    }
+}
+
+#[tokio::test]
+async fn stale_if_error_zero_serves_nothing_stale() {
+    let world = World::new().await;
+    let (origin, url) = expiring_app(&world).await;
+    let cache = expiring_cache(&world, origin.port(), 0);
+    cache.resolve(&id(&url)).await.unwrap();
+    origin.set_script(Script::response(502, &[], "bad gateway"));
+    let error = cache.resolve(&id(&url)).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::HttpStatus);
+}

@@ -23,17 +23,26 @@ export function writeSigningKey(file) {
 const q = (s) => JSON.stringify(String(s));
 const list = (xs) => `[${xs.map((x) => (typeof x === 'number' ? String(x) : q(x))).join(', ')}]`;
 
-/** The TOML configuration of one instance. */
+/** `key = value` lines for an object of integer (or string) settings, e.g. { drain_s: 2 }. */
+const tomlKeys = (settings = {}) => Object.entries(settings)
+  .map(([key, value]) => `${key} = ${typeof value === 'number' ? String(value) : q(value)}`);
+
+/**
+ * The TOML configuration of one instance. `server`, `upstream`, `cache`: more keys for those
+ * sections, e.g. { server: { drain_s: 0 }, cache: { stale_if_error_s: 4 } }.
+ */
 export function proxyConfig(o) {
   const lines = [
     '[server]',
     `public_url = ${q(o.publicUrl)}`,
     `listen = ${q(`127.0.0.1:${o.port}`)}`,
     `admin_listen = ${q(`127.0.0.1:${o.adminPort}`)}`,
+    ...tomlKeys(o.server),
     '',
     '[upstream]',
     `issuer = ${q(o.providerIssuer)}`,
     'timeout_ms = 3000',
+    ...tomlKeys(o.upstream),
   ];
   if (o.resourceParameter) lines.push(`resource_parameter = ${q(o.resourceParameter)}`);
   // { resource: "scope …" }: upstream.resource_scopes.
@@ -96,6 +105,7 @@ export function proxyConfig(o) {
     lines.push('', '[resource]', `resource = ${q(o.resource.resource)}`,
       `scopes_supported = ${list(o.resource.scopes_supported ?? [])}`);
   }
+  if (o.cache) lines.push('', '[cache]', ...tomlKeys(o.cache));
   if (o.extraToml) lines.push('', o.extraToml);
   return `${lines.join('\n')}\n`;
 }
