@@ -33,6 +33,7 @@ pub mod replay;
 pub mod seal;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod trust;
 pub mod upstream;
 

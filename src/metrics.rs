@@ -52,6 +52,9 @@ pub struct Metrics {
     /// Log lines dropped because the log output was blocked, by kind
     /// (`audit`, `other`).
     pub log_lines_dropped: IntCounterVec,
+    /// Shared-store operations that failed (unavailable, timed out, full),
+    /// by operation.
+    pub store_errors: IntCounterVec,
     /// Connections open now, by listener (`public`, `admin`).
     pub connections_open: IntGaugeVec,
     /// Connections that arrived at the cap, by listener and what made room:
@@ -186,6 +189,12 @@ impl Metrics {
                 "Log lines dropped because the log output was blocked, by kind (audit, other).",
                 &["kind"],
             ),
+            store_errors: counter(
+                r,
+                "cimd_proxy_store_errors_total",
+                "Shared-store operations that failed (unavailable, timed out or full), by operation.",
+                &["operation"],
+            ),
             connections_open: register(
                 r,
                 IntGaugeVec::new(
@@ -254,6 +263,7 @@ mod tests {
             .with_label_values(&["refresh_token", "ok"])
             .inc();
         METRICS.log_lines_dropped.with_label_values(&["audit"]);
+        METRICS.store_errors.with_label_values(&["ping"]);
         METRICS
             .connections_over_limit
             .with_label_values(&["public", "closed_idle"])
@@ -268,6 +278,7 @@ mod tests {
             "cimd_proxy_fetches_in_flight",
             "cimd_proxy_cache_entries",
             "cimd_proxy_log_lines_dropped_total",
+            "cimd_proxy_store_errors_total",
             "cimd_proxy_connections_open",
             "cimd_proxy_connections_over_limit_total",
             "cimd_proxy_stale_documents_served_total",

@@ -48,7 +48,8 @@ use reader::Section;
 /// A file the configuration names, which its component reads when built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamedFile<'a> {
-    /// PEM CA certificates (`fetch.extra_root_certs`, `upstream.extra_root_certs`).
+    /// PEM CA certificates (`fetch.extra_root_certs`, `upstream.extra_root_certs`,
+    /// `store.root_certs`).
     RootCertificates(&'a Path),
     /// A public JWK Set (a trust issuer's `jwks_file`).
     JwkSet(&'a Path),
@@ -79,6 +80,8 @@ pub struct Config {
     pub trust: TrustConfig,
     /// `[resource]`: the protected resource beside the sidecar, if any.
     pub resource: Option<ResourceConfig>,
+    /// `[store]`: where single-use values and refresh families are kept.
+    pub store: crate::store::StoreConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
@@ -248,6 +251,9 @@ impl Config {
             read_seal(section, &files, problems)
         });
         let resource = root.read("resource", &mut problems, read_resource);
+        let store = root.read("store", &mut problems, |section, problems| {
+            read_store(section, &files, problems)
+        });
         let signing = root.read("signing", &mut problems, |section, problems| {
             SigningConfig {
                 keys_file: section
@@ -268,6 +274,7 @@ impl Config {
                 signing,
                 trust,
                 resource,
+                store,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -1072,6 +1079,65 @@ fn read_seal(
         state_ttl,
         code_ttl,
         refresh_token_ttl,
+    }
+}
+
+/// `[store]`. The URL (which carries the password) is only named here;
+/// it is read when the store is built.
+fn read_store(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> crate::store::StoreConfig {
+    use crate::store::{Backend, StoreConfig};
+    let defaults = StoreConfig::default();
+    // None: a backend was named wrongly (already a problem), so the keys
+    // below are not checked against either backend.
+    let backend = read_choice(section, "backend", defaults.backend, problems);
+    let url = read_secret_source(section, "url_env", "url_file", files, problems);
+    let key_prefix = section
+        .get::<String>("key_prefix", problems)
+        .and_then(|prefix| {
+            if prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_graphic()) {
+                Some(prefix)
+            } else {
+                problems.push(Problem::new(
+                    &section.key_path("key_prefix"),
+                    "must be at most 64 printable ASCII characters without spaces",
+                ));
+                None
+            }
+        });
+    let timeout = section
+        .get_between("timeout_ms", 1, 10_000, problems)
+        .map(Duration::from_millis);
+    let max_entries = section.get_between("max_entries", 1, 10_000_000, problems);
+    let root_certs = section
+        .get::<String>("root_certs", problems)
+        .filter(|file| !file.is_empty())
+        .map(|file| files.resolve(&file));
+    if let Some(file) = &root_certs {
+        let key = section.key_path("root_certs");
+        files.check(&key, NamedFile::RootCertificates(file), problems);
+    }
+    // Settings the memory backend would silently ignore are a mistake.
+    if backend == Some(Backend::Memory) {
+        for key in ["url_env", "url_file", "root_certs"] {
+            if section.has(key) {
+                problems.push(Problem::new(
+                    &section.key_path(key),
+                    "only used with backend = \"redis\"",
+                ));
+            }
+        }
+    }
+    StoreConfig {
+        backend: backend.unwrap_or(defaults.backend),
+        url: url.unwrap_or(defaults.url),
+        key_prefix: key_prefix.unwrap_or(defaults.key_prefix),
+        timeout: timeout.unwrap_or(defaults.timeout),
+        root_certs,
+        max_entries: max_entries.map_or(defaults.max_entries, |n| n as usize),
     }
 }
 

@@ -172,6 +172,11 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// Whether `key` is in this section (without reading it).
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.table.is_some_and(|table| table.contains_key(key))
+    }
+
     /// Whether the section exists in the file at all.
     pub(super) fn is_present(&self) -> bool {
         self.table.is_some()

@@ -452,6 +452,99 @@ fn trust_problems_are_reported_with_their_keys() {
     );
 }
 
+#[test]
+fn the_store_section_reads_every_key() {
+    use crate::secret::SecretSource;
+    use crate::store::{Backend, StoreConfig};
+    assert_eq!(load("").unwrap().store, StoreConfig::default());
+    let config = load(
+        r#"
+        [store]
+        backend = "redis"
+        url_file = "/run/secrets/redis-url"
+        key_prefix = "team-a:"
+        timeout_ms = 100
+        max_entries = 5
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.store.backend, Backend::Redis);
+    assert_eq!(
+        config.store.url,
+        SecretSource::File("/run/secrets/redis-url".into())
+    );
+    assert_eq!(config.store.key_prefix, "team-a:");
+    assert_eq!(config.store.timeout, Duration::from_millis(100));
+    assert_eq!(config.store.max_entries, 5);
+    // The URL comes from CIMD_PROXY_REDIS_URL unless told otherwise.
+    let config = load("[store]\nbackend = \"redis\"").unwrap();
+    assert_eq!(
+        config.store.url,
+        SecretSource::Env("CIMD_PROXY_REDIS_URL".to_owned())
+    );
+}
+
+#[test]
+fn every_store_problem_is_reported_at_once_with_its_key() {
+    let problems = load(
+        r#"
+        [store]
+        backend = "memcached"
+        url_env = "A"
+        url_file = "b"
+        key_prefix = "has space"
+        timeout_ms = 0
+        max_entries = 0
+        root_certs = "/nonexistent/ca.pem"
+        url = "redis://:secret@127.0.0.1"
+        "#,
+    )
+    .unwrap_err();
+    let mut keys = keys(&problems);
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        vec![
+            "store.backend",
+            "store.key_prefix",
+            "store.max_entries",
+            "store.root_certs",
+            "store.timeout_ms",
+            "store.url",
+            "store.url_env",
+        ]
+    );
+    // The refused key is named, its value (a password here) never repeated.
+    assert!(problems.iter().all(|p| !p.message.contains("secret")));
+}
+
+#[test]
+fn redis_settings_with_the_memory_backend_are_a_mistake_not_ignored() {
+    let problems = load("[store]\nurl_env = \"REDIS_URL\"").unwrap_err();
+    assert_eq!(keys(&problems), vec!["store.url_env"]);
+    assert!(problems[0].message.contains("redis"), "{}", problems[0]);
+}
+
+#[test]
+fn the_example_file_shows_the_store_defaults() {
+    let example = include_str!("../../policy.example.toml");
+    let config = Config::from_toml_str(example, None).expect("policy.example.toml is valid");
+    assert_eq!(config.store, crate::store::StoreConfig::default());
+    // Every [store] key, the commented ones included, is described there.
+    let section = &example[example.find("[store]").unwrap()..];
+    for key in [
+        "backend",
+        "max_entries",
+        "url_env",
+        "url_file",
+        "root_certs",
+        "key_prefix",
+        "timeout_ms",
+    ] {
+        assert!(section.contains(&format!("{key} = ")), "{key} undocumented");
+    }
+}
+
 /// Validation alone reads no file the configuration names: the components
 /// read them when built, and `config check` through [`FileCheck`].
 #[test]

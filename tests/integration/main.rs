@@ -12,4 +12,5 @@ mod client_auth;
 mod dev;
 mod flow;
 mod logo;
+mod store;
 mod trust;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod dns;
 pub mod origin;
 pub mod pki;
+pub mod redis;
 pub mod world;
 
 #[cfg(test)]

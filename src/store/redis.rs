@@ -1,0 +1,403 @@
+//! The Redis backend (Redis 6.0 or later, or Valkey: `SET … KEEPTTL` and
+//! `SET … NX PX` are all it needs).
+//!
+//! Keys, each with the configured prefix:
+//! - `once:<kind>:<sha256 hex>` → `1`, set with `SET NX PX <lifetime>`:
+//!   the reply says whether this was the first use, atomically across
+//!   every replica;
+//! - `family:<id hex>` → the current generation, or `revoked`; its expiry
+//!   is the family's lifetime, set once at creation and kept (`KEEPTTL`) by
+//!   every later write, so a revoked family is remembered exactly as long as
+//!   any of its tokens could be presented.
+//!
+//! Rotation is one Lua script (atomic on the server): read the generation,
+//! advance it if the presented one is current, otherwise mark the family
+//! revoked. WATCH/MULTI would need a connection of its own per rotation;
+//! the script runs on the shared multiplexed connection.
+//!
+//! The connection is a [`ConnectionManager`]: created lazily (an
+//! unreachable Redis does not stop the start), reconnecting by itself after
+//! an I/O error. Every call is bounded by `timeout_ms` here, whatever the
+//! manager is doing (connecting, backing off).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script};
+use url::Url;
+
+use super::{
+    FamilyId, FamilyStatus, Rotation, SingleUseKind, StoreConfig, StoreError, StoreSetupError, Use,
+    hex,
+};
+use crate::secret::SecretSource;
+
+/// The value a revoked family's key holds.
+const REVOKED: &str = "revoked";
+
+/// KEYS[1] the family; ARGV[1] the presented generation (decimal).
+/// Returns the new generation, or -1 unknown, -2 revoked, -3 reuse (the
+/// family is revoked by this call).
+const ADVANCE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+if current == 'revoked' then return -2 end
+if current == ARGV[1] then
+  local advanced = tonumber(current) + 1
+  redis.call('SET', KEYS[1], string.format('%d', advanced), 'KEEPTTL')
+  return advanced
+end
+redis.call('SET', KEYS[1], 'revoked', 'KEEPTTL')
+return -3
+";
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    advance: Script,
+    /// The URL's password as written and as decoded, kept only to scrub it
+    /// from any error text (defence in depth: Redis and the client library
+    /// do not echo it, and this makes sure).
+    password: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    // The manager's own Debug prints the connection info, password included.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the URL from where the configuration says, trimmed.
+fn read_url(source: &SecretSource) -> Result<String, StoreSetupError> {
+    let text = match source {
+        SecretSource::Env(name) => {
+            std::env::var(name).map_err(|_| StoreSetupError::UrlEnvMissing(name.clone()))?
+        }
+        SecretSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|source| StoreSetupError::UrlFile {
+                path: path.clone(),
+                source,
+            })?
+        }
+    };
+    Ok(text.trim().to_owned())
+}
+
+impl RedisStore {
+    /// The store for `config`; connects on first use.
+    pub(super) fn connect(config: &StoreConfig) -> Result<Self, StoreSetupError> {
+        let text = read_url(&config.url)?;
+        // Checked here, with messages of our own, so that no parser's error
+        // can repeat the URL and its password.
+        let url = Url::parse(&text).map_err(|_| StoreSetupError::BadUrl("is not a URL"))?;
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            _ => {
+                return Err(StoreSetupError::BadUrl(
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        };
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(StoreSetupError::BadUrl("names no host"));
+        }
+        // The client library reads `#insecure` as "skip certificate checks".
+        if url.fragment().is_some() {
+            return Err(StoreSetupError::BadUrl(
+                "must not have a fragment (#insecure would turn certificate checks off)",
+            ));
+        }
+        let password: Vec<String> = url
+            .password()
+            .map(|raw| vec![raw.to_owned(), percent_decode(raw)])
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|form| !form.is_empty())
+            .collect();
+
+        let client = match (&config.root_certs, tls) {
+            (Some(path), true) => {
+                crate::egress::load_pem_certificates(path).map_err(StoreSetupError::RootCerts)?;
+                let pem = std::fs::read(path).map_err(|error| {
+                    StoreSetupError::RootCerts(format!("cannot read {}: {error}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            _ => redis::Client::open(url.as_str()),
+        }
+        .map_err(|_| StoreSetupError::BadUrl("is not a valid redis:// or rediss:// URL"))?;
+
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            // Reconnection is retried briefly, then on the next command: a
+            // Redis that is back is found within one call, and a Redis that
+            // is down costs each caller at most timeout_ms.
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(200));
+        let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|_| StoreSetupError::BadUrl("is not usable by the Redis client"))?;
+        Ok(RedisStore {
+            connection,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            advance: Script::new(ADVANCE),
+            password,
+        })
+    }
+
+    fn family_key(&self, family: FamilyId) -> String {
+        format!("{}family:{family}", self.prefix)
+    }
+
+    /// Runs one exchange under the deadline, mapping every failure.
+    async fn run<T>(
+        &self,
+        exchange: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.map_error(&error)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::TimedOut(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn map_error(&self, error: &RedisError) -> StoreError {
+        if error.is_timeout() {
+            return self.timed_out();
+        }
+        let message = match (error.kind(), error.code()) {
+            (ErrorKind::AuthenticationFailed, _) | (_, Some("WRONGPASS" | "NOAUTH")) => {
+                "Redis refused the credentials: check the user and password in the URL".to_owned()
+            }
+            (_, Some("NOPERM")) => {
+                "the Redis user lacks a permission this proxy needs: GET, SET, EVALSHA, EVAL \
+                 and PING on keys under store.key_prefix"
+                    .to_owned()
+            }
+            _ if error.is_io_error() => format!("cannot reach Redis: {error}"),
+            _ => format!("Redis answered with an error: {error}"),
+        };
+        StoreError::Unavailable(self.scrub(message))
+    }
+
+    fn scrub(&self, message: String) -> String {
+        self.password.iter().fold(message, |message, form| {
+            if message.contains(form.as_str()) {
+                message.replace(form.as_str(), "***")
+            } else {
+                message
+            }
+        })
+    }
+
+    pub(super) async fn use_once(
+        &self,
+        kind: SingleUseKind,
+        digest: &[u8; 32],
+        ttl: Duration,
+    ) -> Result<Use, StoreError> {
+        let kind: &'static str = kind.into();
+        let key = format!("{}once:{kind}:{}", self.prefix, hex(digest));
+        let mut connection = self.connection.clone();
+        let reply: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms(ttl))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(if reply.is_some() {
+            Use::First
+        } else {
+            Use::Replayed
+        })
+    }
+
+    pub(super) async fn create_family(
+        &self,
+        family: FamilyId,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let reply: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.family_key(family))
+                    .arg(0)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms(ttl))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        match reply {
+            Some(_) => Ok(()),
+            // 128 random bits do not collide; a repeat means a broken RNG.
+            None => Err(StoreError::Unavailable(
+                "a new refresh family's id is already in use".to_owned(),
+            )),
+        }
+    }
+
+    pub(super) async fn advance_family(
+        &self,
+        family: FamilyId,
+        presented: u64,
+    ) -> Result<Rotation, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.advance.key(self.family_key(family));
+        invocation.arg(presented.to_string());
+        let reply: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+        match reply {
+            -1 => Ok(Rotation::Unknown),
+            -2 => Ok(Rotation::Revoked),
+            -3 => Ok(Rotation::Reused),
+            generation => u64::try_from(generation)
+                .map(|generation| Rotation::Advanced { generation })
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "the rotation script answered {generation}, which it never returns"
+                    ))
+                }),
+        }
+    }
+
+    pub(super) async fn revoke_family(&self, family: FamilyId) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        // XX: an expired family stays gone; KEEPTTL: a revoked one is
+        // remembered exactly as long as the family would have lived.
+        let _: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(self.family_key(family))
+                    .arg(REVOKED)
+                    .arg("XX")
+                    .arg("KEEPTTL")
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn family_status(&self, family: FamilyId) -> Result<FamilyStatus, StoreError> {
+        let mut connection = self.connection.clone();
+        let reply: Option<String> = self
+            .run(
+                redis::cmd("GET")
+                    .arg(self.family_key(family))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        match reply.as_deref() {
+            None => Ok(FamilyStatus::Unknown),
+            Some(REVOKED) => Ok(FamilyStatus::Revoked),
+            Some(text) => text.parse().map(FamilyStatus::Current).map_err(|_| {
+                StoreError::Unavailable(
+                    "a refresh family's key holds neither a generation nor \"revoked\"".to_owned(),
+                )
+            }),
+        }
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = self
+            .run(redis::cmd("PING").query_async(&mut connection))
+            .await?;
+        Ok(())
+    }
+}
+
+/// A lifetime in whole milliseconds, at least 1 (`PX 0` is an error).
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The URL's password as Redis receives it (percent-decoded), so both forms
+/// can be scrubbed.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let decoded = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_is_whole_milliseconds_and_never_zero() {
+        assert_eq!(ttl_ms(Duration::from_secs(90)), 90_000);
+        assert_eq!(ttl_ms(Duration::from_micros(1500)), 1);
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn the_password_is_decoded_as_redis_receives_it() {
+        assert_eq!(percent_decode("p%40ss%2Fw%3Ard"), "p@ss/w:rd");
+        assert_eq!(percent_decode("plain"), "plain");
+        // A stray or short escape is kept as written, never a panic.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+    }
+
+    #[tokio::test]
+    async fn an_error_text_holding_the_password_is_scrubbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "redis://user:s%40cret@127.0.0.1:1\n").unwrap();
+        let store = RedisStore::connect(&StoreConfig {
+            backend: super::super::Backend::Redis,
+            url: SecretSource::File(file),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            store.scrub("echoed s@cret back".to_owned()),
+            "echoed *** back"
+        );
+        assert_eq!(store.scrub("raw s%40cret".to_owned()), "raw ***");
+        assert!(!format!("{store:?}").contains("cret"));
+    }
+}
