@@ -110,6 +110,23 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Takes on a family this process does not know (created by another
+    /// replica, or before a restart) at `generation`, unless it is known
+    /// already. `false` when it was known, or when the table is full.
+    pub(super) fn adopt_family(&self, id: FamilyId, generation: u64, ttl: Duration) -> bool {
+        let now = now_ms();
+        let mut families = self.lock();
+        families.purge(now);
+        if families.by_id.contains_key(&id) || families.by_id.len() >= self.max_families {
+            return false;
+        }
+        families.by_id.insert(id, State::Live(generation));
+        families
+            .by_expiry
+            .push(Reverse((now.saturating_add(millis(ttl)), id)));
+        true
+    }
+
     pub(super) fn advance_family(
         &self,
         id: FamilyId,
