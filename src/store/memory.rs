@@ -207,6 +207,22 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_family_is_adopted_once_at_the_presented_generation() {
+        let store = MemoryStore::new(1);
+        assert!(store.adopt_family(id(1), 4, MINUTE));
+        // Known now: not adopted again, whatever generation is presented.
+        assert!(!store.adopt_family(id(1), 9, MINUTE));
+        assert_eq!(store.family_status(id(1)), FamilyStatus::Current(4));
+        assert_eq!(
+            store.advance_family(id(1), 4),
+            Ok(Rotation::Advanced { generation: 5 })
+        );
+        assert_eq!(store.advance_family(id(1), 4), Ok(Rotation::Reused));
+        // The bound holds for adoption too.
+        assert!(!store.adopt_family(id(2), 0, MINUTE));
+    }
+
+    #[test]
     fn a_single_use_value_is_refused_the_second_time() {
         let store = MemoryStore::new(10);
         let t = 1_000_000;
