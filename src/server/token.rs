@@ -551,11 +551,15 @@ async fn rotated_refresh(
                 .await
                 .map_err(|error| store_unavailable(&error))?;
             if rotation == Rotation::Unknown
-                && state.store.adopt_family(
-                    presented.family,
-                    presented.generation.saturating_add(1),
-                    remaining,
-                )
+                && state
+                    .store
+                    .adopt_family(
+                        presented.family,
+                        presented.generation.saturating_add(1),
+                        remaining,
+                    )
+                    .await
+                    .map_err(|error| store_unavailable(&error))?
             {
                 rotation = Rotation::Advanced {
                     generation: presented.generation.saturating_add(1),

@@ -423,13 +423,23 @@ impl Store {
     /// at the `generation` its token presents, living `ttl` (what is left
     /// of the family's lifetime), so a token sealed by another replica or
     /// before a restart keeps working, rotated from here on. `true` when it
-    /// was taken on. Redis never adopts (always `false`): there an unknown
-    /// family has expired or was never made, and is refused.
-    pub fn adopt_family(&self, family: FamilyId, generation: u64, ttl: Duration) -> bool {
-        match self {
-            Store::Memory(store) => store.adopt_family(family, generation, ttl),
-            Store::Redis(_) => false,
-        }
+    /// was taken on; [`StoreError::Full`] when the table is (a failure is
+    /// counted as `create_family`: adopting is creating here). Redis never
+    /// adopts (always `false`): there an unknown family has expired or was
+    /// never made, and is refused.
+    pub async fn adopt_family(
+        &self,
+        family: FamilyId,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        counted(Operation::CreateFamily, async {
+            match self {
+                Store::Memory(store) => store.adopt_family(family, generation, ttl),
+                Store::Redis(_) => Ok(false),
+            }
+        })
+        .await
     }
 
     /// Revokes `family` for the rest of its lifetime (RFC 7009). Revoking
