@@ -35,32 +35,6 @@ pub async fn callback(state: Arc<AppState>, params: Params) -> Response {
             return error_page(PageReason::InvalidState, &error.to_string(), None);
         }
     };
-    // Spent for as long as it could open: its whole lifetime.
-    let lifetime = SealedState::lifetime(&state.config.seal);
-    match state
-        .store
-        .use_once(SingleUseKind::State, flow.id.as_bytes(), lifetime)
-        .await
-    {
-        Ok(Use::First) => {}
-        Ok(Use::Replayed) => {
-            tracing::info!(target: "audit", event = "callback", client_id = %short(&flow.client_id), outcome = "state_replayed");
-            return error_page(
-                PageReason::InvalidState,
-                "this sign-in was already completed",
-                None,
-            );
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot spend the sign-in's state");
-            tracing::info!(target: "audit", event = "callback", client_id = %short(&flow.client_id), outcome = "store_unavailable");
-            return error_page(
-                PageReason::Unavailable,
-                "the sign-in cannot be checked right now",
-                None,
-            );
-        }
-    }
     let audit = |outcome: &str| {
         tracing::info!(
             target: "audit",
@@ -70,6 +44,32 @@ pub async fn callback(state: Arc<AppState>, params: Params) -> Response {
             outcome,
         );
     };
+    // Spent for as long as it could open: its whole lifetime.
+    let lifetime = SealedState::lifetime(&state.config.seal);
+    match state
+        .store
+        .use_once(SingleUseKind::State, flow.id.as_bytes(), lifetime)
+        .await
+    {
+        Ok(Use::First) => {}
+        Ok(Use::Replayed) => {
+            audit("state_replayed");
+            return error_page(
+                PageReason::InvalidState,
+                "this sign-in was already completed",
+                None,
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot spend the sign-in's state");
+            audit("store_unavailable");
+            return error_page(
+                PageReason::Unavailable,
+                "the sign-in cannot be checked right now",
+                None,
+            );
+        }
+    }
     match relay(&state, &params, &flow) {
         Ok(response) => {
             audit("ok");
