@@ -5,7 +5,9 @@
 //! Liveness only says the process answers. Readiness says it can do its
 //! job: configuration loaded, listeners bound (both are true once this
 //! router serves), the provider's discovery document refreshable (every
-//! `upstream.discovery_refresh_s`), and no shutdown under way. A provider
+//! `upstream.discovery_refresh_s`), the shared store answering (pinged
+//! every [`STORE_PING_INTERVAL`]; always true for the memory backend), and
+//! no shutdown under way. A provider
 //! outage turns readiness false without failing liveness, so Kubernetes
 //! stops routing to the pod instead of restarting it; so does the drain
 //! after SIGTERM, for load balancers that only look at `/readyz`.
@@ -18,12 +20,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::store::Store;
 use crate::upstream::IdentityProvider;
+
+/// How often the shared store is pinged for `/readyz`: often enough that a
+/// Redis outage turns readiness false (and its return true) within seconds.
+pub const STORE_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What `/readyz` reports; shared with the refresh task.
 #[derive(Debug)]
 pub struct Readiness {
     provider_reachable: AtomicBool,
+    store_reachable: AtomicBool,
     draining: AtomicBool,
 }
 
@@ -32,6 +40,7 @@ impl Readiness {
     pub fn new() -> Arc<Readiness> {
         Arc::new(Readiness {
             provider_reachable: AtomicBool::new(true),
+            store_reachable: AtomicBool::new(true),
             draining: AtomicBool::new(false),
         })
     }
@@ -42,6 +51,8 @@ impl Readiness {
             Some("not ready: shutting down\n")
         } else if !self.provider_reachable.load(Ordering::Relaxed) {
             Some("not ready: the provider's discovery document cannot be refreshed\n")
+        } else if !self.store_reachable.load(Ordering::Relaxed) {
+            Some("not ready: the shared store does not answer\n")
         } else {
             None
         }
@@ -74,6 +85,28 @@ impl Readiness {
             if self.provider_reachable.swap(ok, Ordering::Relaxed) != ok && ok {
                 tracing::info!("provider discovery refreshed again; ready");
             }
+        }
+    }
+}
+
+impl Readiness {
+    /// Pings the shared store forever, every [`STORE_PING_INTERVAL`],
+    /// recording the outcome; the first ping is at once, so a Redis that is
+    /// down at start turns readiness false without waiting. `current` is
+    /// asked for the store in force each round.
+    pub async fn watch_store(self: Arc<Self>, current: impl Fn() -> Arc<Store>) {
+        loop {
+            let ok = match current().ping().await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "the shared store does not answer; not ready");
+                    false
+                }
+            };
+            if self.store_reachable.swap(ok, Ordering::Relaxed) != ok && ok {
+                tracing::info!("the shared store answers again; ready");
+            }
+            tokio::time::sleep(STORE_PING_INTERVAL).await;
         }
     }
 }

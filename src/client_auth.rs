@@ -46,7 +46,7 @@ use crate::jwks::{
     JwksCache, JwtError, JwtHeader, alg_name, numeric_date, parse_jwk_set, read_header, select_key,
 };
 use crate::metadata::{AuthMethod, ClientMetadata};
-use crate::replay::{ReplayError, ReplayStore};
+use crate::store::{SingleUseKind, Store, StoreError, Use};
 
 /// The only `client_assertion_type` accepted (RFC 7523 §2.2, rule 21).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -92,10 +92,6 @@ impl std::fmt::Debug for TokenClientAuth {
 /// The bounds of client authentication; every one limits what an outsider can make us hold or do.
 #[derive(Debug, Clone)]
 pub struct ClientAuthLimits {
-    /// The most `jti`s remembered at once. When full (after purging expired
-    /// ones) new assertions are refused with `temporarily_unavailable`: an
-    /// unexpired `jti` is never forgotten to make room.
-    pub max_replay_entries: usize,
     /// The most `jwks_uri`s whose key sets are cached.
     pub max_jwks_entries: u64,
     /// How long a fetched key set is used before it is fetched again.
@@ -112,7 +108,6 @@ pub struct ClientAuthLimits {
 impl Default for ClientAuthLimits {
     fn default() -> Self {
         ClientAuthLimits {
-            max_replay_entries: 100_000,
             max_jwks_entries: 1_000,
             jwks_ttl: Duration::from_secs(300),
             jwks_refetch_interval: Duration::from_secs(30),
@@ -215,6 +210,10 @@ pub enum ClientAuthError {
     /// The replay store is full of unexpired `jti`s.
     #[error("too many client assertions in flight; retry later")]
     ReplayStoreFull,
+    /// The shared store could not say whether the `jti` was used: refused
+    /// rather than let a possible replay through.
+    #[error("the assertion cannot be checked for replay right now; retry later")]
+    StoreUnavailable,
     /// The document passed in is not the client's (a caller bug, refused rather than trusted).
     #[error("the metadata document is not the client's")]
     MetadataMismatch,
@@ -263,6 +262,7 @@ impl ClientAuthError {
         matches!(
             self,
             ClientAuthError::ReplayStoreFull
+                | ClientAuthError::StoreUnavailable
                 | ClientAuthError::Jwt(JwtError::JwksFetch(
                     FetchError::Overloaded { .. } | FetchError::Timeout { .. }
                 ))
@@ -302,7 +302,7 @@ pub struct ClientAuthenticator {
     audiences: Vec<String>,
     limits: ClientAuthLimits,
     jwks: JwksCache,
-    replay: ReplayStore,
+    store: Arc<Store>,
     clock: Clock,
 }
 
@@ -326,15 +326,23 @@ impl ClientAuthenticator {
     ///
     /// `audiences`: the proxy's issuer and its token endpoint URL (either is
     /// accepted in `aud`). `egress` fetches `jwks_uri`s under the same rules
-    /// as documents.
-    pub fn new(egress: Arc<Egress>, audiences: Vec<String>, limits: ClientAuthLimits) -> Self {
-        Self::with_clock(egress, audiences, limits, Arc::new(system_clock))
+    /// as documents. `store` spends each `jti` once: with Redis, once across
+    /// every replica; a memory store is bounded and refuses when full
+    /// rather than forget an unexpired `jti`.
+    pub fn new(
+        egress: Arc<Egress>,
+        audiences: Vec<String>,
+        limits: ClientAuthLimits,
+        store: Arc<Store>,
+    ) -> Self {
+        Self::with_clock(egress, audiences, limits, store, Arc::new(system_clock))
     }
 
     fn with_clock(
         egress: Arc<Egress>,
         audiences: Vec<String>,
         limits: ClientAuthLimits,
+        store: Arc<Store>,
         clock: Clock,
     ) -> Self {
         ClientAuthenticator {
@@ -344,7 +352,7 @@ impl ClientAuthenticator {
                 limits.jwks_ttl,
                 limits.jwks_refetch_interval,
             ),
-            replay: ReplayStore::new(limits.max_replay_entries),
+            store,
             audiences,
             limits,
             clock,
@@ -354,11 +362,6 @@ impl ClientAuthenticator {
     /// The limits in force.
     pub fn limits(&self) -> &ClientAuthLimits {
         &self.limits
-    }
-
-    /// `jti`s currently remembered (for a metrics gauge).
-    pub fn replay_entries(&self) -> usize {
-        self.replay.len()
     }
 
     /// Which client_id a token request is for: the form's `client_id`, or the
@@ -465,7 +468,7 @@ impl ClientAuthenticator {
         }
         let key = self.find_key(&source, &header).await?;
         let claims = verify_signature(assertion, &key, header.alg, client_id, &self.audiences)?;
-        self.check_claims(client_id, &claims)
+        self.check_claims(client_id, &claims).await
     }
 
     /// The key for `header`, refetching a `jwks_uri` once (rate limited) when none fits.
@@ -486,7 +489,7 @@ impl ClientAuthenticator {
     /// The claim checks `jsonwebtoken` does not make (or makes more loosely),
     /// then the single-use check, last, so only a fully valid assertion
     /// spends its `jti`.
-    fn check_claims(
+    async fn check_claims(
         &self,
         client_id: &str,
         claims: &Map<String, Value>,
@@ -537,13 +540,23 @@ impl ClientAuthenticator {
         };
         // Kept as long as the assertion could still be accepted: until
         // `exp` plus the skew, not `exp` alone, or an assertion accepted
-        // within the skew could be replayed after its entry was purged.
-        self.replay
-            .insert(replay_key(client_id, jti), exp.saturating_add(skew), now)
-            .map_err(|error| match error {
-                ReplayError::Replayed => ClientAuthError::Replayed,
-                ReplayError::Full => ClientAuthError::ReplayStoreFull,
-            })
+        // within the skew could be replayed after its entry expired. At
+        // least a second: the store refuses a zero lifetime.
+        let keep = exp.saturating_add(skew).saturating_sub(now).max(1);
+        let keep = Duration::from_secs(u64::try_from(keep).unwrap_or(1));
+        match self
+            .store
+            .use_once(SingleUseKind::Jti, &replay_key(client_id, jti), keep)
+            .await
+        {
+            Ok(Use::First) => Ok(()),
+            Ok(Use::Replayed) => Err(ClientAuthError::Replayed),
+            Err(StoreError::Full) => Err(ClientAuthError::ReplayStoreFull),
+            Err(error) => {
+                tracing::warn!(%error, "cannot spend a client assertion's jti");
+                Err(ClientAuthError::StoreUnavailable)
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use url::Url;
 use crate::metadata::ClientMetadata;
 use crate::seal::SealConfig;
 use crate::seal::{Purpose, SealError, Sealer};
+use crate::store::FamilyId;
 
 /// A redirect_uri the client's document lists (exactly, or under the
 /// loopback port rule of RFC 8252 §7.3). Only [`RedirectUri::registered`]
@@ -135,6 +136,18 @@ impl<'a> Seals<'a> {
             .try_seal(T::PURPOSE, T::lifetime(self.config), payload)
     }
 
+    /// Seals `payload` for its purpose with a lifetime shorter than its
+    /// own: what is left of a refresh family's, so rotation never extends
+    /// a grant.
+    ///
+    /// # Errors
+    ///
+    /// As [`Seals::seal`].
+    pub fn seal_for<T: Sealed>(&self, payload: &T, ttl: Duration) -> Result<String, SealError> {
+        self.sealer
+            .try_seal(T::PURPOSE, ttl.min(T::lifetime(self.config)), payload)
+    }
+
     /// Opens a token sealed as `T`.
     ///
     /// # Errors
@@ -149,10 +162,17 @@ impl<'a> Seals<'a> {
 /// What travels through the provider inside the sealed `state` (relay mode).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SealedState {
+    /// 128 random bits (base64url): the state is spent under this id at
+    /// `/callback`, so a replayed callback cannot mint a second code.
+    pub id: String,
     /// The CIMD client_id.
     pub client_id: String,
     /// The client's redirect_uri, validated against its document.
     pub redirect_uri: RedirectUri,
+    /// Whether the authorization request named the redirect_uri (rather
+    /// than getting the document's only one): then `/token` requires it
+    /// (RFC 6749 §4.1.3).
+    pub redirect_uri_asked: bool,
     /// The client's own `state`, returned to it untouched.
     pub state: Option<String>,
     /// The client's `nonce`, checked in the provider's id_token and put in ours.
@@ -181,6 +201,9 @@ pub struct SealedCode {
     pub client_id: String,
     /// The redirect_uri the code was delivered to.
     pub redirect_uri: RedirectUri,
+    /// Whether the authorization request named it: then the token request
+    /// must name it too.
+    pub redirect_uri_asked: bool,
     /// The client's nonce, expected in the provider's id_token.
     pub nonce: Option<String>,
     /// The scopes requested upstream.
@@ -208,6 +231,15 @@ pub struct SealedRefresh {
     pub scope: String,
     /// The upstream client (configuration name) the grant was made as.
     pub upstream_client: String,
+    /// The refresh family (see [`crate::store`]): every rotation of this
+    /// grant carries the same one.
+    pub family: FamilyId,
+    /// This token's generation in its family: 0 from the code exchange, one
+    /// more at every refresh. Presenting an older one revokes the family.
+    pub generation: u64,
+    /// When the family ends (Unix seconds): fixed at the code exchange, so
+    /// rotation never extends a grant.
+    pub family_expires_at: u64,
 }
 
 impl Sealed for SealedRefresh {
@@ -216,6 +248,15 @@ impl Sealed for SealedRefresh {
     fn lifetime(config: &SealConfig) -> Duration {
         config.refresh_token_ttl
     }
+}
+
+/// 128 random bits, base64url: the id of a sealed value spent once.
+/// `None` only when the OS has no randomness.
+pub fn random_id() -> Option<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// How long a consent page's decision stays valid.
@@ -290,8 +331,10 @@ mod tests {
         let config = SealConfig::default();
         let seals = Seals::new(&sealer, &config);
         let state = SealedState {
+            id: random_id().unwrap(),
             client_id: "https://app.example/c.json".into(),
             redirect_uri: RedirectUri::trusted("https://app.example/cb".into()),
+            redirect_uri_asked: true,
             state: Some("s".into()),
             nonce: None,
             scope: "openid".into(),

@@ -4,7 +4,10 @@
 //! document is valid, allowed, and lists the request's redirect_uri, every
 //! problem is an error page: redirecting to an unvalidated redirect_uri would
 //! make the proxy an open redirector (RFC 6749 §4.1.2.1). After that, errors
-//! go back to the client as OAuth error redirects.
+//! go back to the client as OAuth error redirects; for a client the policy
+//! only warns about, on a page that names where the redirect goes, with a
+//! link, rather than at once (RFC 9700 §4.11.2: anyone can publish a
+//! document listing a phishing page as its redirect_uri).
 
 use std::sync::Arc;
 
@@ -13,12 +16,12 @@ use axum::response::Response;
 use super::AppState;
 use super::audit::short;
 use super::interstitial::{self, ConsentRequest};
-use super::oauth::{OAuthErrorCode, error_redirect, found, with_query_url};
-use super::pages::{PageReason, error_page, refusal_page};
+use super::oauth::{OAuthErrorCode, error_location, error_redirect, found, with_query_url};
+use super::pages::{PageReason, error_page, redirect_notice, refusal_page};
 use super::params::Params;
 use crate::admission::{Admitted, Ask, RedirectAsk, Upstream};
 use crate::client_id::is_url_client_id;
-use crate::flow::{RedirectUri, SealedState};
+use crate::flow::{RedirectUri, SealedState, random_id};
 use crate::policy::Action;
 use crate::policy::Interstitial;
 use crate::upstream::{RedirectMode, ResourceParameter};
@@ -66,6 +69,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         redirect_uri,
         state: params.get("state"),
         issuer: &state.issuer,
+        warned_host: (admitted.decision.action == Action::Warn).then(|| admitted.client.host()),
     };
     sign_in(&state, &params, &admitted, &reply)
         .unwrap_or_else(|refused| reply.error(refused.code, &refused.description))
@@ -92,18 +96,45 @@ struct Reply<'r> {
     redirect_uri: &'r RedirectUri,
     state: Option<&'r str>,
     issuer: &'r str,
+    /// The client's host when the policy only warns about it: its errors
+    /// are shown on a page, not redirected.
+    warned_host: Option<&'r str>,
 }
 
 impl Reply<'_> {
-    /// An OAuth error redirect to the client, with the audit line.
+    /// An OAuth error for the client, with the audit line: a redirect for an
+    /// allowed client, the notice page for a warned one.
     fn error(&self, code: OAuthErrorCode, description: &str) -> Response {
         audit(self.client_id, "refused", code.as_str(), None);
-        error_redirect(
+        let Some(host) = self.warned_host else {
+            return error_redirect(
+                self.redirect_uri,
+                code,
+                description,
+                self.state,
+                self.issuer,
+            );
+        };
+        let location = error_location(
             self.redirect_uri,
             code,
             description,
             self.state,
             self.issuer,
+        );
+        let (Some(location), Some(url)) = (location, self.redirect_uri.url()) else {
+            return error_page(PageReason::BadRequest, description, Some(host));
+        };
+        // Named without its query: the words show where, the link carries what.
+        let mut destination = url.clone();
+        destination.set_query(None);
+        destination.set_fragment(None);
+        redirect_notice(
+            host,
+            &location,
+            destination.as_str(),
+            code.on_the_wire(),
+            description,
         )
     }
 }
@@ -215,11 +246,19 @@ fn provider_url(
     }
     match upstream.redirect_mode() {
         RedirectMode::Relay => {
+            let Some(id) = random_id() else {
+                return Err(Refused::new(
+                    OAuthErrorCode::ServerError,
+                    "the sign-in could not be started",
+                ));
+            };
             let sealed = state
                 .seals()
                 .seal(&SealedState {
+                    id,
                     client_id: reply.client_id.to_owned(),
                     redirect_uri: reply.redirect_uri.clone(),
+                    redirect_uri_asked: params.get("redirect_uri").is_some(),
                     state: reply.state.map(str::to_owned),
                     nonce: params.get("nonce").map(str::to_owned),
                     scope: scope.to_owned(),

@@ -3,7 +3,10 @@
 //!
 //! Everything about the client comes from the sealed `state`, which only
 //! this deployment can have made; a state that does not open is an error
-//! page, since there is then no trusted place to redirect to.
+//! page, since there is then no trusted place to redirect to. A state is
+//! spent once, in the shared store: a replayed callback would otherwise
+//! mint a second code for the provider's one (which then fails there, and
+//! may make the provider revoke the first grant).
 
 use std::sync::Arc;
 
@@ -14,10 +17,14 @@ use super::audit::short;
 use super::oauth::{OAuthErrorCode, error_redirect, redirect_with};
 use super::pages::{PageReason, error_page};
 use super::params::Params;
-use crate::flow::{SealedCode, SealedState};
+use crate::flow::{Sealed as _, SealedCode, SealedState};
+use crate::store::{SingleUseKind, Use};
+
+/// The provider's discovery member saying it sends `iss` (RFC 9207 §3).
+const ISS_SUPPORTED: &str = "authorization_response_iss_parameter_supported";
 
 /// Handles `GET /callback`.
-pub fn callback(state: Arc<AppState>, params: Params) -> Response {
+pub async fn callback(state: Arc<AppState>, params: Params) -> Response {
     let Some(sealed) = params.get("state") else {
         return error_page(PageReason::InvalidState, "state is missing", None);
     };
@@ -37,6 +44,32 @@ pub fn callback(state: Arc<AppState>, params: Params) -> Response {
             outcome,
         );
     };
+    // Spent for as long as it could open: its whole lifetime.
+    let lifetime = SealedState::lifetime(&state.config.seal);
+    match state
+        .store
+        .use_once(SingleUseKind::State, flow.id.as_bytes(), lifetime)
+        .await
+    {
+        Ok(Use::First) => {}
+        Ok(Use::Replayed) => {
+            audit("state_replayed");
+            return error_page(
+                PageReason::InvalidState,
+                "this sign-in was already completed",
+                None,
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot spend the sign-in's state");
+            audit("store_unavailable");
+            return error_page(
+                PageReason::Unavailable,
+                "the sign-in cannot be checked right now",
+                None,
+            );
+        }
+    }
     match relay(&state, &params, &flow) {
         Ok(response) => {
             audit("ok");
@@ -63,15 +96,25 @@ type Relayed = (&'static str, OAuthErrorCode, String);
 /// client's state and our issuer, or the provider's error.
 fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Response, Relayed> {
     // RFC 9207: a provider that names itself must name the right issuer,
-    // or this response may come from another server (mix-up attack).
-    if let Some(iss) = params.get("iss") {
-        if iss != state.provider.metadata().issuer {
+    // or this response may come from another server (mix-up attack); one
+    // that says it always does (§2.4) must not be believed without it.
+    let provider = state.provider.metadata();
+    match params.get("iss") {
+        Some(iss) if iss != provider.issuer => {
             return Err((
                 "issuer_mismatch",
                 OAuthErrorCode::AccessDenied,
                 "the identity provider's response names another issuer".to_owned(),
             ));
         }
+        None if provider.raw.get(ISS_SUPPORTED) == Some(&serde_json::Value::Bool(true)) => {
+            return Err((
+                "issuer_missing",
+                OAuthErrorCode::AccessDenied,
+                "the identity provider's response does not name its issuer".to_owned(),
+            ));
+        }
+        _ => {}
     }
     if let Some(error) = params.get("error") {
         let code = OAuthErrorCode::from_provider(error);
@@ -94,6 +137,7 @@ fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Respon
             upstream_code: upstream_code.to_owned(),
             client_id: flow.client_id.clone(),
             redirect_uri: flow.redirect_uri.clone(),
+            redirect_uri_asked: flow.redirect_uri_asked,
             nonce: flow.nonce.clone(),
             scope: flow.scope.clone(),
             upstream_client: flow.upstream_client.clone(),

@@ -16,12 +16,12 @@ use url::Url;
 
 use super::AppState;
 use super::audit::short;
-use super::interstitial::{COOKIE, digest, digest_bytes};
+use super::interstitial::{COOKIE, digest};
 use super::oauth::{OAuthErrorCode, error_redirect, found};
 use super::pages::{PageReason, error_page};
 use super::params::Params;
 use crate::flow::{CONSENT_TTL, Sealed as _, SealedConsent};
-use crate::replay::ReplayError;
+use crate::store::{SingleUseKind, Store, Use};
 
 /// What the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +42,14 @@ enum Refusal {
 }
 
 /// Checks a consent post: the token opens, was issued to this browser, has
-/// not been used, and a choice was made. Using it up happens here.
-fn check(
+/// not been used, and a choice was made. Using it up happens here, in the
+/// shared store, so a token is spent once across replicas sharing a Redis;
+/// a store that cannot answer refuses the post rather than skip the check.
+async fn check(
     sealer: &crate::seal::Sealer,
-    consents: &crate::replay::ReplayStore,
+    store: &Store,
     headers: &HeaderMap,
     params: &Params,
-    now: i64,
 ) -> Result<(SealedConsent, Choice), (Refusal, Option<String>)> {
     let sealed = params.get("consent").ok_or((Refusal::Missing, None))?;
     let token: SealedConsent = sealer
@@ -63,18 +64,23 @@ fn check(
         Some("cancel") => Choice::Cancel,
         _ => return Err((Refusal::NoChoice, Some(token.client_id))),
     };
-    let keep_until = now.saturating_add(CONSENT_TTL.as_secs() as i64);
-    match consents.insert(digest_bytes(&token.id), keep_until, now) {
-        Ok(()) => Ok((token, choice)),
-        Err(ReplayError::Replayed) => Err((Refusal::Replayed, Some(token.client_id))),
-        Err(ReplayError::Full) => Err((Refusal::Busy, Some(token.client_id))),
+    match store
+        .use_once(SingleUseKind::Consent, token.id.as_bytes(), CONSENT_TTL)
+        .await
+    {
+        Ok(Use::First) => Ok((token, choice)),
+        Ok(Use::Replayed) => Err((Refusal::Replayed, Some(token.client_id))),
+        Err(error) => {
+            tracing::warn!(%error, "cannot spend a consent token");
+            Err((Refusal::Busy, Some(token.client_id)))
+        }
     }
 }
 
 /// Handles `POST /consent`: Continue goes to the provider, Cancel returns
 /// `access_denied` to the validated redirect_uri; either uses the token up.
-pub fn decide(state: Arc<AppState>, headers: &HeaderMap, params: Params) -> Response {
-    match check(&state.sealer, &state.consents, headers, &params, unix_now()) {
+pub async fn decide(state: Arc<AppState>, headers: &HeaderMap, params: Params) -> Response {
+    match check(&state.sealer, &state.store, headers, &params).await {
         Ok((token, Choice::Continue)) => {
             audit(&token.client_id, "continue");
             see_other(&token.location)
@@ -114,8 +120,8 @@ pub fn decide(state: Arc<AppState>, headers: &HeaderMap, params: Params) -> Resp
                 ),
                 Refusal::Busy => (
                     PageReason::Unavailable,
-                    "too many sign-ins in progress",
-                    "consent_busy",
+                    "the confirmation cannot be checked right now",
+                    "consent_unavailable",
                 ),
                 Refusal::NoChoice => (
                     PageReason::BadRequest,
@@ -147,12 +153,6 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
-}
-
 fn audit(client_id: &str, outcome: &str) {
     tracing::info!(target: "audit", event = "consent", client_id = %short(client_id), outcome);
 }
@@ -161,8 +161,8 @@ fn audit(client_id: &str, outcome: &str) {
 mod tests {
     use super::*;
     use crate::flow::RedirectUri;
-    use crate::replay::ReplayStore;
     use crate::seal::{Purpose, Sealer};
+    use crate::store::MemoryStore;
     use axum::http::HeaderValue;
     use std::time::Duration;
 
@@ -193,6 +193,17 @@ mod tests {
         Params::parse(body.as_bytes()).unwrap()
     }
 
+    fn memory() -> Store {
+        Store::Memory(MemoryStore::new(10))
+    }
+
+    fn spent(store: &Store) -> usize {
+        match store {
+            Store::Memory(memory) => memory.single_use_len(),
+            Store::Redis(_) => unreachable!("these tests use the memory backend"),
+        }
+    }
+
     fn with_cookie(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -202,18 +213,18 @@ mod tests {
         headers
     }
 
-    #[test]
-    fn a_valid_token_is_accepted_once() {
+    #[tokio::test]
+    async fn a_valid_token_is_accepted_once() {
         let sealer = sealer();
-        let store = ReplayStore::new(10);
+        let store = memory();
         let sealed = sealer.seal(Purpose::Consent, CONSENT_TTL, &token("secret"));
         let (accepted, choice) = check(
             &sealer,
             &store,
             &with_cookie("secret"),
             &post(&sealed, "continue"),
-            0,
         )
+        .await
         .unwrap();
         assert_eq!(choice, Choice::Continue);
         assert_eq!(accepted.location, "https://idp.example/authorize?x=1");
@@ -222,22 +233,22 @@ mod tests {
             &store,
             &with_cookie("secret"),
             &post(&sealed, "cancel"),
-            1,
-        );
+        )
+        .await;
         assert_eq!(replay.unwrap_err().0, Refusal::Replayed);
     }
 
-    #[test]
-    fn a_forged_or_foreign_token_is_refused() {
+    #[tokio::test]
+    async fn a_forged_or_foreign_token_is_refused() {
         let sealer = sealer();
-        let store = ReplayStore::new(10);
+        let store = memory();
         let forged = check(
             &sealer,
             &store,
             &with_cookie("secret"),
             &post("v1.AAAA", "continue"),
-            0,
-        );
+        )
+        .await;
         assert!(matches!(forged.unwrap_err().0, Refusal::Invalid(_)));
         // Sealed by another deployment's key.
         let other = Sealer::new(vec![[8u8; 32]]).unwrap();
@@ -247,8 +258,8 @@ mod tests {
             &store,
             &with_cookie("secret"),
             &post(&sealed, "continue"),
-            0,
-        );
+        )
+        .await;
         assert!(matches!(foreign.unwrap_err().0, Refusal::Invalid(_)));
         // A sealed state is not a consent token.
         let state = sealer.seal(Purpose::State, CONSENT_TTL, &token("secret"));
@@ -257,38 +268,38 @@ mod tests {
             &store,
             &with_cookie("secret"),
             &post(&state, "continue"),
-            0,
-        );
+        )
+        .await;
         assert!(matches!(wrong.unwrap_err().0, Refusal::Invalid(_)));
     }
 
-    #[test]
-    fn a_token_from_another_browser_is_refused_and_not_used_up() {
+    #[tokio::test]
+    async fn a_token_from_another_browser_is_refused_and_not_used_up() {
         let sealer = sealer();
-        let store = ReplayStore::new(10);
+        let store = memory();
         let sealed = sealer.seal(Purpose::Consent, CONSENT_TTL, &token("victim"));
         // A cross-site auto-submit carries no cookie, or the attacker's.
         for headers in [HeaderMap::new(), with_cookie("attacker")] {
-            let refused = check(&sealer, &store, &headers, &post(&sealed, "continue"), 0);
+            let refused = check(&sealer, &store, &headers, &post(&sealed, "continue")).await;
             assert_eq!(refused.unwrap_err().0, Refusal::OtherBrowser);
         }
-        assert!(store.is_empty());
+        assert_eq!(spent(&store), 0);
         assert!(
             check(
                 &sealer,
                 &store,
                 &with_cookie("victim"),
                 &post(&sealed, "continue"),
-                0
             )
+            .await
             .is_ok()
         );
     }
 
-    #[test]
-    fn an_expired_token_is_refused() {
+    #[tokio::test]
+    async fn an_expired_token_is_refused() {
         let sealer = sealer();
-        let store = ReplayStore::new(10);
+        let store = memory();
         let sealed = sealer
             .try_seal_at(Purpose::Consent, Duration::from_secs(1), &token("s"), 1_000)
             .unwrap();
@@ -297,8 +308,8 @@ mod tests {
             &store,
             &with_cookie("s"),
             &post(&sealed, "continue"),
-            0,
-        );
+        )
+        .await;
         assert!(matches!(refused.unwrap_err().0, Refusal::Invalid(_)));
     }
 }

@@ -40,8 +40,8 @@ use crate::flow::Seals;
 use crate::id_token::{SigningKeys, SigningSetupError};
 use crate::logo::LogoCache;
 use crate::policy::Policy;
-use crate::replay::ReplayStore;
 use crate::seal::{SealSetupError, Sealer};
+use crate::store::{Store, StoreSetupError};
 use crate::trust::{Trust, TrustSetupError};
 use crate::upstream::{IdentityProvider, Provider, RedirectMode, UpstreamError};
 pub use listener::{Listeners, bind};
@@ -63,13 +63,15 @@ pub struct AppState {
     /// The identity provider: the discovered [`Provider`], or in tests an
     /// in-process one.
     pub provider: Arc<dyn IdentityProvider>,
-    /// `private_key_jwt` verification (kept across reloads: its `jti` store
-    /// must not forget).
+    /// `private_key_jwt` verification (kept across reloads: its key sets
+    /// and its view of the store).
     pub client_auth: Arc<ClientAuthenticator>,
     /// The proxy's id_token keys.
     pub signing: SigningKeys,
-    /// Consent-form tokens already used (kept across reloads).
-    pub consents: Arc<ReplayStore>,
+    /// The shared store (`[store]`): `jti`s, consent tokens and states
+    /// spent once, refresh families. Kept across reloads: a reload must not
+    /// make a used value usable again, nor drop the Redis connection.
+    pub store: Arc<Store>,
     /// Logos of allowed clients (kept across reloads).
     pub logos: Arc<LogoCache>,
     /// The issuers whose software statements vouch for clients (their
@@ -116,9 +118,6 @@ impl FromRequestParts<Arc<Shared>> for Current {
     }
 }
 
-/// The most consent pages awaiting an answer at once.
-const MAX_PENDING_CONSENTS: usize = 100_000;
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -137,6 +136,9 @@ pub enum ServeError {
     /// A trust issuer's key file could not be used.
     #[error(transparent)]
     Trust(#[from] TrustSetupError),
+    /// The shared store could not be set up (its URL unreadable or invalid).
+    #[error(transparent)]
+    Store(#[from] StoreSetupError),
     /// The provider could not be discovered or its credentials loaded.
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
@@ -174,15 +176,17 @@ impl AppState {
         };
         let provider = Provider::discover(&config.upstream).await?;
         let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
+        let store = Arc::new(Store::connect(&config.store)?);
         let client_auth = ClientAuthenticator::new(
             Arc::clone(&egress),
             vec![issuer.clone(), format!("{issuer}/token")],
             ClientAuthLimits::default(),
+            Arc::clone(&store),
         );
         Ok(AppState {
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
             trust: Trust::new(&config.trust, Arc::clone(&egress))?,
-            consents: Arc::new(ReplayStore::new(MAX_PENDING_CONSENTS)),
+            store,
             cache: Arc::new(DocumentCache::new(egress, config.cache.clone())),
             policy: Policy::new(config.policy.clone()),
             issuer,
@@ -195,11 +199,12 @@ impl AppState {
     }
 
     /// The state a new configuration gives, keeping what must survive a
-    /// reload: the document cache, the single-use stores (a reload must not
-    /// make a used `jti` or consent token usable again), the logo cache.
-    /// Keys, the policy and the provider (with its credentials) are read
-    /// anew. Listeners, the public URL, `[fetch]`, `[cache]` and
-    /// `[resource]` take effect only on restart; a change there is logged and
+    /// reload: the document cache, the shared store (a reload must not
+    /// make a used `jti`, consent token or state usable again, nor forget a
+    /// refresh family), the logo cache. Keys, the policy and the provider
+    /// (with its credentials) are read anew. Listeners, the public URL,
+    /// `[fetch]`, `[cache]`, `[store]` and `[resource]` take effect only on
+    /// restart; a change there is logged and
     /// the running values are kept.
     pub async fn reloaded(&self, mut config: Config) -> Result<AppState, ServeError> {
         config.require_serve()?;
@@ -219,6 +224,7 @@ impl AppState {
             ("fetch", config.fetch != self.config.fetch),
             ("cache", config.cache != self.config.cache),
             ("resource", config.resource != self.config.resource),
+            ("store", config.store != self.config.store),
         ];
         for (section, changed) in restart_only {
             if changed {
@@ -229,6 +235,7 @@ impl AppState {
         config.fetch = self.config.fetch.clone();
         config.cache = self.config.cache.clone();
         config.resource = self.config.resource.clone();
+        config.store = self.config.store.clone();
         Ok(AppState {
             issuer: self.issuer.clone(),
             cache: Arc::clone(&self.cache),
@@ -237,7 +244,7 @@ impl AppState {
             provider: Arc::new(provider),
             client_auth: Arc::clone(&self.client_auth),
             signing,
-            consents: Arc::clone(&self.consents),
+            store: Arc::clone(&self.store),
             logos: Arc::clone(&self.logos),
             trust: self.trust.reconfigured(&config.trust)?,
             config,
@@ -378,14 +385,14 @@ async fn authorize_post(Current(state): Current, body: Bytes) -> Response {
 
 async fn callback(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     match Params::parse(query.unwrap_or_default().as_bytes()) {
-        Ok(params) => callback::callback(state, params),
+        Ok(params) => callback::callback(state, params).await,
         Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
     }
 }
 
 async fn consent(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {
     match Params::parse(&body) {
-        Ok(params) => consent::decide(state, &headers, params),
+        Ok(params) => consent::decide(state, &headers, params).await,
         Err(error) => error_page(PageReason::BadRequest, &error.to_string(), None),
     }
 }
@@ -472,6 +479,10 @@ pub async fn run(
             )
         }
     }));
+    let store_watcher = tokio::spawn(Arc::clone(&readiness).watch_store({
+        let shared = Arc::clone(&shared);
+        move || Arc::clone(&shared.current().store)
+    }));
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
         crate::admin::router(Arc::clone(&readiness), {
@@ -491,6 +502,7 @@ pub async fn run(
     ));
     shutdown.await;
     watcher.abort();
+    store_watcher.abort();
     readiness.start_draining();
     control.begin_drain();
     if !server.drain.is_zero() {

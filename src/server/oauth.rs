@@ -68,6 +68,22 @@ pub fn error_redirect(
     state: Option<&str>,
     issuer: &str,
 ) -> Response {
+    match error_location(redirect_uri, code, description, state, issuer) {
+        Some(location) => found(&location),
+        // A registration no parser reads; refuse rather than build a bad Location.
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Where [`error_redirect`] sends the browser; `None` for a registration
+/// no URL parser reads.
+pub fn error_location(
+    redirect_uri: &RedirectUri,
+    code: OAuthErrorCode,
+    description: &str,
+    state: Option<&str>,
+    issuer: &str,
+) -> Option<String> {
     let mut params = vec![
         ("error", code.on_the_wire()),
         ("error_description", description),
@@ -76,7 +92,7 @@ pub fn error_redirect(
         params.push(("state", state));
     }
     params.push(("iss", issuer));
-    redirect_with(redirect_uri, &params)
+    redirect_uri.url().map(|url| with_query_url(url, &params))
 }
 
 /// A 302 to the client's `redirect_uri` with `params` added to its query

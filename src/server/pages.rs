@@ -165,6 +165,46 @@ pub fn error_page(reason: PageReason, detail: &str, client_host: Option<&str>) -
     }
 }
 
+#[derive(Template)]
+#[template(path = "redirect_notice.html")]
+struct RedirectNotice<'a> {
+    css: &'static str,
+    client_host: &'a str,
+    location: &'a str,
+    destination: &'a str,
+    code: &'a str,
+    detail: &'a str,
+}
+
+/// The page a client the policy only warns about gets instead of an error
+/// redirect (RFC 9700 §4.11.2): anyone can publish a document, so the
+/// proxy's origin must not bounce a browser to whatever it lists without
+/// the person seeing where. `location` is the whole error redirect, linked;
+/// the page names its destination (scheme, host and path) in words.
+pub fn redirect_notice(
+    client_host: &str,
+    location: &str,
+    destination: &str,
+    code: &str,
+    detail: &str,
+) -> Response {
+    let page = RedirectNotice {
+        css: CSS,
+        client_host,
+        location,
+        destination,
+        code,
+        detail,
+    };
+    match page.render() {
+        Ok(html) => html_response(StatusCode::BAD_REQUEST, html, &content_security_policy(&[])),
+        Err(error) => {
+            tracing::error!(%error, "cannot render the redirect notice");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
 /// The error page for a client admission refused: the one place a
 /// [`Refusal`] becomes a page. Network-level details stay in the log.
 pub fn refusal_page(refusal: &Refusal) -> Response {

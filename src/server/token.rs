@@ -5,6 +5,12 @@
 //! re-applies the current policy, which is how revocation works without a
 //! registry: deny a client_id, or let its document vanish, and its refresh
 //! tokens stop at once.
+//!
+//! Refresh tokens rotate, with reuse detection (OAuth 2.1 §4.3.1): the code
+//! exchange starts a family in the shared store, every refresh returns the
+//! family's next generation, and presenting an older one revokes the
+//! family. The store is asked only after the provider answered, so a
+//! provider failure never turns the client's retry into "reuse".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +31,36 @@ use crate::client_id::is_url_client_id;
 use crate::flow::{RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
+use crate::store::{Backend, FamilyStatus, Rotation, Store, StoreError};
 use crate::upstream::RedirectMode;
 
 /// The lifetime of the id_tokens the proxy issues.
 const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
+/// Whether the request says its body is a form (RFC 6749 §3.2): the media
+/// type, case-insensitive, with or without parameters (`charset`).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| {
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// Handles `POST /token`.
 pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_form(&headers) {
+        count("", "invalid_request");
+        return TokenError::new(
+            OAuthErrorCode::InvalidRequest,
+            "the body must be application/x-www-form-urlencoded",
+        )
+        .into_response();
+    }
     let params = match Params::parse(&body) {
         Ok(params) => params,
         Err(error) => {
@@ -233,14 +262,22 @@ fn open_code<'p>(
                     "the authorization code was issued to another client",
                 ));
             }
-            if params
-                .get("redirect_uri")
-                .is_some_and(|uri| uri != sealed.redirect_uri.as_str())
-            {
-                return Err(TokenError::new(
-                    OAuthErrorCode::InvalidGrant,
-                    "redirect_uri does not match the authorization request",
-                ));
+            // RFC 6749 §4.1.3: required when the authorization request
+            // named one, and then identical (see the README's security model).
+            match params.get("redirect_uri") {
+                Some(uri) if uri != sealed.redirect_uri.as_str() => {
+                    return Err(TokenError::new(
+                        OAuthErrorCode::InvalidGrant,
+                        "redirect_uri does not match the authorization request",
+                    ));
+                }
+                None if sealed.redirect_uri_asked => {
+                    return Err(TokenError::new(
+                        OAuthErrorCode::InvalidRequest,
+                        "redirect_uri is missing: the authorization request named one",
+                    ));
+                }
+                _ => {}
             }
             let id_token = if has_openid(&sealed.scope) {
                 IdToken::Reissue {
@@ -265,6 +302,7 @@ fn open_code<'p>(
                 upstream_code: code.to_owned(),
                 client_id: client_id.to_owned(),
                 redirect_uri,
+                redirect_uri_asked: true,
                 nonce: None,
                 scope: String::new(),
                 upstream_client: direct.to_owned(),
@@ -319,6 +357,7 @@ async fn exchange_code(
         &grant.upstream_client,
         &grant.scope,
         id_token,
+        Refresh::Start,
     )
     .await
 }
@@ -339,6 +378,30 @@ enum IdToken {
     /// Direct mode: we never saw the authorization request, so the nonce the
     /// provider verified and signed is carried over.
     ReissueWithProviderNonce,
+}
+
+/// What the client's refresh token becomes in a successful answer.
+enum Refresh {
+    /// The code exchange: a refresh token from the provider starts a family.
+    Start,
+    /// A refresh: the family advances from the presented generation; the
+    /// provider's new refresh token travels inside, or the one it kept.
+    Rotate(SealedRefresh),
+}
+
+/// A store that cannot answer: the step is refused, never skipped.
+fn store_unavailable(error: &StoreError) -> TokenError {
+    tracing::warn!(%error, "the shared store cannot answer; refusing the grant");
+    TokenError::new(
+        OAuthErrorCode::TemporarilyUnavailable,
+        "the grant cannot be checked right now; try again later",
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 async fn refresh_token(
@@ -366,6 +429,9 @@ async fn refresh_token(
         ));
     }
     *upstream_client = Some(sealed.upstream_client.clone());
+    // A revoked family, or an old generation, is refused before the
+    // provider is asked; an old generation revokes the family here.
+    check_family(&state.store, &sealed).await?;
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", sealed.upstream_refresh_token.as_str()),
@@ -386,19 +452,147 @@ async fn refresh_token(
     } else {
         IdToken::Drop
     };
+    let (scope, upstream) = (sealed.scope.clone(), sealed.upstream_client.clone());
     finish(
         state,
         answer,
         client_id,
-        &sealed.upstream_client,
-        &sealed.scope,
+        &upstream,
+        &scope,
         id_token,
+        Refresh::Rotate(sealed),
     )
     .await
 }
 
-/// Turns the provider's answer into the client's: the refresh token sealed
-/// to the client, the id_token re-issued under the proxy's key.
+/// Where the presented token's family stands, before the provider is
+/// asked. With the memory backend an unknown family (made by another
+/// replica, or before a restart) goes on, to be adopted; with Redis it is
+/// refused.
+async fn check_family(store: &Store, sealed: &SealedRefresh) -> Result<(), TokenError> {
+    match store
+        .family_status(sealed.family)
+        .await
+        .map_err(|error| store_unavailable(&error))?
+    {
+        FamilyStatus::Current(current) if current == sealed.generation => Ok(()),
+        FamilyStatus::Current(_) => {
+            // Presented before: the store revokes the family as it refuses.
+            let rotation = store
+                .advance_family(sealed.family, sealed.generation)
+                .await
+                .map_err(|error| store_unavailable(&error))?;
+            Err(refused_rotation(rotation, sealed))
+        }
+        FamilyStatus::Revoked => Err(refused_rotation(Rotation::Revoked, sealed)),
+        FamilyStatus::Unknown if store.backend() == Backend::Memory => Ok(()),
+        FamilyStatus::Unknown => Err(refused_rotation(Rotation::Unknown, sealed)),
+    }
+}
+
+/// The refusal of a refresh token whose family did not advance.
+fn refused_rotation(rotation: Rotation, sealed: &SealedRefresh) -> TokenError {
+    let description = match rotation {
+        Rotation::Reused => {
+            tracing::warn!(
+                target: "audit",
+                event = "refresh_reuse",
+                client_id = %short(&sealed.client_id),
+                family = %sealed.family,
+                generation = sealed.generation,
+                "a rotated refresh token was presented again; its family is revoked"
+            );
+            "the refresh token was already used; the grant is revoked"
+        }
+        Rotation::Revoked => "the refresh token's grant was revoked",
+        Rotation::Unknown | Rotation::Advanced { .. } => "the refresh token's grant has ended",
+    };
+    TokenError::new(OAuthErrorCode::InvalidGrant, description)
+}
+
+/// The sealed refresh token the client gets: a new family's first
+/// generation after a code exchange, the family's next after a refresh.
+async fn rotated_refresh(
+    state: &AppState,
+    refresh: Refresh,
+    upstream_refresh_token: Option<String>,
+    client_id: &str,
+    upstream_client: &str,
+    scope: &str,
+) -> Result<Option<String>, TokenError> {
+    let now = unix_now();
+    let payload = match refresh {
+        // A provider that issues no refresh token gets the client none.
+        Refresh::Start => {
+            let Some(upstream_refresh_token) = upstream_refresh_token else {
+                return Ok(None);
+            };
+            let ttl = state.config.seal.refresh_token_ttl;
+            let family = state
+                .store
+                .create_family(ttl)
+                .await
+                .map_err(|error| store_unavailable(&error))?;
+            SealedRefresh {
+                upstream_refresh_token,
+                client_id: client_id.to_owned(),
+                scope: scope.to_owned(),
+                upstream_client: upstream_client.to_owned(),
+                family: family.id,
+                generation: family.generation,
+                family_expires_at: now.saturating_add(ttl.as_secs()),
+            }
+        }
+        Refresh::Rotate(presented) => {
+            let remaining = Duration::from_secs(presented.family_expires_at.saturating_sub(now));
+            let mut rotation = state
+                .store
+                .advance_family(presented.family, presented.generation)
+                .await
+                .map_err(|error| store_unavailable(&error))?;
+            if rotation == Rotation::Unknown
+                && state
+                    .store
+                    .adopt_family(
+                        presented.family,
+                        presented.generation.saturating_add(1),
+                        remaining,
+                    )
+                    .await
+                    .map_err(|error| store_unavailable(&error))?
+            {
+                rotation = Rotation::Advanced {
+                    generation: presented.generation.saturating_add(1),
+                };
+            }
+            let Rotation::Advanced { generation } = rotation else {
+                // The provider's fresh tokens are dropped with the grant.
+                return Err(refused_rotation(rotation, &presented));
+            };
+            SealedRefresh {
+                // Google never rotates: then the provider's own token is kept.
+                upstream_refresh_token: upstream_refresh_token
+                    .unwrap_or(presented.upstream_refresh_token),
+                generation,
+                ..presented
+            }
+        }
+    };
+    let remaining = Duration::from_secs(payload.family_expires_at.saturating_sub(now));
+    state
+        .seals()
+        .seal_for(&payload, remaining)
+        .map(Some)
+        .map_err(|error| {
+            tracing::warn!(%error, "cannot seal the refresh token");
+            TokenError::new(OAuthErrorCode::ServerError, "cannot issue a refresh token")
+        })
+}
+
+/// Turns the provider's answer into the client's: the id_token re-issued
+/// under the proxy's key, then the refresh token sealed to the client. The
+/// refresh family advances last, once nothing else can fail: a failure
+/// before it leaves the presented token usable for a retry.
 async fn finish(
     state: &AppState,
     answer: crate::upstream::TokenResponse,
@@ -406,35 +600,11 @@ async fn finish(
     upstream_client: &str,
     scope: &str,
     id_token: IdToken,
+    refresh: Refresh,
 ) -> Result<Response, TokenError> {
     let mut body = answer.body;
     if !answer.status.is_success() {
         return Err(provider_refusal(&body, upstream_client));
-    }
-    // A provider that does not rotate refresh tokens sends none back; the
-    // client keeps the sealed one it has, which stays valid.
-    if let Some(Value::String(upstream_refresh_token)) = body.remove("refresh_token") {
-        // Direct mode never saw the request's scopes: the provider's answer names them.
-        let scope = if scope.is_empty() {
-            body.get("scope")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        } else {
-            scope
-        };
-        let sealed = state
-            .seals()
-            .seal(&SealedRefresh {
-                upstream_refresh_token,
-                client_id: client_id.to_owned(),
-                scope: scope.to_owned(),
-                upstream_client: upstream_client.to_owned(),
-            })
-            .map_err(|error| {
-                tracing::warn!(%error, "cannot seal the refresh token");
-                TokenError::new(OAuthErrorCode::ServerError, "cannot issue a refresh token")
-            })?;
-        body.insert("refresh_token".into(), Value::String(sealed));
     }
     if let Some(Value::String(provider_id_token)) = body.remove("id_token") {
         let nonce = match &id_token {
@@ -456,6 +626,31 @@ async fn finish(
             .await?;
             body.insert("id_token".into(), Value::String(ours));
         }
+    }
+    let upstream_refresh_token = match body.remove("refresh_token") {
+        Some(Value::String(token)) => Some(token),
+        _ => None,
+    };
+    // Direct mode never saw the request's scopes: the provider's answer names them.
+    let scope = if scope.is_empty() {
+        body.get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        scope.to_owned()
+    };
+    if let Some(sealed) = rotated_refresh(
+        state,
+        refresh,
+        upstream_refresh_token,
+        client_id,
+        upstream_client,
+        &scope,
+    )
+    .await?
+    {
+        body.insert("refresh_token".into(), Value::String(sealed));
     }
     let mut response = (StatusCode::OK, Json(Value::Object(body))).into_response();
     no_store(&mut response);

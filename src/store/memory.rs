@@ -110,6 +110,31 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Takes on a family this process does not know (created by another
+    /// replica, or before a restart) at `generation`, unless it is known
+    /// already (`false`). A full table refuses, as for a new family.
+    pub(super) fn adopt_family(
+        &self,
+        id: FamilyId,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut families = self.lock();
+        families.purge(now);
+        if families.by_id.contains_key(&id) {
+            return Ok(false);
+        }
+        if families.by_id.len() >= self.max_families {
+            return Err(StoreError::Full);
+        }
+        families.by_id.insert(id, State::Live(generation));
+        families
+            .by_expiry
+            .push(Reverse((now.saturating_add(millis(ttl)), id)));
+        Ok(true)
+    }
+
     pub(super) fn advance_family(
         &self,
         id: FamilyId,
@@ -187,6 +212,22 @@ mod tests {
 
     fn id(n: u8) -> FamilyId {
         FamilyId::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn an_unknown_family_is_adopted_once_at_the_presented_generation() {
+        let store = MemoryStore::new(1);
+        assert_eq!(store.adopt_family(id(1), 4, MINUTE), Ok(true));
+        // Known now: not adopted again, whatever generation is presented.
+        assert_eq!(store.adopt_family(id(1), 9, MINUTE), Ok(false));
+        assert_eq!(store.family_status(id(1)), FamilyStatus::Current(4));
+        assert_eq!(
+            store.advance_family(id(1), 4),
+            Ok(Rotation::Advanced { generation: 5 })
+        );
+        assert_eq!(store.advance_family(id(1), 4), Ok(Rotation::Reused));
+        // The bound holds for adoption too.
+        assert_eq!(store.adopt_family(id(2), 0, MINUTE), Err(StoreError::Full));
     }
 
     #[test]

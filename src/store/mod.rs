@@ -25,7 +25,7 @@
 //! needs the store refuses, it never skips the check. Each failure is
 //! counted in `cimd_proxy_store_errors_total{operation}`.
 //!
-//! # How the callers use it (wired after the handler restructuring lands)
+//! # How the callers use it
 //!
 //! One `Arc<Store>` in `AppState`, built by [`Store::connect`] from
 //! `config.store` at start (and kept across reloads: the connection is not
@@ -61,9 +61,12 @@
 //!   `temporarily_unavailable`. Advancing only after the provider answered
 //!   matters: advancing first would turn a provider failure into "reuse"
 //!   on the client's retry with the same token, and revoke a legitimate
-//!   family. `Unknown` must be refused: accepting it would let an old token
-//!   start its family again after the family expired (or, with the memory
-//!   backend, after a restart).
+//!   family. With Redis `Unknown` is refused: accepting it would let an old
+//!   token start its family again after the family expired. The memory
+//!   backend cannot tell "expired" from "made by another replica or before
+//!   a restart", so it adopts the family at the presented generation
+//!   ([`Store::adopt_family`]) rather than sign everyone out at every
+//!   restart; the sealed token's own expiry (the family's) still bounds it.
 //! - **`POST /revoke` (RFC 7009)**: [`Store::revoke_family`] for a sealed
 //!   refresh token; unknown tokens still get 200.
 //! - **`/readyz`**: false while [`Store::ping`] fails (always true for the
@@ -411,6 +414,29 @@ impl Store {
             match self {
                 Store::Memory(store) => store.advance_family(family, presented),
                 Store::Redis(store) => store.advance_family(family, presented).await,
+            }
+        })
+        .await
+    }
+
+    /// Memory backend only: takes on a `family` this process does not know
+    /// at the `generation` its token presents, living `ttl` (what is left
+    /// of the family's lifetime), so a token sealed by another replica or
+    /// before a restart keeps working, rotated from here on. `true` when it
+    /// was taken on; [`StoreError::Full`] when the table is (a failure is
+    /// counted as `create_family`: adopting is creating here). Redis never
+    /// adopts (always `false`): there an unknown family has expired or was
+    /// never made, and is refused.
+    pub async fn adopt_family(
+        &self,
+        family: FamilyId,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        counted(Operation::CreateFamily, async {
+            match self {
+                Store::Memory(store) => store.adopt_family(family, generation, ttl),
+                Store::Redis(_) => Ok(false),
             }
         })
         .await

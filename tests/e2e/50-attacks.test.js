@@ -174,6 +174,24 @@ test('/callback: an iss naming another issuer (mix-up, RFC 9207) ⇒ error=acces
   assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'access_denied', state: run.state, iss: world.proxy.issuer });
 });
 
+test('/callback: no iss although the provider advertises authorization_response_iss_parameter_supported ⇒ access_denied redirect, no code', async (t) => {
+  const run = await authorizeThrough(world.proxy, { ...clients.alice, stopAtCallback: true });
+  const callback = new URL(run.stoppedAt);
+  assert.equal(callback.searchParams.get('iss'), world.provider.issuer, 'oidc-provider sends iss');
+  callback.searchParams.delete('iss');
+  const res = await getManual(world.proxy.url(`/callback${callback.search}`));
+  assertErrorRedirect(res, { redirectUri: clients.alice.redirectUri, error: 'access_denied', state: run.state, iss: world.proxy.issuer });
+  assert.equal(new URL(res.location).searchParams.get('code'), null);
+});
+
+test('/callback: a successful callback replayed ⇒ 400 HTML, no second code', async (t) => {
+  const run = await authorizeThrough(world.proxy, { ...clients.alice, stopAtCallback: true });
+  const first = await getManual(world.proxy.url(`/callback${run.stoppedAt.search}`));
+  assert.equal(first.status, 302, first.body);
+  assert.ok(new URL(first.location).searchParams.get('code'));
+  assertErrorPage(await getManual(world.proxy.url(`/callback${run.stoppedAt.search}`)), 400);
+});
+
 test('/callback: the provider\'s error is relayed to the client with its state and the proxy\'s iss', async (t) => {
   const run = await authorizeThrough(world.proxy, { ...clients.alice, stopAtCallback: true });
   const sealed = run.stoppedAt.searchParams.get('state');
@@ -239,6 +257,40 @@ test('/token: a refresh token presented by another client_id ⇒ invalid_grant',
     grant_type: 'refresh_token', client_id: clients.alice.clientId, refresh_token: tokens.json.refresh_token,
   });
   assert.equal(own.status, 200, own.text);
+});
+
+test('/token: a code redeemed without the redirect_uri its authorization request named ⇒ invalid_request', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  assertTokenError(await postForm(world.proxy.url('/token'), {
+    grant_type: 'authorization_code', client_id: clients.alice.clientId, code: run.code, code_verifier: run.verifier,
+  }), { status: 400, error: 'invalid_request' }, t);
+  // With it, the code is still good: the refusal did not reach the provider.
+  const mine = await exchangePublic(world.proxy, { ...clients.alice, code: run.code, verifier: run.verifier });
+  assert.equal(mine.status, 200, mine.text);
+});
+
+test('/token: a form sent as text/plain ⇒ invalid_request', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  assertTokenError(await postForm(world.proxy.url('/token'), {
+    grant_type: 'authorization_code', client_id: clients.alice.clientId, code: run.code,
+    redirect_uri: clients.alice.redirectUri, code_verifier: run.verifier,
+  }, { headers: { 'content-type': 'text/plain' } }), { status: 400, error: 'invalid_request' }, t);
+});
+
+test('/token: a refresh token used after it was rotated ⇒ invalid_grant, and its family is revoked', async (t) => {
+  const run = await codeFor(world.proxy, clients.alice);
+  const tokens = await exchangePublic(world.proxy, { ...clients.alice, code: run.code, verifier: run.verifier });
+  assert.equal(tokens.status, 200, tokens.text);
+  const refresh = (token) => postForm(world.proxy.url('/token'), {
+    grant_type: 'refresh_token', client_id: clients.alice.clientId, refresh_token: token,
+  });
+  const rotated = await refresh(tokens.json.refresh_token);
+  assert.equal(rotated.status, 200, rotated.text);
+  assert.ok(rotated.json.refresh_token);
+  assert.notEqual(rotated.json.refresh_token, tokens.json.refresh_token, 'every refresh returns a new refresh token');
+  assertTokenError(await refresh(tokens.json.refresh_token), { status: 400, error: 'invalid_grant' }, t);
+  // The thief's replay ended the grant for the holder of the newest token too.
+  assertTokenError(await refresh(rotated.json.refresh_token), { status: 400, error: 'invalid_grant' }, t);
 });
 
 test('/token: a code older than code_ttl_s ⇒ invalid_grant', async (t) => {

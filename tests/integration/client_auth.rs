@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cimd_proxy::metadata::{self, ClientMetadata};
+use cimd_proxy::store::Store;
 use cimd_proxy::{
     ClientAuthLimits, ClientAuthenticator, ClientIdUrl, Config, Egress, JWT_BEARER, TokenClientAuth,
 };
@@ -91,7 +92,13 @@ fn id(url: &str) -> ClientIdUrl {
 fn authenticator(file: &ConfigFile, limits: ClientAuthLimits) -> ClientAuthenticator {
     let config = Config::from_toml_str(&file.to_toml(), None).expect("valid test config");
     let egress = Egress::new(&config.fetch, Vec::new()).expect("egress");
-    ClientAuthenticator::new(Arc::new(egress), vec![AUDIENCE.to_owned()], limits)
+    let store = Store::connect(&config.store).expect("the memory store");
+    ClientAuthenticator::new(
+        Arc::new(egress),
+        vec![AUDIENCE.to_owned()],
+        limits,
+        Arc::new(store),
+    )
 }
 
 /// Requests the origin received for `path`.

@@ -19,12 +19,13 @@ use bytes::Bytes;
 use cimd_proxy::client_auth::{ClientAuthLimits, ClientAuthenticator};
 use cimd_proxy::flow::{SealedCode, SealedRefresh, SealedState, Seals};
 use cimd_proxy::logo::LogoCache;
-use cimd_proxy::replay::ReplayStore;
 use cimd_proxy::server::{AppState, Shared};
+use cimd_proxy::store::{FamilyId, Store};
 use cimd_proxy::{
     Config, DocumentCache, Egress, IdentityProvider, Policy, ProviderMetadata, Purpose, Sealer,
     SigningKeys, TokenResponse, Trust, UpstreamError,
 };
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
@@ -71,10 +72,17 @@ struct StandInProvider {
     token_calls: Mutex<Vec<BTreeMap<String, String>>>,
     /// When set, the token endpoint answers with this error body instead.
     refuse_with: Mutex<Option<(StatusCode, Value)>>,
+    /// Whether a refresh returns a new refresh token (Google's does not).
+    rotates: Mutex<bool>,
 }
 
 impl StandInProvider {
     fn new() -> Arc<Self> {
+        Self::with_discovery(Map::new())
+    }
+
+    /// A provider whose discovery document holds `raw`.
+    fn with_discovery(raw: Map<String, Value>) -> Arc<Self> {
         let url = |path: &str| Url::parse(&format!("{IDP}{path}")).unwrap();
         Arc::new(StandInProvider {
             metadata: Arc::new(ProviderMetadata {
@@ -85,12 +93,13 @@ impl StandInProvider {
                 userinfo_endpoint: None,
                 scopes_supported: None,
                 claims_supported: None,
-                raw: Map::new(),
+                raw,
             }),
             keys: SigningKeys::generate_ephemeral().expect("a provider key"),
             grants: Mutex::new(BTreeMap::new()),
             token_calls: Mutex::new(Vec::new()),
             refuse_with: Mutex::new(None),
+            rotates: Mutex::new(true),
         })
     }
 
@@ -144,7 +153,7 @@ impl StandInProvider {
                 }
                 grant.nonce
             }
-            Some("refresh_token") if form["refresh_token"] == "upstream-refresh" => None,
+            Some("refresh_token") if form["refresh_token"].starts_with("upstream-refresh") => None,
             _ => return error(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"})),
         };
         let now = std::time::SystemTime::now()
@@ -158,14 +167,18 @@ impl StandInProvider {
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        let body = json!({
+        let mut body = json!({
             "access_token": "upstream-access",
             "token_type": "Bearer",
             "expires_in": 300,
-            "refresh_token": "upstream-refresh",
             "scope": "openid",
             "id_token": self.keys.sign(&claims).unwrap(),
         });
+        let refreshing = form.get("grant_type").map(String::as_str) == Some("refresh_token");
+        if !refreshing || *self.rotates.lock().unwrap() {
+            let calls = self.token_calls.lock().unwrap().len();
+            body["refresh_token"] = json!(format!("upstream-refresh-{calls}"));
+        }
         TokenResponse {
             status: StatusCode::OK,
             body: body.as_object().unwrap().clone(),
@@ -228,6 +241,7 @@ impl IdentityProvider for StandInProvider {
 /// The proxy, served on loopback, with the stand-in as its provider.
 struct Proxy {
     base: Url,
+    admin: Url,
     shared: Arc<Shared>,
     idp: Arc<StandInProvider>,
     config_text: String,
@@ -252,6 +266,13 @@ impl Answer {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn query(url: &Url) -> BTreeMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
@@ -262,6 +283,10 @@ fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppSta
     let config = Config::from_toml_str(config_text, None).expect("valid config");
     let egress = Arc::new(Egress::new(&config.fetch, Vec::new()).expect("egress"));
     let provider: Arc<dyn IdentityProvider> = Arc::clone(idp) as Arc<dyn IdentityProvider>;
+    let store = keep.map_or_else(
+        || Arc::new(Store::connect(&config.store).expect("the configured store")),
+        |state| Arc::clone(&state.store),
+    );
     AppState {
         issuer: PROXY.to_owned(),
         cache: keep.map_or_else(
@@ -280,9 +305,10 @@ fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppSta
             Arc::clone(&egress),
             vec![PROXY.to_owned(), format!("{PROXY}/token")],
             ClientAuthLimits::default(),
+            Arc::clone(&store),
         )),
         signing: SigningKeys::generate_ephemeral().unwrap(),
-        consents: Arc::new(ReplayStore::new(100)),
+        store,
         logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
         trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
         config,
@@ -293,6 +319,16 @@ impl Proxy {
     /// The proxy for a client document host on `port`, with `policy`
     /// (a `[policy]` section) appended to the configuration.
     async fn start(world: &World, port: u16, policy: &str) -> Proxy {
+        Self::start_with(world, port, policy, StandInProvider::new()).await
+    }
+
+    /// The same, with `idp` as the provider.
+    async fn start_with(
+        world: &World,
+        port: u16,
+        policy: &str,
+        idp: Arc<StandInProvider>,
+    ) -> Proxy {
         let config_text = world
             .config(port)
             .with_extra(&format!(
@@ -300,7 +336,6 @@ impl Proxy {
                  auth_method = \"none\"\n\n{policy}"
             ))
             .to_toml();
-        let idp = StandInProvider::new();
         let shared = Shared::new(app_state(&config_text, &idp, None));
         let listeners = cimd_proxy::server::bind(
             "127.0.0.1:0".parse().unwrap(),
@@ -313,6 +348,11 @@ impl Proxy {
             listeners.public.local_addr().unwrap()
         ))
         .unwrap();
+        let admin = Url::parse(&format!(
+            "http://{}/",
+            listeners.admin.local_addr().unwrap()
+        ))
+        .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(cimd_proxy::server::run(
             Arc::clone(&shared),
@@ -323,6 +363,7 @@ impl Proxy {
         ));
         Proxy {
             base,
+            admin,
             shared,
             idp,
             config_text,
@@ -344,12 +385,26 @@ impl Proxy {
     }
 
     async fn send(&self, method: &str, path_and_query: &str, form: Option<String>) -> Answer {
+        let content_type = form
+            .is_some()
+            .then_some("application/x-www-form-urlencoded");
         let url = self.base.join(path_and_query).unwrap();
+        self.send_to(method, url, content_type, form.unwrap_or_default())
+            .await
+    }
+
+    async fn send_to(
+        &self,
+        method: &str,
+        url: Url,
+        content_type: Option<&str>,
+        body: String,
+    ) -> Answer {
         let mut request = http::Request::builder().method(method).uri(url.as_str());
-        if form.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
         }
-        let body = Full::new(Bytes::from(form.unwrap_or_default()));
+        let body = Full::new(Bytes::from(body));
         let response = tokio::time::timeout(
             Duration::from_secs(15),
             self.http.request(request.body(body).unwrap()),
@@ -397,15 +452,26 @@ impl Proxy {
         self.get("authorize", &params).await
     }
 
-    /// A whole relayed sign-in up to the code the client receives.
-    async fn code_for(&self, client_id: &str) -> String {
+    /// `/readyz` on the admin listener.
+    async fn readyz(&self) -> StatusCode {
+        let url = self.admin.join("readyz").unwrap();
+        self.send_to("GET", url, None, String::new()).await.status
+    }
+
+    /// The provider's redirect back to our callback, for a sign-in the
+    /// user completed there: `(callback query, as the provider sent it)`.
+    async fn back_from_provider(&self, client_id: &str) -> String {
         let authorized = self.authorize(client_id, "https://app.test/cb").await;
         assert_eq!(authorized.status, StatusCode::FOUND, "{}", authorized.body);
         let back = self.idp.sign_in(authorized.location().as_str());
         assert!(back.as_str().starts_with(&format!("{PROXY}/callback?")));
-        let relayed = self
-            .send("GET", &format!("callback?{}", back.query().unwrap()), None)
-            .await;
+        back.query().unwrap().to_owned()
+    }
+
+    /// A whole relayed sign-in up to the code the client receives.
+    async fn code_for(&self, client_id: &str) -> String {
+        let back = self.back_from_provider(client_id).await;
+        let relayed = self.send("GET", &format!("callback?{back}"), None).await;
         assert_eq!(relayed.status, StatusCode::FOUND, "{}", relayed.body);
         let at_client = relayed.location();
         assert!(at_client.as_str().starts_with("https://app.test/cb?"));
@@ -513,8 +579,10 @@ async fn a_code_is_refused_to_another_client_and_another_redirect_uri() {
     // A sealed state is not a code.
     let state = Seals::new(&sealer, &config)
         .seal(&SealedState {
+            id: "state-1".into(),
             client_id: client_id.clone(),
             redirect_uri: grant.redirect_uri.clone(),
+            redirect_uri_asked: true,
             state: None,
             nonce: None,
             scope: String::new(),
@@ -544,6 +612,7 @@ async fn a_wrong_pkce_verifier_is_refused_by_the_provider_and_relayed() {
             ("grant_type", "authorization_code"),
             ("client_id", &client_id),
             ("code", &code),
+            ("redirect_uri", "https://app.test/cb"),
             (
                 "code_verifier",
                 "not-the-verifier-of-this-sign-in-0000000000000",
@@ -568,6 +637,7 @@ async fn the_providers_token_errors_are_relayed_and_its_refusal_of_our_credentia
         ("grant_type", "authorization_code"),
         ("client_id", client_id.as_str()),
         ("code", code.as_str()),
+        ("redirect_uri", "https://app.test/cb"),
         ("code_verifier", VERIFIER),
     ];
     proxy.idp.refuse_next(
@@ -601,6 +671,8 @@ async fn a_refresh_token_is_bound_to_its_client() {
     let (_origin, client_id, proxy) = proxy_with_client(&world).await;
     let (sealer, config) = proxy.seals();
     let seals = Seals::new(&sealer, &config);
+    // Sealed as another replica (or this one before a restart) would
+    // have: the memory store does not know its family, and adopts it.
     let refresh_for = |client: &str| {
         seals
             .seal(&SealedRefresh {
@@ -608,6 +680,9 @@ async fn a_refresh_token_is_bound_to_its_client() {
                 client_id: client.to_owned(),
                 scope: "openid".into(),
                 upstream_client: "main".into(),
+                family: FamilyId::random().unwrap(),
+                generation: 3,
+                family_expires_at: unix_now() + 3600,
             })
             .unwrap()
     };
@@ -643,6 +718,7 @@ async fn a_refresh_token_is_bound_to_its_client() {
     let renewed = answer.json()["refresh_token"].as_str().unwrap().to_owned();
     let opened: SealedRefresh = seals.open(&renewed).unwrap();
     assert_eq!(opened.client_id, client_id);
+    assert_eq!(opened.generation, 4, "adopted at 3, rotated to the next");
     // A code is not a refresh token.
     let code = proxy.code_for(&client_id).await;
     let answer = proxy
@@ -665,6 +741,7 @@ async fn a_denied_clients_refresh_token_stops_working_at_once() {
             ("grant_type", "authorization_code"),
             ("client_id", &client_id),
             ("code", &code),
+            ("redirect_uri", "https://app.test/cb"),
             ("code_verifier", VERIFIER),
         ])
         .await;
@@ -757,6 +834,8 @@ async fn the_providers_refusal_at_the_callback_is_relayed_to_the_client() {
     assert_eq!(params["iss"], PROXY);
     assert!(!params.contains_key("code"));
     // A response naming another issuer is a mix-up: refused, not relayed.
+    let authorized = proxy.authorize(&client_id, "https://app.test/cb").await;
+    let state = query(&authorized.location())["state"].clone();
     let answer = proxy
         .get(
             "callback",
@@ -795,4 +874,433 @@ async fn a_document_naming_an_unlisted_redirect_uri_gets_an_error_page_not_a_red
 
 fn url_port(client_id: &str) -> u16 {
     Url::parse(client_id).unwrap().port().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Issue 17: flow hardening, and refresh rotation through the shared store
+// ---------------------------------------------------------------------------
+
+/// A `[store]` section naming the run's Redis (its URL in a file, as a
+/// mounted Secret would hold it) under a key prefix of its own; the
+/// directory must outlive the proxy.
+fn redis_store(server: &crate::support::redis::RedisServer) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url_file = dir.path().join("redis-url");
+    std::fs::write(&url_file, format!("{}\n", server.url())).expect("write the URL file");
+    let section = format!(
+        "[store]\nbackend = \"redis\"\nurl_file = \"{}\"\nkey_prefix = \"flow-{}:\"\n",
+        url_file.display(),
+        FamilyId::random().unwrap()
+    );
+    (section, dir)
+}
+
+/// Both backends, for the behaviours that must hold with either: the
+/// `[store]` section to append, and what keeps it alive.
+async fn each_backend() -> Vec<(&'static str, String, Option<tempfile::TempDir>)> {
+    let (redis, dir) = redis_store(crate::support::redis::redis());
+    vec![("memory", String::new(), None), ("redis", redis, Some(dir))]
+}
+
+async fn exchange(proxy: &Proxy, client_id: &str, code: &str) -> Answer {
+    proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", "https://app.test/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await
+}
+
+async fn refresh(proxy: &Proxy, client_id: &str, token: &str) -> Answer {
+    proxy
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", token),
+        ])
+        .await
+}
+
+fn refresh_token_of(answer: &Answer) -> String {
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.json()["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_callback_without_iss_is_refused_when_the_provider_advertises_it() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let mut raw = Map::new();
+    raw.insert(
+        "authorization_response_iss_parameter_supported".into(),
+        json!(true),
+    );
+    let idp = StandInProvider::with_discovery(raw);
+    let proxy = Proxy::start_with(&world, origin.port(), ALLOW, idp).await;
+    let back = proxy.back_from_provider(&client_id).await;
+    let without_iss: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            url::form_urlencoded::parse(back.as_bytes()).filter(|(name, _)| name != "iss"),
+        )
+        .finish();
+    assert_ne!(without_iss, back);
+    let answer = proxy
+        .send("GET", &format!("callback?{without_iss}"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    let params = query(&answer.location());
+    assert_eq!(params["error"], "access_denied");
+    assert!(params["error_description"].contains("does not name its issuer"));
+    assert!(!params.contains_key("code"));
+
+    // A provider that does not advertise it may leave `iss` out (RFC 9207 §2.4).
+    let proxy = Proxy::start(&world, origin.port(), ALLOW).await;
+    let back = proxy.back_from_provider(&client_id).await;
+    let without_iss: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            url::form_urlencoded::parse(back.as_bytes()).filter(|(name, _)| name != "iss"),
+        )
+        .finish();
+    let answer = proxy
+        .send("GET", &format!("callback?{without_iss}"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    assert!(query(&answer.location()).contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_code_redeemed_without_redirect_uri_is_refused() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_request");
+    assert!(
+        answer.body.contains("redirect_uri is missing"),
+        "{}",
+        answer.body
+    );
+    assert!(proxy.idp.token_calls().is_empty());
+    // With it, the same code is good.
+    let answer = exchange(&proxy, &client_id, &code).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+
+    // An authorization request that named no redirect_uri (the document
+    // lists one) needs none at the token endpoint (RFC 6749 §4.1.3).
+    let params = [
+        ("client_id", client_id.as_str()),
+        ("response_type", "code"),
+        ("code_challenge", &challenge(VERIFIER)),
+        ("code_challenge_method", "S256"),
+        ("scope", "openid"),
+    ];
+    let authorized = proxy.get("authorize", &params).await;
+    assert_eq!(authorized.status, StatusCode::FOUND, "{}", authorized.body);
+    let back = proxy.idp.sign_in(authorized.location().as_str());
+    let relayed = proxy
+        .send("GET", &format!("callback?{}", back.query().unwrap()), None)
+        .await;
+    let code = query(&relayed.location())["code"].clone();
+    let answer = proxy
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_replayed_callback_gets_the_error_page() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _shared = server.shared().await;
+    for (backend, store, _keep) in each_backend().await {
+        let proxy = Proxy::start(&world, origin.port(), &format!("{ALLOW}{store}")).await;
+        let back = proxy.back_from_provider(&client_id).await;
+        let first = proxy.send("GET", &format!("callback?{back}"), None).await;
+        assert_eq!(first.status, StatusCode::FOUND, "{backend}: {}", first.body);
+        let replayed = proxy.send("GET", &format!("callback?{back}"), None).await;
+        assert_eq!(replayed.status, StatusCode::BAD_REQUEST, "{backend}");
+        assert!(
+            replayed.headers.get(header::LOCATION).is_none(),
+            "{backend}"
+        );
+        assert!(replayed.body.contains("invalid_state"), "{backend}");
+        assert!(replayed.body.contains("already completed"), "{backend}");
+        if backend == "redis" {
+            // Another replica on the same Redis refuses it too.
+            let other = Proxy::start(&world, origin.port(), &format!("{ALLOW}{store}")).await;
+            let replayed = other.send("GET", &format!("callback?{back}"), None).await;
+            assert_eq!(replayed.status, StatusCode::BAD_REQUEST);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_body_that_is_not_a_form_is_refused() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id.as_str()),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://app.test/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .finish();
+    let url = proxy.base.join("token").unwrap();
+    for content_type in [Some("text/plain"), Some("application/json"), None] {
+        let answer = proxy
+            .send_to("POST", url.clone(), content_type, form.clone())
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{content_type:?}");
+        assert_eq!(
+            answer.json()["error"],
+            "invalid_request",
+            "{content_type:?}"
+        );
+    }
+    assert!(proxy.idp.token_calls().is_empty());
+    // The media type is case-insensitive and may carry a charset.
+    let answer = proxy
+        .send_to(
+            "POST",
+            url,
+            Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+            form,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn a_warned_clients_error_is_a_page_naming_where_it_would_go_not_a_redirect() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let no_pkce = [
+        ("client_id", client_id.as_str()),
+        ("response_type", "code"),
+        ("redirect_uri", "https://app.test/cb"),
+        ("state", "client-state"),
+    ];
+    let warned = Proxy::start(
+        &world,
+        origin.port(),
+        "[policy]\ndefault_action = \"warn\"\n",
+    )
+    .await;
+    let answer = warned.get("authorize", &no_pkce).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(answer.headers.get(header::LOCATION).is_none());
+    assert!(
+        answer.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    // Names the destination in words, and links the error redirect.
+    assert!(
+        answer.body.contains(">https://app.test/cb<"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer
+            .body
+            .contains("href=\"https://app.test/cb?error=invalid_request&#38;"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("state=client-state"),
+        "{}",
+        answer.body
+    );
+    // An allowed client keeps the error redirect.
+    let allowed = Proxy::start(&world, origin.port(), ALLOW).await;
+    let answer = allowed.get("authorize", &no_pkce).await;
+    assert_eq!(answer.status, StatusCode::FOUND);
+    let params = query(&answer.location());
+    assert_eq!(params["error"], "invalid_request");
+    assert_eq!(params["state"], "client-state");
+}
+
+#[tokio::test]
+async fn refresh_reuse_after_rotation_revokes_family() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _shared = server.shared().await;
+    for (backend, store, _keep) in each_backend().await {
+        let proxy = Proxy::start(&world, origin.port(), &format!("{ALLOW}{store}")).await;
+        let code = proxy.code_for(&client_id).await;
+        let first = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+        // Each refresh returns the family's next generation, with the
+        // provider's rotated token inside.
+        let second = refresh_token_of(&refresh(&proxy, &client_id, &first).await);
+        let third = refresh_token_of(&refresh(&proxy, &client_id, &second).await);
+        let (sealer, config) = proxy.seals();
+        let seals = Seals::new(&sealer, &config);
+        let opened: SealedRefresh = seals.open(&third).unwrap();
+        let original: SealedRefresh = seals.open(&first).unwrap();
+        assert_eq!(opened.family, original.family, "{backend}");
+        assert_eq!(opened.generation, 2, "{backend}");
+        assert_eq!(opened.family_expires_at, original.family_expires_at);
+        // The provider rotated at every call (its token numbered by call).
+        let calls = proxy.idp.token_calls();
+        assert_eq!(calls.last().unwrap()["refresh_token"], "upstream-refresh-2");
+        assert_eq!(opened.upstream_refresh_token, "upstream-refresh-3");
+        // The first token again: refused, and the whole family with it,
+        // before the provider is asked.
+        let reused = refresh(&proxy, &client_id, &first).await;
+        assert_eq!(reused.status, StatusCode::BAD_REQUEST, "{backend}");
+        assert_eq!(reused.json()["error"], "invalid_grant");
+        assert!(reused.body.contains("already used"), "{}", reused.body);
+        let latest = refresh(&proxy, &client_id, &third).await;
+        assert_eq!(latest.json()["error"], "invalid_grant", "{backend}");
+        assert!(latest.body.contains("revoked"), "{}", latest.body);
+        assert_eq!(proxy.idp.token_calls().len(), calls.len(), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_rotate_keeps_its_refresh_token_inside_ours() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    *proxy.idp.rotates.lock().unwrap() = false;
+    let code = proxy.code_for(&client_id).await;
+    let first = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let second = refresh_token_of(&refresh(&proxy, &client_id, &first).await);
+    let third = refresh_token_of(&refresh(&proxy, &client_id, &second).await);
+    let (sealer, config) = proxy.seals();
+    let opened: SealedRefresh = Seals::new(&sealer, &config).open(&third).unwrap();
+    assert_eq!(opened.generation, 2);
+    // The one the code exchange gave, still.
+    assert_eq!(opened.upstream_refresh_token, "upstream-refresh-1");
+    let calls = proxy.idp.token_calls();
+    assert_eq!(calls[2]["refresh_token"], "upstream-refresh-1");
+}
+
+#[tokio::test]
+async fn a_provider_failure_does_not_advance_the_family() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let first = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    proxy.idp.refuse_next(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "temporarily_unavailable"}),
+    );
+    let failed = refresh(&proxy, &client_id, &first).await;
+    assert_eq!(failed.json()["error"], "temporarily_unavailable");
+    // The client's retry with the same token is not "reuse".
+    refresh_token_of(&refresh(&proxy, &client_id, &first).await);
+}
+
+#[tokio::test]
+async fn an_unknown_family_is_refused_with_redis() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _shared = server.shared().await;
+    let (store, _keep) = redis_store(server);
+    let proxy = Proxy::start(&world, origin.port(), &format!("{ALLOW}{store}")).await;
+    let (sealer, config) = proxy.seals();
+    let token = Seals::new(&sealer, &config)
+        .seal(&SealedRefresh {
+            upstream_refresh_token: "upstream-refresh".into(),
+            client_id: client_id.clone(),
+            scope: "openid".into(),
+            upstream_client: "main".into(),
+            family: FamilyId::random().unwrap(),
+            generation: 0,
+            family_expires_at: unix_now() + 3600,
+        })
+        .unwrap();
+    let answer = refresh(&proxy, &client_id, &token).await;
+    assert_eq!(answer.json()["error"], "invalid_grant");
+    assert!(proxy.idp.token_calls().is_empty());
+}
+
+#[tokio::test]
+async fn with_redis_stopped_the_store_steps_refuse_and_readyz_is_false_until_it_returns() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _exclusive = server.exclusive().await;
+    let (store, _keep) = redis_store(server);
+    let proxy = Proxy::start(&world, origin.port(), &format!("{ALLOW}{store}")).await;
+    let code = proxy.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let back = proxy.back_from_provider(&client_id).await;
+    assert_eq!(proxy.readyz().await, StatusCode::OK);
+
+    server.stop();
+    // Redis is started again whatever the assertions say, so a failure here
+    // does not take the other tests' server with it.
+    let outage = std::panic::AssertUnwindSafe(async {
+        // A refresh: temporarily_unavailable, never a skipped check.
+        let answer = refresh(&proxy, &client_id, &token).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.json()["error"], "temporarily_unavailable");
+        // The callback: an error page, no code.
+        let answer = proxy.send("GET", &format!("callback?{back}"), None).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.headers.get(header::LOCATION).is_none());
+        assert!(answer.body.contains("temporarily_unavailable"));
+        // /readyz turns false within a few pings.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while proxy.readyz().await == StatusCode::OK {
+            assert!(std::time::Instant::now() < deadline, "/readyz stayed true");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .catch_unwind()
+    .await;
+    server.start();
+    if let Err(panic) = outage {
+        std::panic::resume_unwind(panic);
+    }
+    // Back by itself, with no restart: ready, and sign-ins work again. (This
+    // Redis keeps nothing on disk, so what it held is gone: the family of
+    // `token` is unknown now, and refused.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.readyz().await != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "/readyz stayed false");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answer = proxy.send("GET", &format!("callback?{back}"), None).await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    let code = query(&answer.location())["code"].clone();
+    let fresh = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    refresh_token_of(&refresh(&proxy, &client_id, &fresh).await);
+    assert_eq!(
+        refresh(&proxy, &client_id, &token).await.json()["error"],
+        "invalid_grant"
+    );
 }
