@@ -8,11 +8,21 @@ use cimd_proxy::Config;
 use cimd_proxy::logging::{self, Delivery};
 use clap::{Parser, Subcommand};
 
+/// Where a newcomer starts, under the command list of `--help`.
+#[cfg(feature = "dev")]
+const HELP_START: &str = "New here? Start with `cimd-proxy dev`: the whole sign-in on this machine \
+(the proxy, a development identity provider and a sample client), nothing to configure.\n\
+For a deployment: `cimd-proxy config check --config FILE`, then `cimd-proxy serve --config FILE`.";
+#[cfg(not(feature = "dev"))]
+const HELP_START: &str =
+    "Start with `cimd-proxy config check --config FILE`, then `cimd-proxy serve --config FILE`.";
+
 #[derive(Parser)]
 #[command(
     name = "cimd-proxy",
     version,
-    about = "An OAuth sidecar for Client ID Metadata Document clients"
+    about = "An OAuth sidecar for Client ID Metadata Document clients",
+    after_help = HELP_START
 )]
 struct Cli {
     #[command(subcommand)]
@@ -159,7 +169,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            logging.fatal(&format_args!("{error:#}"));
+            logging.fatal(&format_args!("{}", each_cause_once(&error)));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -253,6 +263,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The error and its causes, joined by ": ", each cause once: many errors
+/// already quote their source in their own message (`cannot read x: No
+/// such file or directory`), and anyhow's `{:#}` would print it again.
+fn each_cause_once(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// `NAME=VALUE`, with a non-empty name.
 fn split_claim<'a>(flag: &str, claim: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
     match claim.split_once('=') {
@@ -333,4 +361,36 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         Some(path) => cimd_proxy::preflight::load_config(path)?,
         None => Config::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read keys.pem: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    /// Regression: "No such file or directory (os error 2): No such file or
+    /// directory (os error 2)".
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        let error = anyhow::Error::new(Quoting(io)).context("signing.keys_file");
+        assert_eq!(
+            each_cause_once(&error),
+            format!("signing.keys_file: cannot read keys.pem: {text}")
+        );
+    }
+
+    #[test]
+    fn help_names_dev_as_the_place_to_start() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        if cfg!(feature = "dev") {
+            assert!(help.contains("Start with `cimd-proxy dev`"), "{help}");
+        }
+        assert!(help.contains("config check"), "{help}");
+    }
 }

@@ -18,6 +18,7 @@ pub fn check_file(file: NamedFile<'_>) -> Result<(), String> {
     match file {
         NamedFile::RootCertificates(path) => crate::egress::load_pem_certificates(path).map(drop),
         NamedFile::JwkSet(path) => crate::trust::load_jwks_file(path).map(drop),
+        NamedFile::Logo(path) => crate::server::pages::load_logo_file(path).map(drop),
     }
 }
 
