@@ -120,10 +120,18 @@ enum StatementCommand {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and list every problem in it.
+    ///
+    /// Without --secrets the file alone (and the files it names), as a CI
+    /// pipeline that validates a ConfigMap without its Secrets needs.
     Check {
         /// The configuration file.
         #[arg(long, env = "CIMD_PROXY_CONFIG")]
         config: PathBuf,
+        /// Also everything `serve` would refuse: read the sealing keys, the
+        /// signing key file and the upstream credentials from their
+        /// environment variables and files (no network).
+        #[arg(long)]
+        secrets: bool,
     },
 }
 
@@ -179,6 +187,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config: path, .. } => {
             let config = load(Some(&path))?;
+            // Every missing key or unreadable secret at once, not one a run.
+            refuse_unservable(&config)?;
             runtime()?.block_on(serve(config, path))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -216,9 +226,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
-            command: ConfigCommand::Check { config },
+            command: ConfigCommand::Check { config, secrets },
         } => {
-            load(Some(&config))?;
+            let loaded = load(Some(&config))?;
+            if secrets {
+                refuse_unservable(&loaded)?;
+            }
             println!("{}: ok", config.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -260,6 +273,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&keys.jwks())?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Fails with every problem that would stop `serve`, listed together.
+fn refuse_unservable(config: &Config) -> anyhow::Result<()> {
+    let problems = cimd_proxy::preflight::serve_problems(config);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(cimd_proxy::config::ConfigError::Invalid(problems).into())
     }
 }
 

@@ -135,7 +135,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    /// A problem with `key`.
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
         Problem {
             key: key.to_owned(),
             message: message.into(),
