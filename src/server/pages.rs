@@ -352,7 +352,18 @@ pub fn refusal_page(refusal: &Refusal) -> Response {
         Some(code) => super::oauth::public_detail(code, &message),
         None => message,
     };
-    error_page(reason, &detail, refusal.host())
+    // Host and port where the client_id has one: the port tells two
+    // applications on one host apart.
+    let client = match refusal {
+        Refusal::InvalidClientId(_) => None,
+        Refusal::Client { client, .. } => Some(client),
+        Refusal::Denied(denied) => Some(denied.client.id()),
+        Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {
+            Some(client.id())
+        }
+    };
+    let host = client.and_then(|client| display_host(client.url()));
+    error_page(reason, &detail, host.as_deref().or_else(|| refusal.host()))
 }
 
 #[derive(Template)]

@@ -379,7 +379,7 @@ test('a redirect to another host: the interstitial names that host and warns it 
 });
 
 test('an undeclared redirect_uri: an HTML 400 error page naming the client, with no way onward to that URI', async () => {
-  const clientHost = new URL(clients.otherHost.clientId).hostname;
+  const clientHost = new URL(clients.otherHost.clientId).host;
   const undeclared = `https://${OTHER_HOST}/stolen-code`;
   for (const [viewport, file] of [[{ width: 1024, height: 768 }, 'error-page.png'], [PHONE, 'error-page-phone.png']]) {
     const { context, page, log } = await newPage({ viewport });
@@ -434,7 +434,7 @@ test('an invalid client document: the error page says it cannot be trusted', asy
     const response = await page.goto(authorizeUrl(clients.invalid));
     assert.equal(response.status(), 400);
     assert.match(response.headers()['content-type'], /^text\/html/);
-    assert.equal((await page.locator('.host').textContent()).trim(), new URL(clients.invalid.clientId).hostname);
+    assert.equal((await page.locator('.host').textContent()).trim(), new URL(clients.invalid.clientId).host);
     assert.match(await page.locator('main').textContent(), /The application's description is not valid, so it cannot be trusted\./);
     assert.equal(await page.locator('form').count(), 0);
     assert.deepEqual(await page.locator('a[href]').evaluateAll((as) => as.map((a) => a.href)), [SUPPORT_URL]);
