@@ -294,6 +294,7 @@ mod tests {
             css: CSS,
             brand: Branding {
                 name: "<i>Example Corp</i>".into(),
+                named: true,
                 ..Branding::default()
             },
             host: "app.example",
@@ -370,6 +371,7 @@ mod tests {
             css: CSS,
             brand: Branding {
                 name: "Example Corp".into(),
+                named: true,
                 ..Branding::default()
             },
             host: "127.0.0.1:5000",

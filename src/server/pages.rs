@@ -119,6 +119,9 @@ pub fn brand_logo(config: &PagesConfig) -> Response {
 pub struct Branding {
     /// The organisation's name, or the proxy's public host without one.
     pub name: String,
+    /// Whether `name` is the organisation's (`pages.organisation_name`)
+    /// rather than the host's: only an organisation has accounts.
+    pub named: bool,
     /// The logo's URL on the proxy's own origin.
     pub logo_url: Option<String>,
     /// Where to get help.
@@ -131,6 +134,7 @@ impl Branding {
     /// The branding `config` gives a proxy whose issuer is `issuer`.
     pub fn new(config: &PagesConfig, issuer: &str) -> Branding {
         Branding {
+            named: config.organisation_name.is_some(),
             name: config.organisation_name.clone().unwrap_or_else(|| {
                 Url::parse(issuer)
                     .ok()

@@ -240,6 +240,7 @@ test('dev: sample app → interstitial (loopback-only client) → Continue → i
     assert.equal((await page.locator('h1').textContent()).trim(), clientHost);
     // dev has no [pages]: the page names the proxy's own host.
     assert.equal(await page.title(), `Allow ${clientHost} to sign you in with ${new URL(urls.proxy).host}?`);
+    assert.match(await page.locator('main > p').first().textContent(), new RegExp(`sign you in through ${new URL(urls.proxy).host}:`));
     assert.equal((await page.locator('main > p.url').textContent()).trim(), urls.clientId);
     // A loopback-only client: the redirect's loopback warning. (dev's default_action is already
     // `warn`, so the policy gives its "unknown domain" reason; loopback_only_redirects = warn
