@@ -129,10 +129,16 @@ impl<'a> Section<'a> {
     ) -> Option<T> {
         let value = self.raw(key)?.clone();
         let found = describe(&value);
+        let is_array = value.is_array();
         match value.try_into::<T>() {
             Ok(parsed) => Some(parsed),
             Err(error) => {
                 let message = match expected::<T>() {
+                    // In an array, the element serde stopped at (`70000`).
+                    Some(expected) if is_array => match quoted(error.message()) {
+                        Some(element) => format!("expected {expected}, found {element}"),
+                        None => format!("expected {expected}"),
+                    },
                     Some(expected) => format!("expected {expected}, found {found}"),
                     // A type this table does not know: serde's own words,
                     // minus the Rust type name it ends with.
@@ -230,8 +236,16 @@ fn expected<T>() -> Option<&'static str> {
         "bool" => "true or false",
         "alloc::string::String" => "a string",
         "alloc::vec::Vec<alloc::string::String>" => "an array of strings",
+        "alloc::vec::Vec<u16>" => "an array of whole numbers from 0 to 65535",
+        "alloc::vec::Vec<u64>" => "an array of whole numbers, 0 or more",
         _ => return None,
     })
+}
+
+/// The value serde's message quotes between backticks (integer `70000`).
+fn quoted(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once('`')?;
+    rest.split_once('`').map(|(value, _)| value)
 }
 
 /// A TOML value as the operator wrote it, for "found …".
@@ -276,6 +290,7 @@ mod tests {
             (problem::<bool>("key = 1"), "bool"),
             (problem::<String>("key = [1]"), "String"),
             (problem::<Vec<String>>("key = [1]"), "Vec"),
+            (problem::<Vec<u16>>("key = [443, 70000]"), "u16"),
         ] {
             assert!(!message.contains(bad), "{message}");
             assert!(message.starts_with("key: expected "), "{message}");
@@ -283,6 +298,10 @@ mod tests {
         assert_eq!(
             problem::<u16>("key = 70000"),
             "key: expected a whole number from 0 to 65535, found 70000"
+        );
+        assert_eq!(
+            problem::<Vec<u16>>("key = [443, 70000]"),
+            "key: expected an array of whole numbers from 0 to 65535, found 70000"
         );
         assert_eq!(
             problem::<u64>("key = \"ten\""),
