@@ -129,12 +129,12 @@ impl<'a> Section<'a> {
     ) -> Option<T> {
         let value = self.raw(key)?.clone();
         let found = describe(&value);
-        let is_array = value.is_array();
+        let is_array = value.is_array() || value.is_table();
         match value.try_into::<T>() {
             Ok(parsed) => Some(parsed),
             Err(error) => {
                 let message = match expected::<T>() {
-                    // In an array, the element serde stopped at (`70000`).
+                    // In an array or table, the element serde stopped at (`70000`).
                     Some(expected) if is_array => match quoted(error.message()) {
                         Some(element) => format!("expected {expected}, found {element}"),
                         None => format!("expected {expected}"),
@@ -238,6 +238,9 @@ fn expected<T>() -> Option<&'static str> {
         "alloc::vec::Vec<alloc::string::String>" => "an array of strings",
         "alloc::vec::Vec<u16>" => "an array of whole numbers from 0 to 65535",
         "alloc::vec::Vec<u64>" => "an array of whole numbers, 0 or more",
+        "alloc::collections::btree::map::BTreeMap<alloc::string::String, alloc::string::String>" => {
+            "a table of strings"
+        }
         _ => return None,
     })
 }
@@ -291,6 +294,10 @@ mod tests {
             (problem::<String>("key = [1]"), "String"),
             (problem::<Vec<String>>("key = [1]"), "Vec"),
             (problem::<Vec<u16>>("key = [443, 70000]"), "u16"),
+            (
+                problem::<std::collections::BTreeMap<String, String>>("key = { a = 1 }"),
+                "BTreeMap",
+            ),
         ] {
             assert!(!message.contains(bad), "{message}");
             assert!(message.starts_with("key: expected "), "{message}");
