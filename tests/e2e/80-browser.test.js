@@ -14,6 +14,7 @@ import path from 'node:path';
 import { createWorld } from './lib/world.js';
 import { startDev } from './lib/dev.js';
 import { launchChromium, watch } from './lib/chromium.js';
+import { metricValue, scrape } from './lib/metrics.js';
 import { pkce, publicClientDocument, random, withQuery } from './lib/oauth.js';
 
 const NAME = '80-browser';
@@ -282,6 +283,16 @@ test('dev: sample app → interstitial (loopback-only client) → Continue → i
     assert.equal(await page.locator('#iss-is-proxy').textContent(), 'yes');
     assert.equal(await page.locator('#aud-is-client').textContent(), 'yes');
     assert.match(await page.locator('#verification').textContent(), /^signature verified/);
+    // The proxy's root and the banner's "dev provider" link answer a small page, not a blank 404.
+    for (const [url, says] of [[`${urls.proxy}/`, /sign-in service for applications/], [urls.idp, /dev identity provider/]]) {
+      const root = await fetch(url);
+      assert.equal(root.status, 200, url);
+      assert.match(root.headers.get('content-type'), /^text\/html/);
+      assert.match(await root.text(), says, url);
+    }
+    // The dashboard's consent panel counts the answer.
+    const metrics = await scrape({ admin: urls.admin });
+    assert.equal(metricValue(metrics, 'cimd_proxy_consent_decisions_total', { outcome: 'continue' }), 1);
 
     // The path the browser took: app → proxy → provider → proxy /callback → app.
     const navigations = log.requests.filter((r) => r.navigation).map((r) => `${r.method} ${new URL(r.url).origin}${new URL(r.url).pathname}`);
@@ -313,6 +324,9 @@ test('dev: Cancel on the interstitial → the sample app gets access_denied; the
     assert.equal(landed.searchParams.get('iss'), urls.proxy);
     assert.equal(landed.searchParams.get('code'), null);
     assert.equal(await page.locator('#oauth-error').textContent(), 'access_denied');
+    const metrics = await scrape({ admin: urls.admin });
+    assert.equal(metricValue(metrics, 'cimd_proxy_consent_decisions_total', { outcome: 'cancel' }), 1);
+    assert.equal(metricValue(metrics, 'cimd_proxy_consent_decisions_total', { outcome: 'continue' }), 0);
     assert.match(await page.locator('main').textContent(), /what a client sees when you choose Cancel/);
     await page.screenshot({ path: shot('dev-cancelled.png'), fullPage: true });
 
