@@ -417,4 +417,193 @@ mod tests {
             );
         }
     }
+
+    /// What a message people read must not contain: Rust type names and
+    /// `Debug` output (hickory's `Query { name: Name(…) … }`, `Some("…")`),
+    /// serde's `expected u64`, ungrammatical "body exceed".
+    fn assert_plain(message: &str) {
+        assert!(!message.trim().is_empty(), "empty message");
+        for bad in [
+            "Some(",
+            "None",
+            "Query {",
+            "Name(",
+            "std::",
+            " { ",
+            "expected u",
+            "expected i",
+            "Error(",
+            "Kind(",
+            "exceed the",
+            "is a refused address is",
+        ] {
+            assert!(!message.contains(bad), "{bad:?} in {message:?}");
+        }
+        // A Rust path (`io::ErrorKind`), told from IPv6 (`[::1]`, `fe80::a`).
+        let bytes = message.as_bytes();
+        for at in message.match_indices("::").map(|(at, _)| at) {
+            let before = at.checked_sub(1).map(|i| bytes[i]);
+            let after = bytes.get(at + 2).copied();
+            assert!(
+                !(before.is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+                    && after.is_some_and(|b| b.is_ascii_uppercase())),
+                "a Rust path in {message:?}"
+            );
+        }
+        // Each cause once: no "X: X" chain.
+        let parts: Vec<&str> = message.split(": ").collect();
+        for pair in parts.windows(2) {
+            assert_ne!(pair[0], pair[1], "a cause repeated in {message:?}");
+        }
+    }
+
+    /// Real errors for a code, made the way the product makes them where
+    /// that is cheap (parsing), otherwise constructed like their producer.
+    fn messages_for(code: ErrorCode) -> Vec<String> {
+        use crate::egress::FetchError;
+        use crate::egress::classify::RangeClass;
+        use crate::metadata::MetadataError;
+        let fetch = |error: FetchError| {
+            assert_eq!(error.code(), code, "{error}");
+            error.to_string()
+        };
+        match code {
+            ErrorCode::InvalidClientIdUrl => [
+                "http://app.example/c",
+                "https://user@app.example/c",
+                "https://app.example",
+                "https://app.example./c",
+                "https://app.example/a/../c",
+                "https://APP.example/c",
+                "https://[::1/c",
+            ]
+            .iter()
+            .map(|id| {
+                crate::client_id::ClientIdUrl::parse(id)
+                    .unwrap_err()
+                    .to_string()
+            })
+            .collect(),
+            ErrorCode::BlockedAddress => vec![
+                fetch(FetchError::Blocked {
+                    host: "internal.example".into(),
+                    address: "10.2.3.4".parse().unwrap(),
+                    class: RangeClass::Private,
+                    range: "10.0.0.0/8".parse().unwrap(),
+                    embedded: None,
+                }),
+                fetch(FetchError::Blocked {
+                    host: "[::ffff:a9fe:a9fe]".into(),
+                    address: "::ffff:a9fe:a9fe".parse().unwrap(),
+                    class: RangeClass::CloudMetadata,
+                    range: "169.254.169.254/32".parse().unwrap(),
+                    embedded: Some("169.254.169.254".parse().unwrap()),
+                }),
+            ],
+            ErrorCode::PortNotAllowed => vec![fetch(FetchError::PortNotAllowed { port: 8443 })],
+            ErrorCode::DnsFailure => crate::egress::dns_reasons_for_tests()
+                .into_iter()
+                .map(|reason| {
+                    fetch(FetchError::Dns {
+                        host: "nowhere.example".into(),
+                        reason,
+                    })
+                })
+                .collect(),
+            ErrorCode::ConnectFailure => vec![
+                fetch(FetchError::Connect {
+                    address: "192.0.2.1:443".parse().unwrap(),
+                    reason: std::io::Error::from(std::io::ErrorKind::ConnectionRefused).to_string(),
+                }),
+                fetch(FetchError::Interrupted {
+                    reason: "connection closed before message completed".into(),
+                }),
+            ],
+            ErrorCode::TlsFailure => vec![fetch(FetchError::Tls {
+                host: "app.example".into(),
+                reason: "invalid peer certificate: UnknownIssuer".into(),
+            })],
+            ErrorCode::Timeout => vec![fetch(FetchError::Timeout {
+                after: std::time::Duration::from_millis(5000),
+            })],
+            ErrorCode::HttpStatus => vec![
+                fetch(FetchError::HttpStatus {
+                    status: 404,
+                    location: None,
+                }),
+                fetch(FetchError::HttpStatus {
+                    status: 302,
+                    location: Some("https://elsewhere.example/".into()),
+                }),
+            ],
+            ErrorCode::TooLarge => ["headers", "body"]
+                .into_iter()
+                .map(|part| fetch(FetchError::TooLarge { part, limit: 5120 }))
+                .collect(),
+            ErrorCode::InvalidContentType => vec![
+                fetch(FetchError::ContentType {
+                    found: Some("text/html".into()),
+                }),
+                fetch(FetchError::ContentType { found: None }),
+                fetch(FetchError::Encoded {
+                    encoding: "gzip".into(),
+                }),
+            ],
+            ErrorCode::InvalidJson => vec![
+                MetadataError::InvalidJson {
+                    reason: "expected value at line 1 column 1".into(),
+                }
+                .to_string(),
+            ],
+            ErrorCode::ClientIdMismatch => vec![
+                MetadataError::ClientIdMismatch {
+                    expected: "https://app.example/c".into(),
+                    found: "\"https://other.example/c\"".into(),
+                }
+                .to_string(),
+            ],
+            ErrorCode::InvalidMetadata => vec![
+                MetadataError::Invalid {
+                    field: "redirect_uris",
+                    reason: "must be a non-empty array of strings".into(),
+                }
+                .to_string(),
+            ],
+            ErrorCode::PolicyDenied => {
+                vec!["the operator's policy denies this client".to_owned()]
+            }
+            ErrorCode::FetchOverloaded => vec![fetch(FetchError::Overloaded { limit: 64 })],
+        }
+    }
+
+    /// Regression (issue 16): `check` printed hickory's `Debug` dump for an
+    /// unresolvable name, "resolves to X is a refused address", "body
+    /// exceed", `content type Some("text/html")`. Every code's messages,
+    /// and the page sentence shown for it, read as plain words.
+    #[test]
+    fn every_code_reads_as_plain_words() {
+        for code in ErrorCode::ALL {
+            let messages = messages_for(code);
+            assert!(!messages.is_empty(), "{code}");
+            for message in messages {
+                assert_plain(&message);
+            }
+            assert_plain(crate::server::pages::PageReason::Client(code).sentence());
+        }
+    }
+
+    /// The checks above can fail.
+    #[test]
+    #[should_panic(expected = "Query {")]
+    fn a_debug_dump_is_caught() {
+        assert_plain("no record found for Query { name: Name(\"example.com.\"), query_type: A }");
+    }
+
+    #[test]
+    #[should_panic(expected = "a cause repeated")]
+    fn a_repeated_cause_is_caught() {
+        assert_plain(
+            "No such file or directory (os error 2): No such file or directory (os error 2)",
+        );
+    }
 }

@@ -8,11 +8,21 @@ use cimd_proxy::Config;
 use cimd_proxy::logging::{self, Delivery};
 use clap::{Parser, Subcommand};
 
+/// Where a newcomer starts, under the command list of `--help`.
+#[cfg(feature = "dev")]
+const HELP_START: &str = "New here? Start with `cimd-proxy dev`: the whole sign-in on this machine \
+(the proxy, a development identity provider and a sample client), nothing to configure.\n\
+For a deployment: `cimd-proxy config check --config FILE`, then `cimd-proxy serve --config FILE`.";
+#[cfg(not(feature = "dev"))]
+const HELP_START: &str =
+    "Start with `cimd-proxy config check --config FILE`, then `cimd-proxy serve --config FILE`.";
+
 #[derive(Parser)]
 #[command(
     name = "cimd-proxy",
     version,
-    about = "An OAuth sidecar for Client ID Metadata Document clients"
+    about = "An OAuth sidecar for Client ID Metadata Document clients",
+    after_help = HELP_START
 )]
 struct Cli {
     #[command(subcommand)]
@@ -110,10 +120,18 @@ enum StatementCommand {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and list every problem in it.
+    ///
+    /// Without --secrets the file alone (and the files it names), as a CI
+    /// pipeline that validates a ConfigMap without its Secrets needs.
     Check {
         /// The configuration file.
         #[arg(long, env = "CIMD_PROXY_CONFIG")]
         config: PathBuf,
+        /// Also everything `serve` would refuse: read the sealing keys, the
+        /// signing key file and the upstream credentials from their
+        /// environment variables and files (no network).
+        #[arg(long)]
+        secrets: bool,
     },
 }
 
@@ -159,7 +177,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            logging.fatal(&format_args!("{error:#}"));
+            logging.fatal(&format_args!("{}", each_cause_once(&error)));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -169,6 +187,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config: path, .. } => {
             let config = load(Some(&path))?;
+            // Every missing key or unreadable secret at once, not one a run.
+            refuse_unservable(&config)?;
             runtime()?.block_on(serve(config, path))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -206,9 +226,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
-            command: ConfigCommand::Check { config },
+            command: ConfigCommand::Check { config, secrets },
         } => {
-            load(Some(&config))?;
+            let loaded = load(Some(&config))?;
+            if secrets {
+                refuse_unservable(&loaded)?;
+            }
             println!("{}: ok", config.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -251,6 +274,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Fails with every problem that would stop `serve`, listed together.
+fn refuse_unservable(config: &Config) -> anyhow::Result<()> {
+    let problems = cimd_proxy::preflight::serve_problems(config);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(cimd_proxy::config::ConfigError::Invalid(problems).into())
+    }
+}
+
+/// The error and its causes, joined by ": ", each cause once: many errors
+/// already quote their source in their own message (`cannot read x: No
+/// such file or directory`), and anyhow's `{:#}` would print it again.
+fn each_cause_once(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `NAME=VALUE`, with a non-empty name.
@@ -333,4 +384,36 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
         Some(path) => cimd_proxy::preflight::load_config(path)?,
         None => Config::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read keys.pem: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    /// Regression: "No such file or directory (os error 2): No such file or
+    /// directory (os error 2)".
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io.to_string();
+        let error = anyhow::Error::new(Quoting(io)).context("signing.keys_file");
+        assert_eq!(
+            each_cause_once(&error),
+            format!("signing.keys_file: cannot read keys.pem: {text}")
+        );
+    }
+
+    #[test]
+    fn help_names_dev_as_the_place_to_start() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        if cfg!(feature = "dev") {
+            assert!(help.contains("Start with `cimd-proxy dev`"), "{help}");
+        }
+        assert!(help.contains("config check"), "{help}");
+    }
 }

@@ -65,6 +65,9 @@ pub struct Metrics {
     /// Documents served past their expiry because their origin could not be
     /// reached, by the fetch's error code.
     pub stale_served: IntCounterVec,
+    /// Answers to the consent page, by outcome: `continue`, `cancel`, or
+    /// why the answer was refused (`consent_invalid`, `consent_replayed`, …).
+    pub consent_decisions: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -220,6 +223,12 @@ impl Metrics {
                 "Expired documents served because their origin could not be reached \
                  (stale-if-error), by the fetch's error code.",
                 &["reason"],
+            ),
+            consent_decisions: counter(
+                r,
+                "cimd_proxy_consent_decisions_total",
+                "Answers to the consent page by outcome (continue, cancel, or why it was refused).",
+                &["outcome"],
             ),
             build_info: register(
                 r,

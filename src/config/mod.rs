@@ -53,6 +53,8 @@ pub enum NamedFile<'a> {
     RootCertificates(&'a Path),
     /// A public JWK Set (a trust issuer's `jwks_file`).
     JwkSet(&'a Path),
+    /// The organisation's logo (`pages.logo_file`): a raster image.
+    Logo(&'a Path),
 }
 
 /// Reads a [`NamedFile`] as its component would; `Err` is the problem's
@@ -82,6 +84,8 @@ pub struct Config {
     pub resource: Option<ResourceConfig>,
     /// `[store]`: where single-use values and refresh families are kept.
     pub store: crate::store::StoreConfig,
+    /// `[pages]`: whose service the consent and error pages name.
+    pub pages: crate::server::pages::PagesConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
@@ -131,7 +135,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    /// A problem with `key`.
+    pub fn new(key: &str, message: impl Into<String>) -> Self {
         Problem {
             key: key.to_owned(),
             message: message.into(),
@@ -262,6 +267,10 @@ impl Config {
             }
         });
 
+        let pages = root.read("pages", &mut problems, |section, problems| {
+            read_pages(section, &files, problems)
+        });
+
         root.finish(&mut problems);
         if problems.is_empty() {
             Ok(Config {
@@ -275,6 +284,7 @@ impl Config {
                 trust,
                 resource,
                 store,
+                pages,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -1143,3 +1153,95 @@ fn read_store(
 
 #[cfg(test)]
 mod tests;
+
+/// `[pages]`: plain text a person reads, so short and free of control
+/// characters; a support URL the browser may follow, so https.
+fn read_pages(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> crate::server::pages::PagesConfig {
+    let mut text = |section: &mut Section<'_>, key: &'static str, max: usize| {
+        let value = section.get::<String>(key, problems)?;
+        match plain_text(&value, max) {
+            Ok(()) => Some(value),
+            Err(message) => {
+                problems.push(Problem::new(&section.key_path(key), message));
+                None
+            }
+        }
+    };
+    let organisation_name = text(section, "organisation_name", 100);
+    let support_email = text(section, "support_email", 254);
+    if let Some(email) = &support_email {
+        let valid = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        }) && !email.contains(char::is_whitespace);
+        if !valid {
+            problems.push(Problem::new(
+                &section.key_path("support_email"),
+                "must be an email address such as help@example.com",
+            ));
+        }
+    }
+    let support_url = section
+        .get::<String>("support_url", problems)
+        .and_then(|value| match Url::parse(&value) {
+            Ok(url) if url.scheme() == "https" && url.host_str().is_some() => Some(url),
+            Ok(_) => {
+                problems.push(Problem::new(
+                    &section.key_path("support_url"),
+                    "must be an https URL",
+                ));
+                None
+            }
+            Err(error) => {
+                problems.push(Problem::new(
+                    &section.key_path("support_url"),
+                    format!("not a valid URL: {error}"),
+                ));
+                None
+            }
+        });
+    let logo_file = section
+        .get::<String>("logo_file", problems)
+        .and_then(|name| {
+            let path = files.resolve(&name);
+            let key = section.key_path("logo_file");
+            files
+                .check(&key, NamedFile::Logo(&path), problems)
+                .then_some(path)
+        });
+    let mut scopes = section
+        .get::<BTreeMap<String, String>>("scopes", problems)
+        .unwrap_or_default();
+    scopes.retain(|scope, description| match plain_text(description, 200) {
+        Ok(()) => true,
+        Err(message) => {
+            let key = section.key_path("scopes");
+            problems.push(Problem::new(&format!("{key}.{scope}"), message));
+            false
+        }
+    });
+    crate::server::pages::PagesConfig {
+        organisation_name,
+        logo_file,
+        support_url,
+        support_email,
+        scopes,
+    }
+}
+
+/// One line of text for a page: not empty, at most `max` characters, no
+/// control characters.
+fn plain_text(value: &str, max: usize) -> Result<(), String> {
+    if value.trim().is_empty() {
+        Err("must not be empty".to_owned())
+    } else if value.chars().count() > max {
+        Err(format!("must be at most {max} characters"))
+    } else if value.chars().any(char::is_control) {
+        Err("must be one line of text, without control characters".to_owned())
+    } else {
+        Ok(())
+    }
+}

@@ -128,10 +128,26 @@ impl<'a> Section<'a> {
         problems: &mut Vec<Problem>,
     ) -> Option<T> {
         let value = self.raw(key)?.clone();
+        let found = describe(&value);
+        let is_array = value.is_array() || value.is_table();
         match value.try_into::<T>() {
             Ok(parsed) => Some(parsed),
             Err(error) => {
-                problems.push(Problem::new(&self.key_path(key), error.message()));
+                let message = match expected::<T>() {
+                    // In an array or table, the element serde stopped at (`70000`).
+                    Some(expected) if is_array => match quoted(error.message()) {
+                        Some(element) => format!("expected {expected}, found {element}"),
+                        None => format!("expected {expected}"),
+                    },
+                    Some(expected) => format!("expected {expected}, found {found}"),
+                    // A type this table does not know: serde's own words,
+                    // minus the Rust type name it ends with.
+                    None => match error.message().split_once(", expected") {
+                        Some((head, _)) => head.to_owned(),
+                        None => error.message().to_owned(),
+                    },
+                };
+                problems.push(Problem::new(&self.key_path(key), message));
                 None
             }
         }
@@ -205,5 +221,98 @@ impl<'a> Section<'a> {
     fn raw(&mut self, key: &'a str) -> Option<&'a toml::Value> {
         self.used.insert(key);
         self.table?.get(key)
+    }
+}
+
+/// What a key of type `T` takes, in an operator's words rather than a Rust
+/// type name (serde says `expected u16`).
+fn expected<T>() -> Option<&'static str> {
+    Some(match std::any::type_name::<T>() {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "u64" | "usize" => "a whole number, 0 or more",
+        "i64" => "a whole number",
+        "bool" => "true or false",
+        "alloc::string::String" => "a string",
+        "alloc::vec::Vec<alloc::string::String>" => "an array of strings",
+        "alloc::vec::Vec<u16>" => "an array of whole numbers from 0 to 65535",
+        "alloc::vec::Vec<u64>" => "an array of whole numbers, 0 or more",
+        "alloc::collections::btree::map::BTreeMap<alloc::string::String, alloc::string::String>" => {
+            "a table of strings"
+        }
+        _ => return None,
+    })
+}
+
+/// The value serde's message quotes between backticks (integer `70000`).
+fn quoted(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once('`')?;
+    rest.split_once('`').map(|(value, _)| value)
+}
+
+/// A TOML value as the operator wrote it, for "found …".
+fn describe(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(n) => n.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::String(_) => "a string".to_owned(),
+        other => format!("{} {}", article(other.type_str()), other.type_str()),
+    }
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem<T: DeserializeOwned>(toml_text: &str) -> String {
+        let table: toml::Table = toml_text.parse().unwrap();
+        let mut section = Section::root(&table);
+        let mut problems = Vec::new();
+        assert!(section.get::<T>("key", &mut problems).is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems[0].to_string()
+    }
+
+    /// Regression: type errors read `invalid type: string "x", expected u64`.
+    #[test]
+    fn type_problems_name_no_rust_type() {
+        for (message, bad) in [
+            (problem::<u64>("key = \"ten\""), "u64"),
+            (problem::<u64>("key = -1"), "u64"),
+            (problem::<u16>("key = 70000"), "u16"),
+            (problem::<bool>("key = 1"), "bool"),
+            (problem::<String>("key = [1]"), "String"),
+            (problem::<Vec<String>>("key = [1]"), "Vec"),
+            (problem::<Vec<u16>>("key = [443, 70000]"), "u16"),
+            (
+                problem::<std::collections::BTreeMap<String, String>>("key = { a = 1 }"),
+                "BTreeMap",
+            ),
+        ] {
+            assert!(!message.contains(bad), "{message}");
+            assert!(message.starts_with("key: expected "), "{message}");
+        }
+        assert_eq!(
+            problem::<u16>("key = 70000"),
+            "key: expected a whole number from 0 to 65535, found 70000"
+        );
+        assert_eq!(
+            problem::<Vec<u16>>("key = [443, 70000]"),
+            "key: expected an array of whole numbers from 0 to 65535, found 70000"
+        );
+        assert_eq!(
+            problem::<u64>("key = \"ten\""),
+            "key: expected a whole number, 0 or more, found a string"
+        );
     }
 }

@@ -641,3 +641,58 @@ fn availability_keys_are_read_and_bounded() {
         ]
     );
 }
+
+#[test]
+fn the_pages_section_names_whose_service_it_is() {
+    let config = load(
+        r#"
+        [pages]
+        organisation_name = "Example Corp"
+        support_url = "https://help.example.com/"
+        support_email = "it@example.com"
+        [pages.scopes]
+        "mcp:tools" = "Use the tools of the MCP server"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.pages.organisation_name.as_deref(),
+        Some("Example Corp")
+    );
+    assert_eq!(
+        config.pages.scopes["mcp:tools"],
+        "Use the tools of the MCP server"
+    );
+    assert_eq!(config.pages.logo_file, None);
+}
+
+#[test]
+fn every_pages_problem_is_named_by_its_key() {
+    let problems = load(
+        r#"
+        [pages]
+        organisation_name = ""
+        support_url = "http://help.example.com/"
+        support_email = "not an address"
+        logo_file = "/nonexistent/logo.png"
+        colour = "blue"
+        [pages.scopes]
+        "mcp:tools" = "line one\nline two"
+        "#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![
+            "pages.organisation_name",
+            "pages.support_email",
+            "pages.support_url",
+            "pages.logo_file",
+            "pages.scopes.mcp:tools",
+            "pages.colour",
+        ],
+        "{problems:?}"
+    );
+    let logo = problems[3].to_string();
+    assert!(logo.contains("cannot read /nonexistent/logo.png"), "{logo}");
+}

@@ -507,8 +507,29 @@ pub fn router(idp: Arc<DevIdp>) -> Router {
             get(|State(idp): State<Arc<DevIdp>>| async move { Json(idp.signing.jwks()) }),
         )
         .route("/userinfo", get(userinfo))
+        .route("/", get(home))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(idp)
+}
+
+#[derive(askama::Template)]
+#[template(path = "dev/idp.html")]
+struct Home<'a> {
+    css: &'static str,
+    issuer: &'a str,
+    client_id: &'a str,
+}
+
+/// `/`: what this is, for whoever follows the banner's link.
+async fn home(State(idp): State<Arc<DevIdp>>) -> Response {
+    super::sample_client::page(
+        StatusCode::OK,
+        &Home {
+            css: super::sample_client::CSS,
+            issuer: &idp.config.issuer,
+            client_id: &idp.config.client_id,
+        },
+    )
 }
 
 async fn authorize(State(idp): State<Arc<DevIdp>>, RawQuery(query): RawQuery) -> Response {
@@ -578,6 +599,19 @@ mod tests {
             redirect_uri: CALLBACK.into(),
         })
         .unwrap()
+    }
+
+    /// Regression: the banner's "dev provider" link answered a blank 404.
+    #[tokio::test]
+    async fn the_root_is_a_page_saying_what_this_is() {
+        let response = home(State(Arc::new(idp()))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains("NOT FOR PRODUCTION"), "{html}");
+        assert!(html.contains(&format!("{ISSUER}/.well-known/openid-configuration")));
     }
 
     fn params(pairs: &[(&str, &str)]) -> Params {

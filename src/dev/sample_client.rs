@@ -53,7 +53,8 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// How much of the access token the page shows.
 const SHOWN_TOKEN_CHARS: usize = 8;
 /// The sample client's one stylesheet, inlined and allowed by its hash.
-const CSS: &str = include_str!("../../templates/dev/dev.css");
+/// The dev pages' stylesheet (the sample client's and the provider's).
+pub(super) const CSS: &str = include_str!("../../templates/dev/dev.css");
 
 /// The sample client's metadata document.
 pub fn document(client_id: &str, redirect_uri: &str) -> String {
@@ -430,7 +431,7 @@ fn content_security_policy() -> &'static str {
 }
 
 /// A page with the same hygiene headers as the proxy's own pages.
-fn page(status: StatusCode, template: &impl Template) -> Response {
+pub(super) fn page(status: StatusCode, template: &impl Template) -> Response {
     let html = match template.render() {
         Ok(html) => html,
         Err(error) => {

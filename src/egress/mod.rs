@@ -170,7 +170,7 @@ pub enum FetchError {
         reason: String,
     },
     /// An address in the answer (or the literal) is refused.
-    #[error("{}{address} is a refused address ({}{}, {range})", resolves_note(.host, .address), .class.as_str(), embedded_note(.embedded))]
+    #[error("{} a refused address ({}{}, range {range})", refused_subject(.host, .address), .class.as_str(), embedded_note(.embedded))]
     Blocked {
         /// The host as written in the URL.
         host: String,
@@ -226,7 +226,7 @@ pub enum FetchError {
         reason: String,
     },
     /// The response head or body exceeded its cap.
-    #[error("response {part} exceed the {limit}-byte limit")]
+    #[error("the response {part} went over the {limit}-byte limit")]
     TooLarge {
         /// `"headers"` or `"body"`.
         part: &'static str,
@@ -234,7 +234,7 @@ pub enum FetchError {
         limit: usize,
     },
     /// The media type is not the one expected.
-    #[error("content type {found:?} is not the expected media type")]
+    #[error("{} is not the expected media type", content_type_note(.found))]
     ContentType {
         /// The `Content-Type` received, if any.
         found: Option<String>,
@@ -247,11 +247,57 @@ pub enum FetchError {
     },
 }
 
-fn resolves_note(host: &str, address: &IpAddr) -> String {
+/// "10.0.0.1 is" for an address literal, "app.example resolves to 10.0.0.1,
+/// which is" for a name.
+fn refused_subject(host: &str, address: &IpAddr) -> String {
     if host.trim_start_matches('[').trim_end_matches(']') == address.to_string() {
-        String::new()
+        format!("{address} is")
     } else {
-        format!("{host} resolves to ")
+        format!("{host} resolves to {address}, which is")
+    }
+}
+
+fn content_type_note(found: &Option<String>) -> String {
+    found.as_ref().map_or_else(
+        || "a response without a content type".to_owned(),
+        |found| format!("content type {found:?}"),
+    )
+}
+
+/// What [`dns_reason`] says for each failure it tells apart, for the test
+/// over every error code's message.
+#[cfg(test)]
+pub(crate) fn dns_reasons_for_tests() -> Vec<String> {
+    use hickory_resolver::net::NetError;
+    [
+        NetError::Timeout,
+        NetError::NoConnections,
+        NetError::Busy,
+        NetError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+    ]
+    .iter()
+    .map(dns_reason)
+    .collect()
+}
+
+/// The resolver's failure in words: hickory's own `Display` quotes its
+/// query as a `Debug` dump (`Query { name: Name("…"), … }`).
+fn dns_reason(error: &hickory_resolver::net::NetError) -> String {
+    use hickory_resolver::net::NetError;
+    if error.is_nx_domain() {
+        return "no such name".to_owned();
+    }
+    if error.is_no_records_found() {
+        return "no A or AAAA records".to_owned();
+    }
+    match error {
+        NetError::Timeout => "the DNS servers did not answer in time".to_owned(),
+        NetError::NoConnections => "no DNS server could be reached".to_owned(),
+        NetError::Io(io) => format!("cannot reach the DNS servers: {io}"),
+        other => format!(
+            "the DNS servers answered with an error ({})",
+            other.as_metrics_label().replace('_', " ")
+        ),
     }
 }
 
@@ -543,7 +589,7 @@ impl Egress {
                     .resolver
                     .lookup_ip(fqdn)
                     .await
-                    .map_err(|error| dns_error(error.to_string()))?;
+                    .map_err(|error| dns_error(dns_reason(&error)))?;
                 let addresses: Vec<IpAddr> = lookup.iter().collect();
                 if addresses.is_empty() {
                     return Err(dns_error("no A or AAAA records".to_owned()));

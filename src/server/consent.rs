@@ -154,6 +154,10 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn audit(client_id: &str, outcome: &str) {
+    crate::metrics::METRICS
+        .consent_decisions
+        .with_label_values(&[outcome])
+        .inc();
     tracing::info!(target: "audit", event = "consent", client_id = %short(client_id), outcome);
 }
 

@@ -18,7 +18,9 @@ use url::Url;
 
 use super::AppState;
 use super::oauth::{OAuthErrorCode, error_redirect};
-use super::pages::{CSS, PageReason, content_security_policy, error_page, html_response};
+use super::pages::{
+    Branding, CSS, PageReason, content_security_policy, display_host, error_page, html_response,
+};
 use crate::flow::{CONSENT_TTL, RedirectUri, SealedConsent};
 use crate::policy::Reason;
 
@@ -55,6 +57,7 @@ pub struct ConsentRequest<'a> {
 #[template(path = "interstitial.html")]
 struct InterstitialPage<'a> {
     css: &'static str,
+    brand: Branding,
     host: &'a str,
     client_id: &'a str,
     logo_url: Option<String>,
@@ -62,11 +65,55 @@ struct InterstitialPage<'a> {
     reasons: Vec<String>,
     redirect_host: String,
     redirect_warnings: Vec<String>,
-    scopes: Vec<&'a str>,
+    scopes: Vec<ScopeLine<'a>>,
     client_name: Option<&'a str>,
     client_uri: Option<&'a str>,
     action: String,
     token: String,
+}
+
+/// One requested scope as the page lists it.
+#[derive(Debug, PartialEq, Eq)]
+struct ScopeLine<'a> {
+    /// The scope as the protocol names it.
+    name: &'a str,
+    /// What it lets the application do, in plain words; `None` for a scope
+    /// neither the OpenID Connect table nor `[pages.scopes]` describes.
+    description: Option<String>,
+}
+
+/// Plain words for the OpenID Connect scopes (Core §5.4 and §11).
+/// `[pages.scopes]` describes the operator's own, and may reword these.
+const BUILT_IN_SCOPES: &[(&str, &str)] = &[
+    ("openid", "Confirm who you are"),
+    ("profile", "See your name and basic profile"),
+    ("email", "See your email address"),
+    ("address", "See your postal address"),
+    ("phone", "See your phone number"),
+    (
+        "offline_access",
+        "Stay signed in and act for you when you are not using it",
+    ),
+];
+
+/// The requested scopes, each with its description where one is known.
+fn describe_scopes<'a>(
+    scope: &'a str,
+    operator: &std::collections::BTreeMap<String, String>,
+) -> Vec<ScopeLine<'a>> {
+    scope
+        .split(' ')
+        .filter(|name| !name.is_empty())
+        .map(|name| ScopeLine {
+            name,
+            description: operator.get(name).cloned().or_else(|| {
+                BUILT_IN_SCOPES
+                    .iter()
+                    .find(|(known, _)| *known == name)
+                    .map(|(_, description)| (*description).to_owned())
+            }),
+        })
+        .collect()
 }
 
 /// Renders the interstitial and sets the browser-binding cookie.
@@ -96,9 +143,15 @@ pub fn interstitial(state: &AppState, request: &ConsentRequest<'_>) -> Response 
         }
     };
     let (redirect_host, redirect_warnings) = describe_redirect(request.host, request.redirect_uri);
+    // The port too: it is what tells two applications on one host apart.
+    let host = Url::parse(request.client_id)
+        .ok()
+        .and_then(|url| display_host(&url))
+        .unwrap_or_else(|| request.host.to_owned());
     let page = InterstitialPage {
         css: CSS,
-        host: request.host,
+        brand: Branding::new(&state.config.pages, &state.issuer),
+        host: &host,
         client_id: request.client_id,
         logo_url: (request.allowed && request.has_logo).then(|| {
             let mut url = format!("{}/logo?", state.issuer);
@@ -116,7 +169,7 @@ pub fn interstitial(state: &AppState, request: &ConsentRequest<'_>) -> Response 
         reasons: request.reasons.iter().filter_map(explain).collect(),
         redirect_host,
         redirect_warnings,
-        scopes: request.scope.split(' ').filter(|s| !s.is_empty()).collect(),
+        scopes: describe_scopes(request.scope, &state.config.pages.scopes),
         client_name: request.client_name,
         client_uri: request.client_uri,
         action: format!("{}/consent", state.issuer),
@@ -172,10 +225,8 @@ fn describe_redirect(client_host: &str, redirect_uri: &RedirectUri) -> (String, 
     let Some(url) = redirect_uri.url() else {
         return (redirect_uri.as_str().to_owned(), Vec::new());
     };
-    let host = url.host_str().map_or_else(
-        || format!("{}: (an app on this device)", url.scheme()),
-        str::to_owned,
-    );
+    let host =
+        display_host(url).unwrap_or_else(|| format!("{}: (an app on this device)", url.scheme()));
     let mut warnings = Vec::new();
     if redirect_uri.is_loopback() {
         warnings.push(
@@ -241,6 +292,11 @@ mod tests {
     fn hostile_names_scopes_and_urls_are_escaped() {
         let page = InterstitialPage {
             css: CSS,
+            brand: Branding {
+                name: "<i>Example Corp</i>".into(),
+                named: true,
+                ..Branding::default()
+            },
             host: "app.example",
             client_id: "https://app.example/c?<script>alert(1)</script>",
             logo_url: None,
@@ -248,7 +304,7 @@ mod tests {
             reasons: vec![],
             redirect_host: "app.example".into(),
             redirect_warnings: vec![],
-            scopes: vec!["openid", "<img src=x onerror=alert(1)>"],
+            scopes: describe_scopes("openid <img src=x onerror=alert(1)>", &Default::default()),
             client_name: Some("\"><script>alert('name')</script>"),
             client_uri: Some("https://app.example/\"><a href=javascript:alert(1)>x</a>"),
             action: "https://proxy.example/consent".into(),
@@ -259,6 +315,7 @@ mod tests {
         assert!(!html.contains("<img src=x"), "{html}");
         assert!(!html.contains("<b>"), "{html}");
         assert!(!html.contains("<a href"), "{html}");
+        assert!(!html.contains("<i>"), "{html}");
         assert!(html.contains("self-declared"));
         assert!(html.contains("Vouched for by"), "{html}");
         // The inline style is exactly the one the CSP hash allows.
@@ -277,8 +334,66 @@ mod tests {
         let (host, warnings) = describe_redirect("app.example", &uri("https://evil.example/cb"));
         assert_eq!(host, "evil.example");
         assert!(warnings[0].contains("not app.example"));
-        let (_, warnings) = describe_redirect("app.example", &uri("http://127.0.0.1:5000/cb"));
+        let (host, warnings) = describe_redirect("app.example", &uri("http://127.0.0.1:5000/cb"));
         assert!(warnings[0].contains("loopback"));
+        // Regression: loopback clients showed 127.0.0.1 without the port.
+        assert_eq!(host, "127.0.0.1:5000");
+        let (host, _) = describe_redirect("app.example", &uri("http://[::1]:5001/cb"));
+        assert_eq!(host, "[::1]:5001");
+    }
+
+    #[test]
+    fn scopes_are_described_in_plain_words() {
+        let operator = [(
+            "mcp:tools".to_owned(),
+            "Use the tools of the MCP server".to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        let lines = describe_scopes("openid offline_access mcp:tools custom:thing", &operator);
+        let described: Vec<_> = lines
+            .iter()
+            .map(|line| (line.name, line.description.as_deref()))
+            .collect();
+        assert_eq!(
+            described,
+            vec![
+                ("openid", Some("Confirm who you are")),
+                (
+                    "offline_access",
+                    Some("Stay signed in and act for you when you are not using it")
+                ),
+                ("mcp:tools", Some("Use the tools of the MCP server")),
+                ("custom:thing", None),
+            ]
+        );
+        let page = InterstitialPage {
+            css: CSS,
+            brand: Branding {
+                name: "Example Corp".into(),
+                named: true,
+                ..Branding::default()
+            },
+            host: "127.0.0.1:5000",
+            client_id: "https://app.example/c",
+            logo_url: None,
+            vouched_by: None,
+            reasons: vec![],
+            redirect_host: "127.0.0.1:5000".into(),
+            redirect_warnings: vec![],
+            scopes: lines,
+            client_name: None,
+            client_uri: None,
+            action: "https://proxy.example/consent".into(),
+            token: "t".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("<title>Allow 127.0.0.1:5000 to sign you in with Example Corp?</title>"),
+            "{html}"
+        );
+        assert!(html.contains("Stay signed in and act for you"), "{html}");
+        assert!(html.contains("not described by Example Corp"), "{html}");
     }
 
     #[test]

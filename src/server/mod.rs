@@ -323,6 +323,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             router = add(router, path, get(protected_resource));
         }
     }
+    router = add(router, "/".to_owned(), get(root));
+    router = add(router, format!("{prefix}/brand-logo"), get(brand_logo));
     for base in [prefix.as_str(), ""] {
         router = add(
             router,
@@ -337,8 +339,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
     }
     let router = router
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            pages::page_context,
+        ));
     request_id::layer(router).with_state(shared)
+}
+
+async fn root(Current(state): Current) -> Response {
+    pages::root_page(&state.issuer)
+}
+
+async fn brand_logo(Current(state): Current) -> Response {
+    pages::brand_logo(&state.config.pages)
 }
 
 async fn metadata(Current(state): Current) -> Response {

@@ -1,16 +1,186 @@
 //! HTML pages for people: the error page shown when the proxy must not
-//! redirect back to a client.
+//! redirect back to a client, the root page, and what every page says about
+//! whose service this is (`[pages]`, [`PagesConfig`]: the organisation's
+//! name, logo and support contact, and the operator's scope descriptions).
+//!
+//! Error pages are made deep inside handlers that know nothing of the
+//! request or the configuration; [`page_context`], a middleware on the
+//! public router, hands them the request's id and the branding in force
+//! through a task-local, so no handler passes them along.
 //!
 //! Templates are askama's, compiled in, with HTML auto-escaping: nothing a
 //! client controls (its host, a message quoting its document) can become
 //! markup. Every page carries a strict Content-Security-Policy.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use askama::Template;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use url::Url;
 
 use crate::admission::Refusal;
 use crate::error_code::ErrorCode;
+use crate::logo::{Logo, sniff};
+
+/// `[pages]`: what the proxy's pages say about whose service this is.
+/// Without any of it the pages name the proxy's public host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PagesConfig {
+    /// `organisation_name`: who the user signs in with ("Example Corp").
+    pub organisation_name: Option<String>,
+    /// `logo_file`: a PNG, JPEG, GIF or WebP file, served from the proxy's
+    /// own origin at `/brand-logo`.
+    pub logo_file: Option<PathBuf>,
+    /// `support_url`: where a user gets help (https).
+    pub support_url: Option<Url>,
+    /// `support_email`: whom a user writes to for help.
+    pub support_email: Option<String>,
+    /// `[pages.scopes]`: the operator's own scopes, described in plain words.
+    pub scopes: BTreeMap<String, String>,
+}
+
+/// The most bytes a `pages.logo_file` may have: a logo, not a photograph.
+pub const MAX_LOGO_FILE_BYTES: u64 = 256 * 1024;
+
+/// Reads and verifies `pages.logo_file` as logos from clients are verified:
+/// a raster image by its magic number, never SVG. `Err` is the problem's
+/// message (it names the file, never its contents).
+pub fn load_logo_file(path: &Path) -> Result<Logo, String> {
+    let shown = path.display();
+    let metadata =
+        std::fs::metadata(path).map_err(|error| format!("cannot read {shown}: {error}"))?;
+    if metadata.len() > MAX_LOGO_FILE_BYTES {
+        return Err(format!(
+            "{shown} is {} bytes, more than the {MAX_LOGO_FILE_BYTES} allowed",
+            metadata.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {shown}: {error}"))?;
+    let content_type =
+        sniff(&bytes).ok_or_else(|| format!("{shown} is not a PNG, JPEG, GIF or WebP image"))?;
+    Ok(Logo {
+        bytes: bytes.into(),
+        content_type,
+    })
+}
+
+/// The organisation's logo, read once per file name (a reload naming
+/// another file reads that one).
+fn brand_logo_bytes(path: &Path) -> Option<Arc<Logo>> {
+    static LOADED: Mutex<Option<(PathBuf, Arc<Logo>)>> = Mutex::new(None);
+    let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((loaded_path, logo)) = loaded.as_ref()
+        && loaded_path == path
+    {
+        return Some(Arc::clone(logo));
+    }
+    match load_logo_file(path) {
+        Ok(logo) => {
+            let logo = Arc::new(logo);
+            *loaded = Some((path.to_owned(), Arc::clone(&logo)));
+            Some(logo)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "pages.logo_file cannot be served");
+            None
+        }
+    }
+}
+
+/// `GET /brand-logo`: the organisation's logo, or 404 without one.
+pub fn brand_logo(config: &PagesConfig) -> Response {
+    let Some(logo) = config.logo_file.as_deref().and_then(brand_logo_bytes) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut response = (StatusCode::OK, logo.bytes.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(logo.content_type),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+/// Whose service a page belongs to, as the pages show it.
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    /// The organisation's name, or the proxy's public host without one.
+    pub name: String,
+    /// Whether `name` is the organisation's (`pages.organisation_name`)
+    /// rather than the host's: only an organisation has accounts.
+    pub named: bool,
+    /// The logo's URL on the proxy's own origin.
+    pub logo_url: Option<String>,
+    /// Where to get help.
+    pub support_url: Option<String>,
+    /// Whom to write to for help.
+    pub support_email: Option<String>,
+}
+
+impl Branding {
+    /// The branding `config` gives a proxy whose issuer is `issuer`.
+    pub fn new(config: &PagesConfig, issuer: &str) -> Branding {
+        Branding {
+            named: config.organisation_name.is_some(),
+            name: config.organisation_name.clone().unwrap_or_else(|| {
+                Url::parse(issuer)
+                    .ok()
+                    .and_then(|url| display_host(&url))
+                    .unwrap_or_else(|| issuer.to_owned())
+            }),
+            logo_url: config
+                .logo_file
+                .as_ref()
+                .map(|_| format!("{issuer}/brand-logo")),
+            support_url: config.support_url.as_ref().map(Url::to_string),
+            support_email: config.support_email.clone(),
+        }
+    }
+}
+
+/// What an error page made during a request knows about it.
+#[derive(Debug, Clone, Default)]
+struct PageContext {
+    request_id: Option<String>,
+    branding: Branding,
+}
+
+tokio::task_local! {
+    static PAGE: PageContext;
+}
+
+/// Middleware: runs the request with its id and the branding in force
+/// available to [`error_page`].
+pub(super) async fn page_context(
+    State(shared): State<Arc<super::Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let state = shared.current();
+    let context = PageContext {
+        request_id: request
+            .headers()
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .map(str::to_owned),
+        branding: Branding::new(&state.config.pages, &state.issuer),
+    };
+    drop(state);
+    PAGE.scope(context, next.run(request)).await
+}
 
 /// Why a page is shown instead of a redirect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +275,8 @@ impl PageReason {
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     css: &'static str,
+    brand: &'a Branding,
+    request_id: Option<&'a str>,
     title: &'a str,
     sentence: &'a str,
     code: &'a str,
@@ -148,8 +320,12 @@ pub fn content_security_policy(form_action: &[String]) -> String {
 /// Renders the error page. `detail` is for the administrator; it is escaped
 /// like everything else and must never hold a secret.
 pub fn error_page(reason: PageReason, detail: &str, client_host: Option<&str>) -> Response {
+    // Outside a request (a unit test), the page still renders, unbranded.
+    let context = PAGE.try_with(PageContext::clone).unwrap_or_default();
     let page = ErrorPage {
         css: CSS,
+        brand: &context.branding,
+        request_id: context.request_id.as_deref(),
         title: reason.title(),
         sentence: reason.sentence(),
         code: reason.code(),
@@ -220,7 +396,56 @@ pub fn refusal_page(refusal: &Refusal) -> Response {
         Some(code) => super::oauth::public_detail(code, &message),
         None => message,
     };
-    error_page(reason, &detail, refusal.host())
+    // Host and port where the client_id has one: the port tells two
+    // applications on one host apart.
+    let client = match refusal {
+        Refusal::InvalidClientId(_) => None,
+        Refusal::Client { client, .. } => Some(client),
+        Refusal::Denied(denied) => Some(denied.client.id()),
+        Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {
+            Some(client.id())
+        }
+    };
+    let host = client.and_then(|client| display_host(client.url()));
+    error_page(reason, &detail, host.as_deref().or_else(|| refusal.host()))
+}
+
+#[derive(Template)]
+#[template(path = "root.html")]
+struct RootPage<'a> {
+    css: &'static str,
+    host: &'a str,
+    metadata: String,
+}
+
+/// The host (and port, when there is one) a person recognises in a URL.
+pub fn display_host(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
+}
+
+/// `/`: a small page saying what this address is, for the person who
+/// typed it, instead of a blank 404.
+pub fn root_page(issuer: &str) -> Response {
+    let host = url::Url::parse(issuer)
+        .ok()
+        .and_then(|url| display_host(&url))
+        .unwrap_or_else(|| issuer.to_owned());
+    let page = RootPage {
+        css: CSS,
+        host: &host,
+        metadata: format!("{issuer}/.well-known/oauth-authorization-server"),
+    };
+    match page.render() {
+        Ok(html) => html_response(StatusCode::OK, html, &content_security_policy(&[])),
+        Err(error) => {
+            tracing::error!(%error, "cannot render the root page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// An HTML response with the page hygiene headers.
@@ -278,6 +503,76 @@ mod tests {
         assert!(!html.contains("<img"));
         // Present, but as text.
         assert!(html.contains("script&#62;alert(1)") || html.contains("script&gt;alert(1)"));
+    }
+
+    /// Issue 16: an error page names whose service it is, gives the
+    /// request id to quote, and the operator's support contact.
+    #[tokio::test]
+    async fn error_pages_carry_the_request_id_and_the_branding() {
+        let config = PagesConfig {
+            organisation_name: Some("Example Corp".into()),
+            support_url: Some(Url::parse("https://help.example.com/").unwrap()),
+            support_email: Some("it@example.com".into()),
+            ..PagesConfig::default()
+        };
+        let context = PageContext {
+            request_id: Some("req-123".into()),
+            branding: Branding::new(&config, "https://login.example.com"),
+        };
+        let response = PAGE
+            .scope(context, async {
+                error_page(PageReason::InvalidState, "expired", None)
+            })
+            .await;
+        let html = body(response).await;
+        assert!(html.contains("Example Corp"), "{html}");
+        assert!(
+            html.contains("quote this reference: <code>req-123</code>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"https://help.example.com/\""),
+            "{html}"
+        );
+        assert!(html.contains("mailto:it@example.com"), "{html}");
+        // Without [pages], the page names the proxy's public host and port.
+        let unbranded = Branding::new(&PagesConfig::default(), "http://127.0.0.1:8080");
+        assert_eq!(unbranded.name, "127.0.0.1:8080");
+        assert_eq!(unbranded.logo_url, None);
+    }
+
+    #[test]
+    fn the_logo_file_must_be_a_small_raster_image() {
+        let dir = std::env::temp_dir().join(format!("cimd-pages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = dir.join("logo.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
+        assert_eq!(load_logo_file(&png).unwrap().content_type, "image/png");
+        let svg = dir.join("logo.svg");
+        std::fs::write(&svg, b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>").unwrap();
+        assert!(
+            load_logo_file(&svg)
+                .unwrap_err()
+                .contains("not a PNG, JPEG, GIF or WebP")
+        );
+        let big = dir.join("big.png");
+        let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+        bytes.resize(MAX_LOGO_FILE_BYTES as usize + 1, 0);
+        std::fs::write(&big, bytes).unwrap();
+        assert!(load_logo_file(&big).unwrap_err().contains("more than"));
+        let missing = load_logo_file(&dir.join("missing.png")).unwrap_err();
+        assert!(missing.starts_with("cannot read "), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: the proxy's root URL answered a blank 404.
+    #[tokio::test]
+    async fn the_root_page_names_the_host_and_its_port() {
+        let response = root_page("http://127.0.0.1:8080");
+        assert_eq!(response.status(), StatusCode::OK);
+        let html = body(response).await;
+        assert!(html.contains("<h1>127.0.0.1:8080</h1>"), "{html}");
+        assert!(html.contains("http://127.0.0.1:8080/.well-known/oauth-authorization-server"));
     }
 
     #[test]

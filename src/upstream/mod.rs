@@ -247,6 +247,23 @@ impl std::fmt::Debug for Provider {
 }
 
 impl Provider {
+    /// Loads every pre-registered client's secret or key as [`Provider::discover`]
+    /// does, without any network: `(client name, what failed)` for each that
+    /// fails, for `config check --secrets` and `serve` to list them all.
+    pub fn credential_problems(config: &UpstreamConfig) -> Vec<(String, String)> {
+        config
+            .clients
+            .iter()
+            .filter_map(
+                |(name, client)| match credentials::load_client(name, client) {
+                    Ok(_) => None,
+                    Err(UpstreamError::Credential { client, reason }) => Some((client, reason)),
+                    Err(other) => Some((name.clone(), other.to_string())),
+                },
+            )
+            .collect()
+    }
+
     /// Reads OpenID discovery (`<issuer>/.well-known/openid-configuration`)
     /// or, when that is a 404, RFC 8414
     /// (`<origin>/.well-known/oauth-authorization-server<issuer path>`);

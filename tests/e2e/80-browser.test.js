@@ -2,30 +2,87 @@
 // playwright-core. `cimd-proxy dev` walked through the interstitial with
 // Continue and with Cancel; the interstitial for a client whose redirect goes
 // to another host; the error page for an undeclared redirect_uri; and both
-// pages at phone size. Screenshots land in test-artifacts/e2e/80-browser/.
+// pages at phone size; the operator's branding ([pages]: name, logo, support
+// link), scopes in plain words, a loopback client shown with its port, and the
+// request id on error pages. Screenshots land in test-artifacts/e2e/80-browser/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import { createWorld } from './lib/world.js';
 import { startDev } from './lib/dev.js';
 import { launchChromium, watch } from './lib/chromium.js';
+import { metricValue, scrape } from './lib/metrics.js';
 import { pkce, publicClientDocument, random, withQuery } from './lib/oauth.js';
 
 const NAME = '80-browser';
 const OTHER_HOST = 'elsewhere.example.test';
 const PHONE = { width: 375, height: 667 };
+const ORGANISATION = 'Example Corp';
+const SUPPORT_URL = 'https://help.example.test/sign-in';
+const MCP_SCOPE_TEXT = 'Use the tools of the MCP server on your behalf';
+
+/** A 64×64 PNG: a blue square with a white bar, enough to see the logo is the operator's. */
+function logoPng() {
+  const size = 64;
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => { let c = 0xffffffff; for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(8); head.writeUInt32BE(data.length, 0); head.write(type, 4, 'ascii');
+    const tail = Buffer.alloc(4); tail.writeUInt32BE(crc(Buffer.concat([Buffer.from(type, 'ascii'), data])), 0);
+    return Buffer.concat([head, data, tail]);
+  };
+  const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(size, 0); ihdr.writeUInt32BE(size, 4); ihdr[8] = 8; ihdr[9] = 2;
+  const rows = [];
+  for (let y = 0; y < size; y += 1) {
+    const row = [0];
+    for (let x = 0; x < size; x += 1) {
+      const bar = y > 26 && y < 38 && x > 12 && x < 52;
+      row.push(...(bar ? [255, 255, 255] : [26, 77, 143]));
+    }
+    rows.push(Buffer.from(row));
+  }
+  return Buffer.concat([Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
 
 let world;
 let browser;
+let brandDir;
 const clients = {};
 const devs = new Set();
 let devCount = 0;
 
 before(async () => {
   // The world first: it empties and creates this file's artifacts folder.
-  world = await createWorld(NAME, { proxy: { defaultAction: 'warn' } });
+  brandDir = mkdtempSync(path.join(os.tmpdir(), 'cimd-80-brand-'));
+  const logoFile = path.join(brandDir, 'logo.png');
+  writeFileSync(logoFile, logoPng());
+  world = await createWorld(NAME, {
+    proxy: {
+      defaultAction: 'warn',
+      extraToml: [
+        '[pages]',
+        `organisation_name = "${ORGANISATION}"`,
+        `logo_file = "${logoFile}"`,
+        `support_url = "${SUPPORT_URL}"`,
+        '[pages.scopes]',
+        `"mcp:tools" = "${MCP_SCOPE_TEXT}"`,
+      ].join('\n'),
+    },
+  });
   const { docs } = world;
+  const loopbackRedirect = 'http://127.0.0.1:53682/callback';
+  clients.loopback = {
+    redirectUri: loopbackRedirect,
+    clientId: docs.addClient('loopback', (id) => publicClientDocument(id, [loopbackRedirect], { client_name: 'Desktop Example' })),
+  };
   clients.otherHost = {
     redirectUri: `https://${OTHER_HOST}/cb`,
     clientId: docs.addClient('other-host', (id) => publicClientDocument(id, [`https://${OTHER_HOST}/cb`], {
@@ -45,6 +102,7 @@ after(async () => {
   for (const dev of devs) await dev.kill();
   await browser?.close();
   await world?.close();
+  if (brandDir) rmSync(brandDir, { recursive: true, force: true });
 });
 
 const shot = (file) => path.join(world.artifacts, file);
@@ -173,14 +231,17 @@ async function assertFitsPhone(page, what) {
 test('dev: sample app → interstitial (loopback-only client) → Continue → id_token from the proxy', async (t) => {
   const d = await dev();
   const { urls } = d;
-  const clientHost = new URL(urls.clientId).hostname;
+  // Host and port: the port tells two applications on one host apart.
+  const clientHost = new URL(urls.clientId).host;
   const { context, page, log } = await newPage();
   try {
     const response = await devToInterstitial(page, urls);
 
     // Who is asking: the client_id's host as the headline, the full client_id under it.
     assert.equal((await page.locator('h1').textContent()).trim(), clientHost);
-    assert.equal(await page.title(), `Sign in to ${clientHost}?`);
+    // dev has no [pages]: the page names the proxy's own host.
+    assert.equal(await page.title(), `Allow ${clientHost} to sign you in with ${new URL(urls.proxy).host}?`);
+    assert.match(await page.locator('main > p').first().textContent(), new RegExp(`sign you in through ${new URL(urls.proxy).host}:`));
     assert.equal((await page.locator('main > p.url').textContent()).trim(), urls.clientId);
     // A loopback-only client: the redirect's loopback warning. (dev's default_action is already
     // `warn`, so the policy gives its "unknown domain" reason; loopback_only_redirects = warn
@@ -191,13 +252,18 @@ test('dev: sample app → interstitial (loopback-only client) → Continue → i
       'This is an application running on this computer (loopback). Any program on it can receive the sign-in.',
     ]);
     const back = await definition(page, 'You will be sent back to');
-    assert.deepEqual(back, [new URL(urls.start).hostname, notes[1]]);
+    assert.deepEqual(back, [new URL(urls.start).host, notes[1]]);
     // The name is the client's own claim, and said so.
     const name = await definition(page, 'It calls itself');
     assert.equal(name.length, 1, JSON.stringify(name));
     assert.match(name[0], /^cimd-proxy dev sample client \(self-declared by the application; not verified\)$/);
     assert.match(await page.locator('.self-declared').first().textContent(), /self-declared/);
-    assert.deepEqual(await page.locator('dd ul li').allTextContents(), ['openid', 'profile', 'email', 'offline_access']);
+    assert.deepEqual((await page.locator('dd ul li').allTextContents()).map((s) => s.trim()), [
+      'Confirm who you are openid',
+      'See your name and basic profile profile',
+      'See your email address email',
+      'Stay signed in and act for you when you are not using it offline_access',
+    ]);
 
     await assertNoScriptAndStrictCsp(page, response);
     await assertStyled(page);
@@ -217,6 +283,16 @@ test('dev: sample app → interstitial (loopback-only client) → Continue → i
     assert.equal(await page.locator('#iss-is-proxy').textContent(), 'yes');
     assert.equal(await page.locator('#aud-is-client').textContent(), 'yes');
     assert.match(await page.locator('#verification').textContent(), /^signature verified/);
+    // The proxy's root and the banner's "dev provider" link answer a small page, not a blank 404.
+    for (const [url, says] of [[`${urls.proxy}/`, /sign-in service for applications/], [urls.idp, /dev identity provider/]]) {
+      const root = await fetch(url);
+      assert.equal(root.status, 200, url);
+      assert.match(root.headers.get('content-type'), /^text\/html/);
+      assert.match(await root.text(), says, url);
+    }
+    // The dashboard's consent panel counts the answer.
+    const metrics = await scrape({ admin: urls.admin });
+    assert.equal(metricValue(metrics, 'cimd_proxy_consent_decisions_total', { outcome: 'continue' }), 1);
 
     // The path the browser took: app → proxy → provider → proxy /callback → app.
     const navigations = log.requests.filter((r) => r.navigation).map((r) => `${r.method} ${new URL(r.url).origin}${new URL(r.url).pathname}`);
@@ -248,6 +324,9 @@ test('dev: Cancel on the interstitial → the sample app gets access_denied; the
     assert.equal(landed.searchParams.get('iss'), urls.proxy);
     assert.equal(landed.searchParams.get('code'), null);
     assert.equal(await page.locator('#oauth-error').textContent(), 'access_denied');
+    const metrics = await scrape({ admin: urls.admin });
+    assert.equal(metricValue(metrics, 'cimd_proxy_consent_decisions_total', { outcome: 'cancel' }), 1);
+    assert.equal(metricValue(metrics, 'cimd_proxy_consent_decisions_total', { outcome: 'continue' }), 0);
     assert.match(await page.locator('main').textContent(), /what a client sees when you choose Cancel/);
     await page.screenshot({ path: shot('dev-cancelled.png'), fullPage: true });
 
@@ -278,12 +357,13 @@ function authorizeUrl(client, redirectUri = client.redirectUri) {
 
 test('a redirect to another host: the interstitial names that host and warns it is not the client', async () => {
   const clientHost = new URL(clients.otherHost.clientId).hostname;
+  const clientHostPort = new URL(clients.otherHost.clientId).host;
   for (const [viewport, file] of [[{ width: 1024, height: 768 }, 'interstitial-other-host.png'], [PHONE, 'interstitial-other-host-phone.png']]) {
     const { context, page, log } = await newPage({ viewport });
     try {
       const response = await page.goto(authorizeUrl(clients.otherHost));
       assert.equal(response.status(), 200, await response.text());
-      assert.equal((await page.locator('h1').textContent()).trim(), clientHost);
+      assert.equal((await page.locator('h1').textContent()).trim(), clientHostPort);
       assert.equal((await page.locator('main > p.url').textContent()).trim(), clients.otherHost.clientId);
       const back = await definition(page, 'You will be sent back to');
       assert.deepEqual(back, [OTHER_HOST, `This is not ${clientHost}: the sign-in goes back to a different site.`]);
@@ -293,6 +373,7 @@ test('a redirect to another host: the interstitial names that host and warns it 
       const site = await definition(page, 'Its website, as it states it');
       assert.deepEqual(site, [`https://${OTHER_HOST}/ (self-declared; not a link)`]);
       assert.equal(await page.locator('a').count(), 0, 'no link on the page');
+      assert.equal((await page.locator('.brand-name').textContent()).trim(), ORGANISATION);
       // Cancel may lead to the client's redirect_uri: the form's CSP names that origin.
       const csp = response.headers()['content-security-policy'];
       assert.match(csp, new RegExp(`form-action 'self' ${world.provider.issuer} https://${OTHER_HOST.replaceAll('.', '\\.')}(;|$)`), csp);
@@ -313,7 +394,7 @@ test('a redirect to another host: the interstitial names that host and warns it 
 });
 
 test('an undeclared redirect_uri: an HTML 400 error page naming the client, with no way onward to that URI', async () => {
-  const clientHost = new URL(clients.otherHost.clientId).hostname;
+  const clientHost = new URL(clients.otherHost.clientId).host;
   const undeclared = `https://${OTHER_HOST}/stolen-code`;
   for (const [viewport, file] of [[{ width: 1024, height: 768 }, 'error-page.png'], [PHONE, 'error-page-phone.png']]) {
     const { context, page, log } = await newPage({ viewport });
@@ -328,12 +409,20 @@ test('an undeclared redirect_uri: an HTML 400 error page naming the client, with
       assert.match(await page.locator('main').textContent(),
         /The application asked to send you back to an address it has not declared, so the sign-in was stopped\./);
       assert.match(await page.locator('details code').first().textContent(), /^redirect_uri_mismatch$/);
+      // The reference to quote is the response's X-Request-Id, and help is the operator's.
+      const requestId = response.headers()['x-request-id'];
+      assert.match(requestId ?? '', /^[A-Za-z0-9_-]+$/);
+      assert.equal((await page.locator('.request-id code').textContent()).trim(), requestId);
+      assert.match(await page.locator('.request-id').textContent(), /quote this reference/);
+      assert.equal(await page.locator('.support a').getAttribute('href'), SUPPORT_URL);
+      assert.equal((await page.locator('.brand-name').textContent()).trim(), ORGANISATION);
+      assert.equal(await page.title(), `This application cannot sign you in · ${ORGANISATION}`);
       // Nothing leads to the undeclared URI: no link, no form, no refresh, no redirect.
-      const onward = await page.evaluate(() => ({
-        links: document.querySelectorAll('a[href]').length,
+      const onward = await page.evaluate((support) => ({
+        links: [...document.querySelectorAll('a[href]')].filter((a) => a.href !== support).length,
         forms: document.querySelectorAll('form').length,
         refresh: document.querySelectorAll('meta[http-equiv="refresh" i]').length,
-      }));
+      }), SUPPORT_URL);
       assert.deepEqual(onward, { links: 0, forms: 0, refresh: 0 });
       assert.equal(response.headers().location, undefined);
       assert.equal(response.headers().refresh, undefined);
@@ -360,9 +449,10 @@ test('an invalid client document: the error page says it cannot be trusted', asy
     const response = await page.goto(authorizeUrl(clients.invalid));
     assert.equal(response.status(), 400);
     assert.match(response.headers()['content-type'], /^text\/html/);
-    assert.equal((await page.locator('.host').textContent()).trim(), new URL(clients.invalid.clientId).hostname);
+    assert.equal((await page.locator('.host').textContent()).trim(), new URL(clients.invalid.clientId).host);
     assert.match(await page.locator('main').textContent(), /The application's description is not valid, so it cannot be trusted\./);
-    assert.equal(await page.locator('a[href], form').count(), 0);
+    assert.equal(await page.locator('form').count(), 0);
+    assert.deepEqual(await page.locator('a[href]').evaluateAll((as) => as.map((a) => a.href)), [SUPPORT_URL]);
     await assertNoScriptAndStrictCsp(page, response);
     await assertStyled(page);
     await page.screenshot({ path: shot('error-page-invalid-document.png'), fullPage: true });
@@ -370,5 +460,49 @@ test('an invalid client document: the error page says it cannot be trusted', asy
     assertLoopbackOnly(log);
   } finally {
     await context.close();
+  }
+});
+
+test('the branded consent page: the organisation and its logo, scopes in plain words, a loopback client with its port', async () => {
+  const clientHost = new URL(clients.loopback.clientId).host;
+  for (const [viewport, file] of [[{ width: 1024, height: 768 }, 'consent-branded.png'], [PHONE, 'consent-branded-phone.png']]) {
+    const { context, page, log } = await newPage({ viewport });
+    try {
+      const url = new URL(authorizeUrl(clients.loopback));
+      url.searchParams.set('scope', 'openid offline_access mcp:tools custom:thing');
+      const response = await page.goto(url.href);
+      assert.equal(response.status(), 200, await response.text());
+      assert.equal(await page.title(), `Allow ${clientHost} to sign you in with ${ORGANISATION}?`);
+      assert.equal((await page.locator('.brand-name').textContent()).trim(), ORGANISATION);
+      // The logo is the operator's file, from the proxy's own origin, and it loaded.
+      const logo = page.locator('img.brand-logo');
+      assert.equal(await logo.getAttribute('src'), world.proxy.url('/brand-logo'));
+      await logo.evaluate((img) => img.decode());
+      assert.equal(await logo.evaluate((img) => img.naturalWidth), 64);
+      assert.match(await page.locator('main > p').first().textContent(), new RegExp(`with your ${ORGANISATION} account`));
+      assert.equal((await page.locator('h1').textContent()).trim(), clientHost);
+      // The loopback redirect with its port, and the loopback warning.
+      const back = await definition(page, 'You will be sent back to');
+      assert.equal(back[0], '127.0.0.1:53682');
+      assert.match(back[1], /loopback/);
+      assert.deepEqual((await page.locator('ul.scopes li').allTextContents()).map((s) => s.trim()), [
+        'Confirm who you are openid',
+        'Stay signed in and act for you when you are not using it offline_access',
+        `${MCP_SCOPE_TEXT} mcp:tools`,
+        `custom:thing (not described by ${ORGANISATION})`,
+      ]);
+      await assertNoScriptAndStrictCsp(page, response);
+      await assertStyled(page);
+      if (viewport === PHONE) {
+        await assertFitsPhone(page, 'the branded consent page');
+      } else {
+        await assertButtonsByKeyboard(page);
+      }
+      await page.screenshot({ path: shot(file), fullPage: true });
+      assertCleanConsole(log);
+      assertLoopbackOnly(log);
+    } finally {
+      await context.close();
+    }
   }
 });
