@@ -82,6 +82,8 @@ pub struct Config {
     pub resource: Option<ResourceConfig>,
     /// `[store]`: where single-use values and refresh families are kept.
     pub store: crate::store::StoreConfig,
+    /// `[gate]`: the ingress's authorization check (gate mode).
+    pub gate: crate::gate::GateConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
@@ -262,6 +264,8 @@ impl Config {
             }
         });
 
+        let gate = root.read("gate", &mut problems, read_gate);
+
         root.finish(&mut problems);
         if problems.is_empty() {
             Ok(Config {
@@ -275,6 +279,7 @@ impl Config {
                 trust,
                 resource,
                 store,
+                gate,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -291,7 +296,9 @@ impl Config {
         if self.upstream.issuer.is_none() {
             problems.push(Problem::new("upstream.issuer", "required to serve"));
         }
-        if self.upstream.clients.is_empty() {
+        // A gate-only deployment relays no sign-in: the provider knows the
+        // clients by their URLs.
+        if self.upstream.clients.is_empty() && !self.gate.enabled {
             problems.push(Problem::new(
                 "upstream.clients",
                 "at least one pre-registered client is required to serve",
@@ -685,6 +692,41 @@ fn parse_cidr(value: &str) -> Result<IpNet, String> {
         .parse::<IpAddr>()
         .map(IpNet::from)
         .map_err(|_| format!("expected a CIDR block like \"10.0.0.0/8\", found {value:?}"))
+}
+
+fn read_gate(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> crate::gate::GateConfig {
+    use crate::gate::GateConfig;
+    let defaults = GateConfig::default();
+    let enabled = section.get::<bool>("enabled", problems).unwrap_or(false);
+    let mut paths = |key: &'static str| {
+        let paths = read_list(section, key, problems, GateConfig::check_path).unwrap_or_default();
+        if enabled && paths.is_empty() {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                "required when the gate is enabled: the provider's endpoint paths",
+            ));
+        }
+        paths
+    };
+    let authorization_paths = paths("authorization_paths");
+    let token_paths = paths("token_paths");
+    let accel_redirect = section.get::<String>("accel_redirect", problems);
+    if let Some(location) = &accel_redirect
+        && (!(location.starts_with('@') || location.starts_with('/'))
+            || location.chars().any(|c| c.is_ascii_control() || c == ' '))
+    {
+        problems.push(Problem::new(
+            &section.key_path("accel_redirect"),
+            format!("expected an NGINX location (\"@name\" or \"/path\"), found {location:?}"),
+        ));
+    }
+    GateConfig {
+        enabled,
+        listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
+        authorization_paths,
+        token_paths,
+        accel_redirect,
+    }
 }
 
 fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheConfig {

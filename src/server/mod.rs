@@ -6,6 +6,7 @@
 //! size and read time, parameter size).
 
 mod audit;
+pub(crate) use audit::short as audit_short;
 mod authorize;
 mod callback;
 mod consent;
@@ -219,6 +220,7 @@ impl AppState {
             ("fetch", config.fetch != self.config.fetch),
             ("cache", config.cache != self.config.cache),
             ("resource", config.resource != self.config.resource),
+            ("gate", config.gate != self.config.gate),
         ];
         for (section, changed) in restart_only {
             if changed {
@@ -229,6 +231,7 @@ impl AppState {
         config.fetch = self.config.fetch.clone();
         config.cache = self.config.cache.clone();
         config.resource = self.config.resource.clone();
+        config.gate = self.config.gate.clone();
         Ok(AppState {
             issuer: self.issuer.clone(),
             cache: Arc::clone(&self.cache),
@@ -461,6 +464,17 @@ pub async fn run(
         },
         drain.clone(),
     ));
+    let gate = listeners.gate.map(|gate| {
+        tokio::spawn(listener::serve(
+            gate,
+            crate::gate::router(Arc::clone(&shared)),
+            listener::ListenerSettings {
+                name: "gate",
+                max_connections: server.max_connections,
+            },
+            drain.clone(),
+        ))
+    });
     let readiness = crate::admin::Readiness::new();
     let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider({
         let shared = Arc::clone(&shared);
@@ -503,4 +517,7 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     control.stop();
     let _ = tokio::join!(public, admin);
+    if let Some(gate) = gate {
+        let _ = gate.await;
+    }
 }

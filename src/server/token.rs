@@ -130,7 +130,7 @@ fn count(grant_type: &str, outcome: &'static str) {
     };
     crate::metrics::METRICS
         .token_requests
-        .with_label_values(&[grant_type, outcome])
+        .with_label_values(&[crate::metrics::Mode::Relay.as_str(), grant_type, outcome])
         .inc();
 }
 

@@ -1,0 +1,492 @@
+//! Gate mode: the ingress's external authorization in front of a provider
+//! that accepts URL client_ids itself (oidc-provider's
+//! `clientIdMetadataDocument`, Keycloak's CIMD client policy, …).
+//!
+//! NGINX `auth_request`, Envoy `ext_authz` (HTTP) and Traefik `forwardAuth`
+//! ask `/gate/check` whether a request may go on to the provider, naming
+//! the original request in headers (`X-Original-URI` / `X-Forwarded-Uri`,
+//! `X-Original-Method` / `X-Forwarded-Method`) or, for Envoy, in the check
+//! request's own method, path (after the `/gate/check` prefix) and body.
+//! A request to the provider's authorization endpoint with a URL client_id
+//! goes through the one admission relay mode uses ([`crate::admission`]);
+//! a request to its token endpoint too (without a redirect_uri), so a
+//! client the policy now denies can neither exchange a code nor refresh.
+//! Everything else is answered 200 untouched: the provider fetches and
+//! serves the documents, the gate only decides who reaches it, before its
+//! own fetcher ever sees a hostile client_id.
+//!
+//! The ingress cannot read a request body before an `auth_request`
+//! subrequest, so a body-bearing request to a guarded endpoint (every
+//! token request, a POST authorization request) is only admitted when the
+//! check carried that body (NGINX: the endpoint's location proxies to the
+//! gate, which answers `X-Accel-Redirect` to the provider's location on
+//! success; Envoy: `with_request_body`). A check that did not see the body
+//! is refused rather than waved through on a client_id it could not read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+
+use crate::admission::{Ask, RedirectAsk};
+use crate::client_id::is_url_client_id;
+use crate::error_code::ErrorCode;
+use crate::metrics::{METRICS, Mode};
+use crate::policy::Action;
+use crate::server::oauth::{OAuthErrorCode, TokenError, token_error_for_refusal};
+use crate::server::pages::{PageReason, error_page, refusal_page};
+use crate::server::params::{MAX_PARAMS_BYTES, Params};
+use crate::server::{AppState, Shared};
+
+/// The path the ingress asks; Envoy appends the original path to it.
+pub const CHECK_PATH: &str = "/gate/check";
+
+/// `[gate]`: the check endpoint and the provider endpoints it guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateConfig {
+    /// Whether `serve` opens the gate's listener.
+    pub enabled: bool,
+    /// The gate's own listener, reached by the ingress only (not the public
+    /// Service).
+    pub listen: SocketAddr,
+    /// The provider's authorization endpoint paths (`/auth`, `/authorize`).
+    pub authorization_paths: Vec<String>,
+    /// The provider's token endpoint paths.
+    pub token_paths: Vec<String>,
+    /// NGINX: the location (`@name` or a path) a check that carried the
+    /// request body answers with in `X-Accel-Redirect` when it admits, so
+    /// NGINX sends that same request, body included, on to the provider.
+    pub accel_redirect: Option<String>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            authorization_paths: Vec::new(),
+            token_paths: Vec::new(),
+            accel_redirect: None,
+        }
+    }
+}
+
+impl GateConfig {
+    /// A guarded path as configured, in the form requests are compared in.
+    /// Configuration reading calls it so a path that could never match is
+    /// reported, not silently ignored.
+    pub fn check_path(path: &str) -> Result<String, String> {
+        if !path.starts_with('/') || path.contains(['?', '#']) {
+            return Err(format!(
+                "expected an absolute path without query or fragment, found {path:?}"
+            ));
+        }
+        Ok(canonical_path(path))
+    }
+}
+
+/// Which provider endpoint an original request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Authorization,
+    Token,
+    Other,
+}
+
+/// The request the ingress asks about.
+#[derive(Debug)]
+struct Original {
+    method: Method,
+    path: String,
+    query: String,
+}
+
+/// The gate's routes: `/gate/check` (NGINX, Traefik) and `/gate/check/…`
+/// (Envoy's `path_prefix` followed by the original path), any method.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(CHECK_PATH, any(check))
+        .route(&format!("{CHECK_PATH}/{{*original}}"), any(check))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
+        .with_state(shared)
+}
+
+async fn check(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let state = shared.current();
+    let original = original_request(&method, &uri, &headers);
+    let config = &state.config.gate;
+    let endpoint = classify(config, &original.path);
+    if endpoint == Endpoint::Other {
+        return allowed(config, &body);
+    }
+    // A body-bearing request whose body the gate did not see: its
+    // client_id could be in that body, so it is not waved through.
+    let body_expected = original.method == Method::POST || endpoint == Endpoint::Token;
+    if body_expected && body.is_empty() {
+        return refuse_unseen(endpoint);
+    }
+    match endpoint {
+        Endpoint::Authorization => authorization(&state, &original, &body).await,
+        Endpoint::Token => token(&state, &headers, &body).await,
+        Endpoint::Other => allowed(config, &body),
+    }
+}
+
+/// The original request: from the headers NGINX (`X-Original-*`) or
+/// Traefik (`X-Forwarded-*`) send, else the check request itself (Envoy).
+fn original_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Original {
+    let header = |names: [&str; 2]| {
+        names
+            .into_iter()
+            .find_map(|name| headers.get(name).and_then(|value| value.to_str().ok()))
+    };
+    let method = header(["x-original-method", "x-forwarded-method"])
+        .and_then(|value| Method::from_bytes(value.as_bytes()).ok())
+        .unwrap_or_else(|| method.clone());
+    let target = header(["x-original-uri", "x-forwarded-uri"])
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let rest = own.strip_prefix(CHECK_PATH).unwrap_or(own);
+            if rest.starts_with('/') {
+                rest.to_owned()
+            } else {
+                format!("/{rest}")
+            }
+        });
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    Original {
+        method,
+        path: canonical_path(path),
+        query: query.to_owned(),
+    }
+}
+
+/// A path in the form guarded paths are compared in: percent-decoded,
+/// dot segments resolved, empty segments and a trailing slash dropped,
+/// lower case. Routers differ on each of these (Koa's, under
+/// oidc-provider, ignores case and a trailing slash), so the gate errs
+/// towards a match: a spelling the provider treats as its endpoint must
+/// not slip past as "another path".
+fn canonical_path(raw: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len() + 1);
+    for segment in segments {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path.to_lowercase()
+}
+
+fn classify(config: &crate::gate::GateConfig, path: &str) -> Endpoint {
+    if config.authorization_paths.iter().any(|p| p == path) {
+        Endpoint::Authorization
+    } else if config.token_paths.iter().any(|p| p == path) {
+        Endpoint::Token
+    } else {
+        Endpoint::Other
+    }
+}
+
+/// 200: the ingress sends the request on. A check that carried the body
+/// (NGINX's body route) names where NGINX sends it.
+fn allowed(config: &GateConfig, body: &Bytes) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    if let (false, Some(location)) = (body.is_empty(), &config.accel_redirect)
+        && let Ok(value) = HeaderValue::from_str(location)
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-accel-redirect"), value);
+    }
+    response
+}
+
+/// The authorization endpoint: the query's (or the seen body's) client_id.
+async fn authorization(state: &AppState, original: &Original, body: &Bytes) -> Response {
+    let raw: &[u8] = if original.method == Method::POST {
+        body
+    } else {
+        original.query.as_bytes()
+    };
+    let params = match Params::parse(raw) {
+        Ok(params) => params,
+        Err(error) => {
+            count_authorize("invalid_request");
+            return forbidden(error_page(
+                PageReason::BadRequest,
+                &error.to_string(),
+                None,
+            ));
+        }
+    };
+    let Some(client_id) = params.get("client_id").filter(|id| is_url_client_id(id)) else {
+        // A pre-registered client, or none: the provider's business.
+        count_authorize("pass_through");
+        return allowed(&state.config.gate, body);
+    };
+    let ask = Ask {
+        redirect_uri: RedirectAsk::Asked(params.get("redirect_uri")),
+        scope: params.get("scope"),
+        resource: params.get("resource"),
+    };
+    match state.admission().admit(client_id, ask).await {
+        Ok(admitted) if admitted.decision.action == Action::Allow => {
+            audit("authorize", client_id, "allow", "ok");
+            count_authorize("ok");
+            allowed(&state.config.gate, body)
+        }
+        Ok(admitted) => {
+            // Warn: the consent page is not offered through the gate yet,
+            // and a warned client is not let through unconfirmed.
+            audit("authorize", client_id, "warn", "consent_required");
+            count_authorize("consent_required");
+            forbidden(error_page(
+                PageReason::Client(ErrorCode::PolicyDenied),
+                "this application needs your confirmation, which this sign-in cannot ask for; \
+                 ask your administrator to allow it",
+                Some(admitted.client.host()),
+            ))
+        }
+        Err(refusal) => {
+            audit("authorize", client_id, "refused", refusal.outcome());
+            count_authorize(refusal.outcome());
+            forbidden(refusal_page(&refusal))
+        }
+    }
+}
+
+/// The token endpoint: the body's client_id, or HTTP Basic's user name.
+async fn token(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response {
+    let params = match Params::parse(body) {
+        Ok(params) => params,
+        Err(error) => {
+            count_token("other", "invalid_request");
+            return TokenError::new(OAuthErrorCode::InvalidRequest, error.to_string())
+                .into_response();
+        }
+    };
+    let grant_type = match params.get("grant_type") {
+        Some("authorization_code") => "authorization_code",
+        Some("refresh_token") => "refresh_token",
+        _ => "other",
+    };
+    let basic = basic_user(headers);
+    let Some(client_id) = params
+        .get("client_id")
+        .or(basic.as_deref())
+        .filter(|id| is_url_client_id(id))
+    else {
+        count_token(grant_type, "pass_through");
+        return allowed(&state.config.gate, body);
+    };
+    match state.admission().admit(client_id, Ask::default()).await {
+        Ok(admitted) => {
+            audit(
+                "token",
+                client_id,
+                admitted.decision.action.as_str(),
+                "ok",
+            );
+            count_token(grant_type, "ok");
+            allowed(&state.config.gate, body)
+        }
+        Err(refusal) => {
+            let error = token_error_for_refusal(&refusal);
+            audit("token", client_id, "refused", refusal.outcome());
+            count_token(grant_type, error.code.as_str());
+            error.into_response()
+        }
+    }
+}
+
+/// A guarded request whose body the gate was not shown.
+fn refuse_unseen(endpoint: Endpoint) -> Response {
+    const WHY: &str = "the request body did not reach the authorization check";
+    tracing::warn!(
+        "gate: a body-bearing request to a guarded endpoint was checked without its body; \
+         route it through the gate's body route (see the README)"
+    );
+    match endpoint {
+        Endpoint::Token => {
+            count_token("other", "invalid_request");
+            let mut response =
+                TokenError::new(OAuthErrorCode::InvalidRequest, WHY).into_response();
+            // auth_request passes only 401 and 403 on as refusals.
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response
+        }
+        _ => {
+            count_authorize("invalid_request");
+            forbidden(error_page(PageReason::BadRequest, WHY, None))
+        }
+    }
+}
+
+/// Every refusal of a sign-in is a 403: `auth_request` and `forwardAuth`
+/// take any other status as the check failing (NGINX answers 500), and the
+/// page keeps its body for the ingress to show.
+fn forbidden(mut page: Response) -> Response {
+    *page.status_mut() = StatusCode::FORBIDDEN;
+    page
+}
+
+/// The user name of an HTTP Basic `Authorization` header, form-decoded as
+/// RFC 6749 §2.3.1 requires.
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let user = decoded.split(|&b| b == b':').next()?;
+    url::form_urlencoded::parse(&[b"u=", user].concat())
+        .next()
+        .map(|(_, value)| value.into_owned())
+}
+
+fn count_authorize(outcome: &'static str) {
+    METRICS
+        .authorize
+        .with_label_values(&[Mode::Gate.as_str(), outcome])
+        .inc();
+}
+
+fn count_token(grant_type: &'static str, outcome: &'static str) {
+    METRICS
+        .token_requests
+        .with_label_values(&[Mode::Gate.as_str(), grant_type, outcome])
+        .inc();
+}
+
+fn audit(event: &'static str, client_id: &str, decision: &str, outcome: &'static str) {
+    tracing::info!(
+        target: "audit",
+        event,
+        mode = Mode::Gate.as_str(),
+        client_id = %crate::server::audit_short(client_id),
+        decision,
+        outcome,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> GateConfig {
+        GateConfig {
+            enabled: true,
+            authorization_paths: vec!["/auth".into()],
+            token_paths: vec!["/token".into()],
+            ..GateConfig::default()
+        }
+    }
+
+    #[test]
+    fn spellings_the_provider_routes_to_its_endpoint_are_guarded() {
+        let config = config();
+        for path in [
+            "/auth", "/auth/", "//auth", "/AUTH", "/%61uth", "/x/../auth", "/./auth", "\\auth",
+        ] {
+            assert_eq!(
+                classify(&config, &canonical_path(path)),
+                Endpoint::Authorization,
+                "{path}"
+            );
+        }
+        for path in ["/token", "/Token/", "/%74oken"] {
+            assert_eq!(classify(&config, &canonical_path(path)), Endpoint::Token);
+        }
+        for path in ["/", "/authx", "/me", "/auth/x", "/.well-known/openid-configuration"] {
+            assert_eq!(classify(&config, &canonical_path(path)), Endpoint::Other);
+        }
+    }
+
+    #[test]
+    fn the_original_request_comes_from_nginx_traefik_or_envoy() {
+        let get = Method::GET;
+        let mut nginx = HeaderMap::new();
+        nginx.insert("x-original-uri", "/auth?client_id=a".parse().unwrap());
+        nginx.insert("x-original-method", "POST".parse().unwrap());
+        let original = original_request(&get, &"/gate/check".parse().unwrap(), &nginx);
+        assert_eq!((original.method, original.path.as_str()), (Method::POST, "/auth"));
+        assert_eq!(original.query, "client_id=a");
+
+        let mut traefik = HeaderMap::new();
+        traefik.insert("x-forwarded-uri", "/token".parse().unwrap());
+        traefik.insert("x-forwarded-method", "POST".parse().unwrap());
+        let original = original_request(&get, &"/gate/check".parse().unwrap(), &traefik);
+        assert_eq!((original.method, original.path.as_str()), (Method::POST, "/token"));
+
+        // Envoy: the check is the original request under the prefix.
+        let original = original_request(
+            &Method::POST,
+            &"/gate/check/auth?client_id=b".parse().unwrap(),
+            &HeaderMap::new(),
+        );
+        assert_eq!((original.method, original.path.as_str()), (Method::POST, "/auth"));
+        assert_eq!(original.query, "client_id=b");
+    }
+
+    #[test]
+    fn a_configured_path_must_be_one_a_request_can_match() {
+        assert_eq!(GateConfig::check_path("/Auth/").unwrap(), "/auth");
+        assert!(GateConfig::check_path("auth").is_err());
+        assert!(GateConfig::check_path("/auth?x").is_err());
+    }
+
+    #[test]
+    fn basic_credentials_name_the_client_form_decoded() {
+        use base64::Engine as _;
+        let mut headers = HeaderMap::new();
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode("https%3A%2F%2Fapp.example%2Fc:secret");
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Basic {credentials}").parse().unwrap(),
+        );
+        assert_eq!(basic_user(&headers).as_deref(), Some("https://app.example/c"));
+        headers.insert(axum::http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
+    }
+
+    #[test]
+    fn an_accel_redirect_is_named_only_after_a_check_that_saw_the_body() {
+        let mut config = config();
+        config.accel_redirect = Some("@provider".into());
+        let with_body = allowed(&config, &Bytes::from_static(b"grant_type=x"));
+        assert_eq!(with_body.headers()["x-accel-redirect"], "@provider");
+        let without = allowed(&config, &Bytes::new());
+        assert!(without.headers().get("x-accel-redirect").is_none());
+    }
+}
