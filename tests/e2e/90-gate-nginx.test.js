@@ -1,0 +1,260 @@
+// Gate mode: a real NGINX in front of oidc-provider with its own CIMD support
+// (`clientIdMetadataDocument`) turned on, asking cimd-proxy's gate before every
+// request (auth_request), the token endpoint's body through the gate's body
+// route (X-Accel-Redirect). The provider fetches documents itself; the gate
+// decides who reaches it. NGINX starts once for the file.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import * as client from 'openid-client';
+import { makeCertificates } from './lib/ca.js';
+import { startDocumentHost } from './lib/dochost.js';
+import { startProvider, TEST_USER } from './lib/provider.js';
+import { startProxy, newSealKey, writeSigningKey } from './lib/proxy.js';
+import { startNginx, gateServerBlock } from './lib/nginx.js';
+import { freePort, listen, closeServer } from './lib/net.js';
+import { artifactsDir, tempDir } from './lib/paths.js';
+import { publicClientDocument, pkce, withQuery, postForm, random } from './lib/oauth.js';
+import { rpConfig, signIn } from './lib/rp.js';
+import { scrape, metricValue } from './lib/metrics.js';
+
+const NAME = '90-gate-nginx';
+const HOSTILE_IP = '127.0.0.3';
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+const w = {};
+const closers = [];
+
+before(async () => {
+  w.tmp = tempDir(`cimd-e2e-${NAME}-`);
+  w.artifacts = artifactsDir(NAME);
+  const certs = makeCertificates(w.tmp.dir, '127.0.0.2');
+  w.docs = await startDocumentHost(certs);
+  closers.push(() => w.docs.close());
+
+  // The "metadata" listener beside the document host: a loopback address the
+  // gate's fetch configuration refuses (only 127.0.0.2 is allowed), on the
+  // document host's port so that only the address decides. It counts every
+  // connection, TLS or not.
+  w.hostileConnections = 0;
+  w.hostile = net.createServer((socket) => { w.hostileConnections += 1; socket.destroy(); });
+  await listen(w.hostile, w.docs.port, HOSTILE_IP);
+  closers.push(() => closeServer(w.hostile));
+
+  w.nginxPort = await freePort();
+  w.gatePort = await freePort();
+  w.origin = `http://127.0.0.1:${w.nginxPort}`;
+
+  w.provider = await startProvider({
+    clients: [],
+    publicOrigin: w.origin,
+    configure(configuration) {
+      configuration.features.clientIdMetadataDocument = { enabled: true, ack: 'draft-02' };
+      // oidc-provider's own fetcher, allowed to reach the test's document host on 127.0.0.2
+      // (over the test CA); every other URL goes through its default fetch, whose special-use
+      // address check runs only once it is connected.
+      configuration.fetch = (url, options) => (new URL(url).hostname === '127.0.0.2'
+        ? fetchWithCa(url, options, certs.ca)
+        : fetch(url, options));
+    },
+  });
+  closers.push(() => w.provider.stop());
+
+  w.nginx = await startNginx({
+    dir: path.join(w.tmp.dir, 'nginx'),
+    port: w.nginxPort,
+    serverBlock: gateServerBlock({
+      listen: `127.0.0.1:${w.nginxPort}`,
+      provider: `127.0.0.1:${w.provider.port}`,
+      gate: `127.0.0.1:${w.gatePort}`,
+    }),
+  });
+  closers.push(() => w.nginx.stop());
+
+  w.redirectUri = `${w.docs.origin}/gate-app/callback`;
+  const doc = (name) => w.docs.addClient(name, (id) => publicClientDocument(id, [`${w.docs.origin}/${name}/callback`], { client_name: name }));
+  w.good = doc('gate-good');
+  w.denied = doc('gate-denied');
+  w.warned = doc('gate-warned');
+  w.revoked = doc('gate-revoked');
+  w.hostileId = `https://${HOSTILE_IP}:${w.docs.port}/clients/evil.json`;
+  w.rules = [
+    { client_id: w.denied, action: 'deny' },
+    { client_id: w.warned, action: 'warn' },
+  ];
+  w.gate = await startProxy({
+    name: 'gate',
+    dir: w.tmp.dir,
+    artifacts: w.artifacts,
+    providerIssuer: w.origin,
+    docHostPort: w.docs.port,
+    caFile: certs.caFile,
+    upstreamSecret: random(),
+    sealKeys: [newSealKey()],
+    signingKeysFile: writeSigningKey(path.join(w.tmp.dir, 'signing.pem')),
+    rules: w.rules,
+    extraToml: [
+      '[gate]',
+      'enabled = true',
+      `listen = "127.0.0.1:${w.gatePort}"`,
+      'authorization_paths = ["/auth"]',
+      'token_paths = ["/token"]',
+      'accel_redirect = "@cimd_provider"',
+    ].join('\n'),
+  });
+  closers.push(() => w.gate.stop());
+});
+
+after(async () => {
+  for (const close of closers.reverse()) {
+    try { await close(); } catch { /* keep closing the rest */ }
+  }
+  w.tmp?.remove();
+});
+
+/** The WHATWG Response for a GET over node:https with the test CA (the provider's `fetch` hook). */
+function fetchWithCa(url, options, ca) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, {
+      method: options.method ?? 'GET',
+      headers: Object.fromEntries(new Headers(options.headers)),
+      ca,
+      signal: options.signal,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) headers.set(k, [].concat(v).join(', '));
+        resolve(new Response(Buffer.concat(chunks), { status: res.statusCode, headers }));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const providerRequests = (p) => w.provider.requests.filter((r) => r.url.split('?')[0] === p);
+
+/** An authorization request URL at NGINX for `clientId`. */
+function authUrl(clientId, redirectUri = `${w.docs.origin}/x/callback`) {
+  return withQuery(`${w.origin}/auth`, {
+    response_type: 'code',
+    client_id: clientId,
+    redirect_uri: redirectUri,
+    scope: 'openid',
+    state: random(),
+    code_challenge: pkce().challenge,
+    code_challenge_method: 'S256',
+  });
+}
+
+async function get(url) {
+  const res = await fetch(url, { redirect: 'manual' });
+  return { status: res.status, location: res.headers.get('location'), type: res.headers.get('content-type'), body: await res.text() };
+}
+
+test('a good client signs in with openid-client through NGINX and the gate, and refreshes', async () => {
+  const redirectUri = `${w.docs.origin}/gate-good/callback`;
+  const authsBefore = providerRequests('/auth').length;
+  const config = await rpConfig({ issuer: w.origin }, w.good, client.None());
+  assert.equal(config.serverMetadata().issuer, w.origin, 'the provider itself is the authorization server');
+  const run = await signIn(config, { redirectUri });
+  // The provider saw the client's own URL: nothing was translated.
+  const first = new URL(run.hops[0].url);
+  assert.equal(first.searchParams.get('client_id'), w.good);
+  assert.ok(providerRequests('/auth').length > authsBefore, 'the authorization request reached the provider');
+  const claims = run.tokens.claims();
+  assert.equal(claims.iss, w.origin);
+  assert.equal(claims.aud, w.good);
+  assert.equal(claims.sub, TEST_USER.sub);
+  assert.ok(run.tokens.refresh_token, 'offline_access gives a refresh token');
+  const refreshed = await client.refreshTokenGrant(config, run.tokens.refresh_token);
+  assert.ok(refreshed.access_token);
+
+  const metrics = await scrape(w.gate);
+  assert.ok(metricValue(metrics, 'cimd_proxy_authorize_requests_total', { mode: 'gate', outcome: 'ok' }) >= 1, 'gate authorize checks counted');
+  assert.ok(metricValue(metrics, 'cimd_proxy_token_requests_total', { mode: 'gate', grant_type: 'refresh_token', outcome: 'ok' }) >= 1);
+});
+
+test('a client_id at a refused address gets the error page and the provider never fetches it', async () => {
+  const before = w.hostileConnections;
+  const answer = await get(authUrl(w.hostileId));
+  assert.equal(answer.status, 403, answer.body.slice(0, 300));
+  assert.match(answer.type, /text\/html/);
+  assert.match(answer.body, /address this service does not contact/, 'the same page relay mode shows');
+  assert.match(answer.body, /blocked_address/);
+  await sleep(300);
+  assert.equal(w.hostileConnections, before, 'no connection reached the hostile listener');
+  assert.equal(providerRequests('/auth').filter((r) => r.url.includes(encodeURIComponent(w.hostileId))).length, 0,
+    'the request never reached the provider');
+
+  // The control: the same request straight to the provider (no NGINX, no gate) makes its
+  // fetcher connect to the hostile listener (it checks the peer only once connected).
+  const direct = await get(authUrl(w.hostileId).replace(w.origin, w.provider.origin));
+  assert.notEqual(direct.status, 302);
+  const deadline = Date.now() + 3000;
+  while (w.hostileConnections === before && Date.now() < deadline) await sleep(50);
+  assert.ok(w.hostileConnections > before, 'without the gate, the provider connects to the refused address');
+});
+
+test('a denied client gets the policy page at /auth and cannot use /token', async () => {
+  const page = await get(authUrl(w.denied, `${w.docs.origin}/gate-denied/callback`));
+  assert.equal(page.status, 403);
+  assert.match(page.body, /does not allow this application/);
+  assert.match(page.body, /policy_denied/);
+
+  const tokensBefore = providerRequests('/token').length;
+  const res = await postForm(`${w.origin}/token`, {
+    grant_type: 'authorization_code', client_id: w.denied, code: random(), code_verifier: random(32),
+    redirect_uri: `${w.docs.origin}/gate-denied/callback`,
+  });
+  assert.equal(res.status, 401, res.text);
+  assert.equal(res.json?.error, 'invalid_client');
+  assert.equal(res.headers.get('cache-control'), 'no-store');
+  assert.equal(providerRequests('/token').length, tokensBefore, 'the provider never saw the request');
+});
+
+test('a client the policy denies after its sign-in can no longer refresh', async () => {
+  const redirectUri = `${w.docs.origin}/gate-revoked/callback`;
+  const config = await rpConfig({ issuer: w.origin }, w.revoked, client.None());
+  const run = await signIn(config, { redirectUri });
+  assert.ok(run.tokens.refresh_token);
+
+  w.gate.writeConfig(w.gate.configText({ rules: [...w.rules, { client_id: w.revoked, action: 'deny' }] }));
+  w.gate.child.kill('SIGHUP');
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const { status } = await get(authUrl(w.revoked, redirectUri));
+    if (status === 403) break;
+    assert.ok(Date.now() < deadline, 'the reload took effect');
+    await sleep(100);
+  }
+  const tokensBefore = providerRequests('/token').length;
+  await assert.rejects(client.refreshTokenGrant(config, run.tokens.refresh_token), (err) => {
+    assert.equal(err.error ?? err.cause?.error, 'invalid_client', String(err));
+    return true;
+  });
+  assert.equal(providerRequests('/token').length, tokensBefore);
+});
+
+test('pre-registered clients and other paths pass untouched; a token request without its body is refused', async () => {
+  // A non-URL client_id: the provider's business (it answers with its own error for an unknown one).
+  const legacy = await get(authUrl('legacy-app'));
+  assert.notEqual(legacy.status, 403);
+  assert.ok(providerRequests('/auth').some((r) => r.url.includes('client_id=legacy-app')));
+  const discovery = await get(`${w.origin}/.well-known/openid-configuration`);
+  assert.equal(discovery.status, 200);
+  const jwks = await get(`${w.origin}/jwks`);
+  assert.equal(jwks.status, 200);
+
+  // Another spelling of the token endpoint goes through auth_request, without its body: refused
+  // rather than waved through on a client_id the gate could not read.
+  const tokensBefore = providerRequests('/token').length + providerRequests('/token/').length;
+  const sneaky = await postForm(`${w.origin}/token/`, { grant_type: 'authorization_code', client_id: w.denied, code: 'x' });
+  assert.equal(sneaky.status, 403, sneaky.text);
+  assert.equal(providerRequests('/token').length + providerRequests('/token/').length, tokensBefore);
+});
