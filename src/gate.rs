@@ -25,19 +25,26 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, post};
 
 use crate::admission::{Ask, RedirectAsk};
 use crate::client_id::is_url_client_id;
-use crate::error_code::ErrorCode;
+use crate::flow::{Sealed, SealedConsent};
 use crate::metrics::{METRICS, Mode};
 use crate::policy::Action;
+use crate::seal::{Purpose, SealConfig};
+use crate::server::consent::{self, Choice};
+use crate::server::interstitial::{self, ConsentRequest};
+use crate::server::oauth::error_redirect;
 use crate::server::oauth::{OAuthErrorCode, TokenError, token_error_for_refusal};
 use crate::server::pages::{PageReason, error_page, refusal_page};
 use crate::server::params::{MAX_PARAMS_BYTES, Params};
@@ -45,6 +52,40 @@ use crate::server::{AppState, Shared};
 
 /// The path the ingress asks; Envoy appends the original path to it.
 pub const CHECK_PATH: &str = "/gate/check";
+
+/// Where the consent page's answer arrives (from `[gate] consent_path` on
+/// the ingress).
+pub const CONSENT_PATH: &str = "/gate/consent";
+
+/// The header the ingress's page location adds: answer with the page a
+/// person sees (the consent page with 200), not the bare check status.
+const PAGE_HEADER: &str = "x-cimd-gate-page";
+
+/// The cookie carrying a confirmed request's sealed admission.
+const ADMISSION_COOKIE: &str = "cimd_gate_admission";
+
+/// How long a confirmed request may take to come back: one redirect.
+const ADMISSION_TTL: Duration = Duration::from_secs(60);
+
+/// One authorization request the user confirmed on the consent page,
+/// sealed into a cookie and let through by the next check, once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SealedGateAdmission {
+    /// A random id: the single-use store's key.
+    id: String,
+    /// The CIMD client_id confirmed.
+    client_id: String,
+    /// SHA-256 (base64url) of the exact authorization URL confirmed.
+    request: String,
+}
+
+impl Sealed for SealedGateAdmission {
+    const PURPOSE: Purpose = Purpose::GateAdmission;
+
+    fn lifetime(_config: &SealConfig) -> Duration {
+        ADMISSION_TTL
+    }
+}
 
 /// `[gate]`: the check endpoint and the provider endpoints it guards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +103,9 @@ pub struct GateConfig {
     /// request body answers with in `X-Accel-Redirect` when it admits, so
     /// NGINX sends that same request, body included, on to the provider.
     pub accel_redirect: Option<String>,
+    /// The path, on the ingress, that it routes to the gate's
+    /// `/gate/consent`: where the consent page's form posts.
+    pub consent_path: String,
 }
 
 impl Default for GateConfig {
@@ -72,6 +116,7 @@ impl Default for GateConfig {
             authorization_paths: Vec::new(),
             token_paths: Vec::new(),
             accel_redirect: None,
+            consent_path: "/cimd-gate/consent".to_owned(),
         }
     }
 }
@@ -102,6 +147,8 @@ enum Endpoint {
 #[derive(Debug)]
 struct Original {
     method: Method,
+    /// The request target as the client sent it (path and query).
+    target: String,
     path: String,
     query: String,
 }
@@ -112,6 +159,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(CHECK_PATH, any(check))
         .route(&format!("{CHECK_PATH}/{{*original}}"), any(check))
+        .route(CONSENT_PATH, post(consent))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_PARAMS_BYTES))
         .with_state(shared)
@@ -138,7 +186,7 @@ async fn check(
         return refuse_unseen(endpoint);
     }
     match endpoint {
-        Endpoint::Authorization => authorization(&state, &original, &body).await,
+        Endpoint::Authorization => authorization(&state, &original, &headers, &body).await,
         Endpoint::Token => token(&state, &headers, &body).await,
         Endpoint::Other => allowed(config, &body),
     }
@@ -171,6 +219,7 @@ fn original_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Original
         method,
         path: canonical_path(path),
         query: query.to_owned(),
+        target: target.clone(),
     }
 }
 
@@ -228,7 +277,12 @@ fn allowed(config: &GateConfig, body: &Bytes) -> Response {
 }
 
 /// The authorization endpoint: the query's (or the seen body's) client_id.
-async fn authorization(state: &AppState, original: &Original, body: &Bytes) -> Response {
+async fn authorization(
+    state: &AppState,
+    original: &Original,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let raw: &[u8] = if original.method == Method::POST {
         body
     } else {
@@ -238,11 +292,7 @@ async fn authorization(state: &AppState, original: &Original, body: &Bytes) -> R
         Ok(params) => params,
         Err(error) => {
             count_authorize("invalid_request");
-            return forbidden(error_page(
-                PageReason::BadRequest,
-                &error.to_string(),
-                None,
-            ));
+            return forbidden(error_page(PageReason::BadRequest, &error.to_string(), None));
         }
     };
     let Some(client_id) = params.get("client_id").filter(|id| is_url_client_id(id)) else {
@@ -262,16 +312,52 @@ async fn authorization(state: &AppState, original: &Original, body: &Bytes) -> R
             allowed(&state.config.gate, body)
         }
         Ok(admitted) => {
-            // Warn: the consent page is not offered through the gate yet,
-            // and a warned client is not let through unconfirmed.
-            audit("authorize", client_id, "warn", "consent_required");
-            count_authorize("consent_required");
-            forbidden(error_page(
-                PageReason::Client(ErrorCode::PolicyDenied),
-                "this application needs your confirmation, which this sign-in cannot ask for; \
-                 ask your administrator to allow it",
-                Some(admitted.client.host()),
-            ))
+            // Warn: the user confirms on the consent page, once per request.
+            let location = original_url(state, original);
+            if take_admission(state, headers, client_id, &location) {
+                audit("authorize", client_id, "warn", "confirmed");
+                count_authorize("confirmed");
+                return allowed(&state.config.gate, body);
+            }
+            audit("authorize", client_id, "warn", "consent_page");
+            count_authorize("consent_page");
+            if headers.get(PAGE_HEADER).is_none() {
+                // The check itself: 401 sends NGINX to its page location
+                // (`error_page 401`), which asks again for the page.
+                return StatusCode::UNAUTHORIZED.into_response();
+            }
+            let Some(redirect_uri) = &admitted.redirect_uri else {
+                // Unreachable: a sign-in asks for one, and admission
+                // refuses rather than admit without it.
+                return forbidden(error_page(
+                    PageReason::BadRequest,
+                    "redirect_uri is required",
+                    None,
+                ));
+            };
+            let metadata = &admitted.client.metadata;
+            let action = format!(
+                "{}{}",
+                provider_origin(state),
+                state.config.gate.consent_path
+            );
+            interstitial::interstitial_posting_to(
+                state,
+                &ConsentRequest {
+                    client_id,
+                    host: admitted.client.host(),
+                    redirect_uri,
+                    state: params.get("state"),
+                    scope: params.get("scope").unwrap_or_default(),
+                    client_name: metadata.client_name.as_deref(),
+                    client_uri: metadata.client_uri.as_deref(),
+                    reasons: &admitted.decision.reasons,
+                    allowed: false,
+                    has_logo: false,
+                    location: &location,
+                },
+                &action,
+            )
         }
         Err(refusal) => {
             audit("authorize", client_id, "refused", refusal.outcome());
@@ -279,6 +365,111 @@ async fn authorization(state: &AppState, original: &Original, body: &Bytes) -> R
             forbidden(refusal_page(&refusal))
         }
     }
+}
+
+/// The provider's public origin, from its discovered authorization
+/// endpoint (never from a request header).
+fn provider_origin(state: &AppState) -> String {
+    state
+        .provider
+        .metadata()
+        .authorization_endpoint
+        .origin()
+        .ascii_serialization()
+}
+
+/// The original authorization request as an absolute URL: where Continue
+/// returns the user, and what the admission is bound to.
+fn original_url(state: &AppState, original: &Original) -> String {
+    format!("{}{}", provider_origin(state), original.target)
+}
+
+/// Whether the request carries a confirmation of exactly this request for
+/// this client, not used before; using it up happens here.
+fn take_admission(state: &AppState, headers: &HeaderMap, client_id: &str, location: &str) -> bool {
+    let Some(sealed) = consent::cookie(headers, ADMISSION_COOKIE) else {
+        return false;
+    };
+    let Ok(admission) = state.seals().open::<SealedGateAdmission>(sealed) else {
+        return false;
+    };
+    if admission.client_id != client_id || admission.request != interstitial::digest(location) {
+        return false;
+    }
+    let now = consent::unix_now();
+    let keep_until = now.saturating_add(ADMISSION_TTL.as_secs() as i64);
+    state
+        .consents
+        .insert(interstitial::digest_bytes(&admission.id), keep_until, now)
+        .is_ok()
+}
+
+/// `POST /gate/consent`: the consent page's answer, checked as relay
+/// mode's (`server::consent`). Continue returns the user to the original
+/// authorization URL with the sealed admission cookie; Cancel returns
+/// `access_denied` to the client.
+async fn consent(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let state = shared.current();
+    let params = match Params::parse(&body) {
+        Ok(params) => params,
+        Err(error) => return error_page(PageReason::BadRequest, &error.to_string(), None),
+    };
+    match consent::check(
+        &state.sealer,
+        &state.consents,
+        &headers,
+        &params,
+        consent::unix_now(),
+    ) {
+        Ok((token, Choice::Continue)) => continue_to(&state, &token),
+        Ok((token, Choice::Cancel)) => {
+            audit("consent", &token.client_id, "cancel", "cancel");
+            error_redirect(
+                &token.redirect_uri,
+                OAuthErrorCode::AccessDenied,
+                "the user cancelled the sign-in",
+                token.state.as_deref(),
+                &state.provider.metadata().issuer,
+            )
+        }
+        Err((refusal, client_id)) => consent::refused(refusal, client_id.as_deref()),
+    }
+}
+
+/// Continue: back to the confirmed request, carrying its admission.
+fn continue_to(state: &AppState, token: &SealedConsent) -> Response {
+    let Some(id) = interstitial::random_token() else {
+        return error_page(PageReason::Unavailable, "no randomness available", None);
+    };
+    let admission = SealedGateAdmission {
+        id,
+        client_id: token.client_id.clone(),
+        request: interstitial::digest(&token.location),
+    };
+    let sealed = match state.seals().seal(&admission) {
+        Ok(sealed) => sealed,
+        Err(error) => {
+            tracing::warn!(%error, "cannot seal the gate admission");
+            return error_page(PageReason::BadRequest, "the request is too large", None);
+        }
+    };
+    audit("consent", &token.client_id, "warn", "continue");
+    let secure = if token.location.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let mut response = consent::see_other(&token.location);
+    let cookie = format!(
+        "{ADMISSION_COOKIE}={sealed}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        ADMISSION_TTL.as_secs()
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// The token endpoint: the body's client_id, or HTTP Basic's user name.
@@ -307,12 +498,7 @@ async fn token(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response 
     };
     match state.admission().admit(client_id, Ask::default()).await {
         Ok(admitted) => {
-            audit(
-                "token",
-                client_id,
-                admitted.decision.action.as_str(),
-                "ok",
-            );
+            audit("token", client_id, admitted.decision.action.as_str(), "ok");
             count_token(grant_type, "ok");
             allowed(&state.config.gate, body)
         }
@@ -335,8 +521,7 @@ fn refuse_unseen(endpoint: Endpoint) -> Response {
     match endpoint {
         Endpoint::Token => {
             count_token("other", "invalid_request");
-            let mut response =
-                TokenError::new(OAuthErrorCode::InvalidRequest, WHY).into_response();
+            let mut response = TokenError::new(OAuthErrorCode::InvalidRequest, WHY).into_response();
             // auth_request passes only 401 and 403 on as refusals.
             *response.status_mut() = StatusCode::FORBIDDEN;
             response
@@ -360,7 +545,10 @@ fn forbidden(mut page: Response) -> Response {
 /// RFC 6749 §2.3.1 requires.
 fn basic_user(headers: &HeaderMap) -> Option<String> {
     use base64::Engine as _;
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, credentials) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -416,7 +604,14 @@ mod tests {
     fn spellings_the_provider_routes_to_its_endpoint_are_guarded() {
         let config = config();
         for path in [
-            "/auth", "/auth/", "//auth", "/AUTH", "/%61uth", "/x/../auth", "/./auth", "\\auth",
+            "/auth",
+            "/auth/",
+            "//auth",
+            "/AUTH",
+            "/%61uth",
+            "/x/../auth",
+            "/./auth",
+            "\\auth",
         ] {
             assert_eq!(
                 classify(&config, &canonical_path(path)),
@@ -427,7 +622,13 @@ mod tests {
         for path in ["/token", "/Token/", "/%74oken"] {
             assert_eq!(classify(&config, &canonical_path(path)), Endpoint::Token);
         }
-        for path in ["/", "/authx", "/me", "/auth/x", "/.well-known/openid-configuration"] {
+        for path in [
+            "/",
+            "/authx",
+            "/me",
+            "/auth/x",
+            "/.well-known/openid-configuration",
+        ] {
             assert_eq!(classify(&config, &canonical_path(path)), Endpoint::Other);
         }
     }
@@ -439,14 +640,20 @@ mod tests {
         nginx.insert("x-original-uri", "/auth?client_id=a".parse().unwrap());
         nginx.insert("x-original-method", "POST".parse().unwrap());
         let original = original_request(&get, &"/gate/check".parse().unwrap(), &nginx);
-        assert_eq!((original.method, original.path.as_str()), (Method::POST, "/auth"));
+        assert_eq!(
+            (original.method, original.path.as_str()),
+            (Method::POST, "/auth")
+        );
         assert_eq!(original.query, "client_id=a");
 
         let mut traefik = HeaderMap::new();
         traefik.insert("x-forwarded-uri", "/token".parse().unwrap());
         traefik.insert("x-forwarded-method", "POST".parse().unwrap());
         let original = original_request(&get, &"/gate/check".parse().unwrap(), &traefik);
-        assert_eq!((original.method, original.path.as_str()), (Method::POST, "/token"));
+        assert_eq!(
+            (original.method, original.path.as_str()),
+            (Method::POST, "/token")
+        );
 
         // Envoy: the check is the original request under the prefix.
         let original = original_request(
@@ -454,7 +661,10 @@ mod tests {
             &"/gate/check/auth?client_id=b".parse().unwrap(),
             &HeaderMap::new(),
         );
-        assert_eq!((original.method, original.path.as_str()), (Method::POST, "/auth"));
+        assert_eq!(
+            (original.method, original.path.as_str()),
+            (Method::POST, "/auth")
+        );
         assert_eq!(original.query, "client_id=b");
     }
 
@@ -475,8 +685,14 @@ mod tests {
             axum::http::header::AUTHORIZATION,
             format!("Basic {credentials}").parse().unwrap(),
         );
-        assert_eq!(basic_user(&headers).as_deref(), Some("https://app.example/c"));
-        headers.insert(axum::http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(
+            basic_user(&headers).as_deref(),
+            Some("https://app.example/c")
+        );
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            "Bearer x".parse().unwrap(),
+        );
         assert_eq!(basic_user(&headers), None);
     }
 

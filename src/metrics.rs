@@ -16,7 +16,9 @@ use prometheus::{
 
 /// How a request reached admission: the `mode` label of the authorization
 /// and token series and of the audit lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantNames)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantNames,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum Mode {
     /// The proxy is the authorization server clients talk to.

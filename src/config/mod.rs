@@ -720,8 +720,26 @@ fn read_gate(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> crate::g
             format!("expected an NGINX location (\"@name\" or \"/path\"), found {location:?}"),
         ));
     }
+    let consent_path = section
+        .get::<String>("consent_path", problems)
+        .and_then(|path| {
+            let plain = path.starts_with('/')
+                && !path.contains(['?', '#'])
+                && !path
+                    .chars()
+                    .any(|c| c.is_ascii_control() || c.is_whitespace());
+            if !plain {
+                problems.push(Problem::new(
+                    &section.key_path("consent_path"),
+                    format!("expected an absolute path without query or fragment, found {path:?}"),
+                ));
+            }
+            plain.then_some(path)
+        })
+        .unwrap_or(defaults.consent_path);
     GateConfig {
         enabled,
+        consent_path,
         listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
         authorization_paths,
         token_paths,

@@ -18,6 +18,7 @@ import { freePort, listen, closeServer } from './lib/net.js';
 import { artifactsDir, tempDir } from './lib/paths.js';
 import { publicClientDocument, pkce, withQuery, postForm, random } from './lib/oauth.js';
 import { rpConfig, signIn } from './lib/rp.js';
+import { Browser } from './lib/browser.js';
 import { scrape, metricValue } from './lib/metrics.js';
 
 const NAME = '90-gate-nginx';
@@ -239,6 +240,66 @@ test('a client the policy denies after its sign-in can no longer refresh', async
     return true;
   });
   assert.equal(providerRequests('/token').length, tokensBefore);
+});
+
+test('a warned client sees the consent page, continues once, and signs in', async () => {
+  const redirectUri = `${w.docs.origin}/gate-warned/callback`;
+  const config = await rpConfig({ issuer: w.origin }, w.warned, client.None());
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: 'openid offline_access',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+  });
+  const authsBefore = providerRequests('/auth').length;
+  const browser = new Browser();
+  const page = await browser.follow(url.href);
+  assert.equal(page.final?.status, 200, JSON.stringify(page.hops));
+  assert.match(page.final.body, /<form method="post" action="[^"]*\/cimd-gate\/consent"/);
+  assert.match(page.final.body, /gate-warned|127\.0\.0\.2/);
+  assert.equal(providerRequests('/auth').length, authsBefore, 'the provider has not seen the request yet');
+  const token = page.final.body.match(/name="consent" value="([^"]+)"/)[1];
+
+  // Continue: back to the very same authorization URL, with its admission cookie.
+  const answer = await browser.request(`${w.origin}/cimd-gate/consent`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ consent: token, decision: 'continue' }).toString(),
+  });
+  assert.equal(answer.hop.status, 303);
+  assert.equal(answer.hop.location, url.href);
+  // The admission is bound to that exact request: another state is not let through with it.
+  const other = new URL(url);
+  other.searchParams.set('state', client.randomState());
+  const elsewhere = await browser.follow(other.href);
+  assert.equal(elsewhere.final?.status, 200);
+  assert.match(elsewhere.final.body, /name="consent"/, 'another request gets its own consent page');
+  assert.equal(providerRequests('/auth').length, authsBefore);
+
+  const target = new URL(redirectUri);
+  const answered = await browser.follow(url.href, {
+    stop: (u) => u.origin === target.origin && u.pathname === target.pathname,
+  });
+  assert.ok(answered.stoppedAt, JSON.stringify(answered.hops, null, 1));
+  const tokens = await client.authorizationCodeGrant(config, answered.stoppedAt, {
+    pkceCodeVerifier: verifier, expectedState: state, idTokenExpected: true,
+  });
+  assert.equal(tokens.claims().aud, w.warned);
+
+  // The admission was used up: the same URL (the cookie still in the jar) shows the page again.
+  const again = await browser.follow(url.href);
+  assert.equal(again.final?.status, 200);
+  assert.match(again.final.body, /name="consent"/);
+  // And the consent token itself is single-use.
+  const replay = await browser.request(`${w.origin}/cimd-gate/consent`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ consent: token, decision: 'continue' }).toString(),
+  });
+  assert.equal(replay.hop.status, 400);
 });
 
 test('pre-registered clients and other paths pass untouched; a token request without its body is refused', async () => {

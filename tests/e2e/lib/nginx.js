@@ -15,7 +15,9 @@ export const NGINX_BIN = process.env.NGINX_BIN || '/usr/sbin/nginx';
  * The server block of the README: every request asks the gate first (auth_request), except the
  * token endpoint, whose body the gate must see: it goes to the gate, which answers
  * `X-Accel-Redirect: @cimd_provider` when it admits, and NGINX sends the same request on.
- * A refusal shows the gate's own page (error_page 403 → the page location asks again).
+ * A refusal shows the gate's own page and a client the policy warns about the consent page
+ * (error_page 401 403 → the page location asks again, for the page); the consent form posts to
+ * /cimd-gate/consent, which goes to the gate.
  */
 export function gateServerBlock({ listen, provider, gate, tokenPath = '/token' }) {
   const original = [
@@ -29,7 +31,7 @@ export function gateServerBlock({ listen, provider, gate, tokenPath = '/token' }
   server {
     listen ${listen};
     auth_request /_cimd_gate;
-    error_page 403 = @cimd_gate_page;
+    error_page 401 403 = @cimd_gate_page;
 
     location / {
       proxy_pass http://cimd_provider;
@@ -46,6 +48,10 @@ export function gateServerBlock({ listen, provider, gate, tokenPath = '/token' }
       auth_request off;
       proxy_pass http://cimd_gate/gate/check;
       ${original.join('\n      ')}
+    }
+    location = /cimd-gate/consent {
+      auth_request off;
+      proxy_pass http://cimd_gate/gate/consent;
     }
     location @cimd_provider {
       auth_request off;
@@ -67,6 +73,7 @@ export function gateServerBlock({ listen, provider, gate, tokenPath = '/token' }
       proxy_method GET;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
+      proxy_set_header X-Cimd-Gate-Page 1;
       ${original.join('\n      ')}
     }
   }`;
