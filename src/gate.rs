@@ -57,8 +57,8 @@ pub const CHECK_PATH: &str = "/gate/check";
 /// the ingress).
 pub const CONSENT_PATH: &str = "/gate/consent";
 
-/// The header the ingress's page location adds: answer with the page a
-/// person sees (the consent page with 200), not the bare check status.
+/// The header NGINX's page location adds: the consent page is then
+/// answered 200 (the check itself answers it 401).
 const PAGE_HEADER: &str = "x-cimd-gate-page";
 
 /// The cookie carrying a confirmed request's sealed admission.
@@ -203,8 +203,19 @@ fn original_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Original
     let method = header(["x-original-method", "x-forwarded-method"])
         .and_then(|value| Method::from_bytes(value.as_bytes()).ok())
         .unwrap_or_else(|| method.clone());
+    // ingress-nginx sends the whole URL (`X-Original-URL`); its path and
+    // query are taken as sent.
+    let from_url = || {
+        let url = headers.get("x-original-url")?.to_str().ok()?;
+        let (_, rest) = url.split_once("://")?;
+        Some(
+            rest.find('/')
+                .map_or_else(|| "/".to_owned(), |at| rest[at..].to_owned()),
+        )
+    };
     let target = header(["x-original-uri", "x-forwarded-uri"])
         .map(str::to_owned)
+        .or_else(from_url)
         .unwrap_or_else(|| {
             let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
             let rest = own.strip_prefix(CHECK_PATH).unwrap_or(own);
@@ -321,11 +332,6 @@ async fn authorization(
             }
             audit("authorize", client_id, "warn", "consent_page");
             count_authorize("consent_page");
-            if headers.get(PAGE_HEADER).is_none() {
-                // The check itself: 401 sends NGINX to its page location
-                // (`error_page 401`), which asks again for the page.
-                return StatusCode::UNAUTHORIZED.into_response();
-            }
             let Some(redirect_uri) = &admitted.redirect_uri else {
                 // Unreachable: a sign-in asks for one, and admission
                 // refuses rather than admit without it.
@@ -341,7 +347,7 @@ async fn authorization(
                 provider_origin(state),
                 state.config.gate.consent_path
             );
-            interstitial::interstitial_posting_to(
+            let mut page = interstitial::interstitial_posting_to(
                 state,
                 &ConsentRequest {
                     client_id,
@@ -357,7 +363,15 @@ async fn authorization(
                     location: &location,
                 },
                 &action,
-            )
+            );
+            // The check itself answers 401, which no ingress takes for
+            // "allowed": Envoy and Traefik show its body (this page), NGINX
+            // goes to its page location (`error_page 401`), which asks
+            // again with the page header and gets the page with 200.
+            if page.status() == StatusCode::OK && headers.get(PAGE_HEADER).is_none() {
+                *page.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            page
         }
         Err(refusal) => {
             audit("authorize", client_id, "refused", refusal.outcome());
@@ -654,6 +668,16 @@ mod tests {
             (original.method, original.path.as_str()),
             (Method::POST, "/token")
         );
+
+        // ingress-nginx: the whole URL.
+        let mut ingress = HeaderMap::new();
+        ingress.insert(
+            "x-original-url",
+            "https://idp.example/auth?client_id=c".parse().unwrap(),
+        );
+        let original = original_request(&get, &"/gate/check".parse().unwrap(), &ingress);
+        assert_eq!(original.path, "/auth");
+        assert_eq!(original.target, "/auth?client_id=c");
 
         // Envoy: the check is the original request under the prefix.
         let original = original_request(
