@@ -699,14 +699,16 @@ fn read_gate(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> crate::g
     let defaults = GateConfig::default();
     let enabled = section.get::<bool>("enabled", problems).unwrap_or(false);
     let mut paths = |key: &'static str| {
-        let paths = read_list(section, key, problems, GateConfig::check_path).unwrap_or_default();
-        if enabled && paths.is_empty() {
+        let present = section.has(key);
+        let paths = read_list(section, key, problems, GateConfig::check_path);
+        // A list with a bad element is reported element by element already.
+        if enabled && (!present || paths.as_ref().is_some_and(Vec::is_empty)) {
             problems.push(Problem::new(
                 &section.key_path(key),
                 "required when the gate is enabled: the provider's endpoint paths",
             ));
         }
-        paths
+        paths.unwrap_or_default()
     };
     let authorization_paths = paths("authorization_paths");
     let token_paths = paths("token_paths");
