@@ -19,6 +19,7 @@ import { artifactsDir, tempDir } from './lib/paths.js';
 import { publicClientDocument, pkce, withQuery, postForm, random } from './lib/oauth.js';
 import { rpConfig, signIn } from './lib/rp.js';
 import { Browser } from './lib/browser.js';
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { scrape, metricValue } from './lib/metrics.js';
 
 const NAME = '90-gate-nginx';
@@ -179,6 +180,63 @@ test('a good client signs in with openid-client through NGINX and the gate, and 
   const metrics = await scrape(w.gate);
   assert.ok(metricValue(metrics, 'cimd_proxy_authorize_requests_total', { mode: 'gate', outcome: 'ok' }) >= 1, 'gate authorize checks counted');
   assert.ok(metricValue(metrics, 'cimd_proxy_token_requests_total', { mode: 'gate', grant_type: 'refresh_token', outcome: 'ok' }) >= 1);
+});
+
+/** An MCP SDK OAuthClientProvider kept in memory, with the CIMD document's URL as its client_id. */
+class SdkProvider {
+  constructor({ clientMetadataUrl, redirectUrl }) {
+    this.clientMetadataUrl = clientMetadataUrl;
+    this.redirectUrl = redirectUrl;
+    this.authorizationUrls = [];
+    this.info = [];
+    this.saved = [];
+  }
+
+  get clientMetadata() {
+    return {
+      client_name: 'MCP SDK through the gate',
+      redirect_uris: [this.redirectUrl],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid offline_access',
+    };
+  }
+
+  clientInformation() { return this.info.at(-1); }
+
+  saveClientInformation(info) { this.info.push(info); }
+
+  tokens() { return this.saved.at(-1); }
+
+  saveTokens(tokens) { this.saved.push(tokens); }
+
+  redirectToAuthorization(url) { this.authorizationUrls.push(new URL(url)); }
+
+  saveCodeVerifier(verifier) { this.verifier = verifier; }
+
+  codeVerifier() { return this.verifier; }
+}
+
+test('the MCP TypeScript SDK signs in through NGINX and the gate with its document URL', async () => {
+  const redirectUrl = `${w.docs.origin}/gate-mcp/callback`;
+  const clientId = w.docs.addClient('gate-mcp', (id) => publicClientDocument(id, [redirectUrl], { client_name: 'gate-mcp' }));
+  const provider = new SdkProvider({ clientMetadataUrl: clientId, redirectUrl });
+  // No MCP server here: the SDK falls back to the server's origin, the provider, as its authorization server.
+  const serverUrl = `${w.origin}/mcp`;
+  assert.equal(await auth(provider, { serverUrl }), 'REDIRECT');
+  assert.deepEqual(provider.info.map((c) => c.client_id), [clientId], 'the SDK used the document URL as its client_id');
+  const authorizationUrl = provider.authorizationUrls[0];
+  assert.equal(`${authorizationUrl.origin}${authorizationUrl.pathname}`, `${w.origin}/auth`);
+
+  const target = new URL(redirectUrl);
+  const { stoppedAt, hops } = await new Browser().follow(authorizationUrl.href, {
+    stop: (u) => u.origin === target.origin && u.pathname === target.pathname,
+  });
+  assert.ok(stoppedAt?.searchParams.get('code'), JSON.stringify(hops, null, 1));
+  assert.equal(await auth(provider, { serverUrl, authorizationCode: stoppedAt.searchParams.get('code') }), 'AUTHORIZED');
+  assert.ok(provider.tokens().access_token);
+  assert.ok(provider.tokens().refresh_token);
 });
 
 test('a client_id at a refused address gets the error page and the provider never fetches it', async () => {
