@@ -87,6 +87,26 @@ impl Sealed for SealedGateAdmission {
     }
 }
 
+/// Which ingress asks, and so which headers name the original request.
+/// Exactly one source is read: a header the ingress does not set itself
+/// would come from the client, who could name a harmless path in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Ingress {
+    /// NGINX `auth_request` with the README's block: `X-Original-URI` and
+    /// `X-Original-Method`, set by `proxy_set_header`.
+    #[default]
+    Nginx,
+    /// ingress-nginx's `auth-url`: `X-Original-URL` (the whole URL) and
+    /// `X-Original-Method`.
+    IngressNginx,
+    /// Traefik `forwardAuth`: `X-Forwarded-Uri` and `X-Forwarded-Method`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP): the check request's own method, and its
+    /// path after the `/gate/check` prefix.
+    Envoy,
+}
+
 /// `[gate]`: the check endpoint and the provider endpoints it guards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateConfig {
@@ -95,6 +115,8 @@ pub struct GateConfig {
     /// The gate's own listener, reached by the ingress only (not the public
     /// Service).
     pub listen: SocketAddr,
+    /// Which ingress asks (where the original request is read from).
+    pub ingress: Ingress,
     /// The provider's authorization endpoint paths (`/auth`, `/authorize`).
     pub authorization_paths: Vec<String>,
     /// The provider's token endpoint paths.
@@ -113,6 +135,7 @@ impl Default for GateConfig {
         GateConfig {
             enabled: false,
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            ingress: Ingress::Nginx,
             authorization_paths: Vec::new(),
             token_paths: Vec::new(),
             accel_redirect: None,
@@ -173,8 +196,19 @@ async fn check(
     body: Bytes,
 ) -> Response {
     let state = shared.current();
-    let original = original_request(&method, &uri, &headers);
     let config = &state.config.gate;
+    let Some(original) = original_request(config.ingress, &method, &uri, &headers) else {
+        // Not asked the way this gate was configured for: nothing says
+        // which request this is, so it is not let through.
+        tracing::warn!(
+            "gate: a check without the original request's headers; is gate.ingress right?"
+        );
+        return forbidden(error_page(
+            PageReason::BadRequest,
+            "the authorization check did not name the request",
+            None,
+        ));
+    };
     let endpoint = classify(config, &original.path);
     if endpoint == Endpoint::Other {
         return allowed(config, &body);
@@ -192,46 +226,52 @@ async fn check(
     }
 }
 
-/// The original request: from the headers NGINX (`X-Original-*`) or
-/// Traefik (`X-Forwarded-*`) send, else the check request itself (Envoy).
-fn original_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Original {
-    let header = |names: [&str; 2]| {
-        names
-            .into_iter()
-            .find_map(|name| headers.get(name).and_then(|value| value.to_str().ok()))
-    };
-    let method = header(["x-original-method", "x-forwarded-method"])
-        .and_then(|value| Method::from_bytes(value.as_bytes()).ok())
-        .unwrap_or_else(|| method.clone());
-    // ingress-nginx sends the whole URL (`X-Original-URL`); its path and
-    // query are taken as sent.
-    let from_url = || {
-        let url = headers.get("x-original-url")?.to_str().ok()?;
-        let (_, rest) = url.split_once("://")?;
-        Some(
-            rest.find('/')
-                .map_or_else(|| "/".to_owned(), |at| rest[at..].to_owned()),
-        )
-    };
-    let target = header(["x-original-uri", "x-forwarded-uri"])
-        .map(str::to_owned)
-        .or_else(from_url)
-        .unwrap_or_else(|| {
+/// The original request, from where `ingress` puts it; `None` when the
+/// ingress did not say (the check then refuses).
+fn original_request(
+    ingress: Ingress,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<Original> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let parse_method = |value: &str| Method::from_bytes(value.as_bytes()).ok();
+    let (method, target) = match ingress {
+        Ingress::Nginx => (
+            parse_method(header("x-original-method")?)?,
+            header("x-original-uri")?.to_owned(),
+        ),
+        Ingress::IngressNginx => {
+            // The whole URL; its path and query are taken as sent.
+            let (_, rest) = header("x-original-url")?.split_once("://")?;
+            let target = rest.find('/').map_or("/", |at| &rest[at..]).to_owned();
+            (parse_method(header("x-original-method")?)?, target)
+        }
+        Ingress::Traefik => (
+            parse_method(header("x-forwarded-method")?)?,
+            header("x-forwarded-uri")?.to_owned(),
+        ),
+        Ingress::Envoy => {
             let own = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let rest = own.strip_prefix(CHECK_PATH).unwrap_or(own);
-            if rest.starts_with('/') {
+            let rest = own.strip_prefix(CHECK_PATH)?;
+            let target = if rest.starts_with('/') {
                 rest.to_owned()
             } else {
                 format!("/{rest}")
-            }
-        });
+            };
+            (method.clone(), target)
+        }
+    };
+    if !target.starts_with('/') {
+        return None;
+    }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    Original {
+    Some(Original {
         method,
         path: canonical_path(path),
         query: query.to_owned(),
         target: target.clone(),
-    }
+    })
 }
 
 /// A path in the form guarded paths are compared in: percent-decoded,
@@ -647,49 +687,85 @@ mod tests {
         }
     }
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
     #[test]
     fn the_original_request_comes_from_nginx_traefik_or_envoy() {
+        let check: Uri = "/gate/check".parse().unwrap();
         let get = Method::GET;
-        let mut nginx = HeaderMap::new();
-        nginx.insert("x-original-uri", "/auth?client_id=a".parse().unwrap());
-        nginx.insert("x-original-method", "POST".parse().unwrap());
-        let original = original_request(&get, &"/gate/check".parse().unwrap(), &nginx);
+        let nginx = headers(&[
+            ("x-original-uri", "/auth?client_id=a"),
+            ("x-original-method", "POST"),
+        ]);
+        let original = original_request(Ingress::Nginx, &get, &check, &nginx).unwrap();
         assert_eq!(
             (original.method, original.path.as_str()),
             (Method::POST, "/auth")
         );
         assert_eq!(original.query, "client_id=a");
 
-        let mut traefik = HeaderMap::new();
-        traefik.insert("x-forwarded-uri", "/token".parse().unwrap());
-        traefik.insert("x-forwarded-method", "POST".parse().unwrap());
-        let original = original_request(&get, &"/gate/check".parse().unwrap(), &traefik);
+        let ingress = headers(&[
+            ("x-original-url", "https://idp.example/auth?client_id=c"),
+            ("x-original-method", "GET"),
+        ]);
+        let original = original_request(Ingress::IngressNginx, &get, &check, &ingress).unwrap();
+        assert_eq!(original.path, "/auth");
+        assert_eq!(original.target, "/auth?client_id=c");
+
+        let traefik = headers(&[
+            ("x-forwarded-uri", "/token"),
+            ("x-forwarded-method", "POST"),
+        ]);
+        let original = original_request(Ingress::Traefik, &get, &check, &traefik).unwrap();
         assert_eq!(
             (original.method, original.path.as_str()),
             (Method::POST, "/token")
         );
 
-        // ingress-nginx: the whole URL.
-        let mut ingress = HeaderMap::new();
-        ingress.insert(
-            "x-original-url",
-            "https://idp.example/auth?client_id=c".parse().unwrap(),
-        );
-        let original = original_request(&get, &"/gate/check".parse().unwrap(), &ingress);
-        assert_eq!(original.path, "/auth");
-        assert_eq!(original.target, "/auth?client_id=c");
-
         // Envoy: the check is the original request under the prefix.
-        let original = original_request(
-            &Method::POST,
-            &"/gate/check/auth?client_id=b".parse().unwrap(),
-            &HeaderMap::new(),
-        );
+        let envoy: Uri = "/gate/check/auth?client_id=b".parse().unwrap();
+        let original =
+            original_request(Ingress::Envoy, &Method::POST, &envoy, &HeaderMap::new()).unwrap();
         assert_eq!(
             (original.method, original.path.as_str()),
             (Method::POST, "/auth")
         );
         assert_eq!(original.query, "client_id=b");
+    }
+
+    #[test]
+    fn a_header_another_ingress_uses_cannot_name_the_request() {
+        // Regression: with several sources read in turn, a client of
+        // ingress-nginx or Traefik (which pass the client's own headers on)
+        // sent X-Original-URI: / beside its /auth request and was let through.
+        let check: Uri = "/gate/check".parse().unwrap();
+        let smuggled = headers(&[
+            ("x-original-uri", "/"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-uri", "/auth?client_id=https://evil.example/c"),
+            ("x-forwarded-method", "GET"),
+        ]);
+        let original = original_request(Ingress::Traefik, &Method::GET, &check, &smuggled).unwrap();
+        assert_eq!(original.path, "/auth");
+        // The ingress's own header missing: no request, refused.
+        let bare = headers(&[("x-original-uri", "/")]);
+        assert!(original_request(Ingress::Traefik, &Method::GET, &check, &bare).is_none());
+        assert!(original_request(Ingress::IngressNginx, &Method::GET, &check, &bare).is_none());
+        assert!(original_request(Ingress::Nginx, &Method::GET, &check, &bare).is_none());
+        // Envoy's check always carries the prefix; a target must be a path.
+        let other: Uri = "/elsewhere".parse().unwrap();
+        assert!(original_request(Ingress::Envoy, &Method::GET, &other, &bare).is_none());
+        let absolute = headers(&[
+            ("x-original-uri", "http://x/auth"),
+            ("x-original-method", "GET"),
+        ]);
+        assert!(original_request(Ingress::Nginx, &Method::GET, &check, &absolute).is_none());
     }
 
     #[test]

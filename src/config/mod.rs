@@ -739,8 +739,10 @@ fn read_gate(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> crate::g
             plain.then_some(path)
         })
         .unwrap_or(defaults.consent_path);
+    let ingress = read_choice(section, "ingress", defaults.ingress, problems).unwrap_or_default();
     GateConfig {
         enabled,
+        ingress,
         consent_path,
         listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
         authorization_paths,

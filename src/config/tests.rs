@@ -652,6 +652,7 @@ fn a_gate_section_reports_every_problem_and_keeps_paths_comparable() {
         authorization_paths = ["auth", "/Auth/"]
         accel_redirect = "provider"
         consent_path = "/consent?x"
+        ingress = "haproxy"
         "#,
     )
     .expect_err("invalid");
@@ -662,6 +663,7 @@ fn a_gate_section_reports_every_problem_and_keeps_paths_comparable() {
             "gate.token_paths",
             "gate.accel_redirect",
             "gate.consent_path",
+            "gate.ingress",
             "gate.listen",
         ]
     );

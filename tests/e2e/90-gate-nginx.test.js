@@ -265,6 +265,13 @@ test('a denied client gets the policy page at /auth and cannot use /token', asyn
   assert.equal(page.status, 403);
   assert.match(page.body, /does not allow this application/);
   assert.match(page.body, /policy_denied/);
+  // A client naming a harmless request in the gate's own headers is not believed.
+  const smuggled = await fetch(authUrl(w.denied, `${w.docs.origin}/gate-denied/callback`), {
+    redirect: 'manual',
+    headers: { 'x-original-uri': '/', 'x-original-method': 'GET', 'x-forwarded-uri': '/' },
+  });
+  assert.equal(smuggled.status, 403);
+  await smuggled.arrayBuffer();
 
   const tokensBefore = providerRequests('/token').length;
   const res = await postForm(`${w.origin}/token`, {
