@@ -541,28 +541,62 @@ async fn token(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Response 
         Some("refresh_token") => "refresh_token",
         _ => "other",
     };
+    // Every name the request gives its client: the form's client_id,
+    // HTTP Basic's user, a client assertion's iss and sub (RFC 7523 lets
+    // the assertion alone name the client; unverified here, only to choose
+    // whom to vet: the provider verifies it).
     let basic = basic_user(headers);
-    let Some(client_id) = params
-        .get("client_id")
-        .or(basic.as_deref())
+    let asserted = params
+        .get("client_assertion")
+        .map(assertion_names)
+        .unwrap_or_default();
+    let mut named: Vec<&str> = [params.get("client_id"), basic.as_deref()]
+        .into_iter()
+        .flatten()
+        .chain(asserted.iter().map(String::as_str))
         .filter(|id| is_url_client_id(id))
-    else {
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    if named.is_empty() {
         count_token(grant_type, "pass_through");
         return allowed(&state.config.gate, body);
-    };
-    match state.admission().admit(client_id, Ask::default()).await {
-        Ok(admitted) => {
-            audit("token", client_id, admitted.decision.action.as_str(), "ok");
-            count_token(grant_type, "ok");
-            allowed(&state.config.gate, body)
-        }
-        Err(refusal) => {
-            let error = token_error_for_refusal(&refusal);
-            audit("token", client_id, "refused", refusal.outcome());
-            count_token(grant_type, error.code.as_str());
-            error.into_response()
+    }
+    for client_id in named {
+        match state.admission().admit(client_id, Ask::default()).await {
+            Ok(admitted) => {
+                audit("token", client_id, admitted.decision.action.as_str(), "ok");
+            }
+            Err(refusal) => {
+                let error = token_error_for_refusal(&refusal);
+                audit("token", client_id, "refused", refusal.outcome());
+                count_token(grant_type, error.code.as_str());
+                return error.into_response();
+            }
         }
     }
+    count_token(grant_type, "ok");
+    allowed(&state.config.gate, body)
+}
+
+/// The `iss` and `sub` of a JWT client assertion, read without verifying
+/// it (nothing is trusted from it but which clients to vet).
+fn assertion_names(assertion: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let Some(payload) = assertion.split('.').nth(1) else {
+        return Vec::new();
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+        return Vec::new();
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+    else {
+        return Vec::new();
+    };
+    ["iss", "sub"]
+        .into_iter()
+        .filter_map(|claim| claims.get(claim)?.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// A guarded request whose body the gate was not shown.
@@ -794,6 +828,24 @@ mod tests {
             "Bearer x".parse().unwrap(),
         );
         assert_eq!(basic_user(&headers), None);
+    }
+
+    #[test]
+    fn a_client_assertion_names_its_client_without_being_trusted() {
+        use base64::Engine as _;
+        let encode = |value: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value);
+        let assertion = format!(
+            "{}.{}.sig",
+            encode(r#"{"alg":"ES256"}"#),
+            encode(r#"{"iss":"https://app.example/c","sub":"https://app.example/c","aud":"x"}"#)
+        );
+        assert_eq!(
+            assertion_names(&assertion),
+            vec!["https://app.example/c", "https://app.example/c"]
+        );
+        for garbage in ["", "a", "a.!!!.c", "a.bm90IGpzb24.c", "a.WzFd.c"] {
+            assert!(assertion_names(garbage).is_empty(), "{garbage}");
+        }
     }
 
     #[test]

@@ -282,6 +282,17 @@ test('a denied client gets the policy page at /auth and cannot use /token', asyn
   assert.equal(res.json?.error, 'invalid_client');
   assert.equal(res.headers.get('cache-control'), 'no-store');
   assert.equal(providerRequests('/token').length, tokensBefore, 'the provider never saw the request');
+
+  // Named by a client assertion alone (RFC 7523: client_id is optional), it is vetted all the same.
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const assertion = `${b64({ alg: 'ES256' })}.${b64({ iss: w.denied, sub: w.denied, aud: `${w.origin}/token`, jti: random(), exp: Math.floor(Date.now() / 1000) + 60 })}.c2ln`;
+  const asserted = await postForm(`${w.origin}/token`, {
+    grant_type: 'refresh_token', refresh_token: random(),
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion,
+  });
+  assert.equal(asserted.status, 401, asserted.text);
+  assert.equal(asserted.json?.error, 'invalid_client');
+  assert.equal(providerRequests('/token').length, tokensBefore);
 });
 
 test('a client the policy denies after its sign-in can no longer refresh', async () => {
