@@ -4,9 +4,10 @@
 //!
 //! NGINX `auth_request`, Envoy `ext_authz` (HTTP) and Traefik `forwardAuth`
 //! ask `/gate/check` whether a request may go on to the provider, naming
-//! the original request in headers (`X-Original-URI` / `X-Forwarded-Uri`,
-//! `X-Original-Method` / `X-Forwarded-Method`) or, for Envoy, in the check
-//! request's own method, path (after the `/gate/check` prefix) and body.
+//! the original request in the headers of the ingress `gate.ingress` names
+//! (`X-Original-URI`, `X-Original-URL`, `X-Forwarded-Uri`, with the method
+//! beside it) or, for Envoy, in the check request's own method, path (after
+//! the `/gate/check` prefix) and body.
 //! A request to the provider's authorization endpoint with a URL client_id
 //! goes through the one admission relay mode uses ([`crate::admission`]);
 //! a request to its token endpoint too (without a redirect_uri), so a
@@ -40,7 +41,7 @@ use crate::admission::{Ask, RedirectAsk};
 use crate::client_id::is_url_client_id;
 use crate::flow::{Sealed, SealedConsent};
 use crate::metrics::{METRICS, Mode};
-use crate::policy::Action;
+use crate::policy::{Action, Interstitial};
 use crate::seal::{Purpose, SealConfig};
 use crate::server::consent::{self, Choice};
 use crate::server::interstitial::{self, ConsentRequest};
@@ -303,7 +304,7 @@ fn canonical_path(raw: &str) -> String {
     path.to_lowercase()
 }
 
-fn classify(config: &crate::gate::GateConfig, path: &str) -> Endpoint {
+fn classify(config: &GateConfig, path: &str) -> Endpoint {
     if config.authorization_paths.iter().any(|p| p == path) {
         Endpoint::Authorization
     } else if config.token_paths.iter().any(|p| p == path) {
@@ -357,20 +358,37 @@ async fn authorization(
         resource: params.get("resource"),
     };
     match state.admission().admit(client_id, ask).await {
-        Ok(admitted) if admitted.decision.action == Action::Allow => {
+        Ok(admitted)
+            if admitted.decision.action == Action::Allow
+                && state.config.policy.interstitial != Interstitial::Always =>
+        {
             audit("authorize", client_id, "allow", "ok");
             count_authorize("ok");
             allowed(&state.config.gate, body)
         }
         Ok(admitted) => {
-            // Warn: the user confirms on the consent page, once per request.
+            // Warn (or every client, with `interstitial = "always"`): the
+            // user confirms on the consent page, once per request.
+            let decision = admitted.decision.action.as_str();
+            if original.method != Method::GET {
+                // Continue returns the user with a GET; a POST's
+                // parameters would not come back with it.
+                audit("authorize", client_id, decision, "consent_required");
+                count_authorize("consent_required");
+                return forbidden(error_page(
+                    PageReason::BadRequest,
+                    "this application needs your confirmation, which a sign-in sent as a form \
+                     post cannot ask for; start it again from the application",
+                    Some(admitted.client.host()),
+                ));
+            }
             let location = original_url(state, original);
             if take_admission(state, headers, client_id, &location) {
-                audit("authorize", client_id, "warn", "confirmed");
+                audit("authorize", client_id, decision, "confirmed");
                 count_authorize("confirmed");
                 return allowed(&state.config.gate, body);
             }
-            audit("authorize", client_id, "warn", "consent_page");
+            audit("authorize", client_id, decision, "consent_page");
             count_authorize("consent_page");
             let Some(redirect_uri) = &admitted.redirect_uri else {
                 // Unreachable: a sign-in asks for one, and admission
@@ -398,7 +416,9 @@ async fn authorization(
                     client_name: metadata.client_name.as_deref(),
                     client_uri: metadata.client_uri.as_deref(),
                     reasons: &admitted.decision.reasons,
-                    allowed: false,
+                    allowed: admitted.decision.action == Action::Allow,
+                    // The logo is served by the relay's listener, which the
+                    // provider's users need not reach.
                     has_logo: false,
                     location: &location,
                 },
