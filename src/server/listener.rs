@@ -155,7 +155,7 @@ impl Drain {
 /// What distinguishes one listener from the other.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSettings {
-    /// The metric label: `public` or `admin`.
+    /// The metric label: `public`, `admin` or `gate`.
     pub name: &'static str,
     /// Connections held open at once.
     pub max_connections: usize,

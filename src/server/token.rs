@@ -76,6 +76,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
     tracing::info!(
         target: "audit",
         event = "token",
+        mode = crate::metrics::Mode::Relay.as_str(),
         client_id = %short(&client_id),
         upstream_client = upstream_client.as_deref().unwrap_or("-"),
         grant_type = %short(&grant_type),
@@ -95,6 +96,7 @@ async fn forward(
     tracing::info!(
         target: "audit",
         event = "token",
+        mode = crate::metrics::Mode::Relay.as_str(),
         client_id = %short(client_id.unwrap_or("-")),
         grant_type = %short(grant_type),
         decision = "pass_through",
