@@ -20,6 +20,7 @@ pub mod dev;
 pub mod egress;
 pub mod error_code;
 pub mod flow;
+pub mod gate;
 pub mod id_token;
 mod jwks;
 pub mod jws_crypto;

@@ -327,7 +327,11 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let state = cimd_proxy::server::AppState::build(config).await?;
     let server = &state.config.server;
-    let listeners = cimd_proxy::server::bind(server.listen, server.admin_listen).await?;
+    let mut listeners = cimd_proxy::server::bind(server.listen, server.admin_listen).await?;
+    if state.config.gate.enabled {
+        listeners = listeners.with_gate(state.config.gate.listen).await?;
+        tracing::info!(gate = %state.config.gate.listen, "gate mode: answering the ingress's checks");
+    }
     tracing::info!(
         issuer = %state.issuer,
         public = %listeners.public.local_addr()?,

@@ -14,6 +14,27 @@ use prometheus::{
     TextEncoder,
 };
 
+/// How a request reached admission: the `mode` label of the authorization
+/// and token series and of the audit lines.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Mode {
+    /// The proxy is the authorization server clients talk to.
+    Relay,
+    /// The proxy answers the ingress's external authorization checks in
+    /// front of a provider that accepts URL client_ids itself.
+    Gate,
+}
+
+impl Mode {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Buckets for fetches and provider calls: milliseconds to the deadline.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -153,14 +174,14 @@ impl Metrics {
             authorize: counter(
                 r,
                 "cimd_proxy_authorize_requests_total",
-                "Authorization requests by outcome.",
-                &["outcome"],
+                "Authorization requests by mode (relay, or gate checks) and outcome.",
+                &["mode", "outcome"],
             ),
             token_requests: counter(
                 r,
                 "cimd_proxy_token_requests_total",
-                "Token requests by grant type and outcome (ok or the OAuth error).",
-                &["grant_type", "outcome"],
+                "Token requests by mode (relay, or gate checks), grant type and outcome (ok or the OAuth error).",
+                &["mode", "grant_type", "outcome"],
             ),
             provider_duration: histogram(
                 r,
@@ -269,7 +290,7 @@ mod tests {
         METRICS.fetches.with_label_values(&["document", "ok"]).inc();
         METRICS
             .token_requests
-            .with_label_values(&["refresh_token", "ok"])
+            .with_label_values(&["relay", "refresh_token", "ok"])
             .inc();
         METRICS.log_lines_dropped.with_label_values(&["audit"]);
         METRICS.store_errors.with_label_values(&["ping"]);

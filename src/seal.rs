@@ -113,15 +113,19 @@ pub enum Purpose {
     RefreshToken,
     /// A consent decision.
     Consent,
+    /// Gate mode: one authorization request the user confirmed, let
+    /// through once.
+    GateAdmission,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::State,
         Purpose::Code,
         Purpose::RefreshToken,
         Purpose::Consent,
+        Purpose::GateAdmission,
     ];
 
     /// The purpose's stable name, as bound into the seal.
@@ -136,6 +140,7 @@ impl Purpose {
             Purpose::Code => b'c',
             Purpose::RefreshToken => b'r',
             Purpose::Consent => b'k',
+            Purpose::GateAdmission => b'g',
         }
     }
 

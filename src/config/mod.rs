@@ -86,6 +86,8 @@ pub struct Config {
     pub store: crate::store::StoreConfig,
     /// `[pages]`: whose service the consent and error pages name.
     pub pages: crate::server::pages::PagesConfig,
+    /// `[gate]`: the ingress's authorization check (gate mode).
+    pub gate: crate::gate::GateConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
@@ -270,6 +272,7 @@ impl Config {
         let pages = root.read("pages", &mut problems, |section, problems| {
             read_pages(section, &files, problems)
         });
+        let gate = root.read("gate", &mut problems, read_gate);
 
         root.finish(&mut problems);
         if problems.is_empty() {
@@ -285,6 +288,7 @@ impl Config {
                 resource,
                 store,
                 pages,
+                gate,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -301,7 +305,9 @@ impl Config {
         if self.upstream.issuer.is_none() {
             problems.push(Problem::new("upstream.issuer", "required to serve"));
         }
-        if self.upstream.clients.is_empty() {
+        // A gate-only deployment relays no sign-in: the provider knows the
+        // clients by their URLs.
+        if self.upstream.clients.is_empty() && !self.gate.enabled {
             problems.push(Problem::new(
                 "upstream.clients",
                 "at least one pre-registered client is required to serve",
@@ -695,6 +701,63 @@ fn parse_cidr(value: &str) -> Result<IpNet, String> {
         .parse::<IpAddr>()
         .map(IpNet::from)
         .map_err(|_| format!("expected a CIDR block like \"10.0.0.0/8\", found {value:?}"))
+}
+
+fn read_gate(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> crate::gate::GateConfig {
+    use crate::gate::GateConfig;
+    let defaults = GateConfig::default();
+    let enabled = section.get::<bool>("enabled", problems).unwrap_or(false);
+    let mut paths = |key: &'static str| {
+        let present = section.has(key);
+        let paths = read_list(section, key, problems, GateConfig::check_path);
+        // A list with a bad element is reported element by element already.
+        if enabled && (!present || paths.as_ref().is_some_and(Vec::is_empty)) {
+            problems.push(Problem::new(
+                &section.key_path(key),
+                "required when the gate is enabled: the provider's endpoint paths",
+            ));
+        }
+        paths.unwrap_or_default()
+    };
+    let authorization_paths = paths("authorization_paths");
+    let token_paths = paths("token_paths");
+    let accel_redirect = section.get::<String>("accel_redirect", problems);
+    if let Some(location) = &accel_redirect
+        && (!(location.starts_with('@') || location.starts_with('/'))
+            || location.chars().any(|c| c.is_ascii_control() || c == ' '))
+    {
+        problems.push(Problem::new(
+            &section.key_path("accel_redirect"),
+            format!("expected an NGINX location (\"@name\" or \"/path\"), found {location:?}"),
+        ));
+    }
+    let consent_path = section
+        .get::<String>("consent_path", problems)
+        .and_then(|path| {
+            let plain = path.starts_with('/')
+                && !path.contains(['?', '#'])
+                && !path
+                    .chars()
+                    .any(|c| c.is_ascii_control() || c.is_whitespace());
+            if !plain {
+                problems.push(Problem::new(
+                    &section.key_path("consent_path"),
+                    format!("expected an absolute path without query or fragment, found {path:?}"),
+                ));
+            }
+            plain.then_some(path)
+        })
+        .unwrap_or(defaults.consent_path);
+    let ingress = read_choice(section, "ingress", defaults.ingress, problems).unwrap_or_default();
+    GateConfig {
+        enabled,
+        ingress,
+        consent_path,
+        listen: read_socket_addr(section, "listen", problems).unwrap_or(defaults.listen),
+        authorization_paths,
+        token_paths,
+        accel_redirect,
+    }
 }
 
 fn read_cache(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> CacheConfig {

@@ -696,3 +696,60 @@ fn every_pages_problem_is_named_by_its_key() {
     let logo = problems[3].to_string();
     assert!(logo.contains("cannot read /nonexistent/logo.png"), "{logo}");
 }
+
+#[test]
+fn a_gate_section_reports_every_problem_and_keeps_paths_comparable() {
+    let problems = load(
+        r#"
+        [gate]
+        enabled = true
+        listen = "8081"
+        authorization_paths = ["auth", "/Auth/"]
+        accel_redirect = "provider"
+        consent_path = "/consent?x"
+        ingress = "haproxy"
+        "#,
+    )
+    .expect_err("invalid");
+    assert_eq!(
+        keys(&problems),
+        vec![
+            "gate.authorization_paths[0]",
+            "gate.token_paths",
+            "gate.accel_redirect",
+            "gate.consent_path",
+            "gate.ingress",
+            "gate.listen",
+        ]
+    );
+    let config = load(
+        r#"
+        [gate]
+        enabled = true
+        listen = "127.0.0.1:8081"
+        authorization_paths = ["/Realms/x/protocol/openid-connect/auth/"]
+        token_paths = ["/token"]
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(
+        config.gate.authorization_paths,
+        vec!["/realms/x/protocol/openid-connect/auth"]
+    );
+    assert_eq!(config.gate.consent_path, "/cimd-gate/consent");
+    // A gate-only deployment relays no sign-in: no upstream client needed.
+    let gate_only = Config {
+        server: ServerConfig {
+            public_url: Some("https://proxy.example".parse().unwrap()),
+            ..ServerConfig::default()
+        },
+        upstream: crate::upstream::UpstreamConfig {
+            issuer: Some("https://idp.example".parse().unwrap()),
+            ..Default::default()
+        },
+        ..config
+    };
+    assert!(
+        matches!(gate_only.require_serve(), Err(ConfigError::Invalid(p)) if keys(&p) == vec!["seal"])
+    );
+}

@@ -500,6 +500,7 @@ fn purpose_names_are_pinned() {
         (Purpose::Code, "code"),
         (Purpose::RefreshToken, "refresh_token"),
         (Purpose::Consent, "consent"),
+        (Purpose::GateAdmission, "gate_admission"),
     ] {
         assert_eq!(value.as_str(), text);
         assert_eq!(value.to_string(), text);

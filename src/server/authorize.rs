@@ -332,11 +332,12 @@ fn is_s256_challenge(challenge: &str) -> bool {
 fn audit(client_id: &str, decision: &str, outcome: &'static str, upstream_client: Option<&str>) {
     crate::metrics::METRICS
         .authorize
-        .with_label_values(&[outcome])
+        .with_label_values(&[crate::metrics::Mode::Relay.as_str(), outcome])
         .inc();
     tracing::info!(
         target: "audit",
         event = "authorize",
+        mode = crate::metrics::Mode::Relay.as_str(),
         client_id = %short(client_id),
         decision,
         outcome,

@@ -25,14 +25,16 @@ use crate::store::{SingleUseKind, Store, Use};
 
 /// What the user chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Choice {
+pub(crate) enum Choice {
+    /// Go on to the provider.
     Continue,
+    /// Return `access_denied` to the client.
     Cancel,
 }
 
 /// Why a consent post is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub(crate) enum Refusal {
     Missing,
     Invalid(&'static str),
     OtherBrowser,
@@ -45,7 +47,7 @@ enum Refusal {
 /// not been used, and a choice was made. Using it up happens here, in the
 /// shared store, so a token is spent once across replicas sharing a Redis;
 /// a store that cannot answer refuses the post rather than skip the check.
-async fn check(
+pub(crate) async fn check(
     sealer: &crate::seal::Sealer,
     store: &Store,
     headers: &HeaderMap,
@@ -95,54 +97,57 @@ pub async fn decide(state: Arc<AppState>, headers: &HeaderMap, params: Params) -
                 &state.issuer,
             )
         }
-        Err((refusal, client_id)) => {
-            let host = client_id
-                .as_deref()
-                .and_then(|id| Url::parse(id).ok())
-                .and_then(|url| url.host_str().map(str::to_owned));
-            let client_id = client_id.as_deref().unwrap_or("-");
-            let (reason, detail, outcome) = match refusal {
-                Refusal::Missing => (
-                    PageReason::BadRequest,
-                    "the confirmation is missing",
-                    "consent_missing",
-                ),
-                Refusal::Invalid(why) => (PageReason::InvalidState, why, "consent_invalid"),
-                Refusal::OtherBrowser => (
-                    PageReason::InvalidState,
-                    "this confirmation was not made in this browser",
-                    "consent_other_browser",
-                ),
-                Refusal::Replayed => (
-                    PageReason::InvalidState,
-                    "this confirmation was already used",
-                    "consent_replayed",
-                ),
-                Refusal::Busy => (
-                    PageReason::Unavailable,
-                    "the confirmation cannot be checked right now",
-                    "consent_unavailable",
-                ),
-                Refusal::NoChoice => (
-                    PageReason::BadRequest,
-                    "choose Continue or Cancel",
-                    "consent_no_choice",
-                ),
-            };
-            audit(client_id, outcome);
-            error_page(reason, detail, host.as_deref())
-        }
+        Err((refusal, client_id)) => refused(refusal, client_id.as_deref()),
     }
 }
 
+/// The error page for a refused consent post, with its audit line.
+pub(crate) fn refused(refusal: Refusal, client_id: Option<&str>) -> Response {
+    let host = client_id
+        .and_then(|id| Url::parse(id).ok())
+        .and_then(|url| url.host_str().map(str::to_owned));
+    let client_id = client_id.unwrap_or("-");
+    let (reason, detail, outcome) = match refusal {
+        Refusal::Missing => (
+            PageReason::BadRequest,
+            "the confirmation is missing",
+            "consent_missing",
+        ),
+        Refusal::Invalid(why) => (PageReason::InvalidState, why, "consent_invalid"),
+        Refusal::OtherBrowser => (
+            PageReason::InvalidState,
+            "this confirmation was not made in this browser",
+            "consent_other_browser",
+        ),
+        Refusal::Replayed => (
+            PageReason::InvalidState,
+            "this confirmation was already used",
+            "consent_replayed",
+        ),
+        Refusal::Busy => (
+            PageReason::Unavailable,
+            "the confirmation cannot be checked right now",
+            "consent_unavailable",
+        ),
+        Refusal::NoChoice => (
+            PageReason::BadRequest,
+            "choose Continue or Cancel",
+            "consent_no_choice",
+        ),
+    };
+    audit(client_id, outcome);
+    error_page(reason, detail, host.as_deref())
+}
+
 /// After a POST, 303 makes the browser follow with a GET.
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     let mut response = found(location);
     *response.status_mut() = StatusCode::SEE_OTHER;
     response
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of the cookie `name` the request carries.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

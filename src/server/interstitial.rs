@@ -118,6 +118,16 @@ fn describe_scopes<'a>(
 
 /// Renders the interstitial and sets the browser-binding cookie.
 pub fn interstitial(state: &AppState, request: &ConsentRequest<'_>) -> Response {
+    interstitial_posting_to(state, request, &format!("{}/consent", state.issuer))
+}
+
+/// The interstitial whose form posts to `action` (gate mode: the path the
+/// ingress routes to the gate's `/gate/consent`).
+pub(crate) fn interstitial_posting_to(
+    state: &AppState,
+    request: &ConsentRequest<'_>,
+    action: &str,
+) -> Response {
     let (Some(browser_secret), Some(id)) = (random_token(), random_token()) else {
         return error_page(PageReason::Unavailable, "no randomness available", None);
     };
@@ -172,7 +182,7 @@ pub fn interstitial(state: &AppState, request: &ConsentRequest<'_>) -> Response 
         scopes: describe_scopes(request.scope, &state.config.pages.scopes),
         client_name: request.client_name,
         client_uri: request.client_uri,
-        action: format!("{}/consent", state.issuer),
+        action: action.to_owned(),
         token: sealed,
     };
     let html = match page.render() {
@@ -261,14 +271,14 @@ fn explain(reason: &Reason) -> Option<String> {
 }
 
 /// 128 random bits, base64url; `None` only if the OS has no randomness.
-fn random_token() -> Option<String> {
+pub(crate) fn random_token() -> Option<String> {
     let mut bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
     Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// SHA-256 of a value, for the single-use store.
-pub(super) fn digest_bytes(value: &str) -> [u8; 32] {
+pub(crate) fn digest_bytes(value: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -276,7 +286,7 @@ pub(super) fn digest_bytes(value: &str) -> [u8; 32] {
 }
 
 /// SHA-256 of a value, base64url: what the token carries of the cookie.
-pub(super) fn digest(value: &str) -> String {
+pub(crate) fn digest(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest_bytes(value))
 }
 

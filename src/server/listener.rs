@@ -72,6 +72,20 @@ pub struct Listeners {
     pub public: TcpListener,
     /// The admin listener.
     pub admin: TcpListener,
+    /// The gate's listener (`[gate] listen`), when gate mode is on.
+    pub gate: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the gate's listener too.
+    pub async fn with_gate(mut self, addr: SocketAddr) -> Result<Listeners, ServeError> {
+        self.gate = Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?,
+        );
+        Ok(self)
+    }
 }
 
 /// Binds both listeners; an address in use is reported with the address.
@@ -84,6 +98,7 @@ pub async fn bind(public: SocketAddr, admin: SocketAddr) -> Result<Listeners, Se
     Ok(Listeners {
         public: bind_one(public).await?,
         admin: bind_one(admin).await?,
+        gate: None,
     })
 }
 
@@ -140,7 +155,7 @@ impl Drain {
 /// What distinguishes one listener from the other.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSettings {
-    /// The metric label: `public` or `admin`.
+    /// The metric label: `public`, `admin` or `gate`.
     pub name: &'static str,
     /// Connections held open at once.
     pub max_connections: usize,

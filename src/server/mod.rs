@@ -6,11 +6,12 @@
 //! size and read time, parameter size).
 
 mod audit;
+pub(crate) use audit::short as audit_short;
 mod authorize;
 mod callback;
-mod consent;
+pub(crate) mod consent;
 mod discovery;
-mod interstitial;
+pub(crate) mod interstitial;
 pub(crate) mod listener;
 pub mod oauth;
 pub mod pages;
@@ -225,6 +226,7 @@ impl AppState {
             ("cache", config.cache != self.config.cache),
             ("resource", config.resource != self.config.resource),
             ("store", config.store != self.config.store),
+            ("gate", config.gate != self.config.gate),
         ];
         for (section, changed) in restart_only {
             if changed {
@@ -236,6 +238,7 @@ impl AppState {
         config.cache = self.config.cache.clone();
         config.resource = self.config.resource.clone();
         config.store = self.config.store.clone();
+        config.gate = self.config.gate.clone();
         Ok(AppState {
             issuer: self.issuer.clone(),
             cache: Arc::clone(&self.cache),
@@ -482,6 +485,17 @@ pub async fn run(
         },
         drain.clone(),
     ));
+    let gate = listeners.gate.map(|gate| {
+        tokio::spawn(listener::serve(
+            gate,
+            crate::gate::router(Arc::clone(&shared)),
+            listener::ListenerSettings {
+                name: "gate",
+                max_connections: server.max_connections,
+            },
+            drain.clone(),
+        ))
+    });
     let readiness = crate::admin::Readiness::new();
     let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider({
         let shared = Arc::clone(&shared);
@@ -529,4 +543,7 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     control.stop();
     let _ = tokio::join!(public, admin);
+    if let Some(gate) = gate {
+        let _ = gate.await;
+    }
 }

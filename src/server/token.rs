@@ -105,6 +105,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
     tracing::info!(
         target: "audit",
         event = "token",
+        mode = crate::metrics::Mode::Relay.as_str(),
         client_id = %short(&client_id),
         upstream_client = upstream_client.as_deref().unwrap_or("-"),
         grant_type = %short(&grant_type),
@@ -124,6 +125,7 @@ async fn forward(
     tracing::info!(
         target: "audit",
         event = "token",
+        mode = crate::metrics::Mode::Relay.as_str(),
         client_id = %short(client_id.unwrap_or("-")),
         grant_type = %short(grant_type),
         decision = "pass_through",
@@ -159,7 +161,7 @@ fn count(grant_type: &str, outcome: &'static str) {
     };
     crate::metrics::METRICS
         .token_requests
-        .with_label_values(&[grant_type, outcome])
+        .with_label_values(&[crate::metrics::Mode::Relay.as_str(), grant_type, outcome])
         .inc();
 }
 

@@ -44,6 +44,10 @@
 //!   opens, `store.use_once(SingleUseKind::State, &state.id, state's remaining
 //!   lifetime)`; `Replayed` is the invalid-state page, an error the
 //!   unavailable page.
+//! - **gate mode's admission cookie**: the check it lets through spends it,
+//!   `store.use_once(SingleUseKind::GateAdmission, &admission.id,
+//!   ADMISSION_TTL)`; `Replayed` or an error admits nothing (the user is
+//!   asked again).
 //! - **`/token`, authorization_code grant**: when a refresh token is issued,
 //!   [`Store::create_family`] with `seal.refresh_token_ttl`; the sealed
 //!   refresh token carries the [`FamilyId`], generation 0 and the family's
@@ -155,6 +159,8 @@ pub enum SingleUseKind {
     Consent,
     /// A sealed `state`'s id, spent at `/callback`.
     State,
+    /// A gate-mode admission cookie's id, spent by the check it lets through.
+    GateAdmission,
 }
 
 /// The answer of [`Store::use_once`].

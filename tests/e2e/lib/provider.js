@@ -30,11 +30,14 @@ export const TEST_USER = Object.freeze({
  * metadata). `resourceIndicators`: accept any http(s) loopback resource.
  * `quirks`: a provider quirk layer's name (`generic`, `entra`, `okta`, `google`: see quirks.js)
  * or `{ name, ...options }`; the layer may put the issuer under a path.
+ * `publicOrigin`: the origin clients reach it at when something stands in front of it (the gate
+ * tests' NGINX), which becomes its issuer. `configure(configuration)`: changes the configuration
+ * before the provider is made (e.g. a feature turned on).
  * Returns { issuer, port, provider, quirks (the layer), requests, url(path), stop(), start(), setTokenDelay(ms) } — `stop()`
  * closes the listener and every open connection (to test "provider down"), `start()` reopens it on the
  * same port, `setTokenDelay(ms)` makes the token endpoint answer `ms` late (0: at once again).
  */
-export async function startProvider({ clients, port = 0, log = () => {}, quirks = 'generic' } = {}) {
+export async function startProvider({ clients, port = 0, log = () => {}, quirks = 'generic', publicOrigin, configure } = {}) {
   const layer = typeof quirks === 'string' ? quirkLayer(quirks) : quirkLayer(quirks.name, quirks);
   const prefix = layer.issuerPath;
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -43,7 +46,7 @@ export async function startProvider({ clients, port = 0, log = () => {}, quirks 
   const server = http.createServer();
   const actualPort = await listen(server, port, '127.0.0.1');
   const origin = `http://127.0.0.1:${actualPort}`;
-  const issuer = `${origin}${prefix}`;
+  const issuer = `${publicOrigin ?? origin}${prefix}`;
 
   const configuration = {
     clients,
@@ -91,6 +94,7 @@ export async function startProvider({ clients, port = 0, log = () => {}, quirks 
     },
   };
   layer.configure(configuration, errors);
+  configure?.(configuration);
   const provider = new Provider(issuer, configuration);
   // A slow token endpoint on demand (a Koa middleware ahead of the provider's own routes).
   let tokenDelayMs = 0;
