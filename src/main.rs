@@ -328,10 +328,10 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let state = cimd_proxy::server::AppState::build(config).await?;
     let server = &state.config.server;
     let mut listeners = cimd_proxy::server::bind(server.listen, server.admin_listen).await?;
-    if state.config.gate.enabled {
-        listeners = listeners.with_gate(state.config.gate.listen).await?;
-        tracing::info!(gate = %state.config.gate.listen, "gate mode: answering the ingress's checks");
-    }
+    let gate = match state.config.gate.enabled {
+        true => Some(cimd_proxy::server::bind_one(state.config.gate.listen).await?),
+        false => None,
+    };
     tracing::info!(
         issuer = %state.issuer,
         public = %listeners.public.local_addr()?,
@@ -339,6 +339,14 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         "cimd-proxy is serving"
     );
     let shared = cimd_proxy::server::Shared::new(state);
+    if let Some(listener) = gate {
+        tracing::info!(gate = %listener.local_addr()?, "gate mode: answering the ingress's checks");
+        listeners.more.push(cimd_proxy::server::Served {
+            listener,
+            router: cimd_proxy::gate::router(std::sync::Arc::clone(&shared)),
+            name: "gate",
+        });
+    }
     let reloader = tokio::spawn(cimd_proxy::server::reload::watch(
         std::sync::Arc::clone(&shared),
         path,

@@ -87,7 +87,7 @@ pub struct Config {
     /// `[pages]`: whose service the consent and error pages name.
     pub pages: crate::server::pages::PagesConfig,
     /// `[gate]`: the ingress's authorization check (gate mode).
-    pub gate: crate::gate::GateConfig,
+    pub gate: crate::gate::config::GateConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
@@ -703,8 +703,11 @@ fn parse_cidr(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("expected a CIDR block like \"10.0.0.0/8\", found {value:?}"))
 }
 
-fn read_gate(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> crate::gate::GateConfig {
-    use crate::gate::GateConfig;
+fn read_gate(
+    section: &mut Section<'_>,
+    problems: &mut Vec<Problem>,
+) -> crate::gate::config::GateConfig {
+    use crate::gate::config::GateConfig;
     let defaults = GateConfig::default();
     let enabled = section.get::<bool>("enabled", problems).unwrap_or(false);
     let mut paths = |key: &'static str| {

@@ -72,34 +72,35 @@ pub struct Listeners {
     pub public: TcpListener,
     /// The admin listener.
     pub admin: TcpListener,
-    /// The gate's listener (`[gate] listen`), when gate mode is on.
-    pub gate: Option<TcpListener>,
+    /// More listeners served beside these two, under the same drain and
+    /// the public listener's connection cap: gate mode's, when it is on.
+    pub more: Vec<Served>,
 }
 
-impl Listeners {
-    /// Binds the gate's listener too.
-    pub async fn with_gate(mut self, addr: SocketAddr) -> Result<Listeners, ServeError> {
-        self.gate = Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })?,
-        );
-        Ok(self)
-    }
+/// A listener with the routes it serves and its metric label.
+pub struct Served {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// What it answers.
+    pub router: Router,
+    /// The `listener` label of its connection metrics.
+    pub name: &'static str,
 }
 
 /// Binds both listeners; an address in use is reported with the address.
 pub async fn bind(public: SocketAddr, admin: SocketAddr) -> Result<Listeners, ServeError> {
-    let bind_one = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })
-    };
     Ok(Listeners {
         public: bind_one(public).await?,
         admin: bind_one(admin).await?,
-        gate: None,
+        more: Vec::new(),
     })
+}
+
+/// Binds one listener; an address in use is reported with the address.
+pub async fn bind_one(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// Starts the drain and then the stop of every listener it was handed to.

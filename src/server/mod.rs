@@ -45,7 +45,7 @@ use crate::seal::{SealSetupError, Sealer};
 use crate::store::{Store, StoreSetupError};
 use crate::trust::{Trust, TrustSetupError};
 use crate::upstream::{IdentityProvider, Provider, RedirectMode, UpstreamError};
-pub use listener::{Listeners, bind};
+pub use listener::{Listeners, Served, bind, bind_one};
 use pages::{PageReason, error_page};
 use params::{MAX_PARAMS_BYTES, Params};
 
@@ -485,17 +485,21 @@ pub async fn run(
         },
         drain.clone(),
     ));
-    let gate = listeners.gate.map(|gate| {
-        tokio::spawn(listener::serve(
-            gate,
-            crate::gate::router(Arc::clone(&shared)),
-            listener::ListenerSettings {
-                name: "gate",
-                max_connections: server.max_connections,
-            },
-            drain.clone(),
-        ))
-    });
+    let more: Vec<_> = listeners
+        .more
+        .into_iter()
+        .map(|served| {
+            tokio::spawn(listener::serve(
+                served.listener,
+                served.router,
+                listener::ListenerSettings {
+                    name: served.name,
+                    max_connections: server.max_connections,
+                },
+                drain.clone(),
+            ))
+        })
+        .collect();
     let readiness = crate::admin::Readiness::new();
     let watcher = tokio::spawn(Arc::clone(&readiness).watch_provider({
         let shared = Arc::clone(&shared);
@@ -543,7 +547,7 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     control.stop();
     let _ = tokio::join!(public, admin);
-    if let Some(gate) = gate {
-        let _ = gate.await;
+    for served in more {
+        let _ = served.await;
     }
 }

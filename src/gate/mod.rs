@@ -24,7 +24,6 @@
 //! success; Envoy: `with_request_body`). A check that did not see the body
 //! is refused rather than waved through on a client_id it could not read.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +50,10 @@ use crate::server::pages::{PageReason, error_page, refusal_page};
 use crate::server::params::{MAX_PARAMS_BYTES, Params};
 use crate::server::{AppState, Shared};
 use crate::store::{SingleUseKind, Use};
+
+pub mod config;
+use config::canonical_path;
+pub use config::{GateConfig, Ingress};
 
 /// The path the ingress asks; Envoy appends the original path to it.
 pub const CHECK_PATH: &str = "/gate/check";
@@ -86,77 +89,6 @@ impl Sealed for SealedGateAdmission {
 
     fn lifetime(_config: &SealConfig) -> Duration {
         ADMISSION_TTL
-    }
-}
-
-/// Which ingress asks, and so which headers name the original request.
-/// Exactly one source is read: a header the ingress does not set itself
-/// would come from the client, who could name a harmless path in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
-#[strum(serialize_all = "kebab-case")]
-pub enum Ingress {
-    /// NGINX `auth_request` with the README's block: `X-Original-URI` and
-    /// `X-Original-Method`, set by `proxy_set_header`.
-    #[default]
-    Nginx,
-    /// ingress-nginx's `auth-url`: `X-Original-URL` (the whole URL) and
-    /// `X-Original-Method`.
-    IngressNginx,
-    /// Traefik `forwardAuth`: `X-Forwarded-Uri` and `X-Forwarded-Method`.
-    Traefik,
-    /// Envoy `ext_authz` (HTTP): the check request's own method, and its
-    /// path after the `/gate/check` prefix.
-    Envoy,
-}
-
-/// `[gate]`: the check endpoint and the provider endpoints it guards.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateConfig {
-    /// Whether `serve` opens the gate's listener.
-    pub enabled: bool,
-    /// The gate's own listener, reached by the ingress only (not the public
-    /// Service).
-    pub listen: SocketAddr,
-    /// Which ingress asks (where the original request is read from).
-    pub ingress: Ingress,
-    /// The provider's authorization endpoint paths (`/auth`, `/authorize`).
-    pub authorization_paths: Vec<String>,
-    /// The provider's token endpoint paths.
-    pub token_paths: Vec<String>,
-    /// NGINX: the location (`@name` or a path) a check that carried the
-    /// request body answers with in `X-Accel-Redirect` when it admits, so
-    /// NGINX sends that same request, body included, on to the provider.
-    pub accel_redirect: Option<String>,
-    /// The path, on the ingress, that it routes to the gate's
-    /// `/gate/consent`: where the consent page's form posts.
-    pub consent_path: String,
-}
-
-impl Default for GateConfig {
-    fn default() -> Self {
-        GateConfig {
-            enabled: false,
-            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
-            ingress: Ingress::Nginx,
-            authorization_paths: Vec::new(),
-            token_paths: Vec::new(),
-            accel_redirect: None,
-            consent_path: "/cimd-gate/consent".to_owned(),
-        }
-    }
-}
-
-impl GateConfig {
-    /// A guarded path as configured, in the form requests are compared in.
-    /// Configuration reading calls it so a path that could never match is
-    /// reported, not silently ignored.
-    pub fn check_path(path: &str) -> Result<String, String> {
-        if !path.starts_with('/') || path.contains(['?', '#']) {
-            return Err(format!(
-                "expected an absolute path without query or fragment, found {path:?}"
-            ));
-        }
-        Ok(canonical_path(path))
     }
 }
 
@@ -274,35 +206,6 @@ fn original_request(
         query: query.to_owned(),
         target: target.clone(),
     })
-}
-
-/// A path in the form guarded paths are compared in: percent-decoded,
-/// dot segments resolved, empty segments and a trailing slash dropped,
-/// lower case. Routers differ on each of these (Koa's, under
-/// oidc-provider, ignores case and a trailing slash), so the gate errs
-/// towards a match: a spelling the provider treats as its endpoint must
-/// not slip past as "another path".
-fn canonical_path(raw: &str) -> String {
-    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split(['/', '\\']) {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            other => segments.push(other),
-        }
-    }
-    let mut path = String::with_capacity(decoded.len() + 1);
-    for segment in segments {
-        path.push('/');
-        path.push_str(segment);
-    }
-    if path.is_empty() {
-        path.push('/');
-    }
-    path.to_lowercase()
 }
 
 fn classify(config: &GateConfig, path: &str) -> Endpoint {
