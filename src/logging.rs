@@ -75,7 +75,8 @@ pub enum Delivery {
 
 /// The kinds of line counted apart: an audit line lost is a gap in the
 /// record of who signed in; any other is a lost diagnostic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 enum Kind {
     Audit,
     Other,
@@ -95,17 +96,12 @@ impl Kind {
 
     /// The metric label.
     fn as_str(self) -> &'static str {
-        match self {
-            Kind::Audit => "audit",
-            Kind::Other => "other",
-        }
+        self.into()
     }
 
+    /// Its place in the per-kind counters.
     fn index(self) -> usize {
-        match self {
-            Kind::Audit => 0,
-            Kind::Other => 1,
-        }
+        self as usize
     }
 }
 

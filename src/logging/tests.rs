@@ -6,7 +6,7 @@ use prometheus::IntCounter;
 use tracing::Dispatch;
 use tracing_subscriber::EnvFilter;
 
-use super::{LogFormat, Logging, start};
+use super::{Kind, LogFormat, Logging, start};
 
 /// Long enough for a loaded machine; the tests only wait this long when
 /// something is wrong.
@@ -263,4 +263,12 @@ fn lines_a_failing_sink_refuses_are_counted_as_dropped() {
     logger.log_without_waiting(2, 3);
     assert!(logger.logging.flush(PATIENCE));
     assert_eq!(logger.dropped(), (2, 3));
+}
+
+#[test]
+fn kind_labels_and_counter_places_are_pinned() {
+    // Metric labels: the strings are a contract.
+    assert_eq!(Kind::Audit.as_str(), "audit");
+    assert_eq!(Kind::Other.as_str(), "other");
+    assert_eq!(Kind::ALL.map(Kind::index), [0, 1]);
 }

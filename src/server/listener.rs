@@ -296,7 +296,8 @@ async fn make_room(
 }
 
 /// How room was made for a connection at the cap; a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 enum Room {
     /// The connection idle the longest was closed.
     ClosedIdle,
@@ -308,12 +309,8 @@ enum Room {
 }
 
 impl Room {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Room::ClosedIdle => "closed_idle",
-            Room::ClosedSlowHead => "closed_slow_head",
-            Room::Waited => "waited",
-        }
+    fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -602,5 +599,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Room;
+
+    #[test]
+    fn room_labels_are_pinned() {
+        // Metric labels: the strings are a contract.
+        for (room, label) in [
+            (Room::ClosedIdle, "closed_idle"),
+            (Room::ClosedSlowHead, "closed_slow_head"),
+            (Room::Waited, "waited"),
+        ] {
+            assert_eq!(room.as_str(), label);
+        }
     }
 }
