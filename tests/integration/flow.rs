@@ -956,6 +956,7 @@ async fn a_refused_address_is_in_the_log_line_and_never_on_the_error_page() {
         .find(|line| line.contains("10.2.3.4"))
         .unwrap_or_else(|| panic!("no log line names the address: {lines:#?}"));
     let refusal: Value = serde_json::from_str(refusal).unwrap();
+    assert_eq!(refusal["target"], "audit", "{refusal}");
     assert_eq!(refusal["span"]["id"], request_id.as_str(), "{refusal}");
     assert_eq!(refusal["fields"]["code"], "blocked_address", "{refusal}");
     let detail = refusal["fields"]["detail"].as_str().unwrap();
