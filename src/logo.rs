@@ -210,6 +210,14 @@ impl LogoCache {
 
     fn prefetch_uncounted(&self, url: &Url, until: Instant) -> Prefetch {
         let key = url.as_str();
+        // One lock over the look-ups and the send: a worker moves a logo
+        // from pending to held under it too, so a logo is always found in
+        // one of them and never queued twice.
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(held) = self.shared.logos.get(key) {
             if until > held.until {
                 self.shared.logos.insert(
@@ -222,13 +230,6 @@ impl LogoCache {
             }
             return Prefetch::Settled(PrefetchOutcome::Renewed);
         }
-        // Held across the send, so a worker finishing this URL cannot look
-        // for its entry before it is there.
-        let mut pending = self
-            .shared
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         if let Some(latest) = pending.get_mut(key) {
             *latest = (*latest).max(until);
             return Prefetch::Settled(PrefetchOutcome::Coalesced);
@@ -260,11 +261,8 @@ async fn work(shared: Arc<Shared>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<
 impl Shared {
     async fn fetch_and_hold(&self, url: &Url) -> PrefetchOutcome {
         let result = fetch(&self.egress, url).await;
-        let until = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(url.as_str());
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = pending.remove(url.as_str());
         match result {
             Ok(logo) => {
                 // A document that has left the cache meanwhile takes its logo with it.
@@ -280,6 +278,7 @@ impl Shared {
                 PrefetchOutcome::Fetched
             }
             Err(error) => {
+                drop(pending);
                 tracing::info!(
                     logo_uri = %crate::server::audit_short(url.as_str()),
                     %error,
