@@ -22,10 +22,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::cache::{DocumentCache, Resolved};
+use crate::cache::{CacheStatus, DocumentCache, Resolved};
 use crate::client_id::{ClientIdError, ClientIdUrl};
 use crate::error_code::ErrorCode;
 use crate::flow::RedirectUri;
+use crate::logo::LogoCache;
 use crate::metadata::ClientMetadata;
 use crate::policy::{Action, Decision, Policy};
 use crate::trust::{ClientError, Trust, Verdict};
@@ -40,6 +41,9 @@ pub struct Admission<'a> {
     policy: &'a Policy,
     upstream_clients: &'a BTreeMap<String, UpstreamClient>,
     resource_scopes: &'a BTreeMap<String, String>,
+    /// Where allowed clients' logos are prefetched, for entrances that show
+    /// them ([`Admission::prefetching_logos`]).
+    logos: Option<&'a LogoCache>,
 }
 
 /// What an entrance knows about the request besides the client_id.
@@ -222,6 +226,17 @@ impl<'a> Admission<'a> {
             policy,
             upstream_clients,
             resource_scopes,
+            logos: None,
+        }
+    }
+
+    /// The same admission, handing the logo of every client the policy
+    /// allows to `logos` when its document has just been fetched, so the
+    /// consent page finds it without waiting on the logo's host.
+    pub fn prefetching_logos(self, logos: &'a LogoCache) -> Self {
+        Admission {
+            logos: Some(logos),
+            ..self
         }
     }
 
@@ -238,6 +253,9 @@ impl<'a> Admission<'a> {
             .decide(client.id(), &client.metadata, client.vouched_by());
         if decision.action == Action::Deny {
             return Err(Refusal::Denied(Box::new(Denied { client, decision })));
+        }
+        if decision.action == Action::Allow {
+            self.prefetch_logo(&client);
         }
         let redirect_uri = match ask.redirect_uri {
             RedirectAsk::NotAsked => None,
@@ -294,6 +312,27 @@ impl<'a> Admission<'a> {
             metadata,
             statement,
         })
+    }
+
+    /// Queues the logo of an allowed client whose document was just fetched,
+    /// to be held as long as the document. A cache hit queues nothing: the
+    /// logo was queued when that document was fetched.
+    fn prefetch_logo(&self, client: &Client) {
+        let fetched = matches!(
+            client.resolved.status,
+            CacheStatus::Miss | CacheStatus::Coalesced | CacheStatus::Revalidated
+        );
+        let (Some(logos), true) = (self.logos, fetched) else {
+            return;
+        };
+        if let Some(url) = client
+            .metadata
+            .logo_uri
+            .as_deref()
+            .and_then(|uri| url::Url::parse(uri).ok())
+        {
+            logos.prefetch(&url, client.resolved.document.expires_at());
+        }
     }
 
     /// The upstream client a decision maps onto: the named one, or the only

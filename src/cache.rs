@@ -117,6 +117,8 @@ pub struct CachedDocument {
     pub fetch: FetchReport,
     fresh_until: Instant,
     retain_for: Duration,
+    /// When the entry leaves the cache (the logo it names is held until then).
+    held_until: Instant,
     /// Kept only when the origin sent validators (`ETag`, `Last-Modified`).
     revalidation: Option<StoredHead>,
 }
@@ -125,6 +127,12 @@ impl CachedDocument {
     /// The client_id the document was fetched for and validated against.
     pub fn client_id(&self) -> &ClientIdUrl {
         &self.client_id
+    }
+
+    /// When this entry leaves the cache: its freshness, then the time it is
+    /// kept for revalidation and stale-if-error.
+    pub fn expires_at(&self) -> Instant {
+        self.held_until
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
@@ -602,6 +610,7 @@ impl Inner {
             Duration::ZERO
         };
         let retain_for = ttl + revalidate_for.max(self.config.stale_if_error);
+        let now = Instant::now();
         CachedDocument {
             client_id,
             metadata,
@@ -611,8 +620,9 @@ impl Inner {
                 bytes,
                 cache_ttl_s: ttl.as_secs(),
             },
-            fresh_until: Instant::now() + ttl,
+            fresh_until: now + ttl,
             retain_for,
+            held_until: now + retain_for,
             revalidation,
         }
     }

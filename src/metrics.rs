@@ -89,6 +89,9 @@ pub struct Metrics {
     /// Answers to the consent page, by outcome: `continue`, `cancel`, or
     /// why the answer was refused (`consent_invalid`, `consent_replayed`, …).
     pub consent_decisions: IntCounterVec,
+    /// Background fetches of allowed clients' logos, by outcome
+    /// ([`crate::logo::PrefetchOutcome`]).
+    pub logo_prefetches: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -251,6 +254,14 @@ impl Metrics {
                 "Answers to the consent page by outcome (continue, cancel, or why it was refused).",
                 &["outcome"],
             ),
+            logo_prefetches: counter(
+                r,
+                "cimd_proxy_logo_prefetches_total",
+                "Background fetches of allowed clients' logos by outcome (fetched, failed, \
+                 renewed: still held, kept for the document's new lifetime; coalesced: already \
+                 queued; queue_full: skipped, fetch.logo_prefetch_queue was full).",
+                &["outcome"],
+            ),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -299,6 +310,7 @@ mod tests {
             .with_label_values(&["public", "closed_idle"])
             .inc();
         METRICS.stale_served.with_label_values(&["timeout"]).inc();
+        METRICS.logo_prefetches.with_label_values(&["fetched"]);
         METRICS.connections_open.with_label_values(&["admin"]).get();
         let text = METRICS.render();
         for name in [
@@ -312,6 +324,7 @@ mod tests {
             "cimd_proxy_connections_open",
             "cimd_proxy_connections_over_limit_total",
             "cimd_proxy_stale_documents_served_total",
+            "cimd_proxy_logo_prefetches_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -607,6 +607,9 @@ fn read_fetch(
     let max_response_header_bytes =
         section.get_between("max_response_header_bytes", 1024, 1 << 16, problems);
     let max_concurrent_fetches = section.get_between("max_concurrent_fetches", 1, 4096, problems);
+    let max_concurrent_logo_fetches =
+        section.get_between("max_concurrent_logo_fetches", 1, 256, problems);
+    let logo_prefetch_queue = section.get_between("logo_prefetch_queue", 1, 65_536, problems);
 
     let allowed_ports = section
         .get::<Vec<u16>>("allowed_ports", problems)
@@ -646,6 +649,10 @@ fn read_fetch(
         extra_root_certs,
         max_concurrent_fetches: max_concurrent_fetches
             .map_or(defaults.max_concurrent_fetches, |n| n as usize),
+        max_concurrent_logo_fetches: max_concurrent_logo_fetches
+            .map_or(defaults.max_concurrent_logo_fetches, |n| n as usize),
+        logo_prefetch_queue: logo_prefetch_queue
+            .map_or(defaults.logo_prefetch_queue, |n| n as usize),
     }
 }
 

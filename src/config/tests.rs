@@ -23,6 +23,8 @@ fn empty_file_is_a_valid_configuration_with_safe_defaults() {
     assert_eq!(config.fetch.max_document_bytes, 5120);
     assert_eq!(config.fetch.allowed_ports, vec![443]);
     assert_eq!(config.fetch.max_concurrent_fetches, 64);
+    assert_eq!(config.fetch.max_concurrent_logo_fetches, 4);
+    assert_eq!(config.fetch.logo_prefetch_queue, 256);
     assert!(config.fetch.allow_cidrs.is_empty());
     assert_eq!(config.policy.default_action, Action::Warn);
     assert_eq!(config.policy.loopback_only_redirects, Action::Warn);
@@ -41,6 +43,8 @@ fn a_fetch_section_alone_is_enough_for_check() {
         deny_cidrs = ["203.0.113.0/24"]
         extra_root_certs = ""
         max_concurrent_fetches = 8
+        max_concurrent_logo_fetches = 2
+        logo_prefetch_queue = 16
         "#,
     )
     .expect("valid");
@@ -59,6 +63,26 @@ fn a_fetch_section_alone_is_enough_for_check() {
     );
     assert_eq!(config.fetch.extra_root_certs, None);
     assert_eq!(config.fetch.max_concurrent_fetches, 8);
+    assert_eq!(config.fetch.max_concurrent_logo_fetches, 2);
+    assert_eq!(config.fetch.logo_prefetch_queue, 16);
+}
+
+#[test]
+fn logo_fetches_need_at_least_one_permit_and_one_queue_slot() {
+    let problems = load(
+        "[fetch]
+max_concurrent_logo_fetches = 0
+logo_prefetch_queue = 0
+",
+    )
+    .expect_err("refused");
+    assert_eq!(
+        keys(&problems),
+        [
+            "fetch.max_concurrent_logo_fetches",
+            "fetch.logo_prefetch_queue"
+        ]
+    );
 }
 
 #[test]

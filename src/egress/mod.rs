@@ -4,9 +4,11 @@
 //!
 //! 1. The URL must be `https` with a host, on a port in `allowed_ports`;
 //!    this is checked before any lookup, so a refused port costs no DNS query.
-//! 2. A permit from a global semaphore (`max_concurrent_fetches`). There is
-//!    no queue: when none is free the fetch fails at once with
-//!    `fetch_overloaded`, so an attacker cannot pile up waiting work.
+//! 2. A permit from a global semaphore: `max_concurrent_fetches` for
+//!    documents and key sets, and a separate `max_concurrent_logo_fetches`
+//!    for logos, so a slow logo host can never hold a permit a sign-in
+//!    needs. There is no queue: when none is free the fetch fails at once
+//!    with `fetch_overloaded`, so an attacker cannot pile up waiting work.
 //! 3. Under one deadline (`timeout_ms`) covering everything below:
 //!    resolution with our own hickory resolver (names made absolute, so no
 //!    search domain can turn `api` into `api.default.svc.cluster.local`);
@@ -155,10 +157,11 @@ pub enum FetchError {
         /// The port.
         port: u16,
     },
-    /// All outbound fetch permits are in use.
+    /// All outbound fetch permits of the fetch's kind are in use.
     #[error("outbound fetch capacity exhausted ({limit} fetches in flight)")]
     Overloaded {
-        /// `fetch.max_concurrent_fetches`.
+        /// `fetch.max_concurrent_fetches`, or for a logo
+        /// `fetch.max_concurrent_logo_fetches`.
         limit: usize,
     },
     /// The name did not resolve.
@@ -357,6 +360,12 @@ pub struct FetchConfig {
     pub extra_root_certs: Option<PathBuf>,
     /// Outbound fetches in flight at once; beyond it requests are refused.
     pub max_concurrent_fetches: usize,
+    /// Logo fetches in flight at once, on permits of their own: logos never
+    /// take one of `max_concurrent_fetches`.
+    pub max_concurrent_logo_fetches: usize,
+    /// Logo prefetches that may wait for a logo permit; beyond it a
+    /// prefetch is skipped (and counted), never waited for.
+    pub logo_prefetch_queue: usize,
 }
 
 impl Default for FetchConfig {
@@ -372,6 +381,8 @@ impl Default for FetchConfig {
             deny_cidrs: Vec::new(),
             extra_root_certs: None,
             max_concurrent_fetches: 64,
+            max_concurrent_logo_fetches: 4,
+            logo_prefetch_queue: 256,
         }
     }
 }
@@ -408,6 +419,7 @@ pub struct Egress {
     addresses: AddressPolicy,
     tls: TlsConnector,
     permits: Arc<Semaphore>,
+    logo_permits: Arc<Semaphore>,
     config: FetchConfig,
 }
 
@@ -458,6 +470,7 @@ impl Egress {
             ),
             tls: TlsConnector::from(Arc::new(tls)),
             permits: Arc::new(Semaphore::new(config.max_concurrent_fetches)),
+            logo_permits: Arc::new(Semaphore::new(config.max_concurrent_logo_fetches)),
             config: config.clone(),
         })
     }
@@ -467,7 +480,8 @@ impl Egress {
         &self.config
     }
 
-    /// Fetches in-flight right now (for the metrics gauge).
+    /// Document and key-set fetches in flight right now (for the metrics
+    /// gauge; logos have permits of their own).
     pub fn in_flight(&self) -> usize {
         self.config.max_concurrent_fetches - self.permits.available_permits()
     }
@@ -522,14 +536,18 @@ impl Egress {
         if !self.config.allowed_ports.contains(&port) {
             return Err(FetchError::PortNotAllowed { port });
         }
-        let _permit =
-            self.permits
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| FetchError::Overloaded {
-                    limit: self.config.max_concurrent_fetches,
-                })?;
-        let _in_flight = InFlight::enter();
+        let (permits, limit) = match kind {
+            FetchKind::Document | FetchKind::Jwks => {
+                (&self.permits, self.config.max_concurrent_fetches)
+            }
+            FetchKind::Logo => (&self.logo_permits, self.config.max_concurrent_logo_fetches),
+        };
+        let _permit = permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| FetchError::Overloaded { limit })?;
+        // The gauge is read against `fetch.max_concurrent_fetches`.
+        let _in_flight = (kind != FetchKind::Logo).then(InFlight::enter);
         let attempt = self.fetch_pinned(url, host, port, kind.media(), conditional);
         tokio::time::timeout(self.config.timeout, attempt)
             .await

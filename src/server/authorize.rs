@@ -51,7 +51,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         scope: params.get("scope"),
         resource: params.get("resource"),
     };
-    let admitted = match state.admission().admit(client_id, ask).await {
+    let admitted = match state.admission_with_logos().admit(client_id, ask).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
             audit(client_id, "refused", refusal.outcome(), None);
@@ -188,7 +188,10 @@ fn sign_in(
             client_uri: metadata.client_uri.as_deref(),
             reasons: &decision.reasons,
             allowed: decision.action == Action::Allow,
-            has_logo: metadata.logo_uri.is_some(),
+            has_logo: metadata
+                .logo_uri
+                .as_deref()
+                .is_some_and(|uri| state.logos.held(uri).is_some()),
             location: &location,
         },
     ))

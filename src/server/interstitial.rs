@@ -47,7 +47,7 @@ pub struct ConsentRequest<'a> {
     pub reasons: &'a [Reason],
     /// Whether the policy allows the client outright (only then a logo).
     pub allowed: bool,
-    /// Whether the document has a logo.
+    /// Whether the document's logo has been fetched (a page never waits for one).
     pub has_logo: bool,
     /// The provider authorization URL Continue leads to.
     pub location: &'a str,

@@ -271,6 +271,13 @@ impl AppState {
         )
     }
 
+    /// The admission path of the relay's sign-ins and `/logo`: as
+    /// [`AppState::admission`], and the logo of a client the policy allows
+    /// is prefetched when its document is fetched, for its consent page.
+    pub fn admission_with_logos(&self) -> Admission<'_> {
+        self.admission().prefetching_logos(&self.logos)
+    }
+
     /// Seals and opens the flow's payloads under this state's keys and
     /// configured lifetimes.
     pub fn seals(&self) -> Seals<'_> {
@@ -415,7 +422,9 @@ async fn consent(Current(state): Current, headers: HeaderMap, body: Bytes) -> Re
 }
 
 /// `GET /logo?client_id=…`: the logo of a client the policy allows, served
-/// from our origin with the type its bytes were verified to be.
+/// from our origin with the type its bytes were verified to be. Only a logo
+/// already prefetched is served: this never waits on the logo's host, and
+/// a page whose logo is not there (yet) shows the client's initials.
 async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     let not_found = || StatusCode::NOT_FOUND.into_response();
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
@@ -424,41 +433,39 @@ async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     let Some(client_id) = params.get("client_id") else {
         return not_found();
     };
-    let Ok(admitted) = state.admission().admit(client_id, Ask::default()).await else {
+    let Ok(admitted) = state
+        .admission_with_logos()
+        .admit(client_id, Ask::default())
+        .await
+    else {
         return not_found();
     };
     // Untrusted clients never get a logo: a warned one is not vouched for.
     if admitted.decision.action != crate::policy::Action::Allow {
         return not_found();
     }
-    let Some(logo_uri) = admitted
+    let Some(logo) = admitted
         .client
         .metadata
         .logo_uri
         .as_deref()
-        .and_then(|uri| url::Url::parse(uri).ok())
+        .and_then(|uri| state.logos.held(uri))
     else {
         return not_found();
     };
-    match state.logos.get(&logo_uri).await {
-        Ok(logo) => (
-            [
-                (axum::http::header::CONTENT_TYPE, logo.content_type),
-                (axum::http::header::CACHE_CONTROL, "private, max-age=300"),
-                (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                (
-                    axum::http::header::CONTENT_SECURITY_POLICY,
-                    "default-src 'none'; sandbox",
-                ),
-            ],
-            logo.bytes.clone(),
-        )
-            .into_response(),
-        Err(error) => {
-            tracing::info!(%error, "logo not shown");
-            not_found()
-        }
-    }
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, logo.content_type),
+            (axum::http::header::CACHE_CONTROL, "private, max-age=300"),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox",
+            ),
+        ],
+        logo.bytes.clone(),
+    )
+        .into_response()
 }
 
 async fn token(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {

@@ -200,7 +200,7 @@ pub fn found(location: &str) -> Response {
 /// fix, so they are told precisely. Network-level refusals are not echoed:
 /// "internal.corp resolves to 10.2.3.4" would turn the proxy into an oracle
 /// for the internal DNS and network of whoever runs it. The full detail is
-/// logged for the operator.
+/// an audit line for the operator.
 pub fn public_detail(code: ErrorCode, message: &str) -> String {
     match code {
         ErrorCode::BlockedAddress
@@ -210,7 +210,15 @@ pub fn public_detail(code: ErrorCode, message: &str) -> String {
         | ErrorCode::TlsFailure
         | ErrorCode::Timeout
         | ErrorCode::FetchOverloaded => {
-            tracing::info!(code = code.as_str(), detail = %message, "client document not retrieved");
+            // An audit line, in the request's span: the id the page shows
+            // leads the administrator here.
+            tracing::info!(
+                target: "audit",
+                event = "document_not_retrieved",
+                code = code.as_str(),
+                detail = %message,
+                "client document not retrieved"
+            );
             format!("the client's metadata document could not be retrieved ({code})")
         }
         _ => message.to_owned(),

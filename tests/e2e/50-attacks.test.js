@@ -11,7 +11,12 @@ import {
   authorizeThrough, codeFor, exchangePublic, getManual, pkce, postForm, publicClientDocument, random, withQuery,
 } from './lib/oauth.js';
 import { assertErrorPage, assertErrorRedirect, assertTokenError } from './lib/assert-oauth.js';
+import { metricValue, scrape } from './lib/metrics.js';
 
+/** A 1×1 PNG. */
+const PNG = Buffer.from(
+  '89504e470d0a1a0a0000000d4948445200000001000000010806000000' +
+  '1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082', 'hex');
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const STATE_TTL_S = 10;
 
@@ -27,6 +32,8 @@ before(async () => {
       rules: [
         { client_id: w.docs.clientId('denied-app'), action: 'deny' },
         { client_id: w.docs.clientId('scoped-app'), action: 'allow', scopes: ['openid'] },
+        { client_id: w.docs.clientId('logo-warned'), action: 'warn' },
+        { client_id: w.docs.clientId('logo-denied'), action: 'deny' },
       ],
     }),
   });
@@ -34,6 +41,19 @@ before(async () => {
   const cb = (name) => `${docs.origin}/${name}/callback`;
   for (const name of ['alice', 'mallory', 'denied-app', 'scoped-app']) {
     clients[name] = { redirectUri: cb(name), clientId: docs.addClient(name, (id) => publicClientDocument(id, [cb(name)])) };
+  }
+  // Clients with a logo on the document host: allowed (the default), warned, denied, and an
+  // allowed one whose logo host answers only after 1.8 s (the fetch deadline is 2 s).
+  for (const name of ['logo-allowed', 'logo-warned', 'logo-denied', 'logo-slow']) {
+    const logoUri = docs.serve(`/logos/${name}.png`, PNG, {
+      contentType: 'image/png', delayMs: name === 'logo-slow' ? 1800 : undefined,
+    });
+    clients[name] = {
+      redirectUri: cb(name),
+      logoPath: `/logos/${name}.png`,
+      docPath: `/clients/${name}.json`,
+      clientId: docs.addClient(name, (id) => publicClientDocument(id, [cb(name)], { logo_uri: logoUri })),
+    };
   }
   clients.mismatch = {
     redirectUri: cb('mismatch'),
@@ -86,6 +106,76 @@ const authorizeUrl = (proxy, { clientId, redirectUri }, params = {}) => {
     state: 'client-state-123', code_challenge: challenge, code_challenge_method: 'S256', ...params,
   });
 };
+
+// ---------------------------------------------------------------- logos
+
+/** Waits (5 s at most) until `done()` holds. */
+async function eventually(done, what) {
+  const deadline = Date.now() + 5000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+const logoOf = (client) => getManual(withQuery(world.proxy.url('/logo'), { client_id: client.clientId }));
+
+test('logos: an allowed client\'s logo is fetched once, in the background, and served from the proxy', async () => {
+  const client = clients['logo-allowed'];
+  const before = metricValue(await scrape(world.proxy), 'cimd_proxy_logo_prefetches_total', { outcome: 'fetched' }) ?? 0;
+  const res = await getManual(authorizeUrl(world.proxy, client));
+  assert.equal(res.status, 302, res.body);
+  // Nobody asked for /logo: the document's fetch alone brings the logo.
+  await eventually(() => world.docs.fetchCount(client.logoPath) === 1, 'the logo prefetch');
+  const logo = await fetch(withQuery(world.proxy.url('/logo'), { client_id: client.clientId }));
+  assert.equal(logo.status, 200);
+  assert.equal(logo.headers.get('content-type'), 'image/png');
+  assert.deepEqual(Buffer.from(await logo.arrayBuffer()), PNG);
+  // Another sign-in (a cache hit) and the /logo request fetch nothing more.
+  assert.equal((await getManual(authorizeUrl(world.proxy, client))).status, 302);
+  await sleep(200);
+  assert.equal(world.docs.fetchCount(client.logoPath), 1);
+  const after = metricValue(await scrape(world.proxy), 'cimd_proxy_logo_prefetches_total', { outcome: 'fetched' });
+  assert.equal(after, before + 1);
+});
+
+test('logos: warned and denied clients never get theirs fetched or shown', async () => {
+  const warned = clients['logo-warned'];
+  const denied = clients['logo-denied'];
+  const page = await getManual(authorizeUrl(world.proxy, warned));
+  assert.equal(page.status, 200, 'the warned client gets the consent page');
+  assert.ok(!page.body.includes('/logo?'), 'the page shows no logo');
+  assertErrorPage(await getManual(authorizeUrl(world.proxy, denied)), 403);
+  for (const client of [warned, denied]) {
+    assert.equal(world.docs.fetchCount(client.docPath), 1, 'its document was fetched');
+    assert.equal((await logoOf(client)).status, 404);
+  }
+  // A prefetch is queued while the document is admitted, and the logo host is local: half a
+  // second is ample for one to have reached it.
+  await sleep(500);
+  assert.equal(world.docs.fetchCount(warned.logoPath), 0);
+  assert.equal(world.docs.fetchCount(denied.logoPath), 0);
+});
+
+test('logos: a slow logo host does not delay sign-ins, and /logo never waits for it', async () => {
+  const client = clients['logo-slow'];
+  let started = Date.now();
+  assert.equal((await getManual(authorizeUrl(world.proxy, client))).status, 302);
+  assert.ok(Date.now() - started < 1000, `the sign-in took ${Date.now() - started} ms`);
+  await eventually(() => world.docs.fetchCount(client.logoPath) === 1, 'the logo fetch to start');
+  // While the logo host is still answering: sign-ins and /logo answer at once.
+  started = Date.now();
+  assert.equal((await getManual(authorizeUrl(world.proxy, client))).status, 302);
+  assert.equal((await logoOf(client)).status, 404);
+  assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+  // Once its host has answered, the logo is there.
+  const deadline = Date.now() + 5000;
+  while ((await logoOf(client)).status !== 200) {
+    assert.ok(Date.now() < deadline, 'the slow logo never arrived');
+    await sleep(100);
+  }
+  assert.equal(world.docs.fetchCount(client.logoPath), 1);
+});
 
 // ---------------------------------------------------------------- /authorize
 

@@ -872,6 +872,100 @@ async fn a_document_naming_an_unlisted_redirect_uri_gets_an_error_page_not_a_red
     );
 }
 
+/// Lines logged on this thread while held, as the server writes them (one
+/// JSON object per line, with the request span).
+struct CapturedLogs {
+    lines: Arc<Mutex<Vec<u8>>>,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+/// Appends to the captured lines.
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Captures what the current-thread runtime (the server included) logs.
+    fn start() -> CapturedLogs {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&lines);
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(move || Capture(Arc::clone(&writer)))
+            .finish();
+        CapturedLogs {
+            lines,
+            _default: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.lines.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Issue 16: the refused address and its range are the administrator's: the
+/// refusal's log line carries them (as `check` prints them) with the request
+/// id, and the public error page shows that id only, never the address or
+/// the range, which would make the proxy an oracle for the internal network.
+#[tokio::test]
+async fn a_refused_address_is_in_the_log_line_and_never_on_the_error_page() {
+    let world = World::new().await;
+    let (origin, _client_id) = world.valid_app().await;
+    world.dns.set(
+        "internal.test",
+        &[std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 2, 3, 4))],
+    );
+    let proxy = Proxy::start(&world, origin.port(), ALLOW).await;
+    let logs = CapturedLogs::start();
+    let client_id = format!("https://internal.test:{}/client.json", origin.port());
+
+    let answer = proxy.authorize(&client_id, "https://app.test/cb").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body.contains("blocked_address"), "{}", answer.body);
+    let request_id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        answer
+            .body
+            .contains(&format!("Request id: <code>{request_id}</code>")),
+        "{}",
+        answer.body
+    );
+    for internal in ["10.2.3.4", "10.0.0.0/8", "resolves to"] {
+        assert!(!answer.body.contains(internal), "{internal} on the page");
+    }
+    assert_eq!(origin.connections(), 0);
+
+    let lines = logs.lines();
+    let refusal = lines
+        .iter()
+        .find(|line| line.contains("10.2.3.4"))
+        .unwrap_or_else(|| panic!("no log line names the address: {lines:#?}"));
+    let refusal: Value = serde_json::from_str(refusal).unwrap();
+    assert_eq!(refusal["target"], "audit", "{refusal}");
+    assert_eq!(refusal["span"]["id"], request_id.as_str(), "{refusal}");
+    assert_eq!(refusal["fields"]["code"], "blocked_address", "{refusal}");
+    let detail = refusal["fields"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("internal.test resolves to 10.2.3.4") && detail.contains("10.0.0.0/8"),
+        "{detail}"
+    );
+}
+
 fn url_port(client_id: &str) -> u16 {
     Url::parse(client_id).unwrap().port().unwrap()
 }

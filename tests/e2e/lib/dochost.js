@@ -21,7 +21,7 @@ export async function startDocumentHost({ cert, key }) {
       res.end('not found');
       return;
     }
-    const body = typeof route.body === 'string' ? route.body : JSON.stringify(route.body);
+    const body = typeof route.body === 'string' || Buffer.isBuffer(route.body) ? route.body : JSON.stringify(route.body);
     if (route.delayMs) {
       // A slow origin: the answer comes `delayMs` after the request (the socket may close meanwhile).
       setTimeout(() => { if (!res.destroyed) answer(res, route, body); }, route.delayMs);
@@ -44,7 +44,7 @@ export async function startDocumentHost({ cert, key }) {
     origin,
     port,
     requests,
-    /** Serves `body` (object ⇒ JSON) at `path`; `opts`: status, contentType, cacheControl, delayMs (answer late). */
+    /** Serves `body` (a string, a Buffer, or an object ⇒ JSON) at `path`; `opts`: status, contentType, cacheControl, delayMs (answer late). */
     serve(path, body, opts = {}) { routes.set(path, { body, ...opts }); return `${origin}${path}`; },
     /** The client_id URL of the document named `name`. */
     clientId(name) { return `${origin}/clients/${name}.json`; },
