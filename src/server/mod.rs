@@ -267,7 +267,6 @@ impl AppState {
             &self.trust,
             &self.policy,
             &self.config.upstream.clients,
-            &self.config.upstream.resource_scopes,
         )
     }
 
