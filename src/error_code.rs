@@ -86,10 +86,11 @@ impl serde::Serialize for ErrorCode {
 /// IANA "OAuth Extensions Error Registry" by the specifications the proxy
 /// speaks, and [`OAuthErrorCode::Unknown`] for anything else.
 ///
-/// The proxy emits the first ten (RFC 6749); the others are here so that a
-/// provider's answer can be read as a type rather than passed around as a
-/// string. An unregistered code is never kept as text: it is the provider's
-/// (or an attacker's) bytes, and is not reflected to a client.
+/// The proxy emits the first ten (RFC 6749) and `invalid_target`
+/// (RFC 8707); it relays every registered code a provider answers with
+/// ([`OAuthErrorCode::from_provider`]), read as a type rather than passed
+/// around as a string. An unregistered code is never kept as text: it is
+/// the provider's (or an attacker's) bytes, and is not reflected to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString, strum::Display)]
 #[strum(serialize_all = "snake_case")]
 pub enum OAuthErrorCode {

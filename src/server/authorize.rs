@@ -165,7 +165,7 @@ fn sign_in(
     let grant = Grant {
         scope,
         resource: resource.as_deref(),
-        may_refresh: may_refresh(&admitted.client.metadata.grant_types, params.get("scope")),
+        may_refresh: may_refresh(&admitted.client.metadata.grant_types, Some(scope)),
     };
     let translated = translation
         .translate(

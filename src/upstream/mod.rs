@@ -300,6 +300,7 @@ impl Provider {
             issuer = %metadata.issuer,
             token_endpoint = %metadata.token_endpoint,
             clients = clients.len(),
+            profile = config.translation.profile.as_str(),
             "upstream provider discovered"
         );
         Ok(Provider {

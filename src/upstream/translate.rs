@@ -89,8 +89,7 @@ pub struct Grant<'a> {
     pub scope: &'a str,
     /// The resource it was granted (an allowed one, normalised).
     pub resource: Option<&'a str>,
-    /// Whether it may refresh: its document lists the `refresh_token`
-    /// grant, or it asked for `offline_access`.
+    /// Whether it may refresh (see [`may_refresh`]).
     pub may_refresh: bool,
 }
 
@@ -141,10 +140,11 @@ pub fn normalise_resource(resource: &str) -> Result<String, TargetError> {
 }
 
 /// Whether a client may refresh: its document lists the `refresh_token`
-/// grant, or its request asks for `offline_access`.
-pub fn may_refresh(grant_types: &[String], requested_scope: Option<&str>) -> bool {
+/// grant, or its granted scopes (within the ceiling, so a ceiling without
+/// `offline_access` is not bypassed this way) include `offline_access`.
+pub fn may_refresh(grant_types: &[String], granted_scope: Option<&str>) -> bool {
     grant_types.iter().any(|grant| grant == "refresh_token")
-        || requested_scope.is_some_and(|scope| scope.split(' ').any(|s| s == "offline_access"))
+        || granted_scope.is_some_and(|scope| scope.split(' ').any(|s| s == "offline_access"))
 }
 
 impl Translation {
@@ -391,6 +391,16 @@ mod tests {
                 )
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_client_may_refresh_by_its_document_or_its_granted_scope() {
+        let refresh = ["authorization_code".to_owned(), "refresh_token".to_owned()];
+        let code_only = ["authorization_code".to_owned()];
+        assert!(may_refresh(&refresh, None));
+        assert!(may_refresh(&code_only, Some("openid offline_access")));
+        assert!(!may_refresh(&code_only, Some("openid offline_accessx")));
+        assert!(!may_refresh(&code_only, None));
     }
 
     #[test]
