@@ -600,7 +600,7 @@ fn narrowed_scope(
     if kept.is_empty() {
         return Err(NarrowingRefused::Ceiling(ScopeRefused));
     }
-    kept.dedup();
+    // Repeated scopes are dropped by the translation.
     Ok(Some(kept.join(" ")))
 }
 

@@ -1602,3 +1602,47 @@ async fn provider_errors_keep_their_code_and_lose_the_providers_addresses() {
         "no such audience at (address removed)"
     );
 }
+
+/// The ceiling applies on refresh as at sign-in: a policy that shrank since
+/// narrows what the provider is asked, and one that allows nothing of the
+/// grant refuses it.
+#[tokio::test]
+async fn a_refresh_is_cut_to_the_ceiling_in_force_now() {
+    let world = World::new().await;
+    let (origin, client_id) = refreshing_app(&world).await;
+    let upstream = format!(
+        "profile = \"entra\"\n[upstream.resource_scopes]\n\"{MCP}\" = \"api://6b1f4c2e\"\n"
+    );
+    let proxy = Proxy::start_configured(
+        &world,
+        origin.port(),
+        &upstream,
+        &resource_section(),
+        StandInProvider::new(),
+    )
+    .await;
+    let (code, _) = proxy
+        .code_with(
+            &client_id,
+            &[("scope", "openid mcp profile"), ("resource", MCP)],
+        )
+        .await;
+    let refresh = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let rule = |scopes: &str| {
+        format!(
+            "default_action = \"allow\"\n[[policy.rules]]\nclient_id = \"https://app.test:*/**\"\n\
+             action = \"allow\"\nscopes = [{scopes}]"
+        )
+    };
+    proxy.reload_with_policy(&rule("\"openid\", \"mcp\""));
+    let refresh = refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, None).await);
+    assert_eq!(
+        proxy.idp.token_calls()[1]["scope"],
+        "openid api://6b1f4c2e/mcp offline_access"
+    );
+    proxy.reload_with_policy(&rule("\"email\""));
+    let answer = refresh_with(&proxy, &client_id, &refresh, None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_scope");
+    assert_eq!(proxy.idp.token_calls().len(), 2);
+}
