@@ -40,7 +40,6 @@ pub struct Admission<'a> {
     trust: &'a Trust,
     policy: &'a Policy,
     upstream_clients: &'a BTreeMap<String, UpstreamClient>,
-    resource_scopes: &'a BTreeMap<String, String>,
     /// Where allowed clients' logos are prefetched, for entrances that show
     /// them ([`Admission::prefetching_logos`]).
     logos: Option<&'a LogoCache>,
@@ -53,8 +52,6 @@ pub struct Ask<'a> {
     pub redirect_uri: RedirectAsk<'a>,
     /// The space-separated scopes requested.
     pub scope: Option<&'a str>,
-    /// The RFC 8707 resource requested.
-    pub resource: Option<&'a str>,
 }
 
 /// Whether the entrance sends the user back to the client.
@@ -125,10 +122,11 @@ pub struct Admitted<'a> {
     pub upstream: Option<Upstream<'a>>,
     /// The validated redirect_uri, when one was asked for.
     pub redirect_uri: Option<RedirectUri>,
-    /// The scopes to send upstream: the requested ones cut to the rule's
-    /// ceiling, plus the requested resource's extra scope. A sign-in
-    /// reports a refusal here only once its redirect_uri is trusted and the
-    /// request itself checked, which is why it is carried, not returned.
+    /// The scopes granted: the requested ones cut to the rule's ceiling
+    /// (the translation for the provider comes after, in
+    /// [`crate::upstream::Translation`]). A sign-in reports a refusal here
+    /// only once its redirect_uri is trusted and the request itself
+    /// checked, which is why it is carried, not returned.
     pub scope: Result<String, ScopeRefused>,
 }
 
@@ -218,14 +216,12 @@ impl<'a> Admission<'a> {
         trust: &'a Trust,
         policy: &'a Policy,
         upstream_clients: &'a BTreeMap<String, UpstreamClient>,
-        resource_scopes: &'a BTreeMap<String, String>,
     ) -> Self {
         Admission {
             cache,
             trust,
             policy,
             upstream_clients,
-            resource_scopes,
             logos: None,
         }
     }
@@ -271,7 +267,7 @@ impl<'a> Admission<'a> {
             },
         };
         let upstream = self.upstream_for(decision.upstream_client.as_deref());
-        let scope = self.granted_scope(ask.scope, decision.scopes.as_deref(), ask.resource);
+        let scope = within_ceiling(ask.scope, decision.scopes.as_deref());
         Ok(Admitted {
             client,
             decision,
@@ -346,38 +342,37 @@ impl<'a> Admission<'a> {
         };
         Some(Upstream { name, client })
     }
+}
 
-    /// The scopes sent upstream: the request's, cut to the rule's ceiling,
-    /// plus what `upstream.resource_scopes` adds for a requested resource.
-    fn granted_scope(
-        &self,
-        requested: Option<&str>,
-        ceiling: Option<&[String]>,
-        resource: Option<&str>,
-    ) -> Result<String, ScopeRefused> {
-        let requested: Vec<&str> = requested
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let mut granted: Vec<&str> = match ceiling {
-            Some(ceiling) => requested
-                .iter()
-                .copied()
-                .filter(|scope| ceiling.iter().any(|allowed| allowed == scope))
-                .collect(),
-            None => requested.clone(),
-        };
-        if !requested.is_empty() && granted.is_empty() {
-            return Err(ScopeRefused);
-        }
-        if let Some(extra) = resource.and_then(|r| self.resource_scopes.get(r)) {
-            granted.push(extra);
-        }
-        let mut seen = BTreeSet::new();
-        granted.retain(|scope| seen.insert(*scope));
-        Ok(granted.join(" "))
+/// The scopes granted for `requested`: those within the rule's `ceiling`
+/// (all of them without one), each once. Sign-in and refresh both cut here.
+///
+/// # Errors
+///
+/// [`ScopeRefused`] when scopes were asked for and none is within the ceiling.
+pub fn within_ceiling(
+    requested: Option<&str>,
+    ceiling: Option<&[String]>,
+) -> Result<String, ScopeRefused> {
+    let requested: Vec<&str> = requested
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut granted: Vec<&str> = match ceiling {
+        Some(ceiling) => requested
+            .iter()
+            .copied()
+            .filter(|scope| ceiling.iter().any(|allowed| allowed == scope))
+            .collect(),
+        None => requested.clone(),
+    };
+    if !requested.is_empty() && granted.is_empty() {
+        return Err(ScopeRefused);
     }
+    let mut seen = BTreeSet::new();
+    granted.retain(|scope| seen.insert(*scope));
+    Ok(granted.join(" "))
 }
 
 #[cfg(test)]
@@ -412,14 +407,11 @@ mod tests {
                 &self.trust,
                 &self.policy,
                 &self.config.upstream.clients,
-                &self.config.upstream.resource_scopes,
             )
         }
     }
 
     const TWO_CLIENTS: &str = r#"
-        [upstream.resource_scopes]
-        "https://mcp.example/" = "api://mcp/.default"
         [upstream.clients.main]
         client_id = "proxy-app"
         auth_method = "none"
@@ -429,39 +421,19 @@ mod tests {
     "#;
 
     #[test]
-    fn scopes_are_cut_to_the_ceiling_and_the_resources_scope_added_once() {
-        let parts = Parts::new(TWO_CLIENTS);
-        let admission = parts.admission();
+    fn scopes_are_cut_to_the_ceiling_each_once() {
         let ceiling = ["openid".to_owned(), "mcp:tools".to_owned()];
         assert_eq!(
-            admission.granted_scope(Some("openid admin mcp:tools openid"), Some(&ceiling), None),
+            within_ceiling(Some("openid admin mcp:tools openid"), Some(&ceiling)),
             Ok("openid mcp:tools".to_owned())
         );
         assert_eq!(
-            admission.granted_scope(Some("admin"), Some(&ceiling), None),
+            within_ceiling(Some("admin"), Some(&ceiling)),
             Err(ScopeRefused)
         );
         // No ceiling: everything asked for; nothing asked: nothing refused.
-        assert_eq!(
-            admission.granted_scope(Some("a  b"), None, None),
-            Ok("a b".to_owned())
-        );
-        assert_eq!(
-            admission.granted_scope(None, Some(&ceiling), None),
-            Ok(String::new())
-        );
-        assert_eq!(
-            admission.granted_scope(Some("openid"), None, Some("https://mcp.example/")),
-            Ok("openid api://mcp/.default".to_owned())
-        );
-        assert_eq!(
-            admission.granted_scope(
-                Some("api://mcp/.default"),
-                None,
-                Some("https://mcp.example/")
-            ),
-            Ok("api://mcp/.default".to_owned())
-        );
+        assert_eq!(within_ceiling(Some("a  b"), None), Ok("a b".to_owned()));
+        assert_eq!(within_ceiling(None, Some(&ceiling)), Ok(String::new()));
     }
 
     #[test]

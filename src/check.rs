@@ -115,13 +115,7 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
     let cache = DocumentCache::new(Arc::clone(&egress), config.cache.clone());
     let trust = Trust::new(&config.trust, egress)?;
     let policy = Policy::new(config.policy.clone());
-    let admission = Admission::new(
-        &cache,
-        &trust,
-        &policy,
-        &config.upstream.clients,
-        &config.upstream.resource_scopes,
-    );
+    let admission = Admission::new(&cache, &trust, &policy, &config.upstream.clients);
     let (client, decision, error) = match admission.admit(client_id, Ask::default()).await {
         Ok(admitted) => (admitted.client, admitted.decision, None),
         Err(Refusal::Denied(denied)) => {

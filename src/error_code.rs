@@ -86,10 +86,11 @@ impl serde::Serialize for ErrorCode {
 /// IANA "OAuth Extensions Error Registry" by the specifications the proxy
 /// speaks, and [`OAuthErrorCode::Unknown`] for anything else.
 ///
-/// The proxy emits the first ten (RFC 6749); the others are here so that a
-/// provider's answer can be read as a type rather than passed around as a
-/// string. An unregistered code is never kept as text: it is the provider's
-/// (or an attacker's) bytes, and is not reflected to a client.
+/// The proxy emits the first ten (RFC 6749) and `invalid_target`
+/// (RFC 8707); it relays every registered code a provider answers with
+/// ([`OAuthErrorCode::from_provider`]), read as a type rather than passed
+/// around as a string. An unregistered code is never kept as text: it is
+/// the provider's (or an attacker's) bytes, and is not reflected to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString, strum::Display)]
 #[strum(serialize_all = "snake_case")]
 pub enum OAuthErrorCode {
@@ -232,31 +233,68 @@ impl OAuthErrorCode {
         }
     }
 
-    /// What the proxy says when the provider answered with `code`: the codes
-    /// the proxy itself emits pass through, the OpenID "the user must do
-    /// something" codes become `access_denied` (the client cannot make the
-    /// user interact with the provider), and every other code, registered or
-    /// not, becomes `server_error` rather than being reflected.
+    /// What the proxy says when the provider answered with `code`: every
+    /// registered code keeps its meaning (a client doing `prompt=none`
+    /// must tell `login_required` from `access_denied`, and an
+    /// `invalid_target` is the client's to fix); only an unregistered one
+    /// becomes `server_error` rather than being reflected.
     pub fn from_provider(code: &str) -> OAuthErrorCode {
-        use OAuthErrorCode as C;
         match Self::parse(code) {
-            emitted @ (C::InvalidRequest
-            | C::InvalidClient
-            | C::InvalidGrant
-            | C::UnauthorizedClient
-            | C::UnsupportedGrantType
-            | C::UnsupportedResponseType
-            | C::InvalidScope
-            | C::AccessDenied
-            | C::ServerError
-            | C::TemporarilyUnavailable) => emitted,
-            C::LoginRequired
-            | C::ConsentRequired
-            | C::InteractionRequired
-            | C::AccountSelectionRequired => C::AccessDenied,
-            _ => C::ServerError,
+            OAuthErrorCode::Unknown => OAuthErrorCode::ServerError,
+            known => known,
         }
     }
+}
+
+/// The most characters of a provider's `error_description` relayed.
+const MAX_PROVIDER_DESCRIPTION: usize = 300;
+
+/// What is put in place of an address in a provider's description.
+const ADDRESS_REMOVED: &str = "(address removed)";
+
+/// A provider's `error_description` as relayed to a client: its words
+/// kept (Entra's `AADSTS…` codes are what people search for), but no URL,
+/// no IP address and no name under the provider's own `host` — a client
+/// has no business learning the provider's internal addresses — and only
+/// the characters RFC 6749 §5.2 allows, cut to a bounded length.
+pub fn provider_description(text: &str, provider_host: Option<&str>) -> String {
+    let provider_host = provider_host.map(str::to_ascii_lowercase);
+    let mut words: Vec<&str> = Vec::new();
+    for word in text.split_whitespace() {
+        let bare = word.trim_matches(|c: char| {
+            matches!(
+                c,
+                '\'' | '"' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';' | '.'
+            )
+        });
+        let lower = bare.to_ascii_lowercase();
+        let is_address = bare.contains("://")
+            || is_ip_literal(bare)
+            || provider_host
+                .as_deref()
+                .is_some_and(|host| !host.is_empty() && lower.contains(host));
+        let word = if is_address { ADDRESS_REMOVED } else { word };
+        if words.last() != Some(&ADDRESS_REMOVED) || word != ADDRESS_REMOVED {
+            words.push(word);
+        }
+    }
+    words
+        .join(" ")
+        .chars()
+        // RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E.
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(MAX_PROVIDER_DESCRIPTION)
+        .collect()
+}
+
+/// An IPv4 or IPv6 address, with or without a port.
+fn is_ip_literal(word: &str) -> bool {
+    use std::net::{IpAddr, SocketAddr};
+    word.parse::<IpAddr>().is_ok()
+        || word.parse::<SocketAddr>().is_ok()
+        || word.rsplit_once(':').is_some_and(|(host, port)| {
+            port.parse::<u16>().is_ok() && host.parse::<IpAddr>().is_ok()
+        })
 }
 
 #[cfg(test)]
@@ -389,21 +427,60 @@ mod tests {
         }
     }
 
-    /// Today's relay rule, pinned until every registered code is relayed.
+    /// Regression (issue 11): the provider's `invalid_target` reached the
+    /// client as `server_error`, and `login_required` / `consent_required` /
+    /// `interaction_required` as `access_denied`. Every registered code
+    /// keeps its meaning; only an unknown one is `server_error`.
     #[test]
-    fn provider_codes_keep_todays_mapping() {
+    fn provider_error_codes_keep_their_meaning() {
         for code in OAuthErrorCode::ALL {
             let relayed = OAuthErrorCode::from_provider(code.as_str());
             let expected = match code {
-                OAuthErrorCode::LoginRequired
-                | OAuthErrorCode::ConsentRequired
-                | OAuthErrorCode::InteractionRequired
-                | OAuthErrorCode::AccountSelectionRequired => OAuthErrorCode::AccessDenied,
-                emitted if OAuthErrorCode::ALL[..10].contains(&emitted) => emitted,
-                _ => OAuthErrorCode::ServerError,
+                OAuthErrorCode::Unknown => OAuthErrorCode::ServerError,
+                registered => registered,
             };
             assert_eq!(relayed, expected, "{code}");
         }
+        for code in ["invalid_target", "login_required", "consent_required"] {
+            assert_eq!(OAuthErrorCode::from_provider(code).as_str(), code);
+        }
+        for unknown in ["AADSTS50058", "Login_Required", "<b>", ""] {
+            assert_eq!(
+                OAuthErrorCode::from_provider(unknown),
+                OAuthErrorCode::ServerError,
+                "{unknown}"
+            );
+        }
+    }
+
+    #[test]
+    fn provider_descriptions_keep_their_words_but_no_address() {
+        use super::provider_description;
+        let entra = "AADSTS500011: The resource principal named https://mcp.internal.example/mcp was not found in the tenant.";
+        assert_eq!(
+            provider_description(entra, Some("login.example")),
+            "AADSTS500011: The resource principal named (address removed) was not found in the tenant."
+        );
+        assert_eq!(
+            provider_description(
+                "upstream 10.1.2.3:8443 and [fd00::1] failed; see idp.corp.example/status",
+                Some("idp.corp.example")
+            ),
+            "upstream (address removed) and (address removed) failed; see (address removed)"
+        );
+        // Characters RFC 6749 forbids in error_description go; the length is bounded.
+        assert_eq!(
+            provider_description("say \"no\" \\ \u{e9}t\u{e9}\n", None),
+            "say no  t"
+        );
+        assert_eq!(provider_description(&"x".repeat(1000), None).len(), 300);
+        assert_eq!(
+            provider_description(
+                "AADSTS9010010: The resource parameter provided in the request doesn't match with the requested scopes.",
+                None
+            ),
+            "AADSTS9010010: The resource parameter provided in the request doesn't match with the requested scopes."
+        );
     }
 
     #[test]

@@ -181,6 +181,15 @@ pub struct SealedState {
     pub scope: String,
     /// The upstream client (configuration name) the client was mapped onto.
     pub upstream_client: String,
+    /// The scopes granted to the client (its request within the
+    /// ceiling), before the translation for the provider: what a refresh
+    /// may narrow (RFC 6749 §6).
+    #[serde(default)]
+    pub granted_scope: String,
+    /// The RFC 8707 resource granted (normalised), if the client named one:
+    /// a token request naming another is refused.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl Sealed for SealedState {
@@ -210,6 +219,15 @@ pub struct SealedCode {
     pub scope: String,
     /// The upstream client (configuration name).
     pub upstream_client: String,
+    /// The scopes granted to the client (its request within the
+    /// ceiling), before the translation for the provider: what a refresh
+    /// may narrow (RFC 6749 §6).
+    #[serde(default)]
+    pub granted_scope: String,
+    /// The RFC 8707 resource granted (normalised), if the client named one:
+    /// a token request naming another is refused.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl Sealed for SealedCode {
@@ -240,6 +258,15 @@ pub struct SealedRefresh {
     /// When the family ends (Unix seconds): fixed at the code exchange, so
     /// rotation never extends a grant.
     pub family_expires_at: u64,
+    /// The scopes granted to the client (its request within the
+    /// ceiling), before the translation for the provider: what a refresh
+    /// may narrow (RFC 6749 §6).
+    #[serde(default)]
+    pub granted_scope: String,
+    /// The RFC 8707 resource granted (normalised), if the client named one:
+    /// a token request naming another is refused.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl Sealed for SealedRefresh {
@@ -339,6 +366,8 @@ mod tests {
             nonce: None,
             scope: "openid".into(),
             upstream_client: "main".into(),
+            granted_scope: "openid".into(),
+            resource: None,
         };
         let sealed = seals.seal(&state).unwrap();
         let opened: SealedState = seals.open(&sealed).unwrap();

@@ -41,7 +41,8 @@ use crate::seal::SealConfig;
 use crate::secret::SecretSource;
 use crate::trust::{DEFAULT_STATEMENT_ALGORITHMS, IssuerConfig, IssuerKeys, TrustConfig};
 use crate::upstream::{
-    RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+    Profile, RedirectMode, Translation, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+    normalise_resource,
 };
 use reader::Section;
 
@@ -90,13 +91,25 @@ pub struct Config {
     pub gate: crate::gate::config::GateConfig,
 }
 
-/// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the sidecar.
+/// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the
+/// sidecar, and the resources the proxy grants tokens for (RFC 8707).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceConfig {
-    /// The resource identifier (the MCP server's URL).
+    /// The resource identifier (the MCP server's URL): the first of
+    /// `resource`, the one the protected resource metadata describes.
     pub resource: Url,
+    /// The other identifiers `resource` lists: tokens may be asked for
+    /// them too.
+    pub additional: Vec<Url>,
     /// The scopes the resource understands.
     pub scopes_supported: Vec<String>,
+}
+
+impl ResourceConfig {
+    /// Every resource tokens are granted for, the described one first.
+    pub fn identifiers(&self) -> impl Iterator<Item = &Url> {
+        std::iter::once(&self.resource).chain(&self.additional)
+    }
 }
 
 /// `[server]`.
@@ -241,7 +254,7 @@ impl Config {
         };
 
         let server = root.read("server", &mut problems, read_server);
-        let upstream = root.read("upstream", &mut problems, |section, problems| {
+        let mut upstream = root.read("upstream", &mut problems, |section, problems| {
             read_upstream(section, &files, problems)
         });
         let fetch = root.read("fetch", &mut problems, |section, problems| {
@@ -258,6 +271,14 @@ impl Config {
             read_seal(section, &files, problems)
         });
         let resource = root.read("resource", &mut problems, read_resource);
+        // RFC 8707: the resources tokens are granted for are the ones the
+        // proxy protects.
+        upstream.translation.allowed_resources = resource.as_ref().map(|resource| {
+            resource
+                .identifiers()
+                .map(|url| url.as_str().to_owned())
+                .collect()
+        });
         let store = root.read("store", &mut problems, |section, problems| {
             read_store(section, &files, problems)
         });
@@ -467,13 +488,7 @@ fn read_upstream(
     files: &FileResolver<'_>,
     problems: &mut Vec<Problem>,
 ) -> UpstreamConfig {
-    let resource_parameter = read_choice(
-        section,
-        "resource_parameter",
-        ResourceParameter::default(),
-        problems,
-    )
-    .unwrap_or_default();
+    let translation = read_translation(section, problems);
     let defaults = UpstreamConfig::default();
     let timeout = section
         .get_between("timeout_ms", 1, 120_000, problems)
@@ -490,10 +505,7 @@ fn read_upstream(
         issuer: read_url(section, "issuer", problems),
         authorization_endpoint: read_url(section, "authorization_endpoint", problems),
         token_endpoint: read_url(section, "token_endpoint", problems),
-        resource_parameter,
-        resource_scopes: section
-            .get::<BTreeMap<String, String>>("resource_scopes", problems)
-            .unwrap_or_default(),
+        translation,
         timeout,
         extra_root_certs,
         clients: BTreeMap::new(),
@@ -508,6 +520,48 @@ fn read_upstream(
         client.finish(problems);
     }
     config
+}
+
+/// `profile` and the keys it sets defaults for, resolved into one
+/// [`Translation`]: the operator's keys win over the profile's defaults.
+fn read_translation(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> Translation {
+    let profile = read_choice(section, "profile", Profile::default(), problems).unwrap_or_default();
+    let mut translation = Translation::for_profile(profile);
+    if let Some(parameter) = read_choice(
+        section,
+        "resource_parameter",
+        translation.resource_parameter,
+        problems,
+    ) {
+        translation.resource_parameter = parameter;
+    }
+    for (key, value) in [
+        ("offline_access", &mut translation.offline_access),
+        ("qualify_scopes", &mut translation.qualify_scopes),
+        (
+            "resource_requires_scope",
+            &mut translation.resource_requires_scope,
+        ),
+        ("access_type_offline", &mut translation.access_type_offline),
+    ] {
+        if let Some(set) = section.get::<bool>(key, problems) {
+            *value = set;
+        }
+    }
+    let key = section.key_path("resource_scopes");
+    for (resource, scopes) in section
+        .get::<BTreeMap<String, String>>("resource_scopes", problems)
+        .unwrap_or_default()
+    {
+        // Compared with requests in one form: the URL parser's.
+        match normalise_resource(&resource) {
+            Ok(resource) => {
+                translation.resource_scopes.insert(resource, scopes);
+            }
+            Err(error) => problems.push(Problem::new(&key, format!("{resource:?}: {error}"))),
+        }
+    }
+    translation
 }
 
 fn read_upstream_client(
@@ -1117,26 +1171,54 @@ fn read_statement_algorithms(
 
 fn read_resource(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> Option<ResourceConfig> {
     let present = section.is_present();
-    let resource = if present {
-        section.require::<String>("resource", problems)
+    // One identifier, or several (`resource = ["…", "…"]`).
+    let values = if present {
+        match section.require::<toml::Value>("resource", problems) {
+            Some(toml::Value::String(one)) => Some(vec![one]),
+            Some(toml::Value::Array(several)) if !several.is_empty() => several
+                .into_iter()
+                .map(|value| match value {
+                    toml::Value::String(text) => Some(text),
+                    _ => None,
+                })
+                .collect::<Option<Vec<String>>>(),
+            Some(_) => None,
+            None => return None,
+        }
     } else {
         None
     };
     let scopes_supported = section
         .get::<Vec<String>>("scopes_supported", problems)
         .unwrap_or_default();
-    let resource = resource.and_then(|value| match Url::parse(&value) {
-        Ok(url) if url.scheme() == "https" || url.scheme() == "http" => Some(url),
-        _ => {
-            problems.push(Problem::new(
+    if present && values.is_none() {
+        problems.push(Problem::new(
+            &section.key_path("resource"),
+            "expected a URL or a non-empty array of URLs",
+        ));
+    }
+    let mut urls = Vec::new();
+    for value in values? {
+        match Url::parse(&value) {
+            Ok(url)
+                if (url.scheme() == "https" || url.scheme() == "http")
+                    && url.fragment().is_none() =>
+            {
+                urls.push(url);
+            }
+            _ => problems.push(Problem::new(
                 &section.key_path("resource"),
-                format!("expected an http(s) URL, found {value:?}"),
-            ));
-            None
+                format!("expected an http(s) URL without a fragment, found {value:?}"),
+            )),
         }
-    })?;
+    }
+    if urls.is_empty() {
+        return None;
+    }
+    let resource = urls.remove(0);
     Some(ResourceConfig {
         resource,
+        additional: urls,
         scopes_supported,
     })
 }

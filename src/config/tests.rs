@@ -187,7 +187,10 @@ fn policy_rules_and_upstream_clients_cross_check() {
         "#,
     )
     .expect("valid");
-    assert_eq!(config.upstream.resource_parameter, ResourceParameter::Drop);
+    assert_eq!(
+        config.upstream.translation.resource_parameter,
+        crate::upstream::ResourceParameter::Drop
+    );
     let main = &config.upstream.clients["main"];
     assert_eq!(main.auth_method, UpstreamAuthMethod::ClientSecretBasic);
     assert_eq!(
@@ -619,7 +622,7 @@ fn a_bad_choice_lists_the_names_it_accepts() {
     .expect_err("invalid");
     let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
     for expected in [
-        r#"upstream.resource_parameter: expected "forward" or "drop", found "Drop""#,
+        r#"upstream.resource_parameter: expected "forward", "drop" or "audience", found "Drop""#,
         r#"upstream.clients.main.auth_method: expected "client_secret_basic", "client_secret_post", "private_key_jwt" or "none", found "basic""#,
         r#"upstream.clients.main.redirect_mode: expected "relay" or "direct", found "bounce""#,
         r#"policy.interstitial: expected "warn" or "always", found "never""#,
@@ -776,4 +779,113 @@ fn a_gate_section_reports_every_problem_and_keeps_paths_comparable() {
     assert!(
         matches!(gate_only.require_serve(), Err(ConfigError::Invalid(p)) if keys(&p) == vec!["seal"])
     );
+}
+
+/// A profile is only defaults: each key the operator sets wins, and the
+/// result is one resolved struct (no handler matches on the name).
+#[test]
+fn a_profile_sets_defaults_that_every_key_overrides() {
+    use crate::upstream::{Profile, ResourceParameter, Translation};
+    let config = load(
+        r#"
+        [upstream]
+        profile = "entra"
+        [upstream.resource_scopes]
+        "https://mcp.example" = "api://6b1f4c2e"
+        [resource]
+        resource = "https://mcp.example"
+        "#,
+    )
+    .expect("valid");
+    let translation = &config.upstream.translation;
+    assert_eq!(translation.profile, Profile::Entra);
+    assert_eq!(translation.resource_parameter, ResourceParameter::Drop);
+    assert!(translation.qualify_scopes && translation.offline_access);
+    assert!(translation.resource_requires_scope && !translation.access_type_offline);
+    // Keys and resources in the URL parser's form, as requests are compared.
+    assert_eq!(
+        translation.resource_scopes.get("https://mcp.example/"),
+        Some(&"api://6b1f4c2e".to_owned())
+    );
+    assert_eq!(
+        translation.allowed_resources,
+        Some(vec!["https://mcp.example/".to_owned()])
+    );
+
+    let overridden = load(
+        r#"
+        [upstream]
+        profile = "google"
+        resource_parameter = "forward"
+        access_type_offline = false
+        offline_access = true
+        "#,
+    )
+    .expect("valid");
+    let translation = &overridden.upstream.translation;
+    assert_eq!(translation.resource_parameter, ResourceParameter::Forward);
+    assert!(!translation.access_type_offline && translation.offline_access);
+    assert_eq!(
+        translation.allowed_resources, None,
+        "no [resource]: not restricted"
+    );
+
+    // No profile: generic, today's behaviour.
+    let generic = load("").expect("valid");
+    assert_eq!(
+        generic.upstream.translation,
+        Translation::for_profile(Profile::Generic)
+    );
+
+    let problems = load(
+        r#"
+        [upstream]
+        profile = "azure"
+        qualify_scopes = "yes"
+        [upstream.resource_scopes]
+        "mcp" = "api://x"
+        "#,
+    )
+    .expect_err("invalid");
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|line| line.starts_with(r#"upstream.profile: expected "generic", "entra", "okta", "google", "keycloak" or "auth0", found "azure""#)), "{text:#?}");
+    assert!(
+        text.iter()
+            .any(|line| line == "upstream.qualify_scopes: expected true or false, found a string"),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|line| line.starts_with(r#"upstream.resource_scopes: "mcp": "#)),
+        "{text:#?}"
+    );
+}
+
+/// `[resource] resource` takes one identifier (as before) or several.
+#[test]
+fn the_resource_section_takes_one_identifier_or_several() {
+    let one = load("[resource]\nresource = \"https://mcp.example/mcp\"\n").expect("valid");
+    let resource = one.resource.as_ref().expect("a resource");
+    assert_eq!(resource.resource.as_str(), "https://mcp.example/mcp");
+    assert!(resource.additional.is_empty());
+    let several =
+        load("[resource]\nresource = [\"https://mcp.example/mcp\", \"https://api.example/\"]\n")
+            .expect("valid");
+    assert_eq!(
+        several.upstream.translation.allowed_resources,
+        Some(vec![
+            "https://mcp.example/mcp".to_owned(),
+            "https://api.example/".to_owned()
+        ])
+    );
+    for bad in [
+        "resource = []",
+        "resource = 3",
+        "resource = [\"https://a.example/\", 3]",
+        "resource = \"https://a.example/#frag\"",
+        "resource = \"mcp\"",
+    ] {
+        let problems = load(&format!("[resource]\n{bad}\n")).expect_err(bad);
+        assert_eq!(keys(&problems), vec!["resource.resource"], "{bad}");
+    }
 }

@@ -259,7 +259,6 @@ async fn authorization(
     let ask = Ask {
         redirect_uri: RedirectAsk::Asked(params.get("redirect_uri")),
         scope: params.get("scope"),
-        resource: params.get("resource"),
     };
     match state.admission().admit(client_id, ask).await {
         Ok(admitted)

@@ -24,11 +24,11 @@ use crate::client_id::is_url_client_id;
 use crate::flow::{RedirectUri, SealedState, random_id};
 use crate::policy::Action;
 use crate::policy::Interstitial;
-use crate::upstream::{RedirectMode, ResourceParameter};
+use crate::upstream::{Grant, Leg, RedirectMode, UpstreamRequest, may_refresh};
 
-/// Parameters passed to the provider as the client sent them.
-const FORWARDED: [&str; 6] = [
-    "prompt",
+/// Parameters passed to the provider as the client sent them (`prompt` is
+/// the translation's: see [`crate::upstream::Translation`]).
+const FORWARDED: [&str; 5] = [
     "login_hint",
     "max_age",
     "ui_locales",
@@ -49,7 +49,6 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
     let ask = Ask {
         redirect_uri: RedirectAsk::Asked(params.get("redirect_uri")),
         scope: params.get("scope"),
-        resource: params.get("resource"),
     };
     let admitted = match state.admission_with_logos().admit(client_id, ask).await {
         Ok(admitted) => admitted,
@@ -152,6 +151,30 @@ fn sign_in(
         .scope
         .as_deref()
         .map_err(|refused| Refused::new(OAuthErrorCode::InvalidScope, refused.to_string()))?;
+    // RFC 8707: only a resource the proxy protects, refused as
+    // invalid_target before the provider is asked.
+    let translation = &state.config.upstream.translation;
+    let invalid_target = |error: crate::upstream::TargetError| {
+        Refused::new(OAuthErrorCode::InvalidTarget, error.to_string())
+    };
+    let resource = params
+        .get("resource")
+        .map(|resource| translation.allowed_resource(resource))
+        .transpose()
+        .map_err(invalid_target)?;
+    let grant = Grant {
+        scope,
+        resource: resource.as_deref(),
+        may_refresh: may_refresh(&admitted.client.metadata.grant_types, Some(scope)),
+    };
+    let translated = translation
+        .translate(
+            &grant,
+            Leg::Authorize {
+                prompt: params.get("prompt"),
+            },
+        )
+        .map_err(invalid_target)?;
     let Some(upstream) = admitted.upstream else {
         tracing::error!(
             client_id = %short(reply.client_id),
@@ -162,7 +185,15 @@ fn sign_in(
             "the proxy has no upstream client for this client",
         ));
     };
-    let location = provider_url(state, params, upstream, code_challenge, scope, reply)?;
+    let location = provider_url(
+        state,
+        params,
+        upstream,
+        code_challenge,
+        &grant,
+        &translated,
+        reply,
+    )?;
     let decision = &admitted.decision;
     let show_page =
         decision.action == Action::Warn || state.config.policy.interstitial == Interstitial::Always;
@@ -235,9 +266,11 @@ fn provider_url(
     params: &Params,
     upstream: Upstream<'_>,
     code_challenge: &str,
-    scope: &str,
+    grant: &Grant<'_>,
+    translated: &UpstreamRequest,
     reply: &Reply<'_>,
 ) -> Result<String, Refused> {
+    let scope = translated.scope.as_deref().unwrap_or_default();
     let mut upstream_params: Vec<(&str, String)> = vec![
         ("client_id", upstream.client.client_id.clone()),
         ("response_type", "code".to_owned()),
@@ -266,6 +299,8 @@ fn provider_url(
                     nonce: params.get("nonce").map(str::to_owned),
                     scope: scope.to_owned(),
                     upstream_client: upstream.name.to_owned(),
+                    granted_scope: grant.scope.to_owned(),
+                    resource: grant.resource.map(str::to_owned),
                 })
                 // The client chose the sizes of state, nonce and redirect_uri.
                 .map_err(|error| {
@@ -289,11 +324,8 @@ fn provider_url(
     if let Some(nonce) = params.get("nonce") {
         upstream_params.push(("nonce", nonce.to_owned()));
     }
-    if let (Some(resource), ResourceParameter::Forward) = (
-        params.get("resource"),
-        state.config.upstream.resource_parameter,
-    ) {
-        upstream_params.push(("resource", resource.to_owned()));
+    for (name, value) in &translated.params {
+        upstream_params.push((name, value.clone()));
     }
     for name in FORWARDED {
         if let Some(value) = params.get(name) {

@@ -17,6 +17,7 @@ use super::audit::short;
 use super::oauth::{OAuthErrorCode, error_redirect, redirect_with};
 use super::pages::{PageReason, error_page};
 use super::params::Params;
+use crate::error_code::provider_description;
 use crate::flow::{Sealed as _, SealedCode, SealedState};
 use crate::store::{SingleUseKind, Use};
 
@@ -118,9 +119,13 @@ fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Respon
     }
     if let Some(error) = params.get("error") {
         let code = OAuthErrorCode::from_provider(error);
+        let provider_host = url::Url::parse(&provider.issuer).ok();
         let description = params
             .get("error_description")
-            .map(|text| text.chars().take(200).collect::<String>())
+            .map(|text| {
+                provider_description(text, provider_host.as_ref().and_then(url::Url::host_str))
+            })
+            .filter(|text| !text.is_empty())
             .unwrap_or_else(|| "the identity provider refused the request".to_owned());
         return Err((code.as_str(), code, description));
     }
@@ -141,6 +146,8 @@ fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Respon
             nonce: flow.nonce.clone(),
             scope: flow.scope.clone(),
             upstream_client: flow.upstream_client.clone(),
+            granted_scope: flow.granted_scope.clone(),
+            resource: flow.resource.clone(),
         })
         .map_err(|error| {
             tracing::warn!(%error, "cannot seal the authorization code");

@@ -237,6 +237,9 @@ impl AppState {
         config.fetch = self.config.fetch.clone();
         config.cache = self.config.cache.clone();
         config.resource = self.config.resource.clone();
+        // The RFC 8707 allow-list is [resource]'s, so it waits for the restart too.
+        config.upstream.translation.allowed_resources =
+            self.config.upstream.translation.allowed_resources.clone();
         config.store = self.config.store.clone();
         config.gate = self.config.gate.clone();
         Ok(AppState {
@@ -267,7 +270,6 @@ impl AppState {
             &self.trust,
             &self.policy,
             &self.config.upstream.clients,
-            &self.config.upstream.resource_scopes,
         )
     }
 

@@ -306,9 +306,10 @@ mod tests {
             OAuthErrorCode::from_provider("<script>"),
             OAuthErrorCode::ServerError
         );
+        // A registered code keeps its meaning (issue 11).
         assert_eq!(
             OAuthErrorCode::from_provider("login_required"),
-            OAuthErrorCode::AccessDenied
+            OAuthErrorCode::LoginRequired
         );
     }
 

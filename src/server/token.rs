@@ -25,14 +25,15 @@ use super::AppState;
 use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_refusal};
 use super::params::Params;
-use crate::admission::Ask;
+use crate::admission::{Ask, ScopeRefused};
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::is_url_client_id;
+use crate::error_code::provider_description;
 use crate::flow::{RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
 use crate::store::{Backend, FamilyStatus, Rotation, Store, StoreError};
-use crate::upstream::RedirectMode;
+use crate::upstream::{Grant, Leg, RedirectMode, TargetError, normalise_resource};
 
 /// The lifetime of the id_tokens the proxy issues.
 const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -211,7 +212,10 @@ async fn cimd_token(
             *upstream_client = Some(presented.grant.upstream_client.clone());
             exchange_code(state, presented).await
         }
-        "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
+        "refresh_token" => {
+            let ceiling = admitted.decision.scopes.as_deref();
+            refresh_token(state, params, client_id, ceiling, upstream_client).await
+        }
         "" => Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
             "grant_type is missing",
@@ -281,6 +285,7 @@ fn open_code<'p>(
                 }
                 _ => {}
             }
+            check_resource(params, sealed.resource.as_deref())?;
             let id_token = if has_openid(&sealed.scope) {
                 IdToken::Reissue {
                     expected_nonce: sealed.nonce.clone(),
@@ -300,6 +305,13 @@ fn open_code<'p>(
                     "redirect_uri is missing or not one the client lists",
                 ));
             };
+            // The provider bound the code to the resource it was asked
+            // for; the proxy binds the refresh token to the one named here.
+            let resource = params
+                .get("resource")
+                .map(|resource| state.config.upstream.translation.allowed_resource(resource))
+                .transpose()
+                .map_err(|error| invalid_target(&error))?;
             let grant = SealedCode {
                 upstream_code: code.to_owned(),
                 client_id: client_id.to_owned(),
@@ -308,6 +320,8 @@ fn open_code<'p>(
                 nonce: None,
                 scope: String::new(),
                 upstream_client: direct.to_owned(),
+                granted_scope: String::new(),
+                resource,
             };
             (grant, IdToken::ReissueWithProviderNonce)
         }
@@ -339,17 +353,34 @@ async fn exchange_code(
         RedirectMode::Relay => state.callback_url(),
         RedirectMode::Direct => grant.redirect_uri.as_str().to_owned(),
     };
+    let translated = state
+        .config
+        .upstream
+        .translation
+        .translate(
+            &Grant {
+                scope: &grant.granted_scope,
+                resource: grant.resource.as_deref(),
+                may_refresh: true,
+            },
+            Leg::CodeExchange,
+        )
+        .map_err(|error| invalid_target(&error))?;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", grant.upstream_code.as_str()),
+        ("redirect_uri", upstream_redirect.as_str()),
+        ("code_verifier", verifier),
+    ];
+    form.extend(
+        translated
+            .params
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
     let answer = state
         .provider
-        .token(
-            &grant.upstream_client,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &grant.upstream_code),
-                ("redirect_uri", &upstream_redirect),
-                ("code_verifier", verifier),
-            ],
-        )
+        .token(&grant.upstream_client, &form)
         .await
         .map_err(|error| provider_unavailable(&error))?;
     finish(
@@ -359,7 +390,10 @@ async fn exchange_code(
         &grant.upstream_client,
         &grant.scope,
         id_token,
-        Refresh::Start,
+        Refresh::Start {
+            granted_scope: grant.granted_scope.clone(),
+            resource: grant.resource.clone(),
+        },
     )
     .await
 }
@@ -384,8 +418,14 @@ enum IdToken {
 
 /// What the client's refresh token becomes in a successful answer.
 enum Refresh {
-    /// The code exchange: a refresh token from the provider starts a family.
-    Start,
+    /// The code exchange: a refresh token from the provider starts a
+    /// family, bound to the grant's scopes and resource.
+    Start {
+        /// The scopes granted to the client, before translation.
+        granted_scope: String,
+        /// The resource granted.
+        resource: Option<String>,
+    },
     /// A refresh: the family advances from the presented generation; the
     /// provider's new refresh token travels inside, or the one it kept.
     Rotate(SealedRefresh),
@@ -406,10 +446,13 @@ fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
+/// A refresh: the grant's binding checked (client, resource, a scope that
+/// only narrows), then the same translation as at sign-in.
 async fn refresh_token(
     state: &AppState,
     params: &Params,
     client_id: &str,
+    ceiling: Option<&[String]>,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
     let Some(token) = params.get("refresh_token") else {
@@ -431,6 +474,24 @@ async fn refresh_token(
         ));
     }
     *upstream_client = Some(sealed.upstream_client.clone());
+    check_resource(params, sealed.resource.as_deref())?;
+    let narrowed = narrowed_scope(&sealed, params.get("scope"), ceiling)
+        .map_err(|refused| TokenError::new(OAuthErrorCode::InvalidScope, refused.to_string()))?;
+    let translated = state
+        .config
+        .upstream
+        .translation
+        .translate(
+            &Grant {
+                scope: &sealed.granted_scope,
+                resource: sealed.resource.as_deref(),
+                may_refresh: true,
+            },
+            Leg::Refresh {
+                scope: narrowed.as_deref(),
+            },
+        )
+        .map_err(|error| invalid_target(&error))?;
     // A revoked family, or an old generation, is refused before the
     // provider is asked; an old generation revokes the family here.
     check_family(&state.store, &sealed).await?;
@@ -438,9 +499,15 @@ async fn refresh_token(
         ("grant_type", "refresh_token"),
         ("refresh_token", sealed.upstream_refresh_token.as_str()),
     ];
-    if let Some(scope) = params.get("scope") {
+    if let Some(scope) = &translated.scope {
         form.push(("scope", scope));
     }
+    form.extend(
+        translated
+            .params
+            .iter()
+            .map(|(name, value)| (*name, value.as_str())),
+    );
     let answer = state
         .provider
         .token(&sealed.upstream_client, &form)
@@ -465,6 +532,87 @@ async fn refresh_token(
         Refresh::Rotate(sealed),
     )
     .await
+}
+
+/// A refused resource, as the client sees it.
+fn invalid_target(error: &TargetError) -> TokenError {
+    TokenError::new(OAuthErrorCode::InvalidTarget, error.to_string())
+}
+
+/// RFC 8707 §2.2: a token request may name the resource again, and then
+/// only the one granted.
+fn check_resource(params: &Params, granted: Option<&str>) -> Result<(), TokenError> {
+    let Some(asked) = params.get("resource") else {
+        return Ok(());
+    };
+    let asked = normalise_resource(asked).map_err(|error| invalid_target(&error))?;
+    if granted == Some(asked.as_str()) {
+        Ok(())
+    } else {
+        Err(invalid_target(&TargetError::NotGranted))
+    }
+}
+
+/// The scope a refresh asks the provider for, `None` for the grant's own:
+/// what the client asks may only narrow the grant (RFC 6749 §6), and the
+/// policy's current ceiling applies as at sign-in.
+///
+/// A client may name a granted scope as it asked for it (`mcp`) or as the
+/// provider's answer named it after translation (`api://app/mcp`); the
+/// latter was derived from a scope within the ceiling, so only the former
+/// is cut by it.
+fn narrowed_scope(
+    sealed: &SealedRefresh,
+    asked: Option<&str>,
+    ceiling: Option<&[String]>,
+) -> Result<Option<String>, NarrowingRefused> {
+    let granted: Vec<&str> = sealed
+        .granted_scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let translated: Vec<&str> = sealed.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let within = |scope: &str| ceiling.is_none_or(|ceiling| ceiling.iter().any(|c| c == scope));
+    let Some(asked) = asked else {
+        // Nothing asked: the grant, unless the ceiling has shrunk since.
+        if granted.iter().all(|scope| within(scope)) {
+            return Ok(None);
+        }
+        let kept: Vec<&str> = granted.into_iter().filter(|scope| within(scope)).collect();
+        return if kept.is_empty() {
+            Err(NarrowingRefused::Ceiling(ScopeRefused))
+        } else {
+            Ok(Some(kept.join(" ")))
+        };
+    };
+    let mut kept = Vec::new();
+    for scope in asked.split(' ').filter(|s| !s.is_empty()) {
+        if granted.contains(&scope) {
+            if within(scope) {
+                kept.push(scope);
+            }
+        } else if translated.contains(&scope) {
+            kept.push(scope);
+        } else {
+            return Err(NarrowingRefused::Wider);
+        }
+    }
+    if kept.is_empty() {
+        return Err(NarrowingRefused::Ceiling(ScopeRefused));
+    }
+    // Repeated scopes are dropped by the translation.
+    Ok(Some(kept.join(" ")))
+}
+
+/// Why a refresh's scope is refused (`invalid_scope`).
+#[derive(Debug, thiserror::Error)]
+enum NarrowingRefused {
+    /// A scope the grant does not hold.
+    #[error("the requested scope exceeds the scope originally granted")]
+    Wider,
+    /// Nothing the policy still allows.
+    #[error(transparent)]
+    Ceiling(ScopeRefused),
 }
 
 /// Where the presented token's family stands, before the provider is
@@ -525,7 +673,10 @@ async fn rotated_refresh(
     let now = unix_now();
     let payload = match refresh {
         // A provider that issues no refresh token gets the client none.
-        Refresh::Start => {
+        Refresh::Start {
+            granted_scope,
+            resource,
+        } => {
             let Some(upstream_refresh_token) = upstream_refresh_token else {
                 return Ok(None);
             };
@@ -543,6 +694,8 @@ async fn rotated_refresh(
                 family: family.id,
                 generation: family.generation,
                 family_expires_at: now.saturating_add(ttl.as_secs()),
+                granted_scope,
+                resource,
             }
         }
         Refresh::Rotate(presented) => {
@@ -606,7 +759,10 @@ async fn finish(
 ) -> Result<Response, TokenError> {
     let mut body = answer.body;
     if !answer.status.is_success() {
-        return Err(provider_refusal(&body, upstream_client));
+        let provider = state.provider.metadata();
+        let issuer = url::Url::parse(&provider.issuer).ok();
+        let host = issuer.as_ref().and_then(url::Url::host_str);
+        return Err(provider_refusal(&body, upstream_client, host));
     }
     if let Some(Value::String(provider_id_token)) = body.remove("id_token") {
         let nonce = match &id_token {
@@ -664,7 +820,11 @@ async fn finish(
 }
 
 /// The provider's OAuth error, relayed reduced to its known fields.
-fn provider_refusal(body: &Map<String, Value>, upstream_client: &str) -> TokenError {
+fn provider_refusal(
+    body: &Map<String, Value>,
+    upstream_client: &str,
+    provider_host: Option<&str>,
+) -> TokenError {
     let code = body
         .get("error")
         .and_then(Value::as_str)
@@ -684,7 +844,7 @@ fn provider_refusal(body: &Map<String, Value>, upstream_client: &str) -> TokenEr
     let description = body
         .get("error_description")
         .and_then(Value::as_str)
-        .map(|text| text.chars().take(300).collect::<String>())
+        .map(|text| provider_description(text, provider_host))
         .unwrap_or_default();
     TokenError::new(code, description)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::translate::Translation;
 use crate::secret::SecretSource;
 
 /// `[upstream]`.
@@ -19,10 +20,10 @@ pub struct UpstreamConfig {
     pub authorization_endpoint: Option<Url>,
     /// Overrides the discovered token endpoint.
     pub token_endpoint: Option<Url>,
-    /// What to do with the RFC 8707 `resource` parameter.
-    pub resource_parameter: ResourceParameter,
-    /// Scopes to add for a requested `resource` (e.g. Entra's `api://app/.default`).
-    pub resource_scopes: BTreeMap<String, String>,
+    /// The profile and the keys over it, resolved: how a grant is
+    /// translated for this provider (`resource_parameter`,
+    /// `resource_scopes`, `offline_access`, ...).
+    pub translation: Translation,
     /// One deadline over each call to the provider.
     pub timeout: Duration,
     /// A PEM file of CA certificates trusted for the provider beside the web PKI roots.
@@ -39,8 +40,7 @@ impl Default for UpstreamConfig {
             issuer: None,
             authorization_endpoint: None,
             token_endpoint: None,
-            resource_parameter: ResourceParameter::default(),
-            resource_scopes: BTreeMap::new(),
+            translation: Translation::default(),
             timeout: Duration::from_millis(10_000),
             extra_root_certs: None,
             clients: BTreeMap::new(),
@@ -49,15 +49,55 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// `[upstream] profile`: which provider the proxy stands in front of. A
+/// profile is only a set of defaults for the other `[upstream]` keys,
+/// resolved into a [`Translation`] at load.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum Profile {
+    /// A textbook OAuth 2.1 / RFC 8707 provider: today's behaviour.
+    #[default]
+    Generic,
+    /// Microsoft Entra ID (the v2.0 endpoints).
+    Entra,
+    /// An Okta custom authorization server.
+    Okta,
+    /// Google's OAuth 2.0 for web server applications.
+    Google,
+    /// Keycloak.
+    Keycloak,
+    /// Auth0.
+    Auth0,
+}
+
+impl Profile {
+    /// The profile's name as configured.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// `[upstream] resource_parameter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
 #[strum(serialize_all = "snake_case")]
 pub enum ResourceParameter {
-    /// Pass `resource` to the provider as sent.
+    /// Pass `resource` to the provider (authorization and token requests).
     #[default]
     Forward,
-    /// Remove it (Entra ID's v2 endpoint refuses it).
+    /// Remove it (Entra ID's v2 endpoint refuses it; Okta and Google ignore it).
     Drop,
+    /// Send it as `audience` on the authorization request (Auth0).
+    Audience,
 }
 
 /// `[upstream.clients.NAME]`: one application registered at the provider.

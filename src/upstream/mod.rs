@@ -24,6 +24,7 @@ mod credentials;
 mod discovery;
 mod http;
 mod identity_provider;
+mod translate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -38,12 +39,16 @@ use url::Url;
 use crate::error_code::OAuthErrorCode;
 use crate::jwks::{self, KeySetPolicy, KeySetSlot, WhenRefetchFails};
 pub use config::{
-    RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+    Profile, RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
 };
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
 pub use identity_provider::IdentityProvider;
+pub use translate::{
+    Grant, Leg, OIDC_SCOPES, TargetError, Translation, UpstreamRequest, may_refresh,
+    normalise_resource,
+};
 
 /// The provider's metadata: what discovery found, with the configured
 /// endpoint overrides applied.
@@ -295,6 +300,7 @@ impl Provider {
             issuer = %metadata.issuer,
             token_endpoint = %metadata.token_endpoint,
             clients = clients.len(),
+            profile = config.translation.profile.as_str(),
             "upstream provider discovered"
         );
         Ok(Provider {

@@ -329,11 +329,23 @@ impl Proxy {
         policy: &str,
         idp: Arc<StandInProvider>,
     ) -> Proxy {
+        Self::start_configured(world, port, "", policy, idp).await
+    }
+
+    /// The same, with `upstream` (keys of `[upstream]`) and `rest` (more
+    /// sections, a `[policy]` among them).
+    async fn start_configured(
+        world: &World,
+        port: u16,
+        upstream: &str,
+        rest: &str,
+        idp: Arc<StandInProvider>,
+    ) -> Proxy {
         let config_text = world
             .config(port)
             .with_extra(&format!(
-                "[upstream]\n[upstream.clients.main]\nclient_id = \"{UPSTREAM_CLIENT_ID}\"\n\
-                 auth_method = \"none\"\n\n{policy}"
+                "[upstream]\n{upstream}\n[upstream.clients.main]\nclient_id = \"{UPSTREAM_CLIENT_ID}\"\n\
+                 auth_method = \"none\"\n\n{rest}"
             ))
             .to_toml();
         let shared = Shared::new(app_state(&config_text, &idp, None));
@@ -438,18 +450,45 @@ impl Proxy {
     /// `/authorize` for `client_id` and `redirect_uri` with the test's
     /// PKCE challenge.
     async fn authorize(&self, client_id: &str, redirect_uri: &str) -> Answer {
+        self.authorize_with(client_id, redirect_uri, &[("scope", "openid")])
+            .await
+    }
+
+    /// The same with `more` parameters (a `scope` among them, if any).
+    async fn authorize_with(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        more: &[(&str, &str)],
+    ) -> Answer {
         let challenge = challenge(VERIFIER);
-        let params = [
+        let mut params = vec![
             ("client_id", client_id),
             ("response_type", "code"),
             ("redirect_uri", redirect_uri),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
-            ("scope", "openid"),
             ("state", "client-state"),
             ("nonce", "client-nonce"),
         ];
+        params.extend_from_slice(more);
         self.get("authorize", &params).await
+    }
+
+    /// A relayed sign-in with `more` authorization parameters, up to the
+    /// code the client receives; also the provider URL it was sent to.
+    async fn code_with(&self, client_id: &str, more: &[(&str, &str)]) -> (String, Url) {
+        let authorized = self
+            .authorize_with(client_id, "https://app.test/cb", more)
+            .await;
+        assert_eq!(authorized.status, StatusCode::FOUND, "{}", authorized.body);
+        let at_provider = authorized.location();
+        let back = self.idp.sign_in(at_provider.as_str());
+        let relayed = self
+            .send("GET", &format!("callback?{}", back.query().unwrap()), None)
+            .await;
+        let params = query(&relayed.location());
+        (params["code"].clone(), at_provider)
     }
 
     /// `/readyz` on the admin listener.
@@ -587,6 +626,8 @@ async fn a_code_is_refused_to_another_client_and_another_redirect_uri() {
             nonce: None,
             scope: String::new(),
             upstream_client: "main".into(),
+            granted_scope: String::new(),
+            resource: None,
         })
         .unwrap();
     let answer = proxy
@@ -683,6 +724,8 @@ async fn a_refresh_token_is_bound_to_its_client() {
                 family: FamilyId::random().unwrap(),
                 generation: 3,
                 family_expires_at: unix_now() + 3600,
+                granted_scope: "openid".into(),
+                resource: None,
             })
             .unwrap()
     };
@@ -828,7 +871,9 @@ async fn the_providers_refusal_at_the_callback_is_relayed_to_the_client() {
     let location = answer.location();
     assert!(location.as_str().starts_with("https://app.test/cb?"));
     let params = query(&location);
-    assert_eq!(params["error"], "access_denied");
+    // Regression (issue 11): it was access_denied, which a client doing
+    // prompt=none cannot tell from the user refusing.
+    assert_eq!(params["error"], "login_required");
     assert_eq!(params["error_description"], "the user is not signed in");
     assert_eq!(params["state"], "client-state");
     assert_eq!(params["iss"], PROXY);
@@ -1329,6 +1374,8 @@ async fn an_unknown_family_is_refused_with_redis() {
             family: FamilyId::random().unwrap(),
             generation: 0,
             family_expires_at: unix_now() + 3600,
+            granted_scope: "openid".into(),
+            resource: None,
         })
         .unwrap();
     let answer = refresh(&proxy, &client_id, &token).await;
@@ -1397,4 +1444,299 @@ async fn with_redis_stopped_the_store_steps_refuse_and_readyz_is_false_until_it_
         refresh(&proxy, &client_id, &token).await.json()["error"],
         "invalid_grant"
     );
+}
+
+/// The resource the RFC 8707 tests protect, and another one.
+const MCP: &str = "https://mcp.test/mcp";
+const OTHER_RESOURCE: &str = "https://other.test/mcp";
+
+/// A client whose document lists the refresh_token grant.
+async fn refreshing_app(world: &World) -> (crate::support::Origin, String) {
+    world
+        .app_with(|id| {
+            let mut body = document(id);
+            body["grant_types"] = json!(["authorization_code", "refresh_token"]);
+            crate::support::Script::json(body.to_string())
+        })
+        .await
+}
+
+fn resource_section() -> String {
+    format!("[resource]\nresource = \"{MCP}\"\n\n{ALLOW}")
+}
+
+#[tokio::test]
+async fn an_unlisted_resource_is_invalid_target_and_the_granted_one_is_bound_to_code_and_refresh() {
+    let world = World::new().await;
+    let (origin, client_id) = refreshing_app(&world).await;
+    let proxy = Proxy::start_configured(
+        &world,
+        origin.port(),
+        "",
+        &resource_section(),
+        StandInProvider::new(),
+    )
+    .await;
+    // At /authorize: the redirect_uri is trusted by then, so a redirect.
+    for bad in [OTHER_RESOURCE, "mcp", "https://mcp.test/mcp#frag"] {
+        let answer = proxy
+            .authorize_with(
+                &client_id,
+                "https://app.test/cb",
+                &[("scope", "openid"), ("resource", bad)],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{bad}");
+        let location = answer.location();
+        assert!(
+            location.as_str().starts_with("https://app.test/cb?"),
+            "{bad}"
+        );
+        let params = query(&location);
+        assert_eq!(params["error"], "invalid_target", "{bad}");
+        assert_eq!(params["state"], "client-state");
+    }
+    // The listed one (in another spelling) goes to the provider, normalised.
+    let (code, at_provider) = proxy
+        .code_with(
+            &client_id,
+            &[("scope", "openid"), ("resource", "HTTPS://mcp.test/mcp")],
+        )
+        .await;
+    assert_eq!(query(&at_provider)["resource"], MCP);
+    // At /token: another resource is refused before the provider is asked.
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id.as_str()),
+        ("code", code.as_str()),
+        ("redirect_uri", "https://app.test/cb"),
+        ("code_verifier", VERIFIER),
+        ("resource", OTHER_RESOURCE),
+    ];
+    let answer = proxy.token(&form).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_target");
+    assert!(proxy.idp.token_calls().is_empty());
+    form.pop();
+    form.push(("resource", MCP));
+    let answer = proxy.token(&form).await;
+    let refresh = refresh_token_of(&answer);
+    assert_eq!(proxy.idp.token_calls()[0]["resource"], MCP);
+    // The refresh token carries the resource: another is refused, the
+    // granted one (or none) is what the provider is asked for.
+    let answer = proxy
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &refresh),
+            ("resource", OTHER_RESOURCE),
+        ])
+        .await;
+    assert_eq!(answer.json()["error"], "invalid_target");
+    assert_eq!(proxy.idp.token_calls().len(), 1);
+    let refresh = refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, None).await);
+    assert_eq!(proxy.idp.token_calls()[1]["resource"], MCP);
+    refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, None).await);
+}
+
+async fn refresh_with(proxy: &Proxy, client_id: &str, token: &str, scope: Option<&str>) -> Answer {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", token),
+    ];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    proxy.token(&form).await
+}
+
+/// Regression (issue 11): the refresh grant forwarded the client's raw
+/// `scope` upstream, without the translation and ceiling of the sign-in
+/// ("works on sign-in, fails on reconnect" with Entra).
+#[tokio::test]
+async fn a_refresh_is_translated_like_the_sign_in_and_its_scope_may_only_narrow() {
+    let world = World::new().await;
+    let (origin, client_id) = refreshing_app(&world).await;
+    let upstream = format!(
+        "profile = \"entra\"\n[upstream.resource_scopes]\n\"{MCP}\" = \"api://6b1f4c2e\"\n"
+    );
+    let rest = format!(
+        "[resource]\nresource = \"{MCP}\"\n\n{ALLOW}\n[[policy.rules]]\nclient_id = \"https://app.test:*/**\"\naction = \"allow\"\nscopes = [\"openid\", \"mcp\", \"profile\"]\n"
+    );
+    let proxy = Proxy::start_configured(
+        &world,
+        origin.port(),
+        &upstream,
+        &rest,
+        StandInProvider::new(),
+    )
+    .await;
+    // Sign-in: `admin` is cut by the ceiling, `mcp` qualified, offline_access
+    // added (the document lists refresh_token), resource dropped.
+    let (code, at_provider) = proxy
+        .code_with(
+            &client_id,
+            &[
+                ("scope", "openid mcp admin"),
+                ("resource", MCP),
+                ("prompt", "admin_consent"),
+            ],
+        )
+        .await;
+    let sent = query(&at_provider);
+    assert_eq!(sent["scope"], "openid api://6b1f4c2e/mcp offline_access");
+    assert!(!sent.contains_key("resource"), "Entra refuses resource");
+    assert!(
+        !sent.contains_key("prompt"),
+        "never an admin-consent prompt"
+    );
+    let refresh = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    // A wider scope: invalid_scope, and the provider is not asked.
+    for wider in ["openid mcp admin", "profile"] {
+        let answer = refresh_with(&proxy, &client_id, &refresh, Some(wider)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{wider}");
+        assert_eq!(answer.json()["error"], "invalid_scope", "{wider}");
+    }
+    assert_eq!(proxy.idp.token_calls().len(), 1);
+    // The same scope, or a narrower one (by its name or the provider's),
+    // is translated exactly as at sign-in.
+    let refresh =
+        refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, Some("openid mcp")).await);
+    assert_eq!(
+        proxy.idp.token_calls()[1]["scope"],
+        "openid api://6b1f4c2e/mcp offline_access"
+    );
+    let refresh = refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, Some("mcp")).await);
+    assert_eq!(
+        proxy.idp.token_calls()[2]["scope"],
+        "api://6b1f4c2e/mcp offline_access"
+    );
+    let refresh = refresh_token_of(
+        &refresh_with(&proxy, &client_id, &refresh, Some("api://6b1f4c2e/mcp")).await,
+    );
+    // None asked: the grant's own, which the provider keeps.
+    refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, None).await);
+    let calls = proxy.idp.token_calls();
+    assert!(!calls[4].contains_key("scope"));
+    assert!(calls.iter().all(|call| !call.contains_key("resource")));
+}
+
+#[tokio::test]
+async fn entra_refuses_a_resource_without_a_scope_before_the_provider() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let proxy = Proxy::start_configured(
+        &world,
+        origin.port(),
+        "profile = \"entra\"\n",
+        &resource_section(),
+        StandInProvider::new(),
+    )
+    .await;
+    let answer = proxy
+        .authorize_with(
+            &client_id,
+            "https://app.test/cb",
+            &[("scope", "openid"), ("resource", MCP)],
+        )
+        .await;
+    let params = query(&answer.location());
+    assert_eq!(params["error"], "invalid_target");
+    assert!(
+        params["error_description"].contains("no scope is configured"),
+        "{params:?}"
+    );
+}
+
+#[tokio::test]
+async fn provider_errors_keep_their_code_and_lose_the_providers_addresses() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    for (code, relayed) in [
+        ("invalid_target", "invalid_target"),
+        ("consent_required", "consent_required"),
+        ("interaction_required", "interaction_required"),
+        ("AADSTS50058", "server_error"),
+    ] {
+        let authorized = proxy.authorize(&client_id, "https://app.test/cb").await;
+        let state = query(&authorized.location())["state"].clone();
+        let answer = proxy
+            .get(
+                "callback",
+                &[
+                    ("error", code),
+                    (
+                        "error_description",
+                        "AADSTS500011: The resource principal named https://internal.test/x was not found; see idp.test/help",
+                    ),
+                    ("state", &state),
+                    ("iss", IDP),
+                ],
+            )
+            .await;
+        let params = query(&answer.location());
+        assert_eq!(params["error"], relayed, "{code}");
+        assert_eq!(
+            params["error_description"],
+            "AADSTS500011: The resource principal named (address removed) was not found; see (address removed)"
+        );
+    }
+    // At /token too.
+    let code = proxy.code_for(&client_id).await;
+    proxy.idp.refuse_next(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_target", "error_description": "no such audience at http://10.0.0.7:8080/"}),
+    );
+    let answer = exchange(&proxy, &client_id, &code).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_target");
+    assert_eq!(
+        answer.json()["error_description"],
+        "no such audience at (address removed)"
+    );
+}
+
+/// The ceiling applies on refresh as at sign-in: a policy that shrank since
+/// narrows what the provider is asked, and one that allows nothing of the
+/// grant refuses it.
+#[tokio::test]
+async fn a_refresh_is_cut_to_the_ceiling_in_force_now() {
+    let world = World::new().await;
+    let (origin, client_id) = refreshing_app(&world).await;
+    let upstream = format!(
+        "profile = \"entra\"\n[upstream.resource_scopes]\n\"{MCP}\" = \"api://6b1f4c2e\"\n"
+    );
+    let proxy = Proxy::start_configured(
+        &world,
+        origin.port(),
+        &upstream,
+        &resource_section(),
+        StandInProvider::new(),
+    )
+    .await;
+    let (code, _) = proxy
+        .code_with(
+            &client_id,
+            &[("scope", "openid mcp profile"), ("resource", MCP)],
+        )
+        .await;
+    let refresh = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let rule = |scopes: &str| {
+        format!(
+            "default_action = \"allow\"\n[[policy.rules]]\nclient_id = \"https://app.test:*/**\"\n\
+             action = \"allow\"\nscopes = [{scopes}]"
+        )
+    };
+    proxy.reload_with_policy(&rule("\"openid\", \"mcp\""));
+    let refresh = refresh_token_of(&refresh_with(&proxy, &client_id, &refresh, None).await);
+    assert_eq!(
+        proxy.idp.token_calls()[1]["scope"],
+        "openid api://6b1f4c2e/mcp offline_access"
+    );
+    proxy.reload_with_policy(&rule("\"email\""));
+    let answer = refresh_with(&proxy, &client_id, &refresh, None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_scope");
+    assert_eq!(proxy.idp.token_calls().len(), 2);
 }

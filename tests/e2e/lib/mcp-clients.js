@@ -7,11 +7,14 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import * as oidc from 'openid-client';
+import * as jose from 'jose';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Browser } from './browser.js';
 import { publicClientDocument } from './oauth.js';
+import { rpConfig, signIn } from './rp.js';
 import { freePort } from './net.js';
 import { repoRoot } from './paths.js';
 
@@ -179,4 +182,57 @@ export async function pythonSdkJourney(world, resource, name, { refreshes = 2 } 
   assert.ok(summary.saved_tokens.every((t) => t.refresh_token), 'a refresh token throughout');
   assert.equal(summary.calls.length, refreshes + 1);
   return { summary, clientId };
+}
+
+/** Calls the resource's whoami tool with a bare access token (no SDK auth provider). */
+export async function whoamiWithToken(serverUrl, accessToken) {
+  const client = new Client({ name: 'cimd-e2e-openid-client', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(serverUrl), {
+    requestInit: { headers: { authorization: `Bearer ${accessToken}` } },
+  });
+  await client.connect(transport);
+  try {
+    const result = await client.callTool({ name: 'whoami', arguments: {} });
+    assert.ok(!result.isError, JSON.stringify(result));
+    return JSON.parse(result.content[0].text);
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * openid-client's journey through the proxy for the resource: a CIMD client (public, or
+ * `privateKeyJwt` with its key at a jwks_uri) signs in asking for `scope` and the resource
+ * (RFC 8707), refreshes twice, and calls the resource after each step.
+ * Returns { config, clientId, redirectUri, tokens (each step's), calls }.
+ */
+export async function openidClientJourney(world, resource, name, { scope, privateKeyJwt = false } = {}) {
+  const redirectUri = `http://127.0.0.1:${await freePort()}/${name}/callback`;
+  let clientAuth = oidc.None();
+  let extra = {};
+  if (privateKeyJwt) {
+    const { publicKey, privateKey } = await jose.generateKeyPair('RS256');
+    const kid = `${name}-key`;
+    const jwk = { ...(await jose.exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+    extra = {
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks_uri: world.docs.serve(`/jwks/${name}.json`, { keys: [jwk] }),
+    };
+    clientAuth = oidc.PrivateKeyJwt({ key: privateKey, kid });
+  }
+  const clientId = world.docs.addClient(name, (id) => publicClientDocument(id, [redirectUri], { client_name: 'openid-client e2e', ...extra }));
+  const config = await rpConfig(world.proxy, clientId, clientAuth);
+  const run = await signIn(config, { redirectUri, scope, extra: { resource: resource.url } });
+  assert.equal(run.callbackUrl.searchParams.get('iss'), world.proxy.issuer);
+  assert.ok(run.tokens.refresh_token, 'the sign-in gave a refresh token');
+  const tokens = [run.tokens];
+  const calls = [await whoamiWithToken(resource.url, run.tokens.access_token)];
+  for (let i = 0; i < 2; i += 1) {
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.at(-1).refresh_token);
+    assert.notEqual(refreshed.access_token, tokens.at(-1).access_token, `refresh ${i + 1} gave a new access token`);
+    assert.ok(refreshed.refresh_token, `refresh ${i + 1} left a refresh token to use`);
+    tokens.push(refreshed);
+    calls.push(await whoamiWithToken(resource.url, refreshed.access_token));
+  }
+  return { config, clientId, redirectUri, tokens, calls };
 }
