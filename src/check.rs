@@ -121,6 +121,7 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
         &policy,
         &config.upstream.clients,
         &config.upstream.resource_scopes,
+        &config.upstream.relayed_clients,
     );
     let (client, decision, error) = match admission.admit(client_id, Ask::default()).await {
         Ok(admitted) => (admitted.client, admitted.decision, None),
@@ -139,7 +140,9 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
         decision: Some(decision.action),
         error,
         metadata: Some(Arc::clone(&client.metadata)),
-        fetch: Some(client.resolved.document.fetch.clone()),
+        fetch: client
+            .document()
+            .map(|resolved| resolved.document.fetch.clone()),
         policy: Some(decision),
         statement: client.statement.as_ref().map(|verdict| verdict.report()),
     })

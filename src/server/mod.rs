@@ -268,6 +268,7 @@ impl AppState {
             &self.policy,
             &self.config.upstream.clients,
             &self.config.upstream.resource_scopes,
+            &self.config.upstream.relayed_clients,
         )
     }
 
