@@ -3,7 +3,8 @@
 // the client directly, and /token forwards body and Authorization header.
 // One the operator lists in [[upstream.relayed_clients]] is relayed like a
 // CIMD client instead: openid-client, which checks RFC 9207 `iss` against
-// the issuer it discovered (the proxy), signs in, public and confidential.
+// the issuer it discovered (the proxy), signs in, public and confidential,
+// and so does the MCP Python SDK (its client_id pre-registered).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as client from 'openid-client';
@@ -13,6 +14,9 @@ import { Browser } from './lib/browser.js';
 import { pkce, random, postForm, basic, decodeJwt } from './lib/oauth.js';
 import { rpConfig, signIn } from './lib/rp.js';
 import { TEST_USER } from './lib/provider.js';
+import { freePort } from './lib/net.js';
+import { startResource, introspectionClient, introspectionVerifier } from './lib/resource.js';
+import { runPythonClient, assertAllAccepted } from './lib/mcp-clients.js';
 
 // Registered at the provider under their own client_ids, with the proxy's
 // /callback as their redirect URI; their own (loopback) redirect URIs are
@@ -21,6 +25,11 @@ const RELAYED_PUBLIC = 'relayed-cli';
 const RELAYED_CONFIDENTIAL = 'relayed-desktop';
 const RELAYED_SECRET = 'relayed-desktop-secret-for-tests';
 const RELAYED_REDIRECT = 'http://127.0.0.1/relayed/callback';
+// The MCP Python SDK as a pre-registered public client, and the resource it calls.
+const RELAYED_MCP = 'relayed-mcp-python';
+const RELAYED_MCP_REDIRECT = 'http://127.0.0.1/relayed-mcp/callback';
+const RESOURCE_CLIENT = 'mcp-resource';
+const RESOURCE_SECRET = random();
 
 const registered = (clientId, auth) => (w) => ({
   client_id: clientId,
@@ -37,6 +46,8 @@ before(async () => {
     providerClients: (w) => [
       registered(RELAYED_PUBLIC, { token_endpoint_auth_method: 'none' })(w),
       registered(RELAYED_CONFIDENTIAL, { client_secret: RELAYED_SECRET, token_endpoint_auth_method: 'client_secret_basic' })(w),
+      registered(RELAYED_MCP, { token_endpoint_auth_method: 'none' })(w),
+      introspectionClient(RESOURCE_CLIENT, RESOURCE_SECRET),
     ],
     proxy: {
       extraToml: [
@@ -49,6 +60,10 @@ before(async () => {
         `client_id = "${RELAYED_CONFIDENTIAL}"`,
         'auth_method = "client_secret_basic"',
         `redirect_uris = ["${RELAYED_REDIRECT}"]`,
+        '',
+        '[[upstream.relayed_clients]]',
+        `client_id = "${RELAYED_MCP}"`,
+        `redirect_uris = ["${RELAYED_MCP_REDIRECT}"]`,
       ].join('\n'),
     },
   });
@@ -184,4 +199,34 @@ test('a relayed confidential client signs in with its own secret, checked by the
   await response.arrayBuffer();
   assert.equal(hop.status, 400);
   assert.equal(hop.location, null);
+});
+
+test('the MCP Python SDK as a relayed pre-registered client: sign-in (iss checked), two refreshes, the resource accepts each token', async () => {
+  const resource = await startResource({
+    authorizationServer: world.proxy.issuer,
+    verify: introspectionVerifier(world.provider, RESOURCE_CLIENT, RESOURCE_SECRET),
+    scopesSupported: ['openid', 'mcp:tools'],
+  });
+  try {
+    const redirectUri = RELAYED_MCP_REDIRECT.replace('127.0.0.1', `127.0.0.1:${await freePort()}`);
+    // The SDK's callback handler refuses an authorization response whose iss is not the proxy's.
+    const summary = await runPythonClient({ server_url: resource.url, client_id: RELAYED_MCP, redirect_uri: redirectUri, refreshes: 2 });
+    assert.equal(summary.client_id, RELAYED_MCP);
+    assert.deepEqual(summary.authorization_requests.map((r) => [r.endpoint, r.client_id]), [[`${world.proxy.issuer}/authorize`, RELAYED_MCP]]);
+    const tokenEndpoint = `${world.proxy.issuer}/token`;
+    assert.deepEqual(summary.token_requests.map((r) => [r.url, r.grant_type, r.client_id]), [
+      [tokenEndpoint, 'authorization_code', RELAYED_MCP],
+      [tokenEndpoint, 'refresh_token', RELAYED_MCP],
+      [tokenEndpoint, 'refresh_token', RELAYED_MCP],
+    ]);
+    assert.equal(new Set(summary.saved_tokens.map((t) => t.refresh_token)).size, 3, 'the proxy rotated its sealed refresh token each time');
+    assert.equal(summary.calls.length, 3);
+    for (const call of summary.calls) {
+      assert.equal(call.sub, TEST_USER.sub);
+      assert.equal(call.aud, resource.url);
+    }
+    assertAllAccepted(resource, summary.saved_tokens.map((t) => t.access_token), resource.url);
+  } finally {
+    await resource.close();
+  }
 });
