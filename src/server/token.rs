@@ -6,6 +6,13 @@
 //! registry: deny a client_id, or let its document vanish, and its refresh
 //! tokens stop at once.
 //!
+//! A relayed pre-registered client (`[[upstream.relayed_clients]]`) takes
+//! the same path, except that the provider authenticates it: the proxy
+//! checks only that it presented what it is registered with, and makes the
+//! grant as that client with those credentials. Remove it from the list and
+//! its refresh tokens stop too (they are then passed through, and the
+//! provider does not know them).
+//!
 //! Refresh tokens rotate, with reuse detection (OAuth 2.1 §4.3.1): the code
 //! exchange starts a family in the shared store, every refresh returns the
 //! family's next generation, and presenting an older one revokes the
@@ -222,6 +229,7 @@ async fn cimd_token(
         (None, Some(registration)) => {
             Some(relayed_credentials(registration.client, params, headers)?)
         }
+        // Not reached: admission gives a relayed client its own registration.
         (None, None) => {
             return Err(TokenError::new(
                 OAuthErrorCode::InvalidClient,
