@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::audit::short;
-use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_refusal};
+use super::oauth::{OAuthErrorCode, TokenError, basic_user, no_store, token_error_for_refusal};
 use super::params::Params;
 use crate::admission::Ask;
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
@@ -94,7 +94,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
         other => {
             // A confidential pre-registered client may name itself only in
             // its Basic credentials (RFC 6749 §2.3.1).
-            let named = other.or_else(|| basic_client_id(&headers));
+            let named = other.or_else(|| basic_user(&headers));
             match named {
                 Some(id) if state.admission().relayed(&id).is_some() => id,
                 // A pre-registered client (or one we cannot name): the provider's business.
@@ -348,25 +348,6 @@ impl<'a> Party<'a> {
     }
 }
 
-/// The client_id a token request's `Authorization: Basic` header names
-/// (RFC 6749 §2.3.1: form-urlencoded, then base64), if it has one.
-fn basic_client_id(headers: &HeaderMap) -> Option<String> {
-    use base64::Engine as _;
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let (user, _secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    let user = url::form_urlencoded::parse(format!("u={user}").as_bytes())
-        .next()
-        .map(|(_, value)| value.into_owned())?;
-    (!user.is_empty()).then_some(user)
-}
-
 /// Checks that a relayed client authenticated the way it is registered at
 /// the provider, and returns what to pass on. The provider verifies the
 /// secret; the proxy only refuses what cannot be right, before the
@@ -379,7 +360,7 @@ fn relayed_credentials(
     use crate::upstream::UpstreamAuthMethod;
     let basic = headers
         .get(header::AUTHORIZATION)
-        .filter(|_| basic_client_id(headers).is_some());
+        .filter(|_| basic_user(headers).is_some());
     let form_secret = params.get("client_secret");
     if params.get("client_assertion").is_some() {
         return Err(TokenError::new(
@@ -387,8 +368,8 @@ fn relayed_credentials(
             "this client does not authenticate with a client_assertion",
         ));
     }
-    if let (Some(_), Some(named)) = (params.get("client_id"), basic_client_id(headers)) {
-        if params.get("client_id") != Some(named.as_str()) {
+    if let (Some(form_id), Some(named)) = (params.get("client_id"), basic_user(headers)) {
+        if form_id != named {
             return Err(TokenError::new(
                 OAuthErrorCode::InvalidClient,
                 "the client_id parameter does not match the Basic credentials",
