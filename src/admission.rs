@@ -1,13 +1,20 @@
 //! Admission: the one path a client_id takes before the proxy acts for it.
 //!
 //! ```text
-//! client_id ─ cached? ─ yes ──────────────────────────┐
+//! client_id ─ relayed? ─ yes: the configured client ───────────────┐
+//!            └ cached? ─ yes ──────────────────────────┐             │
 //!            └ no: ClientIdUrl::parse ─ cache::resolve (fetch, validate)
 //!                                                     └ trust::vet (the statement)
 //!                                                        └ policy::decide ─ deny?
 //!                                                           └ the upstream client
 //!                                                              └ the redirect_uri, the scopes
 //! ```
+//!
+//! A relayed pre-registered client (`[[upstream.relayed_clients]]`) is the
+//! one client not admitted by a document: the operator listed it, so its
+//! metadata comes from the configuration, the decision is `allow`, and it is
+//! its own upstream client. From the redirect_uri on, it takes the same
+//! steps as a CIMD client.
 //!
 //! Every entrance (`/authorize`, `/token`, `/logo`, `check`) calls
 //! [`Admission::admit`] with the raw client_id and what it knows
@@ -30,7 +37,7 @@ use crate::logo::LogoCache;
 use crate::metadata::ClientMetadata;
 use crate::policy::{Action, Decision, Policy};
 use crate::trust::{ClientError, Trust, Verdict};
-use crate::upstream::{RedirectMode, UpstreamClient};
+use crate::upstream::{RedirectMode, RelayedClient, UpstreamClient};
 
 /// What admission consults: the document cache (and through it the
 /// fetcher), the trusted issuers, the policy and the upstream clients.
@@ -43,6 +50,7 @@ pub struct Admission<'a> {
     /// Where allowed clients' logos are prefetched, for entrances that show
     /// them ([`Admission::prefetching_logos`]).
     logos: Option<&'a LogoCache>,
+    relayed_clients: &'a [RelayedClient],
 }
 
 /// What an entrance knows about the request besides the client_id.
@@ -64,23 +72,43 @@ pub enum RedirectAsk<'a> {
     Asked(Option<&'a str>),
 }
 
-/// A client looked up for use: its document and its statement's verdict.
+/// A client looked up for use: where it comes from, its metadata and its
+/// statement's verdict.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The cache lookup: the document as fetched (with its parsed
-    /// client_id), and how it was served.
-    pub resolved: Resolved,
+    /// A fetched document, or the operator's configuration.
+    pub origin: Origin,
     /// The metadata to use: the document, with a verified statement's
-    /// claims taking precedence.
+    /// claims taking precedence; for a relayed client, the configuration's.
     pub metadata: Arc<ClientMetadata>,
     /// The statement's verdict; `None` when the document carries none.
     pub statement: Option<Verdict>,
 }
 
+/// Where an admitted client's metadata comes from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A CIMD client: the cache lookup, the document as fetched (with its
+    /// parsed client_id) and how it was served.
+    Document(Resolved),
+    /// A pre-registered client the operator listed in
+    /// `[[upstream.relayed_clients]]`.
+    Relayed,
+}
+
 impl Client {
-    /// The parsed client_id.
-    pub fn id(&self) -> &ClientIdUrl {
-        self.resolved.document.client_id()
+    /// The parsed client_id of a CIMD client; `None` for a relayed one.
+    pub fn id(&self) -> Option<&ClientIdUrl> {
+        self.document()
+            .map(|resolved| resolved.document.client_id())
+    }
+
+    /// The cache lookup of a CIMD client; `None` for a relayed one.
+    pub fn document(&self) -> Option<&Resolved> {
+        match &self.origin {
+            Origin::Document(resolved) => Some(resolved),
+            Origin::Relayed => None,
+        }
     }
 
     /// The issuer that vouches for the client, if any.
@@ -88,9 +116,10 @@ impl Client {
         self.statement.as_ref().and_then(Verdict::vouched_by)
     }
 
-    /// The client_id's host, shown to people (`[::1]` for IPv6).
+    /// The client_id's host, shown to people (`[::1]` for IPv6); a relayed
+    /// client has no host, and its client_id stands in.
     pub fn host(&self) -> &str {
-        host_of(self.id())
+        self.id().map_or(self.metadata.client_id.as_str(), host_of)
     }
 }
 
@@ -205,6 +234,20 @@ impl Refusal {
     }
 }
 
+/// A relayed client as admission sees it: the configuration's metadata.
+fn configured(relayed: &RelayedClient) -> Client {
+    let metadata = ClientMetadata::configured(
+        relayed.client_id(),
+        relayed.redirect_uris.clone(),
+        relayed.client_name.clone(),
+    );
+    Client {
+        origin: Origin::Relayed,
+        metadata: Arc::new(metadata),
+        statement: None,
+    }
+}
+
 fn host_of(client: &ClientIdUrl) -> &str {
     client.url().host_str().unwrap_or_default()
 }
@@ -216,12 +259,14 @@ impl<'a> Admission<'a> {
         trust: &'a Trust,
         policy: &'a Policy,
         upstream_clients: &'a BTreeMap<String, UpstreamClient>,
+        relayed_clients: &'a [RelayedClient],
     ) -> Self {
         Admission {
             cache,
             trust,
             policy,
             upstream_clients,
+            relayed_clients,
             logos: None,
         }
     }
@@ -236,6 +281,14 @@ impl<'a> Admission<'a> {
         }
     }
 
+    /// The relayed pre-registered client with this client_id, if the
+    /// operator listed one; any other non-URL client_id is passed through.
+    pub fn relayed(&self, client_id: &str) -> Option<&'a RelayedClient> {
+        self.relayed_clients
+            .iter()
+            .find(|relayed| relayed.client_id() == client_id)
+    }
+
     /// Admits `client_id` for what `ask` describes, or says why not.
     ///
     /// # Errors
@@ -243,10 +296,24 @@ impl<'a> Admission<'a> {
     /// A [`Refusal`], checked in this order: the identifier, the document,
     /// the statement, the policy, then the redirect_uri.
     pub async fn admit(&self, client_id: &str, ask: Ask<'_>) -> Result<Admitted<'a>, Refusal> {
-        let client = self.look_up(client_id).await?;
-        let decision = self
-            .policy
-            .decide(client.id(), &client.metadata, client.vouched_by());
+        let relayed = self.relayed(client_id);
+        let client = match relayed {
+            Some(relayed) => configured(relayed),
+            None => self.look_up(client_id).await?,
+        };
+        let decision = match client.id() {
+            Some(id) => self
+                .policy
+                .decide(id, &client.metadata, client.vouched_by()),
+            // The operator listed it: allow, no ceiling (its registration
+            // at the provider is its ceiling), no rule.
+            None => Decision {
+                action: Action::Allow,
+                upstream_client: None,
+                scopes: None,
+                reasons: Vec::new(),
+            },
+        };
         if decision.action == Action::Deny {
             return Err(Refusal::Denied(Box::new(Denied { client, decision })));
         }
@@ -266,7 +333,14 @@ impl<'a> Admission<'a> {
                 None => return Err(Refusal::RedirectUriRequired(Box::new(client))),
             },
         };
-        let upstream = self.upstream_for(decision.upstream_client.as_deref());
+        let upstream = match relayed {
+            // Its own registration at the provider.
+            Some(relayed) => Some(Upstream {
+                name: relayed.client_id(),
+                client: &relayed.registration,
+            }),
+            None => self.upstream_for(decision.upstream_client.as_deref()),
+        };
         let scope = within_ceiling(ask.scope, decision.scopes.as_deref());
         Ok(Admitted {
             client,
@@ -304,7 +378,7 @@ impl<'a> Admission<'a> {
                 error,
             })?;
         Ok(Client {
-            resolved,
+            origin: Origin::Document(resolved),
             metadata,
             statement,
         })
@@ -314,20 +388,23 @@ impl<'a> Admission<'a> {
     /// to be held as long as the document. A cache hit queues nothing: the
     /// logo was queued when that document was fetched.
     fn prefetch_logo(&self, client: &Client) {
-        let fetched = matches!(
-            client.resolved.status,
-            CacheStatus::Miss | CacheStatus::Coalesced | CacheStatus::Revalidated
-        );
-        let (Some(logos), true) = (self.logos, fetched) else {
+        let (Some(logos), Some(resolved)) = (self.logos, client.document()) else {
             return;
         };
+        let fetched = matches!(
+            resolved.status,
+            CacheStatus::Miss | CacheStatus::Coalesced | CacheStatus::Revalidated
+        );
+        if !fetched {
+            return;
+        }
         if let Some(url) = client
             .metadata
             .logo_uri
             .as_deref()
             .and_then(|uri| url::Url::parse(uri).ok())
         {
-            logos.prefetch(&url, client.resolved.document.expires_at());
+            logos.prefetch(&url, resolved.document.expires_at());
         }
     }
 
@@ -407,6 +484,7 @@ mod tests {
                 &self.trust,
                 &self.policy,
                 &self.config.upstream.clients,
+                &self.config.upstream.relayed_clients,
             )
         }
     }
@@ -468,5 +546,51 @@ mod tests {
             assert_eq!(refusal.host(), None);
         }
         assert_eq!(parts.cache.entry_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_relayed_client_is_admitted_from_configuration_without_a_fetch() {
+        let parts = Parts::new(&format!(
+            "{TWO_CLIENTS}\n[[upstream.relayed_clients]]\nclient_id = \"desktop-app\"\n\
+             redirect_uris = [\"http://127.0.0.1/cb\"]\n"
+        ));
+        let admission = parts.admission();
+        let ask = |uri| Ask {
+            redirect_uri: RedirectAsk::Asked(uri),
+            scope: Some("openid"),
+        };
+        let admitted = admission
+            .admit("desktop-app", ask(Some("http://127.0.0.1:8123/cb")))
+            .await
+            .expect("admitted");
+        assert!(matches!(admitted.client.origin, Origin::Relayed));
+        assert!(admitted.client.id().is_none());
+        assert_eq!(admitted.client.host(), "desktop-app");
+        assert_eq!(admitted.decision.action, Action::Allow);
+        // Its own registration is its upstream client, whatever the policy says.
+        let upstream = admitted.upstream.expect("an upstream client");
+        assert_eq!(upstream.name, "desktop-app");
+        assert_eq!(upstream.client.client_id, "desktop-app");
+        assert_eq!(upstream.redirect_mode(), RedirectMode::Relay);
+        assert_eq!(
+            admitted.redirect_uri.as_ref().map(RedirectUri::as_str),
+            Some("http://127.0.0.1:8123/cb")
+        );
+        assert_eq!(admitted.scope, Ok("openid".to_owned()));
+        // A redirect_uri it does not list is refused as a document's would be.
+        let refusal = admission
+            .admit("desktop-app", ask(Some("https://attacker.example/cb")))
+            .await
+            .expect_err("refused");
+        assert!(matches!(refusal, Refusal::RedirectUriNotRegistered(_)));
+        assert_eq!(refusal.host(), Some("desktop-app"));
+        // Another non-URL client_id is no relayed client: not admitted here.
+        assert!(admission.relayed("legacy-app").is_none());
+        let refusal = admission
+            .admit("legacy-app", ask(None))
+            .await
+            .expect_err("refused");
+        assert!(matches!(refusal, Refusal::InvalidClientId(_)));
+        assert_eq!(parts.cache.entry_count(), 0, "nothing was fetched");
     }
 }

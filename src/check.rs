@@ -115,7 +115,13 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
     let cache = DocumentCache::new(Arc::clone(&egress), config.cache.clone());
     let trust = Trust::new(&config.trust, egress)?;
     let policy = Policy::new(config.policy.clone());
-    let admission = Admission::new(&cache, &trust, &policy, &config.upstream.clients);
+    let admission = Admission::new(
+        &cache,
+        &trust,
+        &policy,
+        &config.upstream.clients,
+        &config.upstream.relayed_clients,
+    );
     let (client, decision, error) = match admission.admit(client_id, Ask::default()).await {
         Ok(admitted) => (admitted.client, admitted.decision, None),
         Err(Refusal::Denied(denied)) => {
@@ -133,7 +139,9 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
         decision: Some(decision.action),
         error,
         metadata: Some(Arc::clone(&client.metadata)),
-        fetch: Some(client.resolved.document.fetch.clone()),
+        fetch: client
+            .document()
+            .map(|resolved| resolved.document.fetch.clone()),
         policy: Some(decision),
         statement: client.statement.as_ref().map(|verdict| verdict.report()),
     })

@@ -318,6 +318,39 @@ pub fn overlay(
 }
 
 impl ClientMetadata {
+    /// The metadata of a client the operator configured instead of a
+    /// document (`[[upstream.relayed_clients]]`): its redirect URIs (checked
+    /// by [`check_redirect_uri`] when the configuration was read), a public
+    /// client at the proxy (the provider authenticates it), the
+    /// authorization-code and refresh grants.
+    pub fn configured(
+        client_id: &str,
+        redirect_uris: Vec<String>,
+        client_name: Option<String>,
+    ) -> ClientMetadata {
+        ClientMetadata {
+            client_id: client_id.to_owned(),
+            loopback_only: redirect_uris.iter().all(|uri| is_loopback_redirect(uri)),
+            redirect_uris,
+            client_name,
+            client_uri: None,
+            logo_uri: None,
+            policy_uri: None,
+            tos_uri: None,
+            jwks_uri: None,
+            jwks: None,
+            token_endpoint_auth_method: AuthMethod::None,
+            token_endpoint_auth_methods_supported: Vec::new(),
+            token_endpoint_auth_signing_alg: None,
+            grant_types: vec!["authorization_code".to_owned(), "refresh_token".to_owned()],
+            response_types: vec!["code".to_owned()],
+            scope: None,
+            application_type: None,
+            software_statement: None,
+            extra: ExtraMembers::default(),
+        }
+    }
+
     /// True when every redirect URI is a loopback one (RFC 8252 §7.3): anyone can present such a client's URL.
     ///
     /// The code then goes to whatever program listens on the user's own
@@ -595,7 +628,7 @@ fn take_redirect_uris(doc: &mut Map<String, Value>) -> Result<Vec<String>, Metad
 }
 
 /// Checks one registered redirect URI; the error completes "entry N ...".
-fn check_redirect_uri(uri: &str) -> Result<(), String> {
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let url =
         Url::parse(uri).map_err(|e| format!("\"{}\" is not an absolute URI: {e}", shown(uri)))?;
     // An authorization response carries its parameters in the query or the

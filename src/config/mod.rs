@@ -41,8 +41,8 @@ use crate::seal::SealConfig;
 use crate::secret::SecretSource;
 use crate::trust::{DEFAULT_STATEMENT_ALGORITHMS, IssuerConfig, IssuerKeys, TrustConfig};
 use crate::upstream::{
-    Profile, RedirectMode, Translation, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
-    normalise_resource,
+    Profile, RedirectMode, RelayedClient, Translation, UpstreamAuthMethod, UpstreamClient,
+    UpstreamConfig, normalise_resource,
 };
 use reader::Section;
 
@@ -509,6 +509,7 @@ fn read_upstream(
         timeout,
         extra_root_certs,
         clients: BTreeMap::new(),
+        relayed_clients: Vec::new(),
         discovery_refresh: section
             .get_between("discovery_refresh_s", 1, 3600, problems)
             .map_or(defaults.discovery_refresh, Duration::from_secs),
@@ -518,6 +519,12 @@ fn read_upstream(
             config.clients.insert(name.to_owned(), parsed);
         }
         client.finish(problems);
+    }
+    for mut relayed in section.array_of_tables("relayed_clients", problems) {
+        if let Some(parsed) = read_relayed_client(&mut relayed, &config, problems) {
+            config.relayed_clients.push(parsed);
+        }
+        relayed.finish(problems);
     }
     config
 }
@@ -562,6 +569,73 @@ fn read_translation(section: &mut Section<'_>, problems: &mut Vec<Problem>) -> T
         }
     }
     translation
+}
+
+/// `[[upstream.relayed_clients]]`: a pre-registered client relayed like a
+/// CIMD client. Its client_id must be one a request could not mistake for a
+/// CIMD client_id, and appear once.
+fn read_relayed_client(
+    section: &mut Section<'_>,
+    upstream: &UpstreamConfig,
+    problems: &mut Vec<Problem>,
+) -> Option<RelayedClient> {
+    let client_id = section.require::<String>("client_id", problems);
+    let auth_method = read_choice(section, "auth_method", UpstreamAuthMethod::None, problems);
+    let redirect_uris = section.require::<Vec<String>>("redirect_uris", problems);
+    let client_name = section.get::<String>("client_name", problems);
+    if let Some(id) = &client_id {
+        let problem = if id.is_empty() {
+            Some("must not be empty".to_owned())
+        } else if crate::client_id::is_url_client_id(id) {
+            Some(
+                "is an https URL: such a client_id is a CIMD client, admitted by its document"
+                    .to_owned(),
+            )
+        } else if upstream.relayed_clients.iter().any(|c| c.client_id() == id) {
+            Some(format!("\"{id}\" is listed twice"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            problems.push(Problem::new(&section.key_path("client_id"), problem));
+        }
+    }
+    // The client's own secret travels with its token requests and the
+    // provider checks it; an assertion signed for the proxy's token
+    // endpoint would not verify at the provider's.
+    if auth_method == Some(UpstreamAuthMethod::PrivateKeyJwt) {
+        problems.push(Problem::new(
+            &section.key_path("auth_method"),
+            "private_key_jwt cannot be relayed: the client's assertion names the proxy, not the provider; use \"none\", \"client_secret_basic\" or \"client_secret_post\"",
+        ));
+    }
+    if let Some(uris) = &redirect_uris {
+        if uris.is_empty() {
+            problems.push(Problem::new(
+                &section.key_path("redirect_uris"),
+                "must list at least one redirect URI",
+            ));
+        }
+        for (index, uri) in uris.iter().enumerate() {
+            if let Err(reason) = crate::metadata::check_redirect_uri(uri) {
+                problems.push(Problem::new(
+                    &section.key_path("redirect_uris"),
+                    format!("entry {index} {reason}"),
+                ));
+            }
+        }
+    }
+    Some(RelayedClient {
+        registration: UpstreamClient {
+            client_id: client_id?,
+            auth_method: auth_method?,
+            client_secret: None,
+            private_key_file: None,
+            redirect_mode: RedirectMode::Relay,
+        },
+        redirect_uris: redirect_uris?,
+        client_name,
+    })
 }
 
 fn read_upstream_client(

@@ -889,3 +889,70 @@ fn the_resource_section_takes_one_identifier_or_several() {
         assert_eq!(keys(&problems), vec!["resource.resource"], "{bad}");
     }
 }
+
+#[test]
+fn relayed_clients_are_read_and_their_mistakes_reported() {
+    let config = load(
+        r#"
+        [[upstream.relayed_clients]]
+        client_id = "desktop-app"
+        auth_method = "client_secret_basic"
+        redirect_uris = ["http://127.0.0.1/cb", "com.example.desktop:/cb"]
+        client_name = "Desktop App"
+        [[upstream.relayed_clients]]
+        client_id = "cli"
+        redirect_uris = ["http://localhost/cb"]
+        "#,
+    )
+    .expect("valid");
+    let relayed = &config.upstream.relayed_clients;
+    assert_eq!(relayed.len(), 2);
+    assert_eq!(relayed[0].client_id(), "desktop-app");
+    assert_eq!(
+        relayed[0].registration.auth_method,
+        UpstreamAuthMethod::ClientSecretBasic
+    );
+    assert_eq!(relayed[0].registration.redirect_mode, RedirectMode::Relay);
+    assert_eq!(relayed[0].client_name.as_deref(), Some("Desktop App"));
+    // A public client unless told otherwise.
+    assert_eq!(
+        relayed[1].registration.auth_method,
+        UpstreamAuthMethod::None
+    );
+
+    let problems = load(
+        r#"
+        [[upstream.relayed_clients]]
+        client_id = "https://app.example/client.json"
+        redirect_uris = ["https://app.example/cb"]
+        [[upstream.relayed_clients]]
+        client_id = "jwt-app"
+        auth_method = "private_key_jwt"
+        redirect_uris = ["http://app.example/cb", "https://app.example/cb#x"]
+        [[upstream.relayed_clients]]
+        client_id = "jwt-app"
+        redirect_uris = []
+        secret = "no"
+        [[upstream.relayed_clients]]
+        auth_method = "none"
+        "#,
+    )
+    .expect_err("invalid");
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for expected in [
+        "upstream.relayed_clients[0].client_id: is an https URL",
+        "upstream.relayed_clients[1].auth_method: private_key_jwt cannot be relayed",
+        "upstream.relayed_clients[1].redirect_uris: entry 0 \"http://app.example/cb\" uses http",
+        "upstream.relayed_clients[1].redirect_uris: entry 1 \"https://app.example/cb#x\" must not contain a fragment",
+        "upstream.relayed_clients[2].client_id: \"jwt-app\" is listed twice",
+        "upstream.relayed_clients[2].redirect_uris: must list at least one redirect URI",
+        "upstream.relayed_clients[2].secret",
+        "upstream.relayed_clients[3].client_id",
+        "upstream.relayed_clients[3].redirect_uris",
+    ] {
+        assert!(
+            text.iter().any(|line| line.starts_with(expected)),
+            "{expected}\nin {text:#?}"
+        );
+    }
+}

@@ -44,8 +44,8 @@ use crate::policy::{Action, Interstitial};
 use crate::seal::{Purpose, SealConfig};
 use crate::server::consent::{self, Choice};
 use crate::server::interstitial::{self, ConsentRequest};
-use crate::server::oauth::error_redirect;
 use crate::server::oauth::{OAuthErrorCode, TokenError, token_error_for_refusal};
+use crate::server::oauth::{basic_user, error_redirect};
 use crate::server::pages::{PageReason, error_page, refusal_page};
 use crate::server::params::{MAX_PARAMS_BYTES, Params};
 use crate::server::{AppState, Shared};
@@ -563,27 +563,6 @@ fn forbidden(mut page: Response) -> Response {
     page
 }
 
-/// The user name of an HTTP Basic `Authorization` header, form-decoded as
-/// RFC 6749 §2.3.1 requires.
-fn basic_user(headers: &HeaderMap) -> Option<String> {
-    use base64::Engine as _;
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, credentials) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(credentials.trim())
-        .ok()?;
-    let user = decoded.split(|&b| b == b':').next()?;
-    url::form_urlencoded::parse(&[b"u=", user].concat())
-        .next()
-        .map(|(_, value)| value.into_owned())
-}
-
 fn count_authorize(outcome: &'static str) {
     METRICS
         .authorize
@@ -741,27 +720,6 @@ mod tests {
         assert_eq!(GateConfig::check_path("/Auth/").unwrap(), "/auth");
         assert!(GateConfig::check_path("auth").is_err());
         assert!(GateConfig::check_path("/auth?x").is_err());
-    }
-
-    #[test]
-    fn basic_credentials_name_the_client_form_decoded() {
-        use base64::Engine as _;
-        let mut headers = HeaderMap::new();
-        let credentials = base64::engine::general_purpose::STANDARD
-            .encode("https%3A%2F%2Fapp.example%2Fc:secret");
-        headers.insert(
-            axum::http::header::AUTHORIZATION,
-            format!("Basic {credentials}").parse().unwrap(),
-        );
-        assert_eq!(
-            basic_user(&headers).as_deref(),
-            Some("https://app.example/c")
-        );
-        headers.insert(
-            axum::http::header::AUTHORIZATION,
-            "Bearer x".parse().unwrap(),
-        );
-        assert_eq!(basic_user(&headers), None);
     }
 
     #[test]

@@ -41,8 +41,9 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
     let Some(client_id) = params.get("client_id") else {
         return error_page(PageReason::BadRequest, "client_id is missing", None);
     };
-    if !is_url_client_id(client_id) {
-        // A pre-registered client: the provider knows it; pass it through.
+    if !is_url_client_id(client_id) && state.admission().relayed(client_id).is_none() {
+        // A pre-registered client the operator did not list for relaying:
+        // the provider knows it; pass it through.
         audit(client_id, "pass_through", "pass_through", None);
         return pass_through(&state, raw_query);
     }

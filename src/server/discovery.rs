@@ -58,15 +58,28 @@ pub fn authorization_server_metadata(
     Value::Object(metadata)
 }
 
-/// RFC 9728 metadata for the resource beside the sidecar.
+/// The scope a resource does not advertise: `offline_access` is about the
+/// client's relationship with the authorization server, not a permission
+/// on the resource, and MCP (2026-07) says a protected resource should not
+/// list it; a client that may refresh asks the authorization server for it.
+const NOT_A_RESOURCE_SCOPE: &str = "offline_access";
+
+/// RFC 9728 metadata for the resource beside the sidecar. `offline_access`
+/// is left out of `scopes_supported` even when `[resource]` lists it.
 pub fn protected_resource_metadata(issuer: &str, resource: &ResourceConfig) -> Value {
     let mut metadata = json!({
         "resource": resource.resource.as_str(),
         "authorization_servers": [issuer],
         "bearer_methods_supported": ["header"],
     });
-    if !resource.scopes_supported.is_empty() {
-        metadata["scopes_supported"] = json!(resource.scopes_supported);
+    let scopes: Vec<&str> = resource
+        .scopes_supported
+        .iter()
+        .map(String::as_str)
+        .filter(|scope| *scope != NOT_A_RESOURCE_SCOPE)
+        .collect();
+    if !scopes.is_empty() {
+        metadata["scopes_supported"] = json!(scopes);
     }
     metadata
 }
@@ -102,5 +115,27 @@ mod tests {
                 "/auth/.well-known/openid-configuration",
             ]
         );
+    }
+
+    #[test]
+    fn protected_resource_metadata_does_not_advertise_offline_access() {
+        let resource = |scopes: &[&str]| ResourceConfig {
+            resource: "https://mcp.example/mcp".parse().unwrap(),
+            additional: Vec::new(),
+            scopes_supported: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+        };
+        let metadata = protected_resource_metadata(
+            "https://auth.example",
+            &resource(&["openid", "offline_access", "mcp:tools"]),
+        );
+        assert_eq!(metadata["scopes_supported"], json!(["openid", "mcp:tools"]));
+        assert_eq!(
+            metadata["authorization_servers"],
+            json!(["https://auth.example"])
+        );
+        // Nothing left to advertise: no member rather than an empty list.
+        let metadata =
+            protected_resource_metadata("https://auth.example", &resource(&["offline_access"]));
+        assert!(metadata.get("scopes_supported").is_none(), "{metadata}");
     }
 }

@@ -270,6 +270,7 @@ impl AppState {
             &self.trust,
             &self.policy,
             &self.config.upstream.clients,
+            &self.config.upstream.relayed_clients,
         )
     }
 

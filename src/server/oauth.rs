@@ -246,6 +246,25 @@ pub fn token_error_for_client(code: ErrorCode, message: &str) -> TokenError {
     }
 }
 
+/// The user name of an HTTP Basic `Authorization` header, form-decoded as
+/// RFC 6749 §2.3.1 requires: how a confidential client that sends no
+/// `client_id` in the form names itself at a token endpoint.
+pub fn basic_user(headers: &axum::http::HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let user = decoded.split(|&b| b == b':').next()?;
+    url::form_urlencoded::parse(&[b"u=", user].concat())
+        .next()
+        .map(|(_, value)| value.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +358,25 @@ mod tests {
             assert_eq!(built, expected, "{base}");
             assert_eq!(Url::parse(&built).unwrap().as_str(), built, "{base}");
         }
+    }
+
+    #[test]
+    fn basic_credentials_name_the_client_form_decoded() {
+        use base64::Engine as _;
+        let mut headers = axum::http::HeaderMap::new();
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode("https%3A%2F%2Fapp.example%2Fc:secret");
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {credentials}").parse().unwrap(),
+        );
+        assert_eq!(
+            basic_user(&headers).as_deref(),
+            Some("https://app.example/c")
+        );
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Basic !!not-base64".parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
     }
 }

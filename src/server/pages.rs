@@ -401,9 +401,9 @@ pub fn refusal_page(refusal: &Refusal) -> Response {
     let client = match refusal {
         Refusal::InvalidClientId(_) => None,
         Refusal::Client { client, .. } => Some(client),
-        Refusal::Denied(denied) => Some(denied.client.id()),
+        Refusal::Denied(denied) => denied.client.id(),
         Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {
-            Some(client.id())
+            client.id()
         }
     };
     let host = client.and_then(|client| display_host(client.url()));

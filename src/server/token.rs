@@ -6,6 +6,13 @@
 //! registry: deny a client_id, or let its document vanish, and its refresh
 //! tokens stop at once.
 //!
+//! A relayed pre-registered client (`[[upstream.relayed_clients]]`) takes
+//! the same path, except that the provider authenticates it: the proxy
+//! checks only that it presented what it is registered with, and makes the
+//! grant as that client with those credentials. Remove it from the list and
+//! its refresh tokens stop too (they are then passed through, and the
+//! provider does not know them).
+//!
 //! Refresh tokens rotate, with reuse detection (OAuth 2.1 §4.3.1): the code
 //! exchange starts a family in the shared store, every refresh returns the
 //! family's next generation, and presenting an older one revokes the
@@ -23,7 +30,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use super::audit::short;
-use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_refusal};
+use super::oauth::{OAuthErrorCode, TokenError, basic_user, no_store, token_error_for_refusal};
 use super::params::Params;
 use crate::admission::{Ask, ScopeRefused};
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
@@ -85,14 +92,24 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
     let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
     let client_id = match claimed {
         Some(id) if is_url_client_id(&id) => id,
-        // A pre-registered client (or one we cannot name): the provider's business.
-        other => return forward(&state, body, &headers, other.as_deref(), &grant_type).await,
+        other => {
+            // A confidential pre-registered client may name itself only in
+            // its Basic credentials (RFC 6749 §2.3.1).
+            let named = other.or_else(|| basic_user(&headers));
+            match named {
+                Some(id) if state.admission().relayed(&id).is_some() => id,
+                // A pre-registered client (or one we cannot name): the provider's business.
+                other => {
+                    return forward(&state, body, &headers, other.as_deref(), &grant_type).await;
+                }
+            }
+        }
     };
     let mut upstream_client = None;
     let outcome = cimd_token(
         &state,
         &params,
-        &auth,
+        (&auth, &headers),
         &client_id,
         &grant_type,
         &mut upstream_client,
@@ -180,28 +197,47 @@ fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
     TokenError::new(code, description)
 }
 
-/// The token request of a CIMD client. `upstream_client` learns, for the
-/// audit line, which pre-registered client the grant was made as.
+/// The token request of a CIMD client, or of a relayed pre-registered one.
+/// `upstream_client` learns, for the audit line, which pre-registered
+/// client the grant was made as.
 async fn cimd_token(
     state: &AppState,
     params: &Params,
-    auth: &TokenClientAuth,
+    (auth, headers): (&TokenClientAuth, &HeaderMap),
     client_id: &str,
     grant_type: &str,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
-    // Revocation without a registry: the document and the policy, now.
+    // Revocation without a registry: the document and the policy (or the
+    // relayed list), now.
     let admitted = state
         .admission()
         .admit(client_id, Ask::default())
         .await
         .map_err(|refusal| token_error_for_refusal(&refusal))?;
     let client = &admitted.client;
-    state
-        .client_auth
-        .authenticate(client.id(), &client.metadata, auth)
-        .await
-        .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
+    // A CIMD client authenticates to the proxy; a relayed one to the
+    // provider, with what it presents here.
+    let relayed = match (client.id(), admitted.upstream) {
+        (Some(id), _) => {
+            state
+                .client_auth
+                .authenticate(id, &client.metadata, auth)
+                .await
+                .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
+            None
+        }
+        (None, Some(registration)) => {
+            Some(relayed_credentials(registration.client, params, headers)?)
+        }
+        // Not reached: admission gives a relayed client its own registration.
+        (None, None) => {
+            return Err(TokenError::new(
+                OAuthErrorCode::InvalidClient,
+                "the client is not known to the proxy",
+            ));
+        }
+    };
     match grant_type {
         "authorization_code" => {
             let direct = admitted
@@ -210,11 +246,19 @@ async fn cimd_token(
                 .map(|upstream| upstream.name);
             let presented = open_code(state, params, &client.metadata, direct)?;
             *upstream_client = Some(presented.grant.upstream_client.clone());
-            exchange_code(state, presented).await
+            exchange_code(state, presented, relayed.as_ref()).await
         }
         "refresh_token" => {
             let ceiling = admitted.decision.scopes.as_deref();
-            refresh_token(state, params, client_id, ceiling, upstream_client).await
+            refresh_token(
+                state,
+                params,
+                client_id,
+                ceiling,
+                upstream_client,
+                relayed.as_ref(),
+            )
+            .await
         }
         "" => Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
@@ -224,6 +268,147 @@ async fn cimd_token(
             OAuthErrorCode::UnsupportedGrantType,
             "only authorization_code and refresh_token are supported",
         )),
+    }
+}
+
+/// Who the proxy makes a grant as at the provider.
+enum Party<'a> {
+    /// The `[upstream.clients]` entry of this name, sealed into the grant,
+    /// with the proxy's credentials for it (a CIMD client's grant).
+    Upstream(&'a str),
+    /// A relayed pre-registered client, as itself, with the credentials it
+    /// presented to the proxy: the provider checks them.
+    Relayed {
+        /// Its client_id, at the provider and here.
+        client_id: &'a str,
+        /// What it authenticated with.
+        credentials: &'a RelayedCredentials,
+    },
+}
+
+/// The credentials a relayed client presented, passed on to the provider.
+/// No `Debug`: they are the client's secret.
+enum RelayedCredentials {
+    /// A public client: PKCE only.
+    None,
+    /// Its `Authorization: Basic` header, as sent.
+    Basic(HeaderValue),
+    /// Its `client_secret` form parameter.
+    Post(String),
+}
+
+impl<'a> Party<'a> {
+    /// The party a grant sealed with `upstream_client` for `client_id` is
+    /// made as: the relayed client itself when it presented `relayed`.
+    fn of(
+        upstream_client: &'a str,
+        client_id: &'a str,
+        relayed: Option<&'a RelayedCredentials>,
+    ) -> Self {
+        match relayed {
+            None => Party::Upstream(upstream_client),
+            Some(credentials) => Party::Relayed {
+                client_id,
+                credentials,
+            },
+        }
+    }
+
+    /// The name sealed into the grant's tokens: the upstream client's, or
+    /// the relayed client's client_id.
+    fn name(&self) -> &'a str {
+        match self {
+            Party::Upstream(name) => name,
+            Party::Relayed { client_id, .. } => client_id,
+        }
+    }
+
+    /// The token request at the provider.
+    async fn token(
+        &self,
+        state: &AppState,
+        form: &[(&str, &str)],
+    ) -> Result<crate::upstream::TokenResponse, TokenError> {
+        let answer = match self {
+            Party::Upstream(name) => state.provider.token(name, form).await,
+            Party::Relayed {
+                client_id,
+                credentials,
+            } => {
+                let (authorization, secret) = match credentials {
+                    RelayedCredentials::None => (None, None),
+                    RelayedCredentials::Basic(header) => (Some(header.clone()), None),
+                    RelayedCredentials::Post(secret) => (None, Some(secret.as_str())),
+                };
+                state
+                    .provider
+                    .relayed_token(client_id, form, authorization, secret)
+                    .await
+            }
+        };
+        answer.map_err(|error| provider_unavailable(&error))
+    }
+
+    /// The provider-side client_id the provider's id_token is issued to.
+    fn provider_client_id<'s>(&'s self, state: &'s AppState) -> &'s str {
+        match self {
+            Party::Upstream(name) => state.provider.client_id_of(name).unwrap_or_default(),
+            Party::Relayed { client_id, .. } => client_id,
+        }
+    }
+}
+
+/// Checks that a relayed client authenticated the way it is registered at
+/// the provider, and returns what to pass on. The provider verifies the
+/// secret; the proxy only refuses what cannot be right, before the
+/// provider is asked.
+fn relayed_credentials(
+    registration: &crate::upstream::UpstreamClient,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<RelayedCredentials, TokenError> {
+    use crate::upstream::UpstreamAuthMethod;
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .filter(|_| basic_user(headers).is_some());
+    let form_secret = params.get("client_secret");
+    if params.get("client_assertion").is_some() {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidClient,
+            "this client does not authenticate with a client_assertion",
+        ));
+    }
+    if let (Some(form_id), Some(named)) = (params.get("client_id"), basic_user(headers)) {
+        if form_id != named {
+            return Err(TokenError::new(
+                OAuthErrorCode::InvalidClient,
+                "the client_id parameter does not match the Basic credentials",
+            ));
+        }
+    }
+    let invalid =
+        |description: &str| Err(TokenError::new(OAuthErrorCode::InvalidClient, description));
+    match (registration.auth_method, basic, form_secret) {
+        (UpstreamAuthMethod::None, None, None) => Ok(RelayedCredentials::None),
+        (UpstreamAuthMethod::None, _, _) => {
+            invalid("this client is public: it must not send a client secret")
+        }
+        (UpstreamAuthMethod::ClientSecretBasic, Some(header), None) => {
+            Ok(RelayedCredentials::Basic(header.clone()))
+        }
+        (UpstreamAuthMethod::ClientSecretBasic, _, _) => {
+            invalid("this client must authenticate with HTTP Basic (client_secret_basic)")
+        }
+        (UpstreamAuthMethod::ClientSecretPost, None, Some(secret)) => {
+            Ok(RelayedCredentials::Post(secret.to_owned()))
+        }
+        (UpstreamAuthMethod::ClientSecretPost, _, _) => {
+            invalid("this client must send its client_secret in the form (client_secret_post)")
+        }
+        // Refused when the configuration is read.
+        (UpstreamAuthMethod::PrivateKeyJwt, _, _) => {
+            invalid("this client's authentication method cannot be relayed")
+        }
     }
 }
 
@@ -348,8 +533,14 @@ async fn exchange_code(
         verifier,
         id_token,
     }: PresentedCode<'_>,
+    relayed: Option<&RelayedCredentials>,
 ) -> Result<Response, TokenError> {
-    let upstream_redirect = match state.upstream_mode(&grant.upstream_client) {
+    let party = Party::of(&grant.upstream_client, &grant.client_id, relayed);
+    let mode = match party {
+        Party::Upstream(name) => state.upstream_mode(name),
+        Party::Relayed { .. } => RedirectMode::Relay,
+    };
+    let upstream_redirect = match mode {
         RedirectMode::Relay => state.callback_url(),
         RedirectMode::Direct => grant.redirect_uri.as_str().to_owned(),
     };
@@ -378,16 +569,12 @@ async fn exchange_code(
             .iter()
             .map(|(name, value)| (*name, value.as_str())),
     );
-    let answer = state
-        .provider
-        .token(&grant.upstream_client, &form)
-        .await
-        .map_err(|error| provider_unavailable(&error))?;
+    let answer = party.token(state, &form).await?;
     finish(
         state,
         answer,
         &grant.client_id,
-        &grant.upstream_client,
+        &party,
         &grant.scope,
         id_token,
         Refresh::Start {
@@ -454,6 +641,7 @@ async fn refresh_token(
     client_id: &str,
     ceiling: Option<&[String]>,
     upstream_client: &mut Option<String>,
+    relayed: Option<&RelayedCredentials>,
 ) -> Result<Response, TokenError> {
     let Some(token) = params.get("refresh_token") else {
         return Err(TokenError::new(
@@ -508,11 +696,9 @@ async fn refresh_token(
             .iter()
             .map(|(name, value)| (*name, value.as_str())),
     );
-    let answer = state
-        .provider
-        .token(&sealed.upstream_client, &form)
-        .await
-        .map_err(|error| provider_unavailable(&error))?;
+    let upstream_name = sealed.upstream_client.clone();
+    let party = Party::of(&upstream_name, client_id, relayed);
+    let answer = party.token(state, &form).await?;
     let id_token = if has_openid(&sealed.scope) {
         // On refresh there is no nonce (OIDC Core §12.2).
         IdToken::Reissue {
@@ -521,12 +707,12 @@ async fn refresh_token(
     } else {
         IdToken::Drop
     };
-    let (scope, upstream) = (sealed.scope.clone(), sealed.upstream_client.clone());
+    let scope = sealed.scope.clone();
     finish(
         state,
         answer,
         client_id,
-        &upstream,
+        &party,
         &scope,
         id_token,
         Refresh::Rotate(sealed),
@@ -752,7 +938,7 @@ async fn finish(
     state: &AppState,
     answer: crate::upstream::TokenResponse,
     client_id: &str,
-    upstream_client: &str,
+    party: &Party<'_>,
     scope: &str,
     id_token: IdToken,
     refresh: Refresh,
@@ -762,7 +948,7 @@ async fn finish(
         let provider = state.provider.metadata();
         let issuer = url::Url::parse(&provider.issuer).ok();
         let host = issuer.as_ref().and_then(url::Url::host_str);
-        return Err(provider_refusal(&body, upstream_client, host));
+        return Err(provider_refusal(&body, party, host));
     }
     if let Some(Value::String(provider_id_token)) = body.remove("id_token") {
         let nonce = match &id_token {
@@ -777,7 +963,7 @@ async fn finish(
                 state,
                 &provider_id_token,
                 client_id,
-                upstream_client,
+                party,
                 nonce,
                 body.get("access_token").and_then(Value::as_str),
             )
@@ -803,7 +989,7 @@ async fn finish(
         refresh,
         upstream_refresh_token,
         client_id,
-        upstream_client,
+        party.name(),
         &scope,
     )
     .await?
@@ -822,14 +1008,14 @@ async fn finish(
 /// The provider's OAuth error, relayed reduced to its known fields.
 fn provider_refusal(
     body: &Map<String, Value>,
-    upstream_client: &str,
+    party: &Party<'_>,
     provider_host: Option<&str>,
 ) -> TokenError {
     let code = body
         .get("error")
         .and_then(Value::as_str)
         .map_or(OAuthErrorCode::ServerError, OAuthErrorCode::from_provider);
-    if code == OAuthErrorCode::InvalidClient {
+    if let (OAuthErrorCode::InvalidClient, Party::Upstream(upstream_client)) = (code, party) {
         // The client authenticated to us; the provider refusing *our*
         // credentials is our fault, not the client's.
         tracing::error!(
@@ -862,7 +1048,7 @@ async fn reissue_id_token(
     state: &AppState,
     id_token: &str,
     client_id: &str,
-    upstream_client: &str,
+    party: &Party<'_>,
     nonce: NonceRule<'_>,
     access_token: Option<&str>,
 ) -> Result<String, TokenError> {
@@ -871,11 +1057,7 @@ async fn reissue_id_token(
         NonceRule::CarryOver => None,
     };
     let provider = state.provider.metadata();
-    let audience = state
-        .provider
-        .client_id_of(upstream_client)
-        .unwrap_or_default()
-        .to_owned();
+    let audience = party.provider_client_id(state).to_owned();
     let verifier = IdTokenVerifier::new(provider.issuer.clone(), audience);
     let unavailable = |error: &dyn std::fmt::Display| {
         tracing::warn!(%error, "cannot read the provider's JWKS");

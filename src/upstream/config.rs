@@ -30,6 +30,9 @@ pub struct UpstreamConfig {
     pub extra_root_certs: Option<PathBuf>,
     /// The pre-registered clients CIMD clients are mapped onto, by name.
     pub clients: BTreeMap<String, UpstreamClient>,
+    /// Pre-registered clients the proxy relays like CIMD clients instead of
+    /// passing them through (`[[upstream.relayed_clients]]`).
+    pub relayed_clients: Vec<RelayedClient>,
     /// How often the discovery document is refreshed to decide readiness.
     pub discovery_refresh: Duration,
 }
@@ -44,6 +47,7 @@ impl Default for UpstreamConfig {
             timeout: Duration::from_millis(10_000),
             extra_root_certs: None,
             clients: BTreeMap::new(),
+            relayed_clients: Vec::new(),
             discovery_refresh: Duration::from_secs(30),
         }
     }
@@ -138,4 +142,32 @@ pub enum RedirectMode {
     Relay,
     /// The client's own redirect_uri goes upstream (it must be registered there).
     Direct,
+}
+
+/// `[[upstream.relayed_clients]]`: a client registered at the provider
+/// under its own client_id, with the proxy's `/callback` among its
+/// redirect URIs, that the proxy relays like a CIMD client. Its user comes
+/// back through the proxy, so the client receives the proxy's `iss` (RFC
+/// 9207), the proxy's id_token and the proxy's sealed code and refresh
+/// token: what a client that discovered the proxy as its authorization
+/// server checks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayedClient {
+    /// The client as registered at the provider: its client_id and
+    /// auth_method, in relay mode. The proxy holds no credential for it:
+    /// the client's own (its Basic header or `client_secret`) travel with
+    /// each of its token requests, and the provider checks them.
+    pub registration: UpstreamClient,
+    /// The client's own redirect URIs, where the proxy sends the user back
+    /// (matched as a CIMD document's are, loopback port rule included).
+    pub redirect_uris: Vec<String>,
+    /// The name shown on the consent page, if the operator gives one.
+    pub client_name: Option<String>,
+}
+
+impl RelayedClient {
+    /// Its client_id at the provider, which is also its client_id here.
+    pub fn client_id(&self) -> &str {
+        &self.registration.client_id
+    }
 }

@@ -34,6 +34,17 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
         params: &'a [(&'a str, &'a str)],
     ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>>;
 
+    /// A grant made as a relayed pre-registered client with the credentials
+    /// it presented: its Basic `authorization` header, or its
+    /// `client_secret`, or neither (a public client).
+    fn relayed_token<'a>(
+        &'a self,
+        client_id: &'a str,
+        params: &'a [(&'a str, &'a str)],
+        authorization: Option<HeaderValue>,
+        client_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>>;
+
     /// A pre-registered client's own token request, passed through verbatim.
     fn forward_token_request(
         &self,
@@ -65,6 +76,22 @@ impl IdentityProvider for Provider {
         params: &'a [(&'a str, &'a str)],
     ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>> {
         Box::pin(Provider::token(self, upstream_client, params))
+    }
+
+    fn relayed_token<'a>(
+        &'a self,
+        client_id: &'a str,
+        params: &'a [(&'a str, &'a str)],
+        authorization: Option<HeaderValue>,
+        client_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>> {
+        Box::pin(Provider::relayed_token(
+            self,
+            client_id,
+            params,
+            authorization,
+            client_secret,
+        ))
     }
 
     fn forward_token_request(

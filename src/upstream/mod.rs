@@ -39,7 +39,8 @@ use url::Url;
 use crate::error_code::OAuthErrorCode;
 use crate::jwks::{self, KeySetPolicy, KeySetSlot, WhenRefetchFails};
 pub use config::{
-    Profile, RedirectMode, ResourceParameter, UpstreamAuthMethod, UpstreamClient, UpstreamConfig,
+    Profile, RedirectMode, RelayedClient, ResourceParameter, UpstreamAuthMethod, UpstreamClient,
+    UpstreamConfig,
 };
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
@@ -385,6 +386,42 @@ impl Provider {
             "upstream token call"
         );
         result
+    }
+
+    /// A grant made as a relayed pre-registered client
+    /// (`[[upstream.relayed_clients]]`) with the credentials it presented
+    /// to the proxy, which the provider checks: its `Authorization: Basic`
+    /// header as sent, or its `client_secret` in the form, or nothing (a
+    /// public client, PKCE only). `params` are the grant's own form fields,
+    /// `grant_type` first among them; client authentication fields in
+    /// `params` are ignored.
+    pub async fn relayed_token(
+        &self,
+        client_id: &str,
+        params: &[(&str, &str)],
+        authorization: Option<HeaderValue>,
+        client_secret: Option<&str>,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let metadata = self.metadata();
+        let endpoint = &metadata.token_endpoint;
+        // Built whole before the call: the serializer is not `Send`.
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in params {
+                if *name == "grant_type" || !RESERVED_PARAMS.contains(name) {
+                    form.append_pair(name, value);
+                }
+            }
+            if authorization.is_none() {
+                form.append_pair("client_id", client_id);
+                if let Some(secret) = client_secret {
+                    form.append_pair("client_secret", secret);
+                }
+            }
+            Bytes::from(form.finish())
+        };
+        let answer = measured("token", self.http.post_form(endpoint, body, authorization)).await?;
+        token_response(answer, endpoint)
     }
 
     /// A pre-registered (non-URL) client's token request, forwarded

@@ -10,7 +10,8 @@ before(async () => {
   world = await createWorld('10-discovery', {
     proxy: (w) => {
       resource = `${w.proxyPublicUrl}/mcp`;
-      return { resource: { resource, scopes_supported: ['openid', 'mcp:tools'] } };
+      // offline_access is configured, and left out of the resource's metadata (MCP 2026-07).
+      return { resource: { resource, scopes_supported: ['openid', 'offline_access', 'mcp:tools'] } };
     },
   });
 });
@@ -76,7 +77,7 @@ for (const path of ['/.well-known/oauth-protected-resource', '/.well-known/oauth
     assert.equal(status, 200);
     assert.equal(json.resource, resource);
     assert.deepEqual(json.authorization_servers, [world.proxy.issuer]);
-    assert.deepEqual(json.scopes_supported, ['openid', 'mcp:tools']);
+    assert.deepEqual(json.scopes_supported, ['openid', 'mcp:tools'], 'no offline_access: not a resource scope');
   });
 }
 

@@ -44,6 +44,11 @@ const IDP: &str = "https://idp.test";
 const PROXY: &str = "https://proxy.test";
 /// The pre-registered client CIMD clients are mapped onto.
 const UPSTREAM_CLIENT_ID: &str = "proxy-app";
+/// A pre-registered client of its own (`client_secret_basic` at the
+/// provider) that the proxy relays: `[[upstream.relayed_clients]]`.
+const RELAYED_CLIENT_ID: &str = "desktop-app";
+/// Its secret, which only it and the provider know.
+const RELAYED_SECRET: &str = "desktop-app-secret";
 /// The PKCE verifier of every sign-in here, and its S256 challenge.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const SEAL_KEY: [u8; 32] = [5u8; 32];
@@ -56,6 +61,7 @@ fn challenge(verifier: &str) -> String {
 /// What the stand-in granted at its authorization endpoint.
 #[derive(Debug, Clone)]
 struct Grant {
+    client_id: String,
     redirect_uri: String,
     code_challenge: String,
     nonce: Option<String>,
@@ -110,11 +116,11 @@ impl StandInProvider {
         let location = Url::parse(location).unwrap();
         assert!(location.as_str().starts_with(&format!("{IDP}/authorize?")));
         let query: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
-        assert_eq!(query["client_id"], UPSTREAM_CLIENT_ID);
         let code = format!("upstream-code-{}", self.grants.lock().unwrap().len());
         self.grants.lock().unwrap().insert(
             code.clone(),
             Grant {
+                client_id: query["client_id"].clone(),
                 redirect_uri: query["redirect_uri"].clone(),
                 code_challenge: query["code_challenge"].clone(),
                 nonce: query.get("nonce").cloned(),
@@ -136,7 +142,8 @@ impl StandInProvider {
         self.token_calls.lock().unwrap().clone()
     }
 
-    fn answer(&self, form: &BTreeMap<String, String>) -> TokenResponse {
+    /// The token endpoint's answer to `form`, from the authenticated `client_id`.
+    fn answer(&self, client_id: &str, form: &BTreeMap<String, String>) -> TokenResponse {
         if let Some((status, body)) = self.refuse_with.lock().unwrap().take() {
             return error(status, body);
         }
@@ -145,8 +152,9 @@ impl StandInProvider {
                 let Some(grant) = self.grants.lock().unwrap().remove(&form["code"]) else {
                     return error(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
                 };
-                // What a provider checks: the redirect_uri and PKCE binding.
-                if form.get("redirect_uri") != Some(&grant.redirect_uri)
+                // What a provider checks: the client, the redirect_uri and PKCE binding.
+                if grant.client_id != client_id
+                    || form.get("redirect_uri") != Some(&grant.redirect_uri)
                     || form.get("code_verifier").map(|v| challenge(v)) != Some(grant.code_challenge)
                 {
                     return error(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}));
@@ -161,7 +169,7 @@ impl StandInProvider {
             .unwrap()
             .as_secs();
         let mut claims = json!({
-            "iss": IDP, "aud": UPSTREAM_CLIENT_ID, "sub": "user-1",
+            "iss": IDP, "aud": client_id, "sub": "user-1",
             "iat": now, "exp": now + 300,
         });
         if let Some(nonce) = nonce {
@@ -184,6 +192,17 @@ impl StandInProvider {
             body: body.as_object().unwrap().clone(),
         }
     }
+}
+
+/// An `Authorization: Basic` value (RFC 6749 §2.3.1).
+fn basic(client_id: &str, secret: &str) -> String {
+    let encode =
+        |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(client_id), encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }
 
 fn error(status: StatusCode, body: Value) -> TokenResponse {
@@ -220,7 +239,42 @@ impl IdentityProvider for StandInProvider {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
             self.token_calls.lock().unwrap().push(form.clone());
-            Ok(self.answer(&form))
+            Ok(self.answer(UPSTREAM_CLIENT_ID, &form))
+        })
+    }
+
+    fn relayed_token<'a>(
+        &'a self,
+        client_id: &'a str,
+        params: &'a [(&'a str, &'a str)],
+        authorization: Option<http::HeaderValue>,
+        client_secret: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>> {
+        Box::pin(async move {
+            let mut form: BTreeMap<String, String> = params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            form.insert("relayed_client_id".into(), client_id.to_owned());
+            if let Some(value) = &authorization {
+                form.insert("authorization".into(), value.to_str().unwrap().to_owned());
+            }
+            if let Some(secret) = client_secret {
+                form.insert("client_secret".into(), secret.to_owned());
+            }
+            self.token_calls.lock().unwrap().push(form.clone());
+            // The provider authenticates the client itself.
+            let expected = basic(RELAYED_CLIENT_ID, RELAYED_SECRET);
+            if client_id != RELAYED_CLIENT_ID
+                || form.get("authorization") != Some(&expected)
+                || client_secret.is_some()
+            {
+                return Ok(error(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "invalid_client", "error_description": "client authentication failed"}),
+                ));
+            }
+            Ok(self.answer(client_id, &form))
         })
     }
 
@@ -412,9 +466,23 @@ impl Proxy {
         content_type: Option<&str>,
         body: String,
     ) -> Answer {
+        self.send_with(method, url, content_type, None, body).await
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        url: Url,
+        content_type: Option<&str>,
+        authorization: Option<&str>,
+        body: String,
+    ) -> Answer {
         let mut request = http::Request::builder().method(method).uri(url.as_str());
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
         }
         let body = Full::new(Bytes::from(body));
         let response = tokio::time::timeout(
@@ -445,6 +513,22 @@ impl Proxy {
             .extend_pairs(params)
             .finish();
         self.send("POST", "token", Some(form)).await
+    }
+
+    /// `/token` with an `Authorization` header (a confidential client's Basic credentials).
+    async fn token_with(&self, authorization: Option<&str>, params: &[(&str, &str)]) -> Answer {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let url = self.base.join("token").unwrap();
+        self.send_with(
+            "POST",
+            url,
+            Some("application/x-www-form-urlencoded"),
+            authorization,
+            form,
+        )
+        .await
     }
 
     /// `/authorize` for `client_id` and `redirect_uri` with the test's
@@ -1739,4 +1823,137 @@ async fn a_refresh_is_cut_to_the_ceiling_in_force_now() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.json()["error"], "invalid_scope");
     assert_eq!(proxy.idp.token_calls().len(), 2);
+}
+
+/// The `[policy]` of the relayed tests, with the relayed client listed: its
+/// own loopback redirect URI, registered without a port.
+const ALLOW_AND_RELAY: &str = "[policy]\ndefault_action = \"allow\"\n\n\
+    [[upstream.relayed_clients]]\nclient_id = \"desktop-app\"\n\
+    auth_method = \"client_secret_basic\"\nredirect_uris = [\"http://127.0.0.1/cb\"]\n";
+
+fn claims_of(id_token: &str) -> Value {
+    let payload = id_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_relayed_pre_registered_client_gets_the_proxys_iss_id_token_and_sealed_tokens() {
+    let world = World::new().await;
+    let proxy = Proxy::start(&world, 1, ALLOW_AND_RELAY).await;
+    // /authorize: sent to the provider as itself, returning to our /callback.
+    let redirect_uri = "http://127.0.0.1:53682/cb";
+    let authorized = proxy.authorize(RELAYED_CLIENT_ID, redirect_uri).await;
+    assert_eq!(authorized.status, StatusCode::FOUND, "{}", authorized.body);
+    let upstream = query(&authorized.location());
+    assert_eq!(upstream["client_id"], RELAYED_CLIENT_ID);
+    assert_eq!(upstream["redirect_uri"], format!("{PROXY}/callback"));
+    assert_ne!(upstream["state"], "client-state", "the state is sealed");
+    // /callback: the client gets our issuer and our sealed code.
+    let back = proxy.idp.sign_in(authorized.location().as_str());
+    let relayed = proxy
+        .send("GET", &format!("callback?{}", back.query().unwrap()), None)
+        .await;
+    assert_eq!(relayed.status, StatusCode::FOUND, "{}", relayed.body);
+    let at_client = relayed.location();
+    assert!(at_client.as_str().starts_with(redirect_uri), "{at_client}");
+    let params = query(&at_client);
+    assert_eq!(params["iss"], PROXY);
+    assert_eq!(params["state"], "client-state");
+    assert_ne!(params["code"], "upstream-code-0");
+    // /token: its Basic credentials go to the provider as it sent them.
+    let credentials = basic(RELAYED_CLIENT_ID, RELAYED_SECRET);
+    let answer = proxy
+        .token_with(
+            Some(&credentials),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &params["code"]),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let calls = proxy.idp.token_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["relayed_client_id"], RELAYED_CLIENT_ID);
+    assert_eq!(calls[0]["authorization"], credentials);
+    assert_eq!(calls[0]["code"], "upstream-code-0");
+    assert_eq!(calls[0]["redirect_uri"], format!("{PROXY}/callback"));
+    // Our id_token, for the client; a sealed refresh token.
+    let body = answer.json();
+    let claims = claims_of(body["id_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], PROXY);
+    assert_eq!(claims["aud"], RELAYED_CLIENT_ID);
+    assert_eq!(claims["nonce"], "client-nonce");
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+    assert!(!answer.body.contains("upstream-refresh"), "{}", answer.body);
+    // A refresh, authenticated the same way, rotates it.
+    let refreshed = proxy
+        .token_with(
+            Some(&credentials),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+            ],
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_eq!(
+        proxy.idp.token_calls()[1]["refresh_token"],
+        "upstream-refresh-1"
+    );
+    let claims = claims_of(refreshed.json()["id_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], RELAYED_CLIENT_ID);
+    let next = refreshed.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(next, refresh_token);
+    // Without its credentials, or with a secret in the form instead, the
+    // proxy refuses before the provider is asked.
+    for (authorization, form_secret) in [(None, None), (None, Some(RELAYED_SECRET))] {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", RELAYED_CLIENT_ID),
+            ("refresh_token", next.as_str()),
+        ];
+        form.extend(form_secret.map(|secret| ("client_secret", secret)));
+        let refused = proxy.token_with(authorization, &form).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+        assert_eq!(refused.json()["error"], "invalid_client");
+    }
+    assert_eq!(proxy.idp.token_calls().len(), 2);
+    // A wrong secret is the provider's to refuse, and the client's error.
+    let wrong = basic(RELAYED_CLIENT_ID, "not-the-secret");
+    let refused = proxy
+        .token_with(
+            Some(&wrong),
+            &[("grant_type", "refresh_token"), ("refresh_token", &next)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "invalid_client");
+    assert_eq!(proxy.idp.token_calls().len(), 3);
+}
+
+#[tokio::test]
+async fn a_relayed_client_is_sent_back_only_to_its_listed_redirect_uris() {
+    let world = World::new().await;
+    let proxy = Proxy::start(&world, 1, ALLOW_AND_RELAY).await;
+    // Not listed: an error page, never a redirect to it.
+    let answer = proxy
+        .authorize(RELAYED_CLIENT_ID, "https://attacker.test/cb")
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(answer.headers.get(header::LOCATION).is_none());
+    // A client the operator did not list is still passed through untouched.
+    let answer = proxy
+        .authorize("legacy-app", "https://legacy.test/cb")
+        .await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    let upstream = query(&answer.location());
+    assert_eq!(upstream["client_id"], "legacy-app");
+    assert_eq!(upstream["redirect_uri"], "https://legacy.test/cb");
+    assert_eq!(upstream["state"], "client-state");
 }

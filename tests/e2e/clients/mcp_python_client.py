@@ -17,7 +17,10 @@ target/e2e-venv by scripts/test. It:
    the tool after each refresh.
 
 Arguments: one JSON object, {"server_url", "client_metadata_url", "redirect_uri",
-"refreshes"}. Prints one JSON object on stdout (what happened, for the test to check;
+"refreshes"}; with "client_id" instead of "client_metadata_url", a public client
+pre-registered under that client_id (held in the storage from the start, as an
+application configured with its client_id holds it), which the proxy relays
+([[upstream.relayed_clients]]). Prints one JSON object on stdout (what happened, for the test to check;
 no token values, only whether they changed); logs go to stderr. Exits non-zero on any
 failure.
 """
@@ -133,19 +136,25 @@ async def run(args: dict[str, object]) -> dict[str, object]:
     refreshes = int(args.get("refreshes", 2))
     storage = MemoryStorage()
     browser = HeadlessBrowser(redirect_uri)
+    metadata = OAuthClientMetadata(
+        client_name="MCP Python SDK e2e",
+        redirect_uris=[redirect_uri],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+    )
+    if "client_id" in args:
+        # Pre-registered: the SDK uses the stored client information as it is.
+        storage.client_info = OAuthClientInformationFull(
+            client_id=str(args["client_id"]), **metadata.model_dump(exclude_none=True)
+        )
     oauth = OAuthClientProvider(
         server_url=server_url,
-        client_metadata=OAuthClientMetadata(
-            client_name="MCP Python SDK e2e",
-            redirect_uris=[redirect_uri],
-            grant_types=["authorization_code", "refresh_token"],
-            response_types=["code"],
-            token_endpoint_auth_method="none",
-        ),
+        client_metadata=metadata,
         storage=storage,
         redirect_handler=browser.redirect_handler,
         callback_handler=browser.callback_handler,
-        client_metadata_url=str(args["client_metadata_url"]),
+        client_metadata_url=str(args["client_metadata_url"]) if "client_metadata_url" in args else None,
     )
     token_requests: list[dict[str, str]] = []
 

@@ -17,7 +17,8 @@ export const LEGACY_SECRET = 'legacy-app-secret-for-tests';
  * Builds the world for the test file `name`. `proxy`: false for none, or options for
  * the main instance (rules, resource, codeTtlS, …), or a function of the world returning
  * them (to name the proxy's own URL). `providerClients`: more static clients registered at
- * the provider (oidc-provider client metadata). `quirks`: the provider's quirk layer (`generic`,
+ * the provider (oidc-provider client metadata), or a function of the world returning them (to
+ * register the proxy's /callback, `world.proxyPublicUrl`). `quirks`: the provider's quirk layer (`generic`,
  * `entra`, `okta`, `google`, or `{ name, ...options }`; see quirks.js). Always call `close()` (in `after`).
  */
 export async function createWorld(name, { proxy = {}, providerClients = [], quirks = 'generic' } = {}) {
@@ -70,7 +71,7 @@ export async function createWorld(name, { proxy = {}, providerClients = [], quir
           response_types: ['code'],
           scope: 'openid profile email offline_access',
         },
-        ...providerClients,
+        ...(typeof providerClients === 'function' ? providerClients(world) : providerClients),
       ],
     });
     closers.push(() => world.provider.stop());
