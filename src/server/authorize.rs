@@ -21,7 +21,7 @@ use super::pages::{PageReason, error_page, redirect_notice, refusal_page};
 use super::params::Params;
 use crate::admission::{Admitted, Ask, RedirectAsk, Upstream};
 use crate::client_id::is_url_client_id;
-use crate::flow::{RedirectUri, SealedState, random_id};
+use crate::flow::{MetadataFingerprint, RedirectUri, SealedState, random_id};
 use crate::policy::Action;
 use crate::policy::Interstitial;
 use crate::upstream::{RedirectMode, ResourceParameter};
@@ -162,7 +162,16 @@ fn sign_in(
             "the proxy has no upstream client for this client",
         ));
     };
-    let location = provider_url(state, params, upstream, code_challenge, scope, reply)?;
+    let fingerprint = MetadataFingerprint::of(&admitted.client.metadata);
+    let location = provider_url(
+        state,
+        params,
+        upstream,
+        code_challenge,
+        scope,
+        reply,
+        fingerprint,
+    )?;
     let decision = &admitted.decision;
     let show_page =
         decision.action == Action::Warn || state.config.policy.interstitial == Interstitial::Always;
@@ -234,6 +243,7 @@ fn provider_url(
     code_challenge: &str,
     scope: &str,
     reply: &Reply<'_>,
+    fingerprint: MetadataFingerprint,
 ) -> Result<String, Refused> {
     let mut upstream_params: Vec<(&str, String)> = vec![
         ("client_id", upstream.client.client_id.clone()),
@@ -263,6 +273,7 @@ fn provider_url(
                     nonce: params.get("nonce").map(str::to_owned),
                     scope: scope.to_owned(),
                     upstream_client: upstream.name.to_owned(),
+                    metadata: Some(fingerprint),
                 })
                 // The client chose the sizes of state, nonce and redirect_uri.
                 .map_err(|error| {

@@ -141,6 +141,7 @@ fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Respon
             nonce: flow.nonce.clone(),
             scope: flow.scope.clone(),
             upstream_client: flow.upstream_client.clone(),
+            metadata: flow.metadata,
         })
         .map_err(|error| {
             tracing::warn!(%error, "cannot seal the authorization code");

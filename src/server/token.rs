@@ -25,12 +25,13 @@ use super::AppState;
 use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, no_store, token_error_for_refusal};
 use super::params::Params;
-use crate::admission::Ask;
+use crate::admission::{Admitted, Ask};
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::is_url_client_id;
-use crate::flow::{RedirectUri, SealedCode, SealedRefresh};
+use crate::flow::{MetadataFingerprint, RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
+use crate::policy::OnMetadataChange;
 use crate::store::{Backend, FamilyStatus, Rotation, Store, StoreError};
 use crate::upstream::RedirectMode;
 
@@ -39,7 +40,7 @@ const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Whether the request says its body is a form (RFC 6749 §3.2): the media
 /// type, case-insensitive, with or without parameters (`charset`).
-fn is_form(headers: &HeaderMap) -> bool {
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -68,12 +69,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
                 .into_response();
         }
     };
-    let auth = TokenClientAuth {
-        client_id: params.get("client_id").map(str::to_owned),
-        client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
-        client_assertion: params.get("client_assertion").map(str::to_owned),
-        has_client_secret: params.get("client_secret").is_some(),
-    };
+    let auth = client_auth_of(&params);
     let claimed = match ClientAuthenticator::claimed_client_id(&auth) {
         Ok(claimed) => claimed,
         Err(error) => {
@@ -152,6 +148,38 @@ async fn forward(
     }
 }
 
+/// The client-authentication fields of a `/token` or `/revoke` form.
+pub(super) fn client_auth_of(params: &Params) -> TokenClientAuth {
+    TokenClientAuth {
+        client_id: params.get("client_id").map(str::to_owned),
+        client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
+        client_assertion: params.get("client_assertion").map(str::to_owned),
+        has_client_secret: params.get("client_secret").is_some(),
+    }
+}
+
+/// The one sequence `/token` and `/revoke` share for a CIMD client: the
+/// document and the policy, now (revocation without a registry), then the
+/// request's client authentication against that document.
+pub(super) async fn admit_and_authenticate<'s>(
+    state: &'s AppState,
+    client_id: &str,
+    auth: &TokenClientAuth,
+) -> Result<Admitted<'s>, TokenError> {
+    let admitted = state
+        .admission()
+        .admit(client_id, Ask::default())
+        .await
+        .map_err(|refusal| token_error_for_refusal(&refusal))?;
+    let client = &admitted.client;
+    state
+        .client_auth
+        .authenticate(client.id(), &client.metadata, auth)
+        .await
+        .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
+    Ok(admitted)
+}
+
 /// Counts a token request; the grant type becomes a closed label.
 fn count(grant_type: &str, outcome: &'static str) {
     let grant_type = match grant_type {
@@ -168,7 +196,7 @@ fn count(grant_type: &str, outcome: &'static str) {
 /// A provider failure as the client sees it: the code, and a sentence
 /// that does not reveal the provider's address or our transport; the
 /// detail goes to the log.
-fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
+pub(super) fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
     tracing::warn!(%error, "token request to the provider failed");
     let code = error.oauth_error();
     let description = if code == OAuthErrorCode::TemporarilyUnavailable {
@@ -189,18 +217,8 @@ async fn cimd_token(
     grant_type: &str,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
-    // Revocation without a registry: the document and the policy, now.
-    let admitted = state
-        .admission()
-        .admit(client_id, Ask::default())
-        .await
-        .map_err(|refusal| token_error_for_refusal(&refusal))?;
+    let admitted = admit_and_authenticate(state, client_id, auth).await?;
     let client = &admitted.client;
-    state
-        .client_auth
-        .authenticate(client.id(), &client.metadata, auth)
-        .await
-        .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
     match grant_type {
         "authorization_code" => {
             let direct = admitted
@@ -209,9 +227,13 @@ async fn cimd_token(
                 .map(|upstream| upstream.name);
             let presented = open_code(state, params, &client.metadata, direct)?;
             *upstream_client = Some(presented.grant.upstream_client.clone());
-            exchange_code(state, presented).await
+            let live = MetadataFingerprint::of(&client.metadata);
+            if metadata_changed(state, presented.grant.metadata, live, client_id) {
+                return Err(metadata_refusal());
+            }
+            exchange_code(state, presented, live).await
         }
-        "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
+        "refresh_token" => refresh_token(state, params, &client.metadata, upstream_client).await,
         "" => Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
             "grant_type is missing",
@@ -308,6 +330,8 @@ fn open_code<'p>(
                 nonce: None,
                 scope: String::new(),
                 upstream_client: direct.to_owned(),
+                // The provider's code: bound to the document as it is now.
+                metadata: Some(MetadataFingerprint::of(metadata)),
             };
             (grant, IdToken::ReissueWithProviderNonce)
         }
@@ -334,6 +358,7 @@ async fn exchange_code(
         verifier,
         id_token,
     }: PresentedCode<'_>,
+    live: MetadataFingerprint,
 ) -> Result<Response, TokenError> {
     let upstream_redirect = match state.upstream_mode(&grant.upstream_client) {
         RedirectMode::Relay => state.callback_url(),
@@ -359,7 +384,7 @@ async fn exchange_code(
         &grant.upstream_client,
         &grant.scope,
         id_token,
-        Refresh::Start,
+        Refresh::Start(live),
     )
     .await
 }
@@ -384,15 +409,16 @@ enum IdToken {
 
 /// What the client's refresh token becomes in a successful answer.
 enum Refresh {
-    /// The code exchange: a refresh token from the provider starts a family.
-    Start,
+    /// The code exchange: a refresh token from the provider starts a
+    /// family, bound to the client's document as it is now.
+    Start(MetadataFingerprint),
     /// A refresh: the family advances from the presented generation; the
     /// provider's new refresh token travels inside, or the one it kept.
     Rotate(SealedRefresh),
 }
 
 /// A store that cannot answer: the step is refused, never skipped.
-fn store_unavailable(error: &StoreError) -> TokenError {
+pub(super) fn store_unavailable(error: &StoreError) -> TokenError {
     tracing::warn!(%error, "the shared store cannot answer; refusing the grant");
     TokenError::new(
         OAuthErrorCode::TemporarilyUnavailable,
@@ -409,9 +435,10 @@ fn unix_now() -> u64 {
 async fn refresh_token(
     state: &AppState,
     params: &Params,
-    client_id: &str,
+    metadata: &ClientMetadata,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
+    let client_id = metadata.client_id.as_str();
     let Some(token) = params.get("refresh_token") else {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
@@ -434,6 +461,21 @@ async fn refresh_token(
     // A revoked family, or an old generation, is refused before the
     // provider is asked; an old generation revokes the family here.
     check_family(&state.store, &sealed).await?;
+    let live = MetadataFingerprint::of(metadata);
+    if metadata_changed(state, sealed.metadata, live, client_id) {
+        // The grant ends here: every generation of the family with it.
+        state
+            .store
+            .revoke_family(sealed.family)
+            .await
+            .map_err(|error| store_unavailable(&error))?;
+        return Err(metadata_refusal());
+    }
+    // From here on the grant is bound to the document it was checked against.
+    let sealed = SealedRefresh {
+        metadata: Some(live),
+        ..sealed
+    };
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", sealed.upstream_refresh_token.as_str()),
@@ -492,6 +534,43 @@ async fn check_family(store: &Store, sealed: &SealedRefresh) -> Result<(), Token
     }
 }
 
+/// Whether a grant bound to `bound` must stop now that the client's
+/// document is `live`: only when they differ and the policy refuses. A
+/// difference the policy allows is logged and counted, and the grant goes
+/// on. A grant sealed before fingerprints existed (`None`) goes on.
+fn metadata_changed(
+    state: &AppState,
+    bound: Option<MetadataFingerprint>,
+    live: MetadataFingerprint,
+    client_id: &str,
+) -> bool {
+    if bound.is_none_or(|bound| bound == live) {
+        return false;
+    }
+    let action = state.config.policy.on_metadata_change;
+    let label: &'static str = action.into();
+    crate::metrics::METRICS
+        .metadata_changes
+        .with_label_values(&[label])
+        .inc();
+    tracing::warn!(
+        target: "audit",
+        event = "metadata_change",
+        client_id = %short(client_id),
+        action = label,
+        "the client's redirect URIs, authentication method or keys changed since the grant was made"
+    );
+    action == OnMetadataChange::Refuse
+}
+
+/// The refusal of a grant made under another version of the document.
+fn metadata_refusal() -> TokenError {
+    TokenError::new(
+        OAuthErrorCode::InvalidGrant,
+        "the client's metadata changed since the grant was made; sign in again",
+    )
+}
+
 /// The refusal of a refresh token whose family did not advance.
 fn refused_rotation(rotation: Rotation, sealed: &SealedRefresh) -> TokenError {
     let description = match rotation {
@@ -525,7 +604,7 @@ async fn rotated_refresh(
     let now = unix_now();
     let payload = match refresh {
         // A provider that issues no refresh token gets the client none.
-        Refresh::Start => {
+        Refresh::Start(fingerprint) => {
             let Some(upstream_refresh_token) = upstream_refresh_token else {
                 return Ok(None);
             };
@@ -543,6 +622,7 @@ async fn rotated_refresh(
                 family: family.id,
                 generation: family.generation,
                 family_expires_at: now.saturating_add(ttl.as_secs()),
+                metadata: Some(fingerprint),
             }
         }
         Refresh::Rotate(presented) => {
