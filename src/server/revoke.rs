@@ -34,7 +34,8 @@ use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, no_store};
 use super::params::Params;
 use super::token::{
-    admit_and_authenticate, client_auth_of, is_form, provider_unavailable, store_unavailable,
+    admit_and_authenticate, client_auth_of, is_form, provider_unavailable, revoke_upstream,
+    store_unavailable,
 };
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::is_url_client_id;
@@ -130,33 +131,19 @@ async fn revoke_for(
 }
 
 /// Ends the family in the store (which decides the answer), then tells the
-/// provider, whose failure is only logged.
+/// provider ([`revoke_upstream`]: its failure is only logged).
 async fn revoke_family(state: &AppState, sealed: &SealedRefresh) -> Result<(), TokenError> {
     state
         .store
         .revoke_family(sealed.family)
         .await
         .map_err(|error| store_unavailable(&error))?;
-    let upstream = state
-        .provider
-        .revoke(
-            &sealed.upstream_client,
-            &sealed.upstream_refresh_token,
-            Some("refresh_token"),
-        )
-        .await;
-    match upstream {
-        Ok(Revocation::Revoked | Revocation::NoEndpoint) => {}
-        Ok(Revocation::Refused(code)) => tracing::warn!(
-            upstream_client = %sealed.upstream_client,
-            error = %short(&code),
-            "the provider refused to revoke its refresh token; the proxy's grant is revoked"
-        ),
-        Err(error) => tracing::warn!(
-            %error,
-            "the provider's revocation endpoint failed; the proxy's grant is revoked"
-        ),
-    }
+    revoke_upstream(
+        state,
+        &sealed.upstream_client,
+        &sealed.upstream_refresh_token,
+    )
+    .await;
     Ok(())
 }
 

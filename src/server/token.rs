@@ -10,7 +10,9 @@
 //! exchange starts a family in the shared store, every refresh returns the
 //! family's next generation, and presenting an older one revokes the
 //! family. The store is asked only after the provider answered, so a
-//! provider failure never turns the client's retry into "reuse".
+//! provider failure never turns the client's retry into "reuse". A grant
+//! that ends here (reuse, or a client document that changed what the user
+//! trusted) ends at the provider too, when it has a revocation endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +34,8 @@ use crate::flow::{MetadataFingerprint, RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
 use crate::policy::OnMetadataChange;
-use crate::store::{Backend, FamilyStatus, Rotation, Store, StoreError};
-use crate::upstream::RedirectMode;
+use crate::store::{Backend, FamilyStatus, Rotation, StoreError};
+use crate::upstream::{RedirectMode, Revocation};
 
 /// The lifetime of the id_tokens the proxy issues.
 const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -460,7 +462,7 @@ async fn refresh_token(
     *upstream_client = Some(sealed.upstream_client.clone());
     // A revoked family, or an old generation, is refused before the
     // provider is asked; an old generation revokes the family here.
-    check_family(&state.store, &sealed).await?;
+    check_family(state, &sealed).await?;
     let live = MetadataFingerprint::of(metadata);
     if metadata_changed(state, sealed.metadata, live, client_id) {
         // The grant ends here: every generation of the family with it.
@@ -469,6 +471,12 @@ async fn refresh_token(
             .revoke_family(sealed.family)
             .await
             .map_err(|error| store_unavailable(&error))?;
+        revoke_upstream(
+            state,
+            &sealed.upstream_client,
+            &sealed.upstream_refresh_token,
+        )
+        .await;
         return Err(metadata_refusal());
     }
     // From here on the grant is bound to the document it was checked against.
@@ -513,7 +521,8 @@ async fn refresh_token(
 /// asked. With the memory backend an unknown family (made by another
 /// replica, or before a restart) goes on, to be adopted; with Redis it is
 /// refused.
-async fn check_family(store: &Store, sealed: &SealedRefresh) -> Result<(), TokenError> {
+async fn check_family(state: &AppState, sealed: &SealedRefresh) -> Result<(), TokenError> {
+    let store = &state.store;
     match store
         .family_status(sealed.family)
         .await
@@ -526,6 +535,15 @@ async fn check_family(store: &Store, sealed: &SealedRefresh) -> Result<(), Token
                 .advance_family(sealed.family, sealed.generation)
                 .await
                 .map_err(|error| store_unavailable(&error))?;
+            if rotation == Rotation::Reused {
+                // A token was stolen and used: the provider's grant ends too.
+                revoke_upstream(
+                    state,
+                    &sealed.upstream_client,
+                    &sealed.upstream_refresh_token,
+                )
+                .await;
+            }
             Err(refused_rotation(rotation, sealed))
         }
         FamilyStatus::Revoked => Err(refused_rotation(Rotation::Revoked, sealed)),
@@ -569,6 +587,28 @@ fn metadata_refusal() -> TokenError {
         OAuthErrorCode::InvalidGrant,
         "the client's metadata changed since the grant was made; sign in again",
     )
+}
+
+/// Tells the provider that a grant ended here: `token`, its refresh token,
+/// revoked at its revocation endpoint (RFC 7009) when its discovery names
+/// one. A failure is only logged: the proxy's own grant is over either way.
+pub(super) async fn revoke_upstream(state: &AppState, upstream_client: &str, token: &str) {
+    match state
+        .provider
+        .revoke(upstream_client, token, Some("refresh_token"))
+        .await
+    {
+        Ok(Revocation::Revoked | Revocation::NoEndpoint) => {}
+        Ok(Revocation::Refused(code)) => tracing::warn!(
+            upstream_client,
+            error = %short(&code),
+            "the provider refused to revoke its refresh token; the proxy's grant is revoked"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "the provider's revocation endpoint failed; the proxy's grant is revoked"
+        ),
+    }
 }
 
 /// The refusal of a refresh token whose family did not advance.
@@ -648,7 +688,12 @@ async fn rotated_refresh(
                 };
             }
             let Rotation::Advanced { generation } = rotation else {
-                // The provider's fresh tokens are dropped with the grant.
+                // The provider's fresh tokens are dropped with the grant, and
+                // its refresh token (the new one, or the one it kept) revoked.
+                let live = upstream_refresh_token
+                    .as_deref()
+                    .unwrap_or(&presented.upstream_refresh_token);
+                revoke_upstream(state, &presented.upstream_client, live).await;
                 return Err(refused_rotation(rotation, &presented));
             };
             SealedRefresh {

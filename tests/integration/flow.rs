@@ -1629,3 +1629,51 @@ async fn on_metadata_change_allow_lets_the_grant_go_on_rebound_to_the_new_docume
         "bound to the document as it is now"
     );
 }
+
+#[tokio::test]
+async fn refresh_reuse_and_a_changed_document_revoke_the_providers_grant_too() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let proxy = Proxy::start_with(&world, origin.port(), ALLOW, revoking_provider()).await;
+    let code = proxy.code_for(&client_id).await;
+    let first = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let second = refresh_token_of(&refresh(&proxy, &client_id, &first).await);
+    assert!(proxy.idp.revocations.lock().unwrap().is_empty());
+    // The first generation again: reuse. The provider's refresh token it
+    // carries is revoked at the provider, as the upstream client.
+    let reused = refresh(&proxy, &client_id, &first).await;
+    assert_eq!(reused.json()["error"], "invalid_grant");
+    let (sealer, config) = proxy.seals();
+    let seals = Seals::new(&sealer, &config);
+    let opened: SealedRefresh = seals.open(&first).unwrap();
+    assert_eq!(
+        proxy.idp.revocations.lock().unwrap().clone(),
+        vec![(
+            "main".to_owned(),
+            opened.upstream_refresh_token,
+            Some("refresh_token".to_owned())
+        )]
+    );
+    // The holder of the newest generation is stopped too.
+    assert_eq!(
+        refresh(&proxy, &client_id, &second).await.json()["error"],
+        "invalid_grant"
+    );
+
+    // A grant refused because the document changed ends at the provider too.
+    let code = proxy.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    moved_document(&origin, &client_id);
+    let fresh = Proxy::start_with(&world, origin.port(), ALLOW, revoking_provider()).await;
+    let refused = refresh(&fresh, &client_id, &token).await;
+    assert_eq!(refused.json()["error"], "invalid_grant", "{}", refused.body);
+    let opened: SealedRefresh = seals.open(&token).unwrap();
+    assert_eq!(
+        fresh.idp.revocations.lock().unwrap().clone(),
+        vec![(
+            "main".to_owned(),
+            opened.upstream_refresh_token,
+            Some("refresh_token".to_owned())
+        )]
+    );
+}
