@@ -124,11 +124,11 @@ test('a consent token spent at one replica is refused at another', async () => {
   await first.arrayBuffer();
   assert.equal(first.status, 303, 'Continue goes on to the provider');
   const replay = await post(a);
-  const page = {
+  const refused = {
     status: replay.status, contentType: replay.headers.get('content-type'), location: replay.headers.get('location'), body: await replay.text(),
   };
-  assertErrorPage(page);
-  assert.match(page.body, /already used/);
+  assertErrorPage(refused);
+  assert.match(refused.body, /already used/);
 });
 
 test('refresh rotation across replicas: an old generation presented anywhere revokes the family everywhere', async (t) => {
