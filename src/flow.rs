@@ -190,6 +190,9 @@ pub struct SealedState {
     /// a token request naming another is refused.
     #[serde(default)]
     pub resource: Option<String>,
+    /// The client's document when the sign-in began, handed on to the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataFingerprint>,
 }
 
 impl Sealed for SealedState {
@@ -228,6 +231,11 @@ pub struct SealedCode {
     /// a token request naming another is refused.
     #[serde(default)]
     pub resource: Option<String>,
+    /// What the client's document said when the user signed in; `/token`
+    /// compares it with the live document. Absent only in codes sealed
+    /// before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataFingerprint>,
 }
 
 impl Sealed for SealedCode {
@@ -267,6 +275,11 @@ pub struct SealedRefresh {
     /// a token request naming another is refused.
     #[serde(default)]
     pub resource: Option<String>,
+    /// The client's document the grant was last checked against (see
+    /// [`MetadataFingerprint`]). Absent only in tokens sealed before this
+    /// field existed: the next refresh binds them to the live document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataFingerprint>,
 }
 
 impl Sealed for SealedRefresh {
@@ -274,6 +287,82 @@ impl Sealed for SealedRefresh {
 
     fn lifetime(config: &SealConfig) -> Duration {
         config.refresh_token_ttl
+    }
+}
+
+/// A short hash of what the user agreed to trust when a grant was made:
+/// where the client receives codes (`redirect_uris`), how it authenticates
+/// (`token_endpoint_auth_method`) and with which keys (`jwks` or
+/// `jwks_uri`). Codes and refresh tokens carry it, so a grant made for one
+/// version of a document does not silently pass to another: a document
+/// that now sends codes elsewhere or trusts another key is a different
+/// client for what the user consented to (`policy.on_metadata_change`).
+///
+/// SHA-256 over a length-prefixed encoding of those members, truncated to
+/// 128 bits (a collision would need a second document chosen to match one
+/// the attacker does not control, which 128 bits rules out), shown as
+/// base64url. The redirect URIs are sorted and deduplicated: their order
+/// in the document means nothing. Other members (name, logo, scope) can
+/// change without touching the grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MetadataFingerprint([u8; 16]);
+
+impl MetadataFingerprint {
+    /// The fingerprint of `metadata`.
+    pub fn of(metadata: &ClientMetadata) -> Self {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut field = |tag: &[u8], value: &[u8]| {
+            // Length-prefixed, so no two different inputs share an encoding.
+            context.update(&(tag.len() as u64).to_be_bytes());
+            context.update(tag);
+            context.update(&(value.len() as u64).to_be_bytes());
+            context.update(value);
+        };
+        field(b"version", b"1");
+        let mut redirect_uris: Vec<&str> =
+            metadata.redirect_uris.iter().map(String::as_str).collect();
+        redirect_uris.sort_unstable();
+        redirect_uris.dedup();
+        for uri in redirect_uris {
+            field(b"redirect_uri", uri.as_bytes());
+        }
+        field(
+            b"token_endpoint_auth_method",
+            metadata.token_endpoint_auth_method.as_str().as_bytes(),
+        );
+        if let Some(jwks_uri) = &metadata.jwks_uri {
+            field(b"jwks_uri", jwks_uri.as_bytes());
+        }
+        if let Some(jwks) = &metadata.jwks {
+            // serde_json's map is ordered by key (no `preserve_order`), so
+            // this text is the same for every spelling of the same keys.
+            field(b"jwks", jwks.to_string().as_bytes());
+        }
+        let digest = context.finish();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest.as_ref()[..16]);
+        MetadataFingerprint(bytes)
+    }
+}
+
+impl From<MetadataFingerprint> for String {
+    fn from(fingerprint: MetadataFingerprint) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fingerprint.0)
+    }
+}
+
+impl TryFrom<String> for MetadataFingerprint {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, &'static str> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+            .map(MetadataFingerprint)
+            .ok_or("a metadata fingerprint is 16 bytes in base64url")
     }
 }
 
@@ -368,6 +457,7 @@ mod tests {
             upstream_client: "main".into(),
             granted_scope: "openid".into(),
             resource: None,
+            metadata: None,
         };
         let sealed = seals.seal(&state).unwrap();
         let opened: SealedState = seals.open(&sealed).unwrap();
@@ -376,6 +466,107 @@ mod tests {
         assert!(seals.open::<SealedCode>(&sealed).is_err());
         assert!(seals.open::<SealedConsent>(&sealed).is_err());
         assert!(seals.open::<SealedRefresh>(&sealed).is_err());
+    }
+
+    fn document(extra: serde_json::Value) -> ClientMetadata {
+        let id = "https://app.example/c.json";
+        let mut body = serde_json::json!({
+            "client_id": id,
+            "redirect_uris": ["https://app.example/cb", "https://app.example/cb2"],
+        });
+        if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        crate::metadata::validate(
+            &ClientIdUrl::parse(id).unwrap(),
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn key(x: &str) -> serde_json::Value {
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": x})
+    }
+
+    #[test]
+    fn the_metadata_fingerprint_changes_with_what_the_user_trusted_only() {
+        let base = MetadataFingerprint::of(&document(serde_json::json!({})));
+        // The same trust, written differently or with other members changed.
+        for same in [
+            serde_json::json!({"redirect_uris": ["https://app.example/cb2", "https://app.example/cb"]}),
+            serde_json::json!({"redirect_uris": ["https://app.example/cb", "https://app.example/cb2", "https://app.example/cb"]}),
+            serde_json::json!({"client_name": "Renamed", "scope": "openid email"}),
+        ] {
+            assert_eq!(
+                MetadataFingerprint::of(&document(same.clone())),
+                base,
+                "{same}"
+            );
+        }
+        // Another redirect URI, method or key set: another fingerprint.
+        let jwks = |x: &str| serde_json::json!({"keys": [key(x)]});
+        let changed = [
+            serde_json::json!({"redirect_uris": ["https://app.example/cb"]}),
+            serde_json::json!({"redirect_uris": ["https://app.example/cb", "https://evil.example/cb"]}),
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")}),
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks("3p7bfXt9wbTTW2HC7OQ1Nz-DQ8hbeGdNrfx-FG-IK08")}),
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://app.example/jwks.json"}),
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://app.example/other-jwks.json"}),
+        ];
+        let prints: Vec<_> = changed
+            .iter()
+            .map(|extra| MetadataFingerprint::of(&document(extra.clone())))
+            .collect();
+        for (index, print) in prints.iter().enumerate() {
+            assert_ne!(*print, base, "{}", changed[index]);
+            for other in &prints[index + 1..] {
+                assert_ne!(print, other, "{}", changed[index]);
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_sets_member_order_does_not_change_the_fingerprint() {
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let reordered: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"keys": [{{"x": "{x}", "kid": "k1", "crv": "Ed25519", "kty": "OKP"}}]}}"#
+        ))
+        .unwrap();
+        let method = "private_key_jwt";
+        let a = document(
+            serde_json::json!({"token_endpoint_auth_method": method, "jwks": {"keys": [key(x)]}}),
+        );
+        let b =
+            document(serde_json::json!({"token_endpoint_auth_method": method, "jwks": reordered}));
+        assert_eq!(MetadataFingerprint::of(&a), MetadataFingerprint::of(&b));
+    }
+
+    #[test]
+    fn a_refresh_token_sealed_before_fingerprints_still_opens() {
+        // What a proxy before this field sealed: no `metadata` member.
+        let sealer = Sealer::new(vec![[3u8; 32]]).unwrap();
+        let config = SealConfig::default();
+        let old = serde_json::json!({
+            "upstream_refresh_token": "r", "client_id": "https://app.example/c.json",
+            "scope": "openid", "upstream_client": "main",
+            "family": "000102030405060708090a0b0c0d0e0f", "generation": 4,
+            "family_expires_at": 4_000_000_000u64,
+        });
+        let token = sealer
+            .try_seal(Purpose::RefreshToken, Duration::from_secs(60), &old)
+            .unwrap();
+        let opened: SealedRefresh = Seals::new(&sealer, &config).open(&token).unwrap();
+        assert_eq!(opened.metadata, None);
+        assert_eq!(opened.generation, 4);
+        // And a fingerprint travels as 22 base64url characters, both ways.
+        let print = MetadataFingerprint::of(&document(serde_json::json!({})));
+        let text = serde_json::to_string(&print).unwrap();
+        assert_eq!(text.len(), 24, "{text}");
+        assert_eq!(
+            serde_json::from_str::<MetadataFingerprint>(&text).unwrap(),
+            print
+        );
+        assert!(serde_json::from_str::<MetadataFingerprint>("\"short\"").is_err());
     }
 
     #[test]

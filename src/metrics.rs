@@ -76,6 +76,10 @@ pub struct Metrics {
     /// Shared-store operations that failed (unavailable, timed out, full),
     /// by operation.
     pub store_errors: IntCounterVec,
+    /// Token requests whose grant was made under another version of the
+    /// client's document, by what `policy.on_metadata_change` did
+    /// (`refuse`, `allow`).
+    pub metadata_changes: IntCounterVec,
     /// Connections open now, by listener (`public`, `admin`).
     pub connections_open: IntGaugeVec,
     /// Connections that arrived at the cap, by listener and what made room:
@@ -222,6 +226,12 @@ impl Metrics {
                 "Shared-store operations that failed (unavailable, timed out or full), by operation.",
                 &["operation"],
             ),
+            metadata_changes: counter(
+                r,
+                "cimd_proxy_metadata_changes_total",
+                "Token requests whose grant was made under another version of the client's document, by action (refuse, allow).",
+                &["action"],
+            ),
             connections_open: register(
                 r,
                 IntGaugeVec::new(
@@ -305,6 +315,7 @@ mod tests {
             .inc();
         METRICS.log_lines_dropped.with_label_values(&["audit"]);
         METRICS.store_errors.with_label_values(&["ping"]);
+        METRICS.metadata_changes.with_label_values(&["allow"]);
         METRICS
             .connections_over_limit
             .with_label_values(&["public", "closed_idle"])
@@ -321,6 +332,7 @@ mod tests {
             "cimd_proxy_cache_entries",
             "cimd_proxy_log_lines_dropped_total",
             "cimd_proxy_store_errors_total",
+            "cimd_proxy_metadata_changes_total",
             "cimd_proxy_connections_open",
             "cimd_proxy_connections_over_limit_total",
             "cimd_proxy_stale_documents_served_total",

@@ -153,6 +153,9 @@ pub struct PolicyConfig {
     pub loopback_only_redirects: Action,
     /// When the consent page is shown.
     pub interstitial: Interstitial,
+    /// What `/token` does with a grant whose client document changed what
+    /// the user agreed to trust.
+    pub on_metadata_change: OnMetadataChange,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
 }
@@ -164,9 +167,36 @@ impl Default for PolicyConfig {
             default_upstream_client: None,
             loopback_only_redirects: Action::Warn,
             interstitial: Interstitial::Warn,
+            on_metadata_change: OnMetadataChange::Refuse,
             rules: Vec::new(),
         }
     }
+}
+
+/// `[policy] on_metadata_change`: what `/token` does when the client's
+/// document no longer matches the one a code or refresh token was issued
+/// under (its redirect URIs, authentication method or keys; see
+/// [`crate::flow::MetadataFingerprint`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum OnMetadataChange {
+    /// `invalid_grant`, and a refresh token's family is revoked: the user
+    /// signs in again and sees the client as it is now.
+    #[default]
+    Refuse,
+    /// The grant goes on, bound to the new document from then on; the
+    /// change is logged and counted.
+    Allow,
 }
 
 /// `[policy] interstitial`: when the user is shown who is asking.

@@ -5,7 +5,7 @@
 //! Roles (each a subcommand): `fixtures` (the document host, the slow
 //! host, the upstream stand-in), `baseline` (a minimal hyper server that
 //! answers every request with a fixed 302), `paths`, `warm`, `cold`,
-//! `stampede`, `flood`, `token-prep`, `sample` (resident memory),
+//! `stampede`, `flood`, `token-prep`, `refresh-prep`, `sample` (resident memory),
 //! `report` (BENCHMARKS.md from the results) and `compare` (two builds'
 //! partial runs side by side, for `bench/compare`). Everything listens on and
 //! talks to loopback addresses only, and every server stops by itself
@@ -13,6 +13,7 @@
 
 mod fixtures;
 mod net;
+mod refresh;
 mod report;
 mod scenarios;
 mod token;
@@ -158,6 +159,26 @@ enum Command {
     },
     /// Scenario 6's bodies: sealed codes and RS256 assertions, one jti each.
     TokenPrep {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        proxy: SocketAddr,
+        #[arg(long)]
+        docs: SocketAddr,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long)]
+        bodies: usize,
+        #[arg(long, default_value_t = 2)]
+        files: usize,
+        #[arg(long)]
+        prefix: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Scenario 7's bodies: refresh tokens, each from a code exchange at
+    /// the proxy (a family of its own).
+    RefreshPrep {
         #[arg(long)]
         dir: PathBuf,
         #[arg(long)]
@@ -343,6 +364,22 @@ async fn main() {
             let result = token::prepare(&dir, proxy, docs, clients, bodies, files, &prefix).await;
             write_json(&out, &result);
             if result["warm_failures"].as_u64() != Some(0) {
+                std::process::exit(1);
+            }
+        }
+        Command::RefreshPrep {
+            dir,
+            proxy,
+            docs,
+            clients,
+            bodies,
+            files,
+            prefix,
+            out,
+        } => {
+            let result = refresh::prepare(&dir, proxy, docs, clients, bodies, files, &prefix).await;
+            write_json(&out, &result);
+            if result["failures"].as_u64() != Some(0) {
                 std::process::exit(1);
             }
         }

@@ -154,6 +154,7 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     let ceiling_entries = num(&ceiling_full, &["cache_entries"]);
     let token_rps = rps(&token);
     let token_errors = wrk_errors(&token);
+    let refresh = Refresh::read(results);
 
     let _ = writeln!(md, "\n## Results against the targets\n");
     let _ = writeln!(md, "| # | what | target | measured | |");
@@ -230,6 +231,7 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
             "**errors**"
         }
     );
+    refresh.targets(&mut md);
 
     // Details.
     let _ = writeln!(md, "\n## Details\n");
@@ -441,10 +443,130 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
         ms_us(&token, "max"),
         cpu_us("s6_token", &token),
     );
+    refresh.details(&mut md, &|name: &str, wrk: &Value| cpu_us(name, wrk));
     if let Some(notes) = notes.and_then(|path| std::fs::read_to_string(path).ok()) {
         let _ = writeln!(md, "\n{}", notes.trim_end());
     }
     std::fs::write(out, md).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
+}
+
+/// Scenario 7: `/token` refresh with the memory store and with Redis, and
+/// Redis memory per live refresh family.
+struct Refresh {
+    memory: Value,
+    redis: Value,
+    prep_memory: Value,
+    prep_redis: Value,
+    store_memory: Value,
+    redis_commands: String,
+}
+
+impl Refresh {
+    fn read(results: &Path) -> Refresh {
+        Refresh {
+            memory: read(results, "s7_memory.json"),
+            redis: read(results, "s7_redis.json"),
+            prep_memory: read(results, "s7_prep_memory.json"),
+            prep_redis: read(results, "s7_prep_redis.json"),
+            store_memory: read(results, "s7_store_memory.json"),
+            redis_commands: std::fs::read_to_string(results.join("s7_redis_commands.txt"))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// What Redis costs: the share of the memory store's throughput lost.
+    fn cost(&self) -> f64 {
+        1.0 - rps(&self.redis) / rps(&self.memory)
+    }
+
+    fn targets(&self, md: &mut String) {
+        if self.memory.is_null() || self.redis.is_null() {
+            return;
+        }
+        let errors = wrk_errors(&self.memory) + wrk_errors(&self.redis);
+        let _ = writeln!(
+            md,
+            "| 7 | `/token` refresh (rotation): Redis on loopback against the memory store | < 10 % of throughput | \
+             {:.0} req/s with Redis, {:.0} with memory ({:+.1} %); p99 {:.2} ms against {:.2} ms; {errors:.0} errors | {} |",
+            rps(&self.redis),
+            rps(&self.memory),
+            -self.cost() * 100.0,
+            ms_us(&self.redis, "p99"),
+            ms_us(&self.memory, "p99"),
+            met(self.cost() < 0.10 && errors == 0.0),
+        );
+        let _ = writeln!(
+            md,
+            "| 7 | Redis memory per live refresh family | (report) | {:.0} bytes ({:.0} families, `INFO memory`) | reported |",
+            num(&self.store_memory, &["bytes_per_family"]),
+            num(&self.store_memory, &["families"]),
+        );
+    }
+
+    fn details(&self, md: &mut String, cpu_us: &dyn Fn(&str, &Value) -> f64) {
+        if self.memory.is_null() || self.redis.is_null() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "\n### 7. Refresh with rotation: memory store and Redis\n\n`POST /token` with \
+             `grant_type=refresh_token` for public clients (16 documents, cached), each request presenting the \
+             first generation of a family of its own ({} and {} families, each made by a real code exchange at \
+             the proxy before the load, `bench/token.lua` sending each token once). Each request: document from \
+             the cache, policy, the refresh token opened, the family's status read, a refresh at the upstream \
+             stand-in, its RS256 id_token verified, the family advanced, the next generation sealed, an ES256 \
+             id_token signed. The same load against the proxy with the default memory store, then with \
+             `[store] backend = \"redis\"` (a private `redis-server` on loopback with a password, no \
+             persistence).\n",
+            self.prep_memory["bodies"], self.prep_redis["bodies"],
+        );
+        let _ = writeln!(
+            md,
+            "| store | req/s | p50 | p90 | p99 | max | errors | proxy CPU per request |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        for (label, name, wrk) in [
+            ("memory", "s7_memory", &self.memory),
+            ("Redis", "s7_redis", &self.redis),
+        ] {
+            let _ = writeln!(
+                md,
+                "| {label} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.0} µs |",
+                rps(wrk),
+                ms_us(wrk, "p50"),
+                ms_us(wrk, "p90"),
+                ms_us(wrk, "p99"),
+                ms_us(wrk, "max"),
+                wrk_errors(wrk),
+                cpu_us(name, wrk),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nThroughput with Redis against the memory store: {:+.1} %. Redis's own count of the commands it ran during the \
+             Redis load (`INFO commandstats`): {}.\n",
+            -self.cost() * 100.0,
+            self.redis_commands
+                .lines()
+                .filter_map(|line| {
+                    let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                    let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                    Some(format!("`{}` {calls}", name.to_uppercase()))
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let _ = writeln!(
+            md,
+            "Redis memory per live refresh family: {:.0} bytes (`used_memory` from `INFO memory` before and after \
+             {:.0} families made through the store, `examples/store_memory`, Redis {}); a single-use value \
+             (`jti`, consent, state): {:.0} bytes.",
+            num(&self.store_memory, &["bytes_per_family"]),
+            num(&self.store_memory, &["families"]),
+            self.store_memory["redis"].as_str().unwrap_or("?"),
+            num(&self.store_memory, &["bytes_per_single_use"]),
+        );
+    }
 }
 
 /// The figures `bench/compare` looks at, from one partial run's results:

@@ -1020,6 +1020,13 @@ fn read_policy(
         .unwrap_or(defaults.loopback_only_redirects),
         interstitial: read_choice(section, "interstitial", defaults.interstitial, problems)
             .unwrap_or_default(),
+        on_metadata_change: read_choice(
+            section,
+            "on_metadata_change",
+            defaults.on_metadata_change,
+            problems,
+        )
+        .unwrap_or_default(),
         rules: Vec::new(),
     };
     for mut rule in section.array_of_tables("rules", problems) {

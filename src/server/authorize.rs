@@ -21,7 +21,7 @@ use super::pages::{PageReason, error_page, redirect_notice, refusal_page};
 use super::params::Params;
 use crate::admission::{Admitted, Ask, RedirectAsk, Upstream};
 use crate::client_id::is_url_client_id;
-use crate::flow::{RedirectUri, SealedState, random_id};
+use crate::flow::{MetadataFingerprint, RedirectUri, SealedState, random_id};
 use crate::policy::Action;
 use crate::policy::Interstitial;
 use crate::upstream::{Grant, Leg, RedirectMode, UpstreamRequest, may_refresh};
@@ -186,14 +186,15 @@ fn sign_in(
             "the proxy has no upstream client for this client",
         ));
     };
+    let fingerprint = MetadataFingerprint::of(&admitted.client.metadata);
     let location = provider_url(
         state,
         params,
         upstream,
         code_challenge,
-        &grant,
-        &translated,
+        (&grant, &translated),
         reply,
+        fingerprint,
     )?;
     let decision = &admitted.decision;
     let show_page =
@@ -267,9 +268,9 @@ fn provider_url(
     params: &Params,
     upstream: Upstream<'_>,
     code_challenge: &str,
-    grant: &Grant<'_>,
-    translated: &UpstreamRequest,
+    (grant, translated): (&Grant<'_>, &UpstreamRequest),
     reply: &Reply<'_>,
+    fingerprint: MetadataFingerprint,
 ) -> Result<String, Refused> {
     let scope = translated.scope.as_deref().unwrap_or_default();
     let mut upstream_params: Vec<(&str, String)> = vec![
@@ -302,6 +303,7 @@ fn provider_url(
                     upstream_client: upstream.name.to_owned(),
                     granted_scope: grant.scope.to_owned(),
                     resource: grant.resource.map(str::to_owned),
+                    metadata: Some(fingerprint),
                 })
                 // The client chose the sizes of state, nonce and redirect_uri.
                 .map_err(|error| {

@@ -148,6 +148,7 @@ fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Respon
             upstream_client: flow.upstream_client.clone(),
             granted_scope: flow.granted_scope.clone(),
             resource: flow.resource.clone(),
+            metadata: flow.metadata,
         })
         .map_err(|error| {
             tracing::warn!(%error, "cannot seal the authorization code");

@@ -20,6 +20,12 @@ const CARRIED_OVER: [&str; 5] = [
     "claims_parameter_supported",
 ];
 
+/// The algorithms a client's `private_key_jwt` assertion may use, at
+/// `/token` and `/revoke` alike.
+const ASSERTION_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
 /// The authorization server metadata the proxy serves.
 pub fn authorization_server_metadata(
     issuer: &str,
@@ -36,15 +42,16 @@ pub fn authorization_server_metadata(
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "jwks_uri": format!("{issuer}/jwks.json"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": [
-            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"
-        ],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "id_token_signing_alg_values_supported": id_token_algorithms,
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,

@@ -18,6 +18,7 @@ pub mod pages;
 pub(crate) mod params;
 pub mod reload;
 mod request_id;
+mod revoke;
 mod token;
 
 use std::collections::BTreeSet;
@@ -180,7 +181,13 @@ impl AppState {
         let store = Arc::new(Store::connect(&config.store)?);
         let client_auth = ClientAuthenticator::new(
             Arc::clone(&egress),
-            vec![issuer.clone(), format!("{issuer}/token")],
+            // The token endpoint's and the revocation endpoint's own URLs,
+            // as RFC 7523 §3 lets a client address either it posts to.
+            vec![
+                issuer.clone(),
+                format!("{issuer}/token"),
+                format!("{issuer}/revoke"),
+            ],
             ClientAuthLimits::default(),
             Arc::clone(&store),
         );
@@ -348,6 +355,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         router = add(router, format!("{base}/consent"), post(consent));
         router = add(router, format!("{base}/logo"), get(logo));
         router = add(router, format!("{base}/token"), post(token));
+        router = add(router, format!("{base}/revoke"), post(revoke));
         router = add(router, format!("{base}/jwks.json"), get(jwks));
     }
     let router = router
@@ -473,6 +481,10 @@ async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
 
 async fn token(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {
     token::token(state, headers, body).await
+}
+
+async fn revoke(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {
+    revoke::revoke(state, headers, body).await
 }
 
 /// Runs the proxy on already bound listeners until `shutdown` resolves,

@@ -17,7 +17,9 @@
 //! exchange starts a family in the shared store, every refresh returns the
 //! family's next generation, and presenting an older one revokes the
 //! family. The store is asked only after the provider answered, so a
-//! provider failure never turns the client's retry into "reuse".
+//! provider failure never turns the client's retry into "reuse". A grant
+//! that ends here (reuse, or a client document that changed what the user
+//! trusted) ends at the provider too, when it has a revocation endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,22 +34,23 @@ use super::AppState;
 use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, basic_user, no_store, token_error_for_refusal};
 use super::params::Params;
-use crate::admission::{Ask, ScopeRefused};
+use crate::admission::{Admitted, Ask, ScopeRefused};
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
-use crate::client_id::is_url_client_id;
+use crate::client_id::{ClientIdUrl, is_url_client_id};
 use crate::error_code::provider_description;
-use crate::flow::{RedirectUri, SealedCode, SealedRefresh};
+use crate::flow::{MetadataFingerprint, RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
-use crate::store::{Backend, FamilyStatus, Rotation, Store, StoreError};
-use crate::upstream::{Grant, Leg, RedirectMode, TargetError, normalise_resource};
+use crate::policy::OnMetadataChange;
+use crate::store::{Backend, FamilyStatus, Rotation, StoreError};
+use crate::upstream::{Grant, Leg, RedirectMode, Revocation, TargetError, normalise_resource};
 
 /// The lifetime of the id_tokens the proxy issues.
 const ID_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Whether the request says its body is a form (RFC 6749 §3.2): the media
 /// type, case-insensitive, with or without parameters (`charset`).
-fn is_form(headers: &HeaderMap) -> bool {
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -76,12 +79,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
                 .into_response();
         }
     };
-    let auth = TokenClientAuth {
-        client_id: params.get("client_id").map(str::to_owned),
-        client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
-        client_assertion: params.get("client_assertion").map(str::to_owned),
-        has_client_secret: params.get("client_secret").is_some(),
-    };
+    let auth = client_auth_of(&params);
     let claimed = match ClientAuthenticator::claimed_client_id(&auth) {
         Ok(claimed) => claimed,
         Err(error) => {
@@ -170,6 +168,60 @@ async fn forward(
     }
 }
 
+/// The client-authentication fields of a `/token` or `/revoke` form.
+pub(super) fn client_auth_of(params: &Params) -> TokenClientAuth {
+    TokenClientAuth {
+        client_id: params.get("client_id").map(str::to_owned),
+        client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
+        client_assertion: params.get("client_assertion").map(str::to_owned),
+        has_client_secret: params.get("client_secret").is_some(),
+    }
+}
+
+/// Admission for a token endpoint: the document and the policy (or the
+/// relayed list), now: revocation without a registry.
+async fn admit<'s>(state: &'s AppState, client_id: &str) -> Result<Admitted<'s>, TokenError> {
+    state
+        .admission()
+        .admit(client_id, Ask::default())
+        .await
+        .map_err(|refusal| token_error_for_refusal(&refusal))
+}
+
+/// A CIMD client's authentication at the proxy, against its document.
+async fn authenticate(
+    state: &AppState,
+    id: &ClientIdUrl,
+    metadata: &ClientMetadata,
+    auth: &TokenClientAuth,
+) -> Result<(), TokenError> {
+    state
+        .client_auth
+        .authenticate(id, metadata, auth)
+        .await
+        .map_err(|error| TokenError::new(error.oauth_error(), error.description()))
+}
+
+/// The sequence `/revoke` shares with `/token` for a CIMD client:
+/// admission, then the request's client authentication against the
+/// document. A relayed pre-registered client is refused: the proxy cannot
+/// check the secret it shares with the provider.
+pub(super) async fn admit_and_authenticate<'s>(
+    state: &'s AppState,
+    client_id: &str,
+    auth: &TokenClientAuth,
+) -> Result<Admitted<'s>, TokenError> {
+    let admitted = admit(state, client_id).await?;
+    let Some(id) = admitted.client.id() else {
+        return Err(TokenError::new(
+            OAuthErrorCode::InvalidClient,
+            "a relayed pre-registered client cannot revoke at the proxy",
+        ));
+    };
+    authenticate(state, id, &admitted.client.metadata, auth).await?;
+    Ok(admitted)
+}
+
 /// Counts a token request; the grant type becomes a closed label.
 fn count(grant_type: &str, outcome: &'static str) {
     let grant_type = match grant_type {
@@ -186,7 +238,7 @@ fn count(grant_type: &str, outcome: &'static str) {
 /// A provider failure as the client sees it: the code, and a sentence
 /// that does not reveal the provider's address or our transport; the
 /// detail goes to the log.
-fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
+pub(super) fn provider_unavailable(error: &crate::upstream::UpstreamError) -> TokenError {
     tracing::warn!(%error, "token request to the provider failed");
     let code = error.oauth_error();
     let description = if code == OAuthErrorCode::TemporarilyUnavailable {
@@ -208,23 +260,13 @@ async fn cimd_token(
     grant_type: &str,
     upstream_client: &mut Option<String>,
 ) -> Result<Response, TokenError> {
-    // Revocation without a registry: the document and the policy (or the
-    // relayed list), now.
-    let admitted = state
-        .admission()
-        .admit(client_id, Ask::default())
-        .await
-        .map_err(|refusal| token_error_for_refusal(&refusal))?;
+    let admitted = admit(state, client_id).await?;
     let client = &admitted.client;
     // A CIMD client authenticates to the proxy; a relayed one to the
     // provider, with what it presents here.
     let relayed = match (client.id(), admitted.upstream) {
         (Some(id), _) => {
-            state
-                .client_auth
-                .authenticate(id, &client.metadata, auth)
-                .await
-                .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
+            authenticate(state, id, &client.metadata, auth).await?;
             None
         }
         (None, Some(registration)) => {
@@ -246,14 +288,18 @@ async fn cimd_token(
                 .map(|upstream| upstream.name);
             let presented = open_code(state, params, &client.metadata, direct)?;
             *upstream_client = Some(presented.grant.upstream_client.clone());
-            exchange_code(state, presented, relayed.as_ref()).await
+            let live = MetadataFingerprint::of(&client.metadata);
+            if metadata_changed(state, presented.grant.metadata, live, client_id) {
+                return Err(metadata_refusal());
+            }
+            exchange_code(state, presented, relayed.as_ref(), live).await
         }
         "refresh_token" => {
             let ceiling = admitted.decision.scopes.as_deref();
             refresh_token(
                 state,
                 params,
-                client_id,
+                (client_id, &client.metadata),
                 ceiling,
                 upstream_client,
                 relayed.as_ref(),
@@ -507,6 +553,8 @@ fn open_code<'p>(
                 upstream_client: direct.to_owned(),
                 granted_scope: String::new(),
                 resource,
+                // The provider's code: bound to the document as it is now.
+                metadata: Some(MetadataFingerprint::of(metadata)),
             };
             (grant, IdToken::ReissueWithProviderNonce)
         }
@@ -534,6 +582,7 @@ async fn exchange_code(
         id_token,
     }: PresentedCode<'_>,
     relayed: Option<&RelayedCredentials>,
+    live: MetadataFingerprint,
 ) -> Result<Response, TokenError> {
     let party = Party::of(&grant.upstream_client, &grant.client_id, relayed);
     let mode = match party {
@@ -580,6 +629,7 @@ async fn exchange_code(
         Refresh::Start {
             granted_scope: grant.granted_scope.clone(),
             resource: grant.resource.clone(),
+            metadata: live,
         },
     )
     .await
@@ -606,12 +656,15 @@ enum IdToken {
 /// What the client's refresh token becomes in a successful answer.
 enum Refresh {
     /// The code exchange: a refresh token from the provider starts a
-    /// family, bound to the grant's scopes and resource.
+    /// family, bound to the grant's scopes and resource and to the
+    /// client's document as it is now.
     Start {
         /// The scopes granted to the client, before translation.
         granted_scope: String,
         /// The resource granted.
         resource: Option<String>,
+        /// The client's document at the code exchange.
+        metadata: MetadataFingerprint,
     },
     /// A refresh: the family advances from the presented generation; the
     /// provider's new refresh token travels inside, or the one it kept.
@@ -619,7 +672,7 @@ enum Refresh {
 }
 
 /// A store that cannot answer: the step is refused, never skipped.
-fn store_unavailable(error: &StoreError) -> TokenError {
+pub(super) fn store_unavailable(error: &StoreError) -> TokenError {
     tracing::warn!(%error, "the shared store cannot answer; refusing the grant");
     TokenError::new(
         OAuthErrorCode::TemporarilyUnavailable,
@@ -638,7 +691,7 @@ fn unix_now() -> u64 {
 async fn refresh_token(
     state: &AppState,
     params: &Params,
-    client_id: &str,
+    (client_id, metadata): (&str, &ClientMetadata),
     ceiling: Option<&[String]>,
     upstream_client: &mut Option<String>,
     relayed: Option<&RelayedCredentials>,
@@ -682,7 +735,28 @@ async fn refresh_token(
         .map_err(|error| invalid_target(&error))?;
     // A revoked family, or an old generation, is refused before the
     // provider is asked; an old generation revokes the family here.
-    check_family(&state.store, &sealed).await?;
+    check_family(state, &sealed).await?;
+    let live = MetadataFingerprint::of(metadata);
+    if metadata_changed(state, sealed.metadata, live, client_id) {
+        // The grant ends here: every generation of the family with it.
+        state
+            .store
+            .revoke_family(sealed.family)
+            .await
+            .map_err(|error| store_unavailable(&error))?;
+        revoke_upstream(
+            state,
+            &sealed.upstream_client,
+            &sealed.upstream_refresh_token,
+        )
+        .await;
+        return Err(metadata_refusal());
+    }
+    // From here on the grant is bound to the document it was checked against.
+    let sealed = SealedRefresh {
+        metadata: Some(live),
+        ..sealed
+    };
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", sealed.upstream_refresh_token.as_str()),
@@ -805,7 +879,8 @@ enum NarrowingRefused {
 /// asked. With the memory backend an unknown family (made by another
 /// replica, or before a restart) goes on, to be adopted; with Redis it is
 /// refused.
-async fn check_family(store: &Store, sealed: &SealedRefresh) -> Result<(), TokenError> {
+async fn check_family(state: &AppState, sealed: &SealedRefresh) -> Result<(), TokenError> {
+    let store = &state.store;
     match store
         .family_status(sealed.family)
         .await
@@ -818,11 +893,79 @@ async fn check_family(store: &Store, sealed: &SealedRefresh) -> Result<(), Token
                 .advance_family(sealed.family, sealed.generation)
                 .await
                 .map_err(|error| store_unavailable(&error))?;
+            if rotation == Rotation::Reused {
+                // A token was stolen and used: the provider's grant ends too.
+                revoke_upstream(
+                    state,
+                    &sealed.upstream_client,
+                    &sealed.upstream_refresh_token,
+                )
+                .await;
+            }
             Err(refused_rotation(rotation, sealed))
         }
         FamilyStatus::Revoked => Err(refused_rotation(Rotation::Revoked, sealed)),
         FamilyStatus::Unknown if store.backend() == Backend::Memory => Ok(()),
         FamilyStatus::Unknown => Err(refused_rotation(Rotation::Unknown, sealed)),
+    }
+}
+
+/// Whether a grant bound to `bound` must stop now that the client's
+/// document is `live`: only when they differ and the policy refuses. A
+/// difference the policy allows is logged and counted, and the grant goes
+/// on. A grant sealed before fingerprints existed (`None`) goes on.
+fn metadata_changed(
+    state: &AppState,
+    bound: Option<MetadataFingerprint>,
+    live: MetadataFingerprint,
+    client_id: &str,
+) -> bool {
+    if bound.is_none_or(|bound| bound == live) {
+        return false;
+    }
+    let action = state.config.policy.on_metadata_change;
+    let label: &'static str = action.into();
+    crate::metrics::METRICS
+        .metadata_changes
+        .with_label_values(&[label])
+        .inc();
+    tracing::warn!(
+        target: "audit",
+        event = "metadata_change",
+        client_id = %short(client_id),
+        action = label,
+        "the client's redirect URIs, authentication method or keys changed since the grant was made"
+    );
+    action == OnMetadataChange::Refuse
+}
+
+/// The refusal of a grant made under another version of the document.
+fn metadata_refusal() -> TokenError {
+    TokenError::new(
+        OAuthErrorCode::InvalidGrant,
+        "the client's metadata changed since the grant was made; sign in again",
+    )
+}
+
+/// Tells the provider that a grant ended here: `token`, its refresh token,
+/// revoked at its revocation endpoint (RFC 7009) when its discovery names
+/// one. A failure is only logged: the proxy's own grant is over either way.
+pub(super) async fn revoke_upstream(state: &AppState, upstream_client: &str, token: &str) {
+    match state
+        .provider
+        .revoke(upstream_client, token, Some("refresh_token"))
+        .await
+    {
+        Ok(Revocation::Revoked | Revocation::NoEndpoint) => {}
+        Ok(Revocation::Refused(code)) => tracing::warn!(
+            upstream_client,
+            error = %short(&code),
+            "the provider refused to revoke its refresh token; the proxy's grant is revoked"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "the provider's revocation endpoint failed; the proxy's grant is revoked"
+        ),
     }
 }
 
@@ -862,6 +1005,7 @@ async fn rotated_refresh(
         Refresh::Start {
             granted_scope,
             resource,
+            metadata,
         } => {
             let Some(upstream_refresh_token) = upstream_refresh_token else {
                 return Ok(None);
@@ -882,6 +1026,7 @@ async fn rotated_refresh(
                 family_expires_at: now.saturating_add(ttl.as_secs()),
                 granted_scope,
                 resource,
+                metadata: Some(metadata),
             }
         }
         Refresh::Rotate(presented) => {
@@ -907,7 +1052,12 @@ async fn rotated_refresh(
                 };
             }
             let Rotation::Advanced { generation } = rotation else {
-                // The provider's fresh tokens are dropped with the grant.
+                // The provider's fresh tokens are dropped with the grant, and
+                // its refresh token (the new one, or the one it kept) revoked.
+                let live = upstream_refresh_token
+                    .as_deref()
+                    .unwrap_or(&presented.upstream_refresh_token);
+                revoke_upstream(state, &presented.upstream_client, live).await;
                 return Err(refused_rotation(rotation, &presented));
             };
             SealedRefresh {

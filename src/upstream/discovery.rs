@@ -173,12 +173,20 @@ pub(super) fn metadata_from_document(
     let token_endpoint = required("token_endpoint", &config.token_endpoint)?;
     let jwks_uri = endpoint("jwks_uri")?;
     let userinfo_endpoint = endpoint("userinfo_endpoint")?;
+    // Optional to the proxy: one it cannot use is left out (and revocation
+    // then ends the proxy's grant only), rather than failing discovery.
+    let revocation_endpoint = endpoint("revocation_endpoint").unwrap_or_else(|error| {
+        let (DocumentError::Invalid(reason) | DocumentError::Mismatch(reason)) = error;
+        tracing::warn!(%reason, "the provider's revocation endpoint is not used");
+        None
+    });
     Ok(ProviderMetadata {
         issuer: found,
         authorization_endpoint,
         token_endpoint,
         jwks_uri,
         userinfo_endpoint,
+        revocation_endpoint,
         scopes_supported: string_list(&raw, "scopes_supported"),
         claims_supported: string_list(&raw, "claims_supported"),
         raw,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::{Provider, ProviderMetadata, TokenResponse, UpstreamError};
+use super::{Provider, ProviderMetadata, Revocation, TokenResponse, UpstreamError};
 
 /// The identity provider as the server's handlers use it. Object safe, so
 /// the server holds an `Arc<dyn IdentityProvider>`.
@@ -44,6 +44,15 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
         authorization: Option<HeaderValue>,
         client_secret: Option<&'a str>,
     ) -> BoxFuture<'a, Result<TokenResponse, UpstreamError>>;
+
+    /// Revokes a token at the provider's RFC 7009 endpoint as the named
+    /// pre-registered client; [`Revocation::NoEndpoint`] when it has none.
+    fn revoke<'a>(
+        &'a self,
+        upstream_client: &'a str,
+        token: &'a str,
+        token_type_hint: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Revocation, UpstreamError>>;
 
     /// A pre-registered client's own token request, passed through verbatim.
     fn forward_token_request(
@@ -91,6 +100,20 @@ impl IdentityProvider for Provider {
             params,
             authorization,
             client_secret,
+        ))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        upstream_client: &'a str,
+        token: &'a str,
+        token_type_hint: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Revocation, UpstreamError>> {
+        Box::pin(Provider::revoke(
+            self,
+            upstream_client,
+            token,
+            token_type_hint,
         ))
     }
 

@@ -67,12 +67,26 @@ pub struct ProviderMetadata {
     pub jwks_uri: Option<Url>,
     /// The OpenID userinfo endpoint, if the provider has one.
     pub userinfo_endpoint: Option<Url>,
+    /// The RFC 7009 revocation endpoint, if the provider has one.
+    pub revocation_endpoint: Option<Url>,
     /// The scopes the provider advertises.
     pub scopes_supported: Option<Vec<String>>,
     /// The claims the provider advertises.
     pub claims_supported: Option<Vec<String>>,
     /// The whole discovery document, for carrying other fields over.
     pub raw: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the provider did with a revocation ([`Provider::revoke`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// It answered 2xx: the token is revoked (or was not valid; RFC 7009
+    /// §2.2 does not tell them apart).
+    Revoked,
+    /// Its discovery names no revocation endpoint: nothing was sent.
+    NoEndpoint,
+    /// It refused with this OAuth error code (a 4xx with an error object).
+    Refused(String),
 }
 
 /// The answer to a grant the proxy made as a pre-registered client: a 2xx
@@ -374,7 +388,7 @@ impl Provider {
                 }
             });
         let (body, authorization) =
-            token_request(client, upstream_client, grant_type, params, endpoint)?;
+            token_request(client, upstream_client, Some(grant_type), params, endpoint)?;
         let started = Instant::now();
         let answer = measured("token", self.http.post_form(endpoint, body, authorization)).await?;
         let result = token_response(answer, endpoint);
@@ -422,6 +436,49 @@ impl Provider {
         };
         let answer = measured("token", self.http.post_form(endpoint, body, authorization)).await?;
         token_response(answer, endpoint)
+    }
+
+    /// Revokes `token` at the provider (RFC 7009) as the named
+    /// pre-registered client, authenticated as for its grants. A 5xx or a
+    /// transport failure is an error; the provider's 4xx OAuth error is
+    /// [`Revocation::Refused`].
+    pub async fn revoke(
+        &self,
+        upstream_client: &str,
+        token: &str,
+        token_type_hint: Option<&str>,
+    ) -> Result<Revocation, UpstreamError> {
+        let client = self
+            .clients
+            .get(upstream_client)
+            .ok_or_else(|| UpstreamError::UnknownClient(upstream_client.to_owned()))?;
+        let metadata = self.metadata();
+        let Some(endpoint) = &metadata.revocation_endpoint else {
+            return Ok(Revocation::NoEndpoint);
+        };
+        let mut params = vec![("token", token)];
+        if let Some(hint) = token_type_hint {
+            params.push(("token_type_hint", hint));
+        }
+        let (body, authorization) =
+            token_request(client, upstream_client, None, &params, endpoint)?;
+        let answer = measured("revoke", self.http.post_form(endpoint, body, authorization)).await?;
+        if answer.status.is_success() {
+            return Ok(Revocation::Revoked);
+        }
+        let error = answer
+            .status
+            .is_client_error()
+            .then(|| http::json_object(&answer, endpoint).ok())
+            .flatten()
+            .and_then(|body| body.get("error")?.as_str().map(str::to_owned));
+        match error {
+            Some(code) => Ok(Revocation::Refused(code)),
+            None => Err(UpstreamError::Status {
+                url: endpoint.to_string(),
+                status: answer.status.as_u16(),
+            }),
+        }
     }
 
     /// A pre-registered (non-URL) client's token request, forwarded
@@ -544,17 +601,20 @@ fn token_response(answer: http::Answer, endpoint: &Url) -> Result<TokenResponse,
 #[cfg(test)]
 mod tests;
 
-/// The form body and `Authorization` header of a grant made as `client`.
+/// The form body and `Authorization` header of a request made as `client`
+/// to `endpoint`: a grant (with its `grant_type`) or a revocation (none).
 /// Kept out of the async path: the form serializer is not `Send`.
 fn token_request(
     client: &LoadedClient,
     upstream_client: &str,
-    grant_type: &str,
+    grant_type: Option<&str>,
     params: &[(&str, &str)],
     endpoint: &Url,
 ) -> Result<(Bytes, Option<HeaderValue>), UpstreamError> {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", grant_type);
+    if let Some(grant_type) = grant_type {
+        form.append_pair("grant_type", grant_type);
+    }
     for (name, value) in params {
         if !RESERVED_PARAMS.contains(name) {
             form.append_pair(name, value);

@@ -998,3 +998,98 @@ fn error_kinds_are_pinned() {
         assert_eq!(error.kind(), kind, "{error}");
     }
 }
+
+// ---- revocation (RFC 7009) ----
+
+/// A provider with a revocation endpoint at `/revoke` that answers each
+/// token as its value says: `ok`, `unsupported` (400 with an OAuth error),
+/// or anything else (a 503).
+fn revoking(base: &str, seen: &Seen) -> Reply {
+    match seen.path.as_str() {
+        "/.well-known/openid-configuration" => {
+            let mut document = discovery_document(base);
+            document["revocation_endpoint"] = json!(format!("{base}/revoke"));
+            Reply::Json(StatusCode::OK, document)
+        }
+        "/revoke" => match seen.field("token").as_deref() {
+            Some("ok") => Reply::Raw(StatusCode::OK, "text/plain", Vec::new(), Vec::new()),
+            Some("unsupported") => Reply::Json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unsupported_token_type"}),
+            ),
+            _ => Reply::Json(StatusCode::SERVICE_UNAVAILABLE, json!({})),
+        },
+        _ => standard(base, seen),
+    }
+}
+
+#[tokio::test]
+async fn revocation_is_sent_as_the_upstream_client_without_a_grant_type() {
+    let server = TestServer::start(revoking).await;
+    let (provider, _dir) = start_provider(&server).await;
+    assert_eq!(
+        provider.metadata().revocation_endpoint,
+        Some(server.url("/revoke"))
+    );
+    let answer = provider
+        .revoke("basic", "ok", Some("refresh_token"))
+        .await
+        .unwrap();
+    assert_eq!(answer, Revocation::Revoked);
+    let seen = server.last("/revoke");
+    assert_eq!(seen.method, Method::POST);
+    assert!(
+        seen.headers[header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+    assert_eq!(seen.field("token").as_deref(), Some("ok"));
+    assert_eq!(
+        seen.field("token_type_hint").as_deref(),
+        Some("refresh_token")
+    );
+    assert_eq!(seen.field("grant_type"), None);
+    // The provider's refusal is an answer; its outage an error.
+    assert_eq!(
+        provider.revoke("basic", "unsupported", None).await.unwrap(),
+        Revocation::Refused("unsupported_token_type".to_owned())
+    );
+    let failed = provider.revoke("basic", "down", None).await.unwrap_err();
+    assert_eq!(
+        failed.oauth_error(),
+        crate::error_code::OAuthErrorCode::TemporarilyUnavailable
+    );
+    assert!(matches!(
+        provider.revoke("nonexistent", "ok", None).await,
+        Err(UpstreamError::UnknownClient(_))
+    ));
+}
+
+#[tokio::test]
+async fn without_a_revocation_endpoint_nothing_is_sent() {
+    let server = TestServer::start(standard).await;
+    let (provider, _dir) = start_provider(&server).await;
+    assert_eq!(
+        provider.revoke("basic", "ok", None).await.unwrap(),
+        Revocation::NoEndpoint
+    );
+    assert_eq!(server.count("/revoke"), 0);
+}
+
+#[tokio::test]
+async fn an_unusable_revocation_endpoint_is_left_out_not_fatal() {
+    // An https issuer whose document names a plain-http revocation endpoint
+    // would be a downgrade: the endpoint is dropped, discovery succeeds.
+    let raw = serde_json::from_value(json!({
+        "issuer": "https://idp.example",
+        "authorization_endpoint": "https://idp.example/authorize",
+        "token_endpoint": "https://idp.example/token",
+        "revocation_endpoint": "http://idp.example/revoke",
+    }))
+    .unwrap();
+    let issuer = Url::parse("https://idp.example").unwrap();
+    let metadata =
+        discovery::metadata_from_document(raw, &issuer, &UpstreamConfig::default()).unwrap();
+    assert_eq!(metadata.revocation_endpoint, None);
+}

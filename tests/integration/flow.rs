@@ -21,6 +21,7 @@ use cimd_proxy::flow::{SealedCode, SealedRefresh, SealedState, Seals};
 use cimd_proxy::logo::LogoCache;
 use cimd_proxy::server::{AppState, Shared};
 use cimd_proxy::store::{FamilyId, Store};
+use cimd_proxy::upstream::Revocation;
 use cimd_proxy::{
     Config, DocumentCache, Egress, IdentityProvider, Policy, ProviderMetadata, Purpose, Sealer,
     SigningKeys, TokenResponse, Trust, UpstreamError,
@@ -80,6 +81,8 @@ struct StandInProvider {
     refuse_with: Mutex<Option<(StatusCode, Value)>>,
     /// Whether a refresh returns a new refresh token (Google's does not).
     rotates: Mutex<bool>,
+    /// Every (upstream client, token, hint) the proxy revoked here.
+    revocations: Mutex<Vec<(String, String, Option<String>)>>,
 }
 
 impl StandInProvider {
@@ -97,6 +100,10 @@ impl StandInProvider {
                 token_endpoint: url("/token"),
                 jwks_uri: Some(url("/jwks")),
                 userinfo_endpoint: None,
+                revocation_endpoint: raw
+                    .get("revocation_endpoint")
+                    .and_then(Value::as_str)
+                    .map(|url| Url::parse(url).unwrap()),
                 scopes_supported: None,
                 claims_supported: None,
                 raw,
@@ -106,6 +113,7 @@ impl StandInProvider {
             token_calls: Mutex::new(Vec::new()),
             refuse_with: Mutex::new(None),
             rotates: Mutex::new(true),
+            revocations: Mutex::new(Vec::new()),
         })
     }
 
@@ -275,6 +283,25 @@ impl IdentityProvider for StandInProvider {
                 ));
             }
             Ok(self.answer(client_id, &form))
+        })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        upstream_client: &'a str,
+        token: &'a str,
+        token_type_hint: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Revocation, UpstreamError>> {
+        Box::pin(async move {
+            if self.metadata.revocation_endpoint.is_none() {
+                return Ok(Revocation::NoEndpoint);
+            }
+            self.revocations.lock().unwrap().push((
+                upstream_client.to_owned(),
+                token.to_owned(),
+                token_type_hint.map(str::to_owned),
+            ));
+            Ok(Revocation::Revoked)
         })
     }
 
@@ -712,6 +739,7 @@ async fn a_code_is_refused_to_another_client_and_another_redirect_uri() {
             upstream_client: "main".into(),
             granted_scope: String::new(),
             resource: None,
+            metadata: None,
         })
         .unwrap();
     let answer = proxy
@@ -810,6 +838,7 @@ async fn a_refresh_token_is_bound_to_its_client() {
                 family_expires_at: unix_now() + 3600,
                 granted_scope: "openid".into(),
                 resource: None,
+                metadata: None,
             })
             .unwrap()
     };
@@ -1080,10 +1109,12 @@ async fn a_refused_address_is_in_the_log_line_and_never_on_the_error_page() {
     assert_eq!(origin.connections(), 0);
 
     let lines = logs.lines();
+    // The capture is process-wide and other tests refuse 10.2.3.4 too: this
+    // request's line is the one carrying its id.
     let refusal = lines
         .iter()
-        .find(|line| line.contains("10.2.3.4"))
-        .unwrap_or_else(|| panic!("no log line names the address: {lines:#?}"));
+        .find(|line| line.contains("10.2.3.4") && line.contains(request_id.as_str()))
+        .unwrap_or_else(|| panic!("no log line of this request names the address: {lines:#?}"));
     let refusal: Value = serde_json::from_str(refusal).unwrap();
     assert_eq!(refusal["target"], "audit", "{refusal}");
     assert_eq!(refusal["span"]["id"], request_id.as_str(), "{refusal}");
@@ -1460,6 +1491,7 @@ async fn an_unknown_family_is_refused_with_redis() {
             family_expires_at: unix_now() + 3600,
             granted_scope: "openid".into(),
             resource: None,
+            metadata: None,
         })
         .unwrap();
     let answer = refresh(&proxy, &client_id, &token).await;
@@ -1733,6 +1765,161 @@ async fn entra_refuses_a_resource_without_a_scope_before_the_provider() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// Issue 12: revocation (RFC 7009), grants bound to the client's metadata
+// ---------------------------------------------------------------------------
+
+async fn revoke(proxy: &Proxy, params: &[(&str, &str)]) -> Answer {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    proxy.send("POST", "revoke", Some(form)).await
+}
+
+/// A provider whose discovery names a revocation endpoint.
+fn revoking_provider() -> Arc<StandInProvider> {
+    let mut raw = Map::new();
+    raw.insert("revocation_endpoint".into(), json!(format!("{IDP}/revoke")));
+    StandInProvider::with_discovery(raw)
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_revokes_its_family_and_the_providers_token() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _shared = server.shared().await;
+    for (backend, store, _keep) in each_backend().await {
+        let proxy = Proxy::start_with(
+            &world,
+            origin.port(),
+            &format!("{ALLOW}{store}"),
+            revoking_provider(),
+        )
+        .await;
+        let code = proxy.code_for(&client_id).await;
+        let first = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+        let second = refresh_token_of(&refresh(&proxy, &client_id, &first).await);
+        // Revoking the current generation, with a hint that is wrong on
+        // purpose: the hint never limits the search (RFC 7009 §2.1).
+        let answer = revoke(
+            &proxy,
+            &[
+                ("token", &second),
+                ("token_type_hint", "access_token"),
+                ("client_id", &client_id),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{backend}: {}", answer.body);
+        assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+        let refused = refresh(&proxy, &client_id, &second).await;
+        assert_eq!(refused.json()["error"], "invalid_grant", "{backend}");
+        assert!(refused.body.contains("revoked"), "{}", refused.body);
+        // The provider was told, as the upstream client, with its own token.
+        let (sealer, config) = proxy.seals();
+        let opened: SealedRefresh = Seals::new(&sealer, &config).open(&second).unwrap();
+        assert_eq!(
+            proxy.idp.revocations.lock().unwrap().clone(),
+            vec![(
+                "main".to_owned(),
+                opened.upstream_refresh_token,
+                Some("refresh_token".to_owned())
+            )],
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoke_answers_200_for_invalid_foreign_and_expired_tokens_and_revokes_nothing() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let code = proxy.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let (sealer, config) = proxy.seals();
+    let seals = Seals::new(&sealer, &config);
+    let mut foreign: SealedRefresh = seals.open(&token).unwrap();
+    foreign.client_id = "https://other.test/cimd.json".into();
+    let foreign = seals.seal(&foreign).unwrap();
+    let expired = sealer
+        .try_seal_at(
+            Purpose::RefreshToken,
+            Duration::from_secs(60),
+            &seals.open::<SealedRefresh>(&token).unwrap(),
+            unix_now() - 3600,
+        )
+        .unwrap();
+    // A code is sealed too, but is not a refresh token.
+    for presented in [foreign.as_str(), expired.as_str(), code.as_str()] {
+        let answer = revoke(&proxy, &[("token", presented), ("client_id", &client_id)]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert!(answer.body.is_empty());
+    }
+    // The family the foreign copy names is untouched: its owner refreshes.
+    refresh_token_of(&refresh(&proxy, &client_id, &token).await);
+}
+
+#[tokio::test]
+async fn revoke_authenticates_the_client_and_needs_a_token() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let no_client = revoke(&proxy, &[("token", "anything")]).await;
+    assert_eq!(
+        no_client.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        no_client.body
+    );
+    assert_eq!(no_client.json()["error"], "invalid_client");
+    let no_token = revoke(&proxy, &[("client_id", &client_id)]).await;
+    assert_eq!(no_token.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_token.json()["error"], "invalid_request");
+    let not_a_form = proxy
+        .send_to(
+            "POST",
+            proxy.base.join("revoke").unwrap(),
+            Some("application/json"),
+            "{}".into(),
+        )
+        .await;
+    assert_eq!(not_a_form.json()["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn an_access_token_is_unsupported_without_a_provider_revocation_endpoint() {
+    let world = World::new().await;
+    let (_origin, client_id, proxy) = proxy_with_client(&world).await;
+    let answer = revoke(
+        &proxy,
+        &[("token", "upstream-access"), ("client_id", &client_id)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.json()["error"], "unsupported_token_type");
+    // With one, the provider's access token is passed on to it.
+    let (origin, client_id) = world.valid_app().await;
+    let proxy = Proxy::start_with(&world, origin.port(), ALLOW, revoking_provider()).await;
+    let answer = revoke(
+        &proxy,
+        &[
+            ("token", "upstream-access"),
+            ("token_type_hint", "access_token"),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        proxy.idp.revocations.lock().unwrap().clone(),
+        vec![(
+            "main".to_owned(),
+            "upstream-access".to_owned(),
+            Some("access_token".to_owned())
+        )]
+    );
+}
+
 #[tokio::test]
 async fn provider_errors_keep_their_code_and_lose_the_providers_addresses() {
     let world = World::new().await;
@@ -1956,4 +2143,192 @@ async fn a_relayed_client_is_sent_back_only_to_its_listed_redirect_uris() {
     assert_eq!(upstream["client_id"], "legacy-app");
     assert_eq!(upstream["redirect_uri"], "https://legacy.test/cb");
     assert_eq!(upstream["state"], "client-state");
+}
+
+#[tokio::test]
+async fn revoke_with_redis_stopped_is_temporarily_unavailable() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _exclusive = server.exclusive().await;
+    let (store, _keep) = redis_store(server);
+    let proxy = Proxy::start(&world, origin.port(), &format!("{ALLOW}{store}")).await;
+    let code = proxy.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    server.stop();
+    let answer = revoke(&proxy, &[("token", &token), ("client_id", &client_id)]).await;
+    server.start();
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.json()["error"], "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn the_metadata_advertises_the_revocation_endpoint() {
+    let world = World::new().await;
+    let (_origin, _client_id, proxy) = proxy_with_client(&world).await;
+    let answer = proxy
+        .send("GET", ".well-known/oauth-authorization-server", None)
+        .await;
+    let metadata = answer.json();
+    assert_eq!(metadata["revocation_endpoint"], format!("{PROXY}/revoke"));
+    assert_eq!(
+        metadata["revocation_endpoint_auth_methods_supported"],
+        json!(["none", "private_key_jwt"])
+    );
+}
+
+/// The client's document now sends codes elsewhere: the same client_id,
+/// another redirect URI.
+fn moved_document(origin: &crate::support::Origin, client_id: &str) {
+    let mut moved = document(client_id);
+    moved["redirect_uris"] = json!(["https://elsewhere.test/cb"]);
+    origin.set_route(
+        "/cimd.json",
+        crate::support::Script::json(moved.to_string()),
+    );
+}
+
+#[tokio::test]
+async fn refresh_after_redirect_uris_changed_is_refused_and_the_family_revoked() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _shared = server.shared().await;
+    let (store, _keep) = redis_store(server);
+    let config = format!("{ALLOW}{store}");
+    let signed_in_at = Proxy::start(&world, origin.port(), &config).await;
+    let code = signed_in_at.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&signed_in_at, &client_id, &code).await);
+    moved_document(&origin, &client_id);
+    // A replica that reads the document as it is now.
+    let fresh = Proxy::start(&world, origin.port(), &config).await;
+    let before = cimd_proxy::metrics::METRICS
+        .metadata_changes
+        .with_label_values(&["refuse"])
+        .get();
+    let refused = refresh(&fresh, &client_id, &token).await;
+    assert_eq!(refused.json()["error"], "invalid_grant", "{}", refused.body);
+    assert!(
+        refused.body.contains("metadata changed"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        fresh.idp.token_calls().is_empty(),
+        "refused before the provider"
+    );
+    assert!(
+        cimd_proxy::metrics::METRICS
+            .metadata_changes
+            .with_label_values(&["refuse"])
+            .get()
+            > before
+    );
+    // The family is revoked: the first replica, its old document cached,
+    // refuses the token too.
+    let cached = refresh(&signed_in_at, &client_id, &token).await;
+    assert_eq!(cached.json()["error"], "invalid_grant");
+    assert!(cached.body.contains("revoked"), "{}", cached.body);
+}
+
+#[tokio::test]
+async fn a_code_issued_before_the_document_changed_is_refused() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let first = Proxy::start(&world, origin.port(), ALLOW).await;
+    let code = first.code_for(&client_id).await;
+    moved_document(&origin, &client_id);
+    let fresh = Proxy::start(&world, origin.port(), ALLOW).await;
+    let answer = exchange(&fresh, &client_id, &code).await;
+    assert_eq!(answer.json()["error"], "invalid_grant", "{}", answer.body);
+    assert!(fresh.idp.token_calls().is_empty());
+}
+
+#[tokio::test]
+async fn on_metadata_change_allow_lets_the_grant_go_on_rebound_to_the_new_document() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let server = crate::support::redis::redis();
+    let _shared = server.shared().await;
+    let (store, _keep) = redis_store(server);
+    let config = format!("{ALLOW}on_metadata_change = \"allow\"\n{store}");
+    let signed_in_at = Proxy::start(&world, origin.port(), &config).await;
+    let code = signed_in_at.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&signed_in_at, &client_id, &code).await);
+    moved_document(&origin, &client_id);
+    let fresh = Proxy::start(&world, origin.port(), &config).await;
+    let before = cimd_proxy::metrics::METRICS
+        .metadata_changes
+        .with_label_values(&["allow"])
+        .get();
+    let rotated = refresh_token_of(&refresh(&fresh, &client_id, &token).await);
+    assert!(
+        cimd_proxy::metrics::METRICS
+            .metadata_changes
+            .with_label_values(&["allow"])
+            .get()
+            > before
+    );
+    let (sealer, seal_config) = fresh.seals();
+    let seals = Seals::new(&sealer, &seal_config);
+    let old: SealedRefresh = seals.open(&token).unwrap();
+    let new: SealedRefresh = seals.open(&rotated).unwrap();
+    assert!(new.metadata.is_some());
+    assert_ne!(
+        new.metadata, old.metadata,
+        "bound to the document as it is now"
+    );
+}
+
+#[tokio::test]
+async fn refresh_reuse_and_a_changed_document_revoke_the_providers_grant_too() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let proxy = Proxy::start_with(&world, origin.port(), ALLOW, revoking_provider()).await;
+    let code = proxy.code_for(&client_id).await;
+    let first = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    let second = refresh_token_of(&refresh(&proxy, &client_id, &first).await);
+    assert!(proxy.idp.revocations.lock().unwrap().is_empty());
+    // The first generation again: reuse. The provider's refresh token it
+    // carries is revoked at the provider, as the upstream client.
+    let reused = refresh(&proxy, &client_id, &first).await;
+    assert_eq!(reused.json()["error"], "invalid_grant");
+    let (sealer, config) = proxy.seals();
+    let seals = Seals::new(&sealer, &config);
+    let opened: SealedRefresh = seals.open(&first).unwrap();
+    assert_eq!(
+        proxy.idp.revocations.lock().unwrap().clone(),
+        vec![(
+            "main".to_owned(),
+            opened.upstream_refresh_token,
+            Some("refresh_token".to_owned())
+        )]
+    );
+    // The holder of the newest generation is stopped too.
+    assert_eq!(
+        refresh(&proxy, &client_id, &second).await.json()["error"],
+        "invalid_grant"
+    );
+
+    // A grant refused because the document changed ends at the provider too.
+    let code = proxy.code_for(&client_id).await;
+    let token = refresh_token_of(&exchange(&proxy, &client_id, &code).await);
+    moved_document(&origin, &client_id);
+    let fresh = Proxy::start_with(&world, origin.port(), ALLOW, revoking_provider()).await;
+    let refused = refresh(&fresh, &client_id, &token).await;
+    assert_eq!(refused.json()["error"], "invalid_grant", "{}", refused.body);
+    let opened: SealedRefresh = seals.open(&token).unwrap();
+    assert_eq!(
+        fresh.idp.revocations.lock().unwrap().clone(),
+        vec![(
+            "main".to_owned(),
+            opened.upstream_refresh_token,
+            Some("refresh_token".to_owned())
+        )]
+    );
 }

@@ -65,7 +65,8 @@ export async function startProvider({ clients, port = 0, log = () => {}, quirks 
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: false },
-      revocation: { enabled: true },
+      // As a real provider: a client revokes only its own tokens.
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       // For protected resources that check opaque tokens (lib/resource.js): confidential callers only.
       introspection: { enabled: true, allowedPolicy: async (_ctx, client) => client.clientAuthMethod !== 'none' },
       resourceIndicators: {
