@@ -116,6 +116,10 @@ pub struct CachedDocument {
     /// How it was fetched.
     pub fetch: FetchReport,
     fresh_until: Instant,
+    /// When it was fetched (or last revalidated), by the wall clock.
+    received_at: SystemTime,
+    /// `fresh_until` by the wall clock, for reports.
+    expires_at: SystemTime,
     retain_for: Duration,
     /// Kept only when the origin sent validators (`ETag`, `Last-Modified`).
     revalidation: Option<StoredHead>,
@@ -125,6 +129,23 @@ impl CachedDocument {
     /// The client_id the document was fetched for and validated against.
     pub fn client_id(&self) -> &ClientIdUrl {
         &self.client_id
+    }
+
+    /// When it was fetched, or last revalidated (wall clock).
+    pub fn received_at(&self) -> SystemTime {
+        self.received_at
+    }
+
+    /// When it stops being fresh (wall clock).
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// The origin's `ETag`, when it sent one.
+    pub fn etag(&self) -> Option<String> {
+        let stored = self.revalidation.as_ref()?.header_map();
+        let etag = stored.get(header::ETAG)?.to_str().ok()?;
+        Some(etag.to_owned())
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
@@ -380,6 +401,22 @@ impl DocumentCache {
         })
     }
 
+    /// Drops the client's document, so that the next lookup fetches it
+    /// again (unconditionally: no validators are kept either). `true` when
+    /// one was held.
+    pub fn invalidate(&self, client_id: &str) -> bool {
+        self.inner.entries.remove(client_id).is_some()
+    }
+
+    /// Fetches the client's document again now, unconditionally, through
+    /// the same single flight as every lookup; the copy held until then is
+    /// replaced only by a valid document (an invalid one, or a 404, drops
+    /// it, as a refresh would).
+    pub async fn refetch(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
+        self.invalidate(client_id.as_str());
+        self.resolve(client_id).await
+    }
+
     async fn resolve_unmeasured(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
         let key = client_id.as_str();
         if let Some(document) = self.fresh(key) {
@@ -612,6 +649,8 @@ impl Inner {
                 cache_ttl_s: ttl.as_secs(),
             },
             fresh_until: Instant::now() + ttl,
+            received_at,
+            expires_at: received_at + ttl,
             retain_for,
             revalidation,
         }

@@ -70,6 +70,17 @@ impl LogoCache {
         }
     }
 
+    /// Forgets the logo at `url`: the next request fetches it again.
+    pub fn forget(&self, url: &Url) {
+        self.logos.invalidate(url.as_str());
+    }
+
+    /// Fetches the logo at `url` again now, replacing the one held.
+    pub async fn refetch(&self, url: &Url) -> Result<Arc<Logo>, LogoError> {
+        self.forget(url);
+        self.get(url).await
+    }
+
     /// The logo at `url`, fetched once and verified.
     pub async fn get(&self, url: &Url) -> Result<Arc<Logo>, LogoError> {
         if let Some(logo) = self.logos.get(url.as_str()) {

@@ -153,6 +153,9 @@ pub struct PolicyConfig {
     pub loopback_only_redirects: Action,
     /// When the consent page is shown.
     pub interstitial: Interstitial,
+    /// `new_client_warning`: the extra warning for a client few people of
+    /// the organisation have used yet (off when `None`); see `inventory`.
+    pub new_client_warning: Option<crate::inventory::NewClientWarning>,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
 }
@@ -164,6 +167,7 @@ impl Default for PolicyConfig {
             default_upstream_client: None,
             loopback_only_redirects: Action::Warn,
             interstitial: Interstitial::Warn,
+            new_client_warning: None,
             rules: Vec::new(),
         }
     }

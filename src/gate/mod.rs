@@ -325,6 +325,7 @@ async fn authorization(
                     // provider's users need not reach.
                     has_logo: false,
                     location: &location,
+                    new_client: None,
                 },
                 &action,
             );

@@ -209,7 +209,8 @@ async fn cimd_token(
                 .map(|upstream| upstream.name);
             let presented = open_code(state, params, &client.metadata, direct)?;
             *upstream_client = Some(presented.grant.upstream_client.clone());
-            exchange_code(state, presented).await
+            let answer = exchange_code(state, presented).await;
+            answer.inspect(|_| state.inventory.completed(client_id))
         }
         "refresh_token" => refresh_token(state, params, client_id, upstream_client).await,
         "" => Err(TokenError::new(
@@ -749,6 +750,9 @@ async fn reissue_id_token(
         )
     })?;
     let claims: Map<String, Value> = claims;
+    if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
+        state.inventory.user(client_id, &provider.issuer, sub);
+    }
     let nonce = match nonce {
         NonceRule::Expect(expected) => expected,
         NonceRule::CarryOver => claims.get("nonce").and_then(Value::as_str),

@@ -308,6 +308,13 @@ fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppSta
             Arc::clone(&store),
         )),
         signing: SigningKeys::generate_ephemeral().unwrap(),
+        inventory: cimd_proxy::inventory::Inventory::new(
+            Arc::clone(&store),
+            config.inventory.clone(),
+        ),
+        admin_token: config.admin.token.as_ref().map(|source| {
+            Arc::new(cimd_proxy::admin::AdminToken::read(source).expect("the admin token"))
+        }),
         store,
         logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
         trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
@@ -1304,3 +1311,7 @@ async fn with_redis_stopped_the_store_steps_refuse_and_readyz_is_false_until_it_
         "invalid_grant"
     );
 }
+
+/// The client inventory, its admin API, page and command (a child module:
+/// it drives the proxy through this module's harness).
+mod inventory;
