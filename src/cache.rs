@@ -408,13 +408,30 @@ impl DocumentCache {
         self.inner.entries.remove(client_id).is_some()
     }
 
-    /// Fetches the client's document again now, unconditionally, through
-    /// the same single flight as every lookup; the copy held until then is
-    /// replaced only by a valid document (an invalid one, or a 404, drops
-    /// it, as a refresh would).
+    /// Fetches the client's document again now, fresh or not (an
+    /// operator's refresh), through the same single flight as every
+    /// lookup. The copy held until then is the stale one of that fetch:
+    /// its validators make the request conditional, it stands in while the
+    /// host is unreachable (stale-if-error), and a 404 or an invalid
+    /// document drops it, as any refresh would.
     pub async fn refetch(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
-        self.invalidate(client_id.as_str());
-        self.resolve(client_id).await
+        let flight = {
+            let mut in_flight = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match in_flight.get(client_id.as_str()) {
+                // One under way is as fresh as a new one would be.
+                Some(flight) => flight.clone(),
+                None => {
+                    let flight = self.launch(client_id.clone());
+                    in_flight.insert(client_id.as_str().to_owned(), flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await
     }
 
     async fn resolve_unmeasured(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 
 use super::auth::AdminToken;
-use crate::cache::DocumentCache;
+use crate::cache::{CacheStatus, DocumentCache};
 use crate::client_auth::ClientAuthenticator;
 use crate::client_id::ClientIdUrl;
 use crate::inventory::{ClientRecord, Inventory, ListQuery};
@@ -197,6 +197,14 @@ impl ClientsAdmin {
     pub async fn refresh(&self, client_id: &str) -> Result<RefreshReport, AdminError> {
         let (_, parsed) = self.cimd_entry(client_id).await?;
         let (document, metadata) = match self.cache.refetch(&parsed).await {
+            Ok(resolved) if resolved.status == CacheStatus::Stale => (
+                Step {
+                    ok: false,
+                    detail: "the host could not be reached: the copy held is kept (stale-if-error)"
+                        .to_owned(),
+                },
+                None,
+            ),
             Ok(resolved) => {
                 self.inventory
                     .cache_changed(client_id, Some(&resolved.document))

@@ -243,6 +243,27 @@ async fn refresh_and_invalidate_need_the_token_and_cost_one_fetch_each() {
 }
 
 #[tokio::test]
+async fn a_refresh_while_the_host_fails_keeps_the_copy_held() {
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let proxy = Proxy::start(&world, origin.port(), &with_token(&world, "")).await;
+    proxy.authorize(&client_id, "https://app.test/cb").await;
+    proxy.entry_when(&client_id, |_| true).await;
+    origin.set_script(Script::response(503, &[], "down for maintenance"));
+    let path = format!("clients/{}/refresh", segment(&client_id));
+    let refreshed = proxy.admin_call("POST", &path, Some(TOKEN)).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    let document = &refreshed.json()["document"];
+    assert_eq!(document["ok"], false, "{document}");
+    assert!(document["detail"].as_str().unwrap().contains("kept"));
+    assert_eq!(origin.requests().len(), 2);
+    // Sign-ins go on with the copy held, without another fetch.
+    let again = proxy.authorize(&client_id, "https://app.test/cb").await;
+    assert_eq!(again.status, StatusCode::FOUND, "{}", again.body);
+    assert_eq!(origin.requests().len(), 2);
+}
+
+#[tokio::test]
 async fn without_a_token_mutations_are_refused_with_a_clear_message() {
     let world = World::new().await;
     let (origin, client_id) = world.valid_app().await;
