@@ -24,10 +24,10 @@ pub const MIN_TOKEN_LEN: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminTokenError {
     /// The environment variable is unset or not UTF-8.
-    #[error("admin.token_env: environment variable {0} is not set")]
+    #[error("environment variable {0} holding the admin token is not set")]
     EnvMissing(String),
     /// The file could not be read.
-    #[error("admin.token_file: cannot read {path}: {source}")]
+    #[error("cannot read the admin token from {path}: {source}")]
     File {
         /// The file.
         path: std::path::PathBuf,
@@ -35,7 +35,7 @@ pub enum AdminTokenError {
         source: std::io::Error,
     },
     /// The token is too short (its value is never shown).
-    #[error("admin token: must be at least {MIN_TOKEN_LEN} characters")]
+    #[error("the admin token must be at least {MIN_TOKEN_LEN} characters")]
     TooShort,
 }
 

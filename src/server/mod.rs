@@ -145,7 +145,7 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] StoreSetupError),
     /// The admin token could not be read.
-    #[error(transparent)]
+    #[error("admin: {0}")]
     AdminToken(#[from] crate::admin::AdminTokenError),
     /// The provider could not be discovered or its credentials loaded.
     #[error("upstream: {0}")]

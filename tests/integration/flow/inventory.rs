@@ -492,3 +492,34 @@ async fn the_clients_command_exits_0_done_1_refused_or_missing_2_usage() {
     assert_eq!(https.status, Some(2), "{https}");
     assert!(https.stderr.contains("http://"), "{https}");
 }
+
+#[tokio::test]
+async fn an_unreadable_or_short_admin_token_is_listed_before_serving() {
+    let world = World::new().await;
+    let short = world.dir.path().join("short-token");
+    std::fs::write(&short, "short\n").unwrap();
+    for (admin, key, says) in [
+        (
+            "token_env = \"CIMD_PROXY_TEST_SURELY_UNSET_ADMIN_TOKEN\"".to_owned(),
+            "admin.token_env",
+            "CIMD_PROXY_TEST_SURELY_UNSET_ADMIN_TOKEN",
+        ),
+        (
+            format!(
+                "token_file = {}",
+                crate::support::config::quote(&short.to_string_lossy())
+            ),
+            "admin.token_file",
+            "at least 16 characters",
+        ),
+    ] {
+        let config = Config::from_toml_str(&format!("[admin]\n{admin}\n"), None).unwrap();
+        let problems = cimd_proxy::preflight::serve_problems(&config);
+        let problem = problems
+            .iter()
+            .find(|problem| problem.key == key)
+            .unwrap_or_else(|| panic!("{key} not listed in {problems:?}"));
+        assert!(problem.message.contains(says), "{problem:?}");
+        assert!(!problem.message.contains("short\n"));
+    }
+}
