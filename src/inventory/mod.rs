@@ -160,6 +160,23 @@ pub struct ListQuery {
     pub per_page: usize,
 }
 
+impl ListQuery {
+    /// Whether a client passes the filters.
+    fn matches(&self, record: &ClientRecord) -> bool {
+        let decision = self
+            .decision
+            .as_deref()
+            .is_none_or(|wanted| record.last_decision.as_deref() == Some(wanted));
+        let host = self.host.as_ref().is_none_or(|glob| {
+            record
+                .host
+                .as_deref()
+                .is_some_and(|host| glob.is_match(host))
+        });
+        decision && host
+    }
+}
+
 /// The longest pre-registered client_id the inventory records.
 pub const MAX_PASS_THROUGH_ID_LEN: usize = 256;
 
@@ -416,36 +433,33 @@ impl Inventory {
     }
 
     /// One page of the clients matching `query`, the most recently seen
-    /// first. The whole inventory is read (it is bounded) and filtered
-    /// here, so filters need nothing of the store.
+    /// first. Unfiltered, only the page is read from the store; with a
+    /// filter the whole inventory is (it is bounded) and filtered here, so
+    /// filters need nothing of the store.
     pub async fn list(&self, query: &ListQuery) -> Result<ClientPage, StoreError> {
-        let entries = self.store.clients(self.config.max_entries).await?;
-        let matching: Vec<ClientRecord> = entries
-            .into_iter()
-            .map(ClientRecord::from)
-            .filter(|record| {
-                query
-                    .decision
-                    .as_deref()
-                    .is_none_or(|wanted| record.last_decision.as_deref() == Some(wanted))
-            })
-            .filter(|record| {
-                query.host.as_ref().is_none_or(|glob| {
-                    record
-                        .host
-                        .as_deref()
-                        .is_some_and(|host| glob.is_match(host))
-                })
-            })
-            .collect();
         let per_page = query.per_page.clamp(1, MAX_PER_PAGE);
         let page = query.page.max(1);
-        let total = matching.len();
-        let clients = matching
-            .into_iter()
-            .skip((page - 1).saturating_mul(per_page))
-            .take(per_page)
-            .collect();
+        let offset = (page - 1).saturating_mul(per_page);
+        let (clients, total) = if query.decision.is_none() && query.host.is_none() {
+            let (entries, total) = tokio::join!(
+                self.store.clients(offset, per_page),
+                self.store.client_count()
+            );
+            let clients = entries?.into_iter().map(ClientRecord::from).collect();
+            (clients, usize::try_from(total?).unwrap_or(usize::MAX))
+        } else {
+            let matching: Vec<ClientRecord> = self
+                .store
+                .clients(0, self.config.max_entries)
+                .await?
+                .into_iter()
+                .map(ClientRecord::from)
+                .filter(|record| query.matches(record))
+                .collect();
+            let total = matching.len();
+            let clients = matching.into_iter().skip(offset).take(per_page).collect();
+            (clients, total)
+        };
         Ok(ClientPage {
             clients,
             total,

@@ -46,7 +46,7 @@ async fn the_least_recently_seen_client_is_evicted_at_the_bound() {
     assert_eq!(recorded.entries, 3);
     assert!(store.client("https://b.example/c").await.unwrap().is_none());
     let order: Vec<String> = store
-        .clients(10)
+        .clients(0, 10)
         .await
         .unwrap()
         .into_iter()
@@ -220,6 +220,22 @@ async fn the_list_filters_by_decision_and_host_glob_and_pages() {
         .unwrap();
     assert_eq!(allowed.total, 2);
     assert_eq!(allowed.clients[0].client_id, "https://a.example.com/c");
+    // Unfiltered, the page is read from the store as such.
+    let second = inventory
+        .list(&ListQuery {
+            page: 2,
+            per_page: 2,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.total, 3);
+    let ids: Vec<&str> = second
+        .clients
+        .iter()
+        .map(|c| c.client_id.as_str())
+        .collect();
+    assert_eq!(ids, ["https://a.example.com/c"]);
 }
 
 #[test]

@@ -78,11 +78,13 @@ impl Clients {
         self.by_id.get(client_id).map(|entry| entry.fields.clone())
     }
 
-    /// At most `limit` entries, the most recently seen first.
-    pub(super) fn list(&self, limit: usize) -> Vec<ClientFields> {
+    /// At most `limit` entries after the first `offset`, the most recently
+    /// seen first.
+    pub(super) fn list(&self, offset: usize, limit: usize) -> Vec<ClientFields> {
         self.by_seen
             .iter()
             .rev()
+            .skip(offset)
             .take(limit)
             .filter_map(|(_, _, id)| self.get(id))
             .collect()

@@ -548,12 +548,17 @@ impl Store {
         .await
     }
 
-    /// At most `limit` inventory entries, the most recently seen first.
-    pub async fn clients(&self, limit: usize) -> Result<Vec<ClientFields>, StoreError> {
+    /// At most `limit` inventory entries after the first `offset`, the most
+    /// recently seen first.
+    pub async fn clients(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<ClientFields>, StoreError> {
         counted(Operation::ReadClients, async {
             match self {
-                Store::Memory(store) => Ok(store.clients().list(limit)),
-                Store::Redis(store) => store.clients(limit).await,
+                Store::Memory(store) => Ok(store.clients().list(offset, limit)),
+                Store::Redis(store) => store.clients(offset, limit).await,
             }
         })
         .await

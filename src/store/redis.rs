@@ -435,7 +435,11 @@ impl RedisStore {
         Ok((!fields.is_empty()).then_some(fields))
     }
 
-    pub(super) async fn clients(&self, limit: usize) -> Result<Vec<ClientFields>, StoreError> {
+    pub(super) async fn clients(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<ClientFields>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -444,8 +448,8 @@ impl RedisStore {
             .run(
                 redis::cmd("ZREVRANGE")
                     .arg(self.clients_key())
-                    .arg(0)
-                    .arg(limit - 1)
+                    .arg(offset)
+                    .arg(offset.saturating_add(limit - 1))
                     .query_async(&mut connection),
             )
             .await?;

@@ -523,3 +523,59 @@ async fn an_unreadable_or_short_admin_token_is_listed_before_serving() {
         assert!(!problem.message.contains("short\n"));
     }
 }
+
+#[tokio::test]
+async fn redis_evicts_the_least_recently_seen_client_with_its_users() {
+    use cimd_proxy::secret::SecretSource;
+    use cimd_proxy::store::{Backend, ClientWrite, StoreConfig};
+    let server = redis();
+    let _guard = server.shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("redis-url");
+    std::fs::write(&url_file, server.url()).unwrap();
+    let config = StoreConfig {
+        backend: Backend::Redis,
+        url: SecretSource::File(url_file),
+        key_prefix: format!("evict-{}:", FamilyId::random().unwrap()),
+        ..StoreConfig::default()
+    };
+    // Two replicas on one Redis.
+    let a = Store::connect(&config).unwrap();
+    let b = Store::connect(&config).unwrap();
+    let write = |client_id: &'static str, now_ms: u64| ClientWrite {
+        client_id,
+        now_ms,
+        sighting: true,
+        set: vec![("client_id", client_id.to_owned())],
+        increment: vec![("started".to_owned(), 1)],
+        max_entries: 2,
+    };
+    a.record_client(&write("https://one.test/c", 1000))
+        .await
+        .unwrap();
+    b.record_client(&write("https://two.test/c", 2000))
+        .await
+        .unwrap();
+    b.add_user("https://one.test/c", &[1; 16]).await.unwrap();
+    a.add_user("https://one.test/c", &[2; 16]).await.unwrap();
+    assert_eq!(b.count_users("https://one.test/c").await.unwrap(), 2);
+    let recorded = a
+        .record_client(&write("https://three.test/c", 3000))
+        .await
+        .unwrap();
+    assert_eq!((recorded.evicted, recorded.entries), (1, 2));
+    assert_eq!(b.client("https://one.test/c").await.unwrap(), None);
+    // Its users went with it; a user of a client not in the inventory is not counted.
+    assert_eq!(b.count_users("https://one.test/c").await.unwrap(), 0);
+    a.add_user("https://one.test/c", &[3; 16]).await.unwrap();
+    assert_eq!(a.count_users("https://one.test/c").await.unwrap(), 0);
+    let listed: Vec<String> = b
+        .clients(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|fields| fields["client_id"].clone())
+        .collect();
+    assert_eq!(listed, ["https://three.test/c", "https://two.test/c"]);
+    assert_eq!(b.client_count().await.unwrap(), 2);
+}
