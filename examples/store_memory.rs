@@ -1,9 +1,10 @@
-//! Redis memory per live refresh family and per single-use value, measured
-//! through the store itself.
+//! Redis memory per live refresh family, per single-use value and per
+//! client inventory entry, measured through the store itself.
 //!
 //! Starts its own `redis-server` (Debian's package) on a free loopback port
 //! in a temporary folder, creates N families (default 100000) with a 30-day
-//! lifetime and N single-use values with a 5-minute one, and prints
+//! lifetime, N single-use values with a 5-minute one and N inventory
+//! entries (the fields a sign-in writes, one user counted each), and prints
 //! `used_memory` from `INFO memory` before and after each, per entry.
 //!
 //! ```text
@@ -15,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cimd_proxy::secret::SecretSource;
-use cimd_proxy::store::{Backend, SingleUseKind, Store, StoreConfig};
+use cimd_proxy::store::{Backend, ClientWrite, SingleUseKind, Store, StoreConfig};
 use futures_util::StreamExt as _;
 
 const CONCURRENCY: usize = 256;
@@ -115,6 +116,56 @@ async fn main() {
     let once_took = started.elapsed();
     let after_once = used_memory(&mut inspect).await;
 
+    // Inventory entries as a sign-in writes them (the fields of an allowed
+    // client with its document and cache state), each with one user.
+    let started = Instant::now();
+    futures_util::stream::iter(0..count)
+        .for_each_concurrent(CONCURRENCY, |n| {
+            let store = &store;
+            async move {
+                let client_id = format!("https://app-{n}.example.com/oauth/client-metadata.json");
+                let set = vec![
+                    ("client_id", client_id.clone()),
+                    ("kind", "cimd".to_owned()),
+                    ("host", format!("app-{n}.example.com")),
+                    ("auth_method", "none".to_owned()),
+                    ("redirect_hosts", format!("app-{n}.example.com")),
+                    ("client_name", "Example Application".to_owned()),
+                    ("jwks_uri", String::new()),
+                    ("logo_uri", format!("https://app-{n}.example.com/logo.png")),
+                    ("vouched_by", String::new()),
+                    ("fetched_at_ms", "1767225600000".to_owned()),
+                    ("expires_at_ms", "1767229200000".to_owned()),
+                    ("etag", "\"5f2b-1a\"".to_owned()),
+                    ("last_decision", "allow".to_owned()),
+                    (
+                        "last_rule",
+                        "policy.rules[0] https://*.example.com/**".to_owned(),
+                    ),
+                    ("last_outcome", "ok".to_owned()),
+                    ("upstream_client", "main".to_owned()),
+                ];
+                store
+                    .record_client(&ClientWrite {
+                        client_id: &client_id,
+                        now_ms: 1_767_225_600_000 + n as u64,
+                        sighting: true,
+                        set,
+                        increment: vec![("started".to_owned(), 1), ("completed".to_owned(), 1)],
+                        max_entries: count,
+                    })
+                    .await
+                    .expect("record a client");
+                store
+                    .add_user(&client_id, &[7; 16])
+                    .await
+                    .expect("count a user");
+            }
+        })
+        .await;
+    let inventory_took = started.elapsed();
+    let after_inventory = used_memory(&mut inspect).await;
+
     let per = |bytes: u64| bytes as f64 / count as f64;
     println!("redis {version}, key_prefix \"cimd-proxy:\", {count} entries each");
     println!(
@@ -132,6 +183,15 @@ async fn main() {
         after_once,
         once_took,
         count as f64 / once_took.as_secs_f64()
+    );
+    println!(
+        "inventory entries: {:.0} bytes each, with one user counted ({} -> {} used_memory), \
+         written in {:.2?} ({:.0}/s)",
+        per(after_inventory.saturating_sub(after_once)),
+        after_once,
+        after_inventory,
+        inventory_took,
+        count as f64 / inventory_took.as_secs_f64()
     );
     let _ = server.kill();
     let _ = server.wait();

@@ -1,6 +1,7 @@
-//! The admin listener: liveness, readiness and Prometheus metrics.
-//! It is separate from the public listener so that it can stay off the
-//! Service that faces the internet.
+//! The admin listener: liveness, readiness, Prometheus metrics, and the
+//! operator's view of clients (the inventory's API in `api`, its page in
+//! `page`, the token in `auth`). It is separate from the public listener
+//! so that it can stay off the Service that faces the internet.
 //!
 //! Liveness only says the process answers. Readiness says it can do its
 //! job: configuration loaded, listeners bound (both are true once this
@@ -12,13 +13,22 @@
 //! stops routing to the pod instead of restarting it; so does the drain
 //! after SIGTERM, for load balancers that only look at `/readyz`.
 
+mod api;
+mod auth;
+mod page;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
+
+pub use api::{
+    Action, AdminError, ClientsAdmin, InvalidateReport, RefreshReport, Step, parse_list_query,
+};
+pub use auth::{AdminConfig, AdminToken, AdminTokenError, MIN_TOKEN_LEN};
 
 use crate::store::Store;
 use crate::upstream::IdentityProvider;
@@ -122,16 +132,30 @@ struct AdminState {
 }
 
 /// The admin routes.
-pub fn router(readiness: Arc<Readiness>, before_scrape: ScrapeHook) -> Router {
+pub fn router(
+    readiness: Arc<Readiness>,
+    before_scrape: ScrapeHook,
+    clients: ClientsAdmin,
+) -> Router {
+    let clients = Router::new()
+        .route("/", get(page::clients))
+        .route("/client", get(page::client))
+        .route("/client/action", post(page::action))
+        .route("/clients", get(api::list))
+        .route("/clients/{id}", get(api::show))
+        .route("/clients/{id}/refresh", post(api::refresh))
+        .route("/clients/{id}/invalidate", post(api::invalidate))
+        .with_state(clients);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(AdminState {
             readiness,
             before_scrape,
         })
+        .merge(clients)
+        .fallback(|| async { StatusCode::NOT_FOUND })
 }
 
 async fn metrics(State(admin): State<AdminState>) -> impl axum::response::IntoResponse {

@@ -404,7 +404,7 @@ impl<'a> Admission<'a> {
             .as_deref()
             .and_then(|uri| url::Url::parse(uri).ok())
         {
-            logos.prefetch(&url, resolved.document.expires_at());
+            logos.prefetch(&url, resolved.document.held_until());
         }
     }
 

@@ -116,6 +116,10 @@ pub struct CachedDocument {
     /// How it was fetched.
     pub fetch: FetchReport,
     fresh_until: Instant,
+    /// When it was fetched (or last revalidated), by the wall clock.
+    received_at: SystemTime,
+    /// `fresh_until` by the wall clock, for reports.
+    expires_at: SystemTime,
     retain_for: Duration,
     /// When the entry leaves the cache (the logo it names is held until then).
     held_until: Instant,
@@ -131,8 +135,25 @@ impl CachedDocument {
 
     /// When this entry leaves the cache: its freshness, then the time it is
     /// kept for revalidation and stale-if-error.
-    pub fn expires_at(&self) -> Instant {
+    pub fn held_until(&self) -> Instant {
         self.held_until
+    }
+
+    /// When it was fetched, or last revalidated (wall clock).
+    pub fn received_at(&self) -> SystemTime {
+        self.received_at
+    }
+
+    /// When it stops being fresh (wall clock).
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// The origin's `ETag`, when it sent one.
+    pub fn etag(&self) -> Option<String> {
+        let stored = self.revalidation.as_ref()?.header_map();
+        let etag = stored.get(header::ETAG)?.to_str().ok()?;
+        Some(etag.to_owned())
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
@@ -388,6 +409,39 @@ impl DocumentCache {
         })
     }
 
+    /// Drops the client's document, so that the next lookup fetches it
+    /// again (unconditionally: no validators are kept either). `true` when
+    /// one was held.
+    pub fn invalidate(&self, client_id: &str) -> bool {
+        self.inner.entries.remove(client_id).is_some()
+    }
+
+    /// Fetches the client's document again now, fresh or not (an
+    /// operator's refresh), through the same single flight as every
+    /// lookup. The copy held until then is the stale one of that fetch:
+    /// its validators make the request conditional, it stands in while the
+    /// host is unreachable (stale-if-error), and a 404 or an invalid
+    /// document drops it, as any refresh would.
+    pub async fn refetch(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
+        let flight = {
+            let mut in_flight = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match in_flight.get(client_id.as_str()) {
+                // One under way is as fresh as a new one would be.
+                Some(flight) => flight.clone(),
+                None => {
+                    let flight = self.launch(client_id.clone());
+                    in_flight.insert(client_id.as_str().to_owned(), flight.clone());
+                    flight
+                }
+            }
+        };
+        flight.await
+    }
+
     async fn resolve_unmeasured(&self, client_id: &ClientIdUrl) -> Result<Resolved, ResolveError> {
         let key = client_id.as_str();
         if let Some(document) = self.fresh(key) {
@@ -621,6 +675,8 @@ impl Inner {
                 cache_ttl_s: ttl.as_secs(),
             },
             fresh_until: now + ttl,
+            received_at,
+            expires_at: received_at + ttl,
             retain_for,
             held_until: now + retain_for,
             revalidation,

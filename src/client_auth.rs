@@ -359,6 +359,17 @@ impl ClientAuthenticator {
         }
     }
 
+    /// Fetches a client's `jwks_uri` key set again now (an operator's
+    /// refresh through the admin API); how many usable keys it holds.
+    pub async fn refetch_key_set(&self, jwks_uri: &str) -> Result<usize, JwtError> {
+        self.jwks.refetch(&self.egress, jwks_uri).await
+    }
+
+    /// Forgets a client's `jwks_uri` key set (an operator's invalidate).
+    pub fn forget_key_set(&self, jwks_uri: &str) {
+        self.jwks.forget(jwks_uri);
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &ClientAuthLimits {
         &self.limits

@@ -627,6 +627,28 @@ impl JwksCache {
         }
     }
 
+    /// Fetches the set at `url` now (an operator's refresh), replacing what
+    /// is held; returns how many usable keys it has. A failed fetch forgets
+    /// the held set, as a failed first fetch would have none.
+    pub(crate) async fn refetch(&self, egress: &Egress, url: &str) -> Result<usize, JwtError> {
+        let url = Url::parse(url).map_err(|_| JwtError::InvalidJwksUri)?;
+        self.slots.invalidate(url.as_str());
+        let slot = self
+            .slots
+            .get_with(url.as_str().to_owned(), Default::default);
+        let keys = slot
+            .current(&self.policy, || fetch_jwks(egress, &url))
+            .await?;
+        Ok(keys.len())
+    }
+
+    /// Forgets the set at `url`: the next token it verifies fetches it.
+    pub(crate) fn forget(&self, url: &str) {
+        if let Ok(url) = Url::parse(url) {
+            self.slots.invalidate(url.as_str());
+        }
+    }
+
     /// The key for a token's `kid` and `alg` in the set at `url`, refetching
     /// the set once (rate limited) when no key has the `kid`.
     pub(crate) async fn key_for(

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod check;
 pub mod client_auth;
 pub mod client_id;
+pub mod clients_cli;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
@@ -22,6 +23,7 @@ pub mod error_code;
 pub mod flow;
 pub mod gate;
 pub mod id_token;
+pub mod inventory;
 mod jwks;
 pub mod jws_crypto;
 pub mod logging;

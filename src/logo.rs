@@ -208,6 +208,31 @@ impl LogoCache {
         prefetch
     }
 
+    /// Forgets the logo at `url`: the page shows none until its document
+    /// is fetched again (an operator's invalidate).
+    pub fn forget(&self, url: &Url) {
+        self.shared.logos.invalidate(url.as_str());
+    }
+
+    /// Fetches a held logo again now (an operator's refresh), kept as long
+    /// as it was. `None` when it is not held: logos are fetched only for
+    /// allowed clients, when their document is, and a refresh does not
+    /// change that.
+    pub async fn refetch(&self, url: &Url) -> Option<Result<Arc<Logo>, LogoError>> {
+        let held = self.shared.logos.get(url.as_str())?;
+        let result = fetch(&self.shared.egress, url).await.map(Arc::new);
+        if let Ok(logo) = &result {
+            self.shared.logos.insert(
+                url.as_str().to_owned(),
+                Held {
+                    logo: Arc::clone(logo),
+                    until: held.until,
+                },
+            );
+        }
+        Some(result)
+    }
+
     fn prefetch_uncounted(&self, url: &Url, until: Instant) -> Prefetch {
         let key = url.as_str();
         // One lock over the look-ups and the send: a worker moves a logo

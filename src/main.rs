@@ -79,7 +79,86 @@ enum Command {
         #[command(subcommand)]
         command: StatementCommand,
     },
+    /// The clients a running proxy has seen, from its admin listener.
+    ///
+    /// Exit status: 0 done, 1 refused or not found, 2 usage error or no answer.
+    Clients {
+        /// The admin listener's URL.
+        #[arg(
+            long,
+            env = "CIMD_PROXY_ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin: String,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
 }
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// The inventory, the most recently seen first.
+    List {
+        /// Only clients whose last decision is this (allow, warn, deny, refused, pass_through).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Only clients whose host matches this glob, e.g. *.example.com.
+        #[arg(long)]
+        host: Option<String>,
+        /// The page, from 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        page: u32,
+        /// Clients per page.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+        per_page: u32,
+    },
+    /// One client: its document, decisions and cache state.
+    Show {
+        /// The client_id.
+        id: String,
+    },
+    /// Fetch the client's document, its jwks_uri keys and its logo again now
+    /// (needs the admin token in CIMD_PROXY_ADMIN_TOKEN).
+    Refresh {
+        /// The client_id.
+        id: String,
+    },
+    /// Drop the client from the caches; the next request fetches it again
+    /// (needs the admin token in CIMD_PROXY_ADMIN_TOKEN).
+    Invalidate {
+        /// The client_id.
+        id: String,
+    },
+}
+
+impl From<ClientsCommand> for cimd_proxy::clients_cli::ClientsCommand {
+    fn from(command: ClientsCommand) -> Self {
+        use cimd_proxy::clients_cli::ClientsCommand as Library;
+        match command {
+            ClientsCommand::List {
+                decision,
+                host,
+                page,
+                per_page,
+            } => Library::List {
+                decision,
+                host,
+                page: page as usize,
+                per_page: per_page as usize,
+            },
+            ClientsCommand::Show { id } => Library::Show(id),
+            ClientsCommand::Refresh { id } => Library::Refresh(id),
+            ClientsCommand::Invalidate { id } => Library::Invalidate(id),
+        }
+    }
+}
+
+/// The environment variable `cimd-proxy clients` reads the admin token from
+/// (never a flag: it would show in the process list and shell history).
+const ADMIN_TOKEN_ENV: &str = "CIMD_PROXY_ADMIN_TOKEN";
 
 #[derive(Subcommand)]
 enum StatementCommand {
@@ -265,6 +344,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cimd_proxy::trust::sign_statement(&keys, &issuer, &client_id, &extra, lifetime)?;
             println!("{statement}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Clients {
+            admin,
+            json,
+            command,
+        } => {
+            let request = cimd_proxy::clients_cli::ClientsRequest {
+                admin,
+                token: std::env::var(ADMIN_TOKEN_ENV)
+                    .ok()
+                    .filter(|token| !token.is_empty()),
+                json,
+                command: command.into(),
+            };
+            let outcome = runtime()?.block_on(cimd_proxy::clients_cli::run(&request))?;
+            print!("{}", outcome.stdout);
+            eprint!("{}", outcome.stderr);
+            Ok(ExitCode::from(outcome.exit))
         }
         Command::Statement {
             command: StatementCommand::Jwks { key },

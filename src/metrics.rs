@@ -10,8 +10,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// How a request reached admission: the `mode` label of the authorization
@@ -96,6 +96,14 @@ pub struct Metrics {
     /// Background fetches of allowed clients' logos, by outcome
     /// ([`crate::logo::PrefetchOutcome`]).
     pub logo_prefetches: IntCounterVec,
+    /// Clients in the inventory (refreshed at scrape time).
+    pub inventory_entries: IntGauge,
+    /// Inventory entries evicted to stay within `inventory.max_entries`.
+    pub inventory_evictions: IntCounter,
+    /// Inventory writes that failed (the sign-in went on), by kind.
+    pub inventory_write_failures: IntCounterVec,
+    /// Admin API actions by kind (`refresh`, `invalidate`) and result.
+    pub admin_actions: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -272,6 +280,32 @@ impl Metrics {
                  queued; queue_full: skipped, fetch.logo_prefetch_queue was full).",
                 &["outcome"],
             ),
+            inventory_entries: gauge(
+                r,
+                "cimd_proxy_inventory_entries",
+                "Clients in the inventory.",
+            ),
+            inventory_evictions: register(
+                r,
+                IntCounter::new(
+                    "cimd_proxy_inventory_evictions_total",
+                    "Inventory entries evicted (least recently seen) to stay within inventory.max_entries.",
+                )
+                .unwrap_or_else(|_| unreachable_metric("cimd_proxy_inventory_evictions_total")),
+            ),
+            inventory_write_failures: counter(
+                r,
+                "cimd_proxy_inventory_write_failures_total",
+                "Inventory writes that failed, by kind (sighting, user); the sign-in goes on.",
+                &["kind"],
+            ),
+            admin_actions: counter(
+                r,
+                "cimd_proxy_admin_actions_total",
+                "Admin API actions by kind (refresh, invalidate) and result (ok, not_found, \
+                 failed, unauthorized).",
+                &["kind", "result"],
+            ),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -323,6 +357,11 @@ mod tests {
         METRICS.stale_served.with_label_values(&["timeout"]).inc();
         METRICS.logo_prefetches.with_label_values(&["fetched"]);
         METRICS.connections_open.with_label_values(&["admin"]).get();
+        METRICS.inventory_evictions.inc_by(0);
+        METRICS
+            .admin_actions
+            .with_label_values(&["refresh", "ok"])
+            .inc_by(0);
         let text = METRICS.render();
         for name in [
             "cimd_proxy_fetches_total",
@@ -337,6 +376,9 @@ mod tests {
             "cimd_proxy_connections_over_limit_total",
             "cimd_proxy_stale_documents_served_total",
             "cimd_proxy_logo_prefetches_total",
+            "cimd_proxy_inventory_entries",
+            "cimd_proxy_inventory_evictions_total",
+            "cimd_proxy_admin_actions_total",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -156,6 +156,9 @@ pub struct PolicyConfig {
     /// What `/token` does with a grant whose client document changed what
     /// the user agreed to trust.
     pub on_metadata_change: OnMetadataChange,
+    /// `new_client_warning`: the extra warning for a client few people of
+    /// the organisation have used yet (off when `None`); see `inventory`.
+    pub new_client_warning: Option<crate::inventory::NewClientWarning>,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
 }
@@ -168,6 +171,7 @@ impl Default for PolicyConfig {
             loopback_only_redirects: Action::Warn,
             interstitial: Interstitial::Warn,
             on_metadata_change: OnMetadataChange::Refuse,
+            new_client_warning: None,
             rules: Vec::new(),
         }
     }

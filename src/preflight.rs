@@ -64,6 +64,15 @@ pub fn serve_problems(config: &Config) -> Vec<Problem> {
     for (client, reason) in crate::upstream::Provider::credential_problems(&config.upstream) {
         problems.push(Problem::new(&format!("upstream.clients.{client}"), reason));
     }
+    if let Some(source) = &config.admin.token
+        && let Err(error) = crate::admin::AdminToken::read(source)
+    {
+        let key = match source {
+            SecretSource::Env(_) => "admin.token_env",
+            SecretSource::File(_) => "admin.token_file",
+        };
+        problems.push(Problem::new(key, error.to_string()));
+    }
     problems
 }
 

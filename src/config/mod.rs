@@ -89,6 +89,10 @@ pub struct Config {
     pub pages: crate::server::pages::PagesConfig,
     /// `[gate]`: the ingress's authorization check (gate mode).
     pub gate: crate::gate::config::GateConfig,
+    /// `[inventory]`: the clients the proxy has seen.
+    pub inventory: crate::inventory::InventoryConfig,
+    /// `[admin]`: the admin API's token and what it protects.
+    pub admin: crate::admin::AdminConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the
@@ -294,6 +298,28 @@ impl Config {
             read_pages(section, &files, problems)
         });
         let gate = root.read("gate", &mut problems, read_gate);
+        let inventory = root.read("inventory", &mut problems, |section, problems| {
+            let defaults = crate::inventory::InventoryConfig::default();
+            crate::inventory::InventoryConfig {
+                max_entries: section
+                    .get_between("max_entries", 1, 1_000_000, problems)
+                    .map_or(defaults.max_entries, |n| n as usize),
+            }
+        });
+        let admin = root.read("admin", &mut problems, |section, problems| {
+            let token = read_secret_source(section, "token_env", "token_file", &files, problems);
+            let protect_reads = section.get("protect_reads", problems).unwrap_or(false);
+            if protect_reads && token.is_none() {
+                problems.push(Problem::new(
+                    &section.key_path("protect_reads"),
+                    "needs a token: set admin.token_env or admin.token_file",
+                ));
+            }
+            crate::admin::AdminConfig {
+                token,
+                protect_reads,
+            }
+        });
 
         root.finish(&mut problems);
         if problems.is_empty() {
@@ -310,6 +336,8 @@ impl Config {
                 store,
                 pages,
                 gate,
+                inventory,
+                admin,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -1027,6 +1055,9 @@ fn read_policy(
             problems,
         )
         .unwrap_or_default(),
+        new_client_warning: section
+            .has("new_client_warning")
+            .then(|| section.read("new_client_warning", problems, read_new_client_warning)),
         rules: Vec::new(),
     };
     for mut rule in section.array_of_tables("rules", problems) {
@@ -1072,6 +1103,21 @@ fn read_policy(
         }
     }
     policy
+}
+
+/// `policy.new_client_warning = { until_users = 100, until_days = 7 }`.
+fn read_new_client_warning(
+    section: &mut Section<'_>,
+    problems: &mut Vec<Problem>,
+) -> crate::inventory::NewClientWarning {
+    crate::inventory::NewClientWarning {
+        until_users: section
+            .get_between("until_users", 1, 1_000_000_000, problems)
+            .unwrap_or(100),
+        until_days: section
+            .get_between("until_days", 1, 36_500, problems)
+            .unwrap_or(7),
+    }
 }
 
 /// A rule's list of issuer names: at least one, each a `[[trust.issuers]]` name.

@@ -956,3 +956,80 @@ fn relayed_clients_are_read_and_their_mistakes_reported() {
         );
     }
 }
+
+#[test]
+fn the_example_file_shows_the_inventory_and_admin_defaults() {
+    let example = include_str!("../../policy.example.toml");
+    let config = Config::from_toml_str(example, None).expect("policy.example.toml is valid");
+    assert_eq!(
+        config.inventory,
+        crate::inventory::InventoryConfig::default()
+    );
+    assert_eq!(config.admin, crate::admin::AdminConfig::default());
+    assert_eq!(config.policy.new_client_warning, None);
+    for key in [
+        "max_entries = ",
+        "token_env = ",
+        "token_file = ",
+        "protect_reads = ",
+        "new_client_warning = { until_users = 100, until_days = 7 }",
+    ] {
+        assert!(example.contains(key), "{key} undocumented");
+    }
+}
+
+#[test]
+fn the_new_client_warning_admin_token_and_inventory_bound_are_read() {
+    let config = Config::from_toml_str(
+        r#"
+        [policy]
+        new_client_warning = { until_users = 3, until_days = 2 }
+        [inventory]
+        max_entries = 5
+        [admin]
+        token_file = "/run/admin-token"
+        protect_reads = true
+        "#,
+        None,
+    )
+    .expect("valid");
+    assert_eq!(
+        config.policy.new_client_warning,
+        Some(crate::inventory::NewClientWarning {
+            until_users: 3,
+            until_days: 2
+        })
+    );
+    assert_eq!(config.inventory.max_entries, 5);
+    assert!(config.admin.protect_reads);
+    assert_eq!(
+        config.admin.token,
+        Some(crate::secret::SecretSource::File("/run/admin-token".into()))
+    );
+}
+
+#[test]
+fn protected_reads_without_a_token_and_bad_bounds_are_each_a_problem() {
+    let Err(ConfigError::Invalid(problems)) = Config::from_toml_str(
+        r#"
+        [policy]
+        new_client_warning = { until_users = 0, until_dayz = 2 }
+        [inventory]
+        max_entries = 0
+        [admin]
+        protect_reads = true
+        "#,
+        None,
+    ) else {
+        panic!("invalid");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "policy.new_client_warning.until_users",
+        "policy.new_client_warning.until_dayz",
+        "inventory.max_entries",
+        "admin.protect_reads",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported in {keys:?}");
+    }
+}

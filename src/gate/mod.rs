@@ -324,6 +324,7 @@ async fn authorization(
                     // provider's users need not reach.
                     has_logo: false,
                     location: &location,
+                    new_client: None,
                 },
                 &action,
             );

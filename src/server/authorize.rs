@@ -22,6 +22,7 @@ use super::params::Params;
 use crate::admission::{Admitted, Ask, RedirectAsk, Upstream};
 use crate::client_id::is_url_client_id;
 use crate::flow::{MetadataFingerprint, RedirectUri, SealedState, random_id};
+use crate::inventory::Newness;
 use crate::policy::Action;
 use crate::policy::Interstitial;
 use crate::upstream::{Grant, Leg, RedirectMode, UpstreamRequest, may_refresh};
@@ -45,6 +46,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         // A pre-registered client the operator did not list for relaying:
         // the provider knows it; pass it through.
         audit(client_id, "pass_through", "pass_through", None);
+        state.inventory.passed_through(client_id);
         return pass_through(&state, raw_query);
     }
     let ask = Ask {
@@ -55,9 +57,15 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         Ok(admitted) => admitted,
         Err(refusal) => {
             audit(client_id, "refused", refusal.outcome(), None);
+            state.inventory.refused(client_id, &refusal);
             return refusal_page(&refusal);
         }
     };
+    state.inventory.admitted(client_id, &admitted);
+    let new_client = state
+        .inventory
+        .warning(&state.config.policy, &admitted)
+        .await;
     let Some(redirect_uri) = &admitted.redirect_uri else {
         // Unreachable: a sign-in always asks for one, and admission refuses
         // rather than admit without it.
@@ -71,7 +79,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
         issuer: &state.issuer,
         warned_host: (admitted.decision.action == Action::Warn).then(|| admitted.client.host()),
     };
-    sign_in(&state, &params, &admitted, &reply)
+    sign_in(&state, &params, &admitted, &reply, new_client)
         .unwrap_or_else(|refused| reply.error(refused.code, &refused.description))
 }
 
@@ -146,6 +154,7 @@ fn sign_in(
     params: &Params,
     admitted: &Admitted<'_>,
     reply: &Reply<'_>,
+    new_client: Option<Newness>,
 ) -> Result<Response, Refused> {
     let code_challenge = check_request(params)?;
     let scope = admitted
@@ -197,8 +206,9 @@ fn sign_in(
         fingerprint,
     )?;
     let decision = &admitted.decision;
-    let show_page =
-        decision.action == Action::Warn || state.config.policy.interstitial == Interstitial::Always;
+    let show_page = decision.action == Action::Warn
+        || state.config.policy.interstitial == Interstitial::Always
+        || new_client.is_some();
     audit(
         reply.client_id,
         decision.action.as_str(),
@@ -226,6 +236,7 @@ fn sign_in(
                 .as_deref()
                 .is_some_and(|uri| state.logos.held(uri).is_some()),
             location: &location,
+            new_client,
         },
     ))
 }

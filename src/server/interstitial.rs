@@ -51,6 +51,9 @@ pub struct ConsentRequest<'a> {
     pub has_logo: bool,
     /// The provider authorization URL Continue leads to.
     pub location: &'a str,
+    /// Set while `policy.new_client_warning` says the client is new to
+    /// the organisation: the page says so, with how many people used it.
+    pub new_client: Option<crate::inventory::Newness>,
 }
 
 #[derive(Template)]
@@ -70,6 +73,7 @@ struct InterstitialPage<'a> {
     client_uri: Option<&'a str>,
     action: String,
     token: String,
+    new_client: Option<String>,
 }
 
 /// One requested scope as the page lists it.
@@ -184,6 +188,7 @@ pub(crate) fn interstitial_posting_to(
         client_uri: request.client_uri,
         action: action.to_owned(),
         token: sealed,
+        new_client: request.new_client.map(new_client_sentence),
     };
     let html = match page.render() {
         Ok(html) => html,
@@ -270,6 +275,16 @@ fn explain(reason: &Reason) -> Option<String> {
     }
 }
 
+/// The new-client warning, in plain words.
+fn new_client_sentence(newness: crate::inventory::Newness) -> String {
+    match newness.users {
+        Some(1) => "New to your organisation: 1 person has used it.".to_owned(),
+        Some(users) => format!("New to your organisation: {users} people have used it."),
+        None => "New to your organisation: how many people have used it cannot be told right now."
+            .to_owned(),
+    }
+}
+
 /// 128 random bits, base64url; `None` only if the OS has no randomness.
 pub(crate) fn random_token() -> Option<String> {
     let mut bytes = [0u8; 16];
@@ -319,6 +334,9 @@ mod tests {
             client_uri: Some("https://app.example/\"><a href=javascript:alert(1)>x</a>"),
             action: "https://proxy.example/consent".into(),
             token: "v1.token\"><b>".into(),
+            new_client: Some(new_client_sentence(crate::inventory::Newness {
+                users: Some(3),
+            })),
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>"), "{html}");
@@ -328,6 +346,10 @@ mod tests {
         assert!(!html.contains("<i>"), "{html}");
         assert!(html.contains("self-declared"));
         assert!(html.contains("Vouched for by"), "{html}");
+        assert!(
+            html.contains("New to your organisation: 3 people have used it."),
+            "{html}"
+        );
         // The inline style is exactly the one the CSP hash allows.
         let style = html
             .split("<style>")
@@ -396,6 +418,7 @@ mod tests {
             client_uri: None,
             action: "https://proxy.example/consent".into(),
             token: "t".into(),
+            new_client: None,
         };
         let html = page.render().unwrap();
         assert!(

@@ -79,6 +79,10 @@ pub struct AppState {
     /// The issuers whose software statements vouch for clients (their
     /// fetched key sets are kept across reloads).
     pub trust: Trust,
+    /// The clients seen, in the shared store (kept across reloads).
+    pub inventory: crate::inventory::Inventory,
+    /// The admin API's token, read at start (kept across reloads).
+    pub admin_token: Option<Arc<crate::admin::AdminToken>>,
 }
 
 /// The state in force. A reload swaps it; a request in flight keeps the
@@ -141,6 +145,9 @@ pub enum ServeError {
     /// The shared store could not be set up (its URL unreadable or invalid).
     #[error(transparent)]
     Store(#[from] StoreSetupError),
+    /// The admin token could not be read.
+    #[error("admin: {0}")]
+    AdminToken(#[from] crate::admin::AdminTokenError),
     /// The provider could not be discovered or its credentials loaded.
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
@@ -176,6 +183,10 @@ impl AppState {
                 SigningKeys::generate_ephemeral()?
             }
         };
+        let admin_token = match &config.admin.token {
+            Some(source) => Some(Arc::new(crate::admin::AdminToken::read(source)?)),
+            None => None,
+        };
         let provider = Provider::discover(&config.upstream).await?;
         let egress = Arc::new(Egress::new(&config.fetch, egress::local_addresses())?);
         let store = Arc::new(Store::connect(&config.store)?);
@@ -192,6 +203,11 @@ impl AppState {
             Arc::clone(&store),
         );
         Ok(AppState {
+            inventory: crate::inventory::Inventory::new(
+                Arc::clone(&store),
+                config.inventory.clone(),
+            ),
+            admin_token,
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
             trust: Trust::new(&config.trust, Arc::clone(&egress))?,
             store,
@@ -234,6 +250,8 @@ impl AppState {
             ("resource", config.resource != self.config.resource),
             ("store", config.store != self.config.store),
             ("gate", config.gate != self.config.gate),
+            ("inventory", config.inventory != self.config.inventory),
+            ("admin", config.admin != self.config.admin),
         ];
         for (section, changed) in restart_only {
             if changed {
@@ -249,7 +267,11 @@ impl AppState {
             self.config.upstream.translation.allowed_resources.clone();
         config.store = self.config.store.clone();
         config.gate = self.config.gate.clone();
+        config.inventory = self.config.inventory.clone();
+        config.admin = self.config.admin.clone();
         Ok(AppState {
+            inventory: self.inventory.clone(),
+            admin_token: self.admin_token.clone(),
             issuer: self.issuer.clone(),
             cache: Arc::clone(&self.cache),
             policy: Policy::new(config.policy.clone()),
@@ -537,17 +559,32 @@ pub async fn run(
         let shared = Arc::clone(&shared);
         move || Arc::clone(&shared.current().store)
     }));
+    let clients_admin = {
+        let state = shared.current();
+        crate::admin::ClientsAdmin {
+            inventory: state.inventory.clone(),
+            cache: Arc::clone(&state.cache),
+            logos: Arc::clone(&state.logos),
+            client_auth: Arc::clone(&state.client_auth),
+            token: state.admin_token.clone(),
+            protect_reads: state.config.admin.protect_reads,
+        }
+    };
     let admin = tokio::spawn(listener::serve(
         listeners.admin,
-        crate::admin::router(Arc::clone(&readiness), {
-            let shared = Arc::clone(&shared);
-            Arc::new(move || {
-                let entries = shared.current().cache.entry_count();
-                crate::metrics::METRICS
-                    .cache_entries
-                    .set(i64::try_from(entries).unwrap_or(i64::MAX));
-            })
-        }),
+        crate::admin::router(
+            Arc::clone(&readiness),
+            {
+                let shared = Arc::clone(&shared);
+                Arc::new(move || {
+                    let entries = shared.current().cache.entry_count();
+                    crate::metrics::METRICS
+                        .cache_entries
+                        .set(i64::try_from(entries).unwrap_or(i64::MAX));
+                })
+            },
+            clients_admin,
+        ),
         listener::ListenerSettings {
             name: "admin",
             max_connections: listener::ADMIN_MAX_CONNECTIONS,

@@ -292,7 +292,8 @@ async fn cimd_token(
             if metadata_changed(state, presented.grant.metadata, live, client_id) {
                 return Err(metadata_refusal());
             }
-            exchange_code(state, presented, relayed.as_ref(), live).await
+            let answer = exchange_code(state, presented, relayed.as_ref(), live).await;
+            answer.inspect(|_| state.inventory.completed(client_id))
         }
         "refresh_token" => {
             let ceiling = admitted.decision.scopes.as_deref();
@@ -1241,6 +1242,9 @@ async fn reissue_id_token(
         )
     })?;
     let claims: Map<String, Value> = claims;
+    if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
+        state.inventory.user(client_id, &provider.issuer, sub);
+    }
     let nonce = match nonce {
         NonceRule::Expect(expected) => expected,
         NonceRule::CarryOver => claims.get("nonce").and_then(Value::as_str),

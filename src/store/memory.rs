@@ -12,6 +12,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::clients::Clients;
 use super::{FamilyId, FamilyStatus, Rotation, StoreError, Use};
 use crate::replay::{ReplayError, ReplayStore};
 
@@ -21,6 +22,7 @@ pub struct MemoryStore {
     single_use: ReplayStore,
     families: Mutex<Families>,
     max_families: usize,
+    clients: Mutex<Clients>,
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +56,13 @@ impl MemoryStore {
             single_use: ReplayStore::new(max_entries),
             families: Mutex::new(Families::default()),
             max_families: max_entries,
+            clients: Mutex::new(Clients::default()),
         }
+    }
+
+    /// The client inventory (its bound is the inventory's, given per write).
+    pub(super) fn clients(&self) -> MutexGuard<'_, Clients> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Unexpired single-use values held (for a gauge).

@@ -76,9 +76,12 @@
 //! - **`/readyz`**: false while [`Store::ping`] fails (always true for the
 //!   memory backend).
 
+mod clients;
+mod hll;
 mod memory;
 mod redis;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -338,6 +341,53 @@ pub enum Operation {
     FamilyStatus,
     /// [`Store::ping`].
     Ping,
+    /// [`Store::record_client`].
+    RecordClient,
+    /// [`Store::client`], [`Store::clients`], [`Store::client_count`].
+    ReadClients,
+    /// [`Store::add_user`].
+    AddUser,
+    /// [`Store::count_users`].
+    CountUsers,
+}
+
+/// A client's inventory entry as the store keeps it: field names to values
+/// (a Redis hash). What the fields mean is `inventory`'s business; the
+/// store only sets, increments and orders them.
+pub type ClientFields = BTreeMap<String, String>;
+
+/// The field every write sets once, to the time of the first write (unix ms).
+pub const FIRST_SEEN: &str = "first_seen_ms";
+/// The field every write sets to its time (unix ms); entries are ordered
+/// and evicted by it.
+pub const LAST_SEEN: &str = "last_seen_ms";
+
+/// What [`Store::record_client`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Entries evicted to stay within the bound.
+    pub evicted: u64,
+    /// Entries held now.
+    pub entries: u64,
+}
+
+/// One write to a client's inventory entry, applied atomically.
+#[derive(Debug, Clone)]
+pub struct ClientWrite<'a> {
+    /// The client_id (any string an entrance saw: it is hashed for keys).
+    pub client_id: &'a str,
+    /// The time of the sighting, unix milliseconds.
+    pub now_ms: u64,
+    /// A sighting creates the entry and moves its last seen; anything else
+    /// (an operator's refresh) only changes an entry that exists.
+    pub sighting: bool,
+    /// Fields set to these values.
+    pub set: Vec<(&'static str, String)>,
+    /// Counters incremented by these amounts (missing ones start at 0).
+    pub increment: Vec<(String, i64)>,
+    /// The inventory's bound: beyond it, the least recently seen entries
+    /// (and their user counts) are deleted.
+    pub max_entries: usize,
 }
 
 /// The shared store: one per process, behind an `Arc`.
@@ -475,6 +525,88 @@ impl Store {
         .await
     }
 
+    /// Applies `write` to its client's inventory entry (creating it), and
+    /// evicts the least recently seen entries beyond the bound.
+    pub async fn record_client(&self, write: &ClientWrite<'_>) -> Result<Recorded, StoreError> {
+        counted(Operation::RecordClient, async {
+            match self {
+                Store::Memory(store) => Ok(store.clients().record(write)),
+                Store::Redis(store) => store.record_client(write).await,
+            }
+        })
+        .await
+    }
+
+    /// One client's inventory entry.
+    pub async fn client(&self, client_id: &str) -> Result<Option<ClientFields>, StoreError> {
+        counted(Operation::ReadClients, async {
+            match self {
+                Store::Memory(store) => Ok(store.clients().get(client_id)),
+                Store::Redis(store) => store.client(client_id).await,
+            }
+        })
+        .await
+    }
+
+    /// At most `limit` inventory entries after the first `offset`, the most
+    /// recently seen first.
+    pub async fn clients(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<ClientFields>, StoreError> {
+        counted(Operation::ReadClients, async {
+            match self {
+                Store::Memory(store) => Ok(store.clients().list(offset, limit)),
+                Store::Redis(store) => store.clients(offset, limit).await,
+            }
+        })
+        .await
+    }
+
+    /// How many clients the inventory holds.
+    pub async fn client_count(&self) -> Result<u64, StoreError> {
+        counted(Operation::ReadClients, async {
+            match self {
+                Store::Memory(store) => Ok(store.clients().len() as u64),
+                Store::Redis(store) => store.client_count().await,
+            }
+        })
+        .await
+    }
+
+    /// Counts `user` (a digest, never the identity itself) among the users
+    /// of a client in the inventory (`PFADD`); nothing for a client that is
+    /// not in it.
+    pub async fn add_user(&self, client_id: &str, user: &[u8; 16]) -> Result<(), StoreError> {
+        counted(Operation::AddUser, async {
+            match self {
+                Store::Memory(store) => {
+                    let mut first = [0u8; 8];
+                    first.copy_from_slice(&user[..8]);
+                    store
+                        .clients()
+                        .add_user(client_id, u64::from_be_bytes(first));
+                    Ok(())
+                }
+                Store::Redis(store) => store.add_user(client_id, user).await,
+            }
+        })
+        .await
+    }
+
+    /// The estimated number of distinct users counted for a client
+    /// (`PFCOUNT`).
+    pub async fn count_users(&self, client_id: &str) -> Result<u64, StoreError> {
+        counted(Operation::CountUsers, async {
+            match self {
+                Store::Memory(store) => Ok(store.clients().count_users(client_id)),
+                Store::Redis(store) => store.count_users(client_id).await,
+            }
+        })
+        .await
+    }
+
     /// A cheap check that the store answers (Redis `PING`), for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         counted(Operation::Ping, async {
@@ -512,6 +644,12 @@ fn single_use_digest(kind: SingleUseKind, id: &[u8]) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(context.finish().as_ref());
     key
+}
+
+/// The key part naming a client: SHA-256 of its client_id in hex, so any
+/// string an outsider sent makes a fixed-size, printable key.
+fn client_key(client_id: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, client_id.as_bytes()).as_ref())
 }
 
 fn hex(bytes: &[u8]) -> String {

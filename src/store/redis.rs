@@ -10,6 +10,15 @@
 //!   every later write, so a revoked family is remembered exactly as long as
 //!   any of its tokens could be presented.
 //!
+//! - `client:<sha256 hex of the client_id>` → the client's inventory entry
+//!   (a hash), `clients` → a sorted set of those digests scored by last
+//!   seen (unix ms), `users:<digest>` → a HyperLogLog of the client's
+//!   users. One script writes an entry and evicts the least recently seen
+//!   beyond the bound, deleting their hashes and sketches with them (the
+//!   script names those keys itself: this layout is for one Redis, not a
+//!   cluster). These keys carry no expiry: the bound is what keeps them
+//!   finite.
+//!
 //! Rotation is one Lua script (atomic on the server): read the generation,
 //! advance it if the presented one is current, otherwise mark the family
 //! revoked. WATCH/MULTI would need a connection of its own per rotation;
@@ -27,8 +36,8 @@ use redis::{ErrorKind, RedisError, Script};
 use url::Url;
 
 use super::{
-    FamilyId, FamilyStatus, Rotation, SingleUseKind, StoreConfig, StoreError, StoreSetupError, Use,
-    hex,
+    ClientFields, ClientWrite, FamilyId, FamilyStatus, Recorded, Rotation, SingleUseKind,
+    StoreConfig, StoreError, StoreSetupError, Use, client_key, hex,
 };
 use crate::secret::SecretSource;
 
@@ -51,12 +60,63 @@ redis.call('SET', KEYS[1], 'revoked', 'KEEPTTL')
 return -3
 ";
 
+/// KEYS[1] the client's hash, KEYS[2] the sorted set by last seen.
+/// ARGV[1] now (ms), ARGV[2] the bound, ARGV[3] the client's digest,
+/// ARGV[4] the prefix of client hashes, ARGV[5] the prefix of user sketches,
+/// ARGV[6] `1` for a sighting, `0` for a change to an existing entry that
+/// is not one (it neither creates the entry nor moves its last seen),
+/// ARGV[7] how many field/value pairs to set, then those pairs, then
+/// field/amount pairs to increment. Returns how many entries were evicted
+/// and how many there are now.
+const RECORD: &str = r"
+local sighting = ARGV[6] == '1'
+if not sighting and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, redis.call('ZCARD', KEYS[2])}
+end
+if sighting then
+  redis.call('HSETNX', KEYS[1], 'first_seen_ms', ARGV[1])
+  redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1])
+end
+local i = 8
+for _ = 1, tonumber(ARGV[7]) do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if not sighting then return {0, redis.call('ZCARD', KEYS[2])} end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[2])
+local evicted = 0
+if over > 0 then
+  local gone = redis.call('ZPOPMIN', KEYS[2], over)
+  for j = 1, #gone, 2 do
+    redis.call('DEL', ARGV[4] .. gone[j], ARGV[5] .. gone[j])
+    evicted = evicted + 1
+  end
+end
+return {evicted, redis.call('ZCARD', KEYS[2])}
+";
+
+/// KEYS[1] the client's hash, KEYS[2] its users' sketch; ARGV[1] the user.
+/// A client not in the inventory gets no sketch (eviction deleted it).
+const ADD_USER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('PFADD', KEYS[2], ARGV[1])
+end
+return 0
+";
+
 /// The Redis-backed store.
 pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
     advance: Script,
+    record: Script,
+    add_user: Script,
     /// The URL's password as written and as decoded, kept only to scrub it
     /// from any error text (defence in depth: Redis and the client library
     /// do not echo it, and this makes sure).
@@ -156,6 +216,8 @@ impl RedisStore {
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             advance: Script::new(ADVANCE),
+            record: Script::new(RECORD),
+            add_user: Script::new(ADD_USER),
             password,
         })
     }
@@ -189,8 +251,8 @@ impl RedisStore {
                 "Redis refused the credentials: check the user and password in the URL".to_owned()
             }
             (_, Some("NOPERM")) => {
-                "the Redis user lacks a permission this proxy needs: GET, SET, EVALSHA, EVAL \
-                 and PING on keys under store.key_prefix"
+                "the Redis user lacks a permission this proxy needs: GET, SET, EVALSHA, EVAL, \
+                 PING, HGETALL, ZREVRANGE, ZCARD and PFCOUNT on keys under store.key_prefix"
                     .to_owned()
             }
             _ if error.is_io_error() => format!("cannot reach Redis: {error}"),
@@ -320,6 +382,123 @@ impl RedisStore {
                 )
             }),
         }
+    }
+
+    fn client_hash(&self, digest: &str) -> String {
+        format!("{}client:{digest}", self.prefix)
+    }
+
+    fn clients_key(&self) -> String {
+        format!("{}clients", self.prefix)
+    }
+
+    fn users_key(&self, digest: &str) -> String {
+        format!("{}users:{digest}", self.prefix)
+    }
+
+    pub(super) async fn record_client(
+        &self,
+        write: &ClientWrite<'_>,
+    ) -> Result<Recorded, StoreError> {
+        let digest = client_key(write.client_id);
+        let mut invocation = self.record.key(self.client_hash(&digest));
+        invocation
+            .key(self.clients_key())
+            .arg(write.now_ms)
+            .arg(write.max_entries.max(1))
+            .arg(&digest)
+            .arg(format!("{}client:", self.prefix))
+            .arg(format!("{}users:", self.prefix))
+            .arg(if write.sighting { "1" } else { "0" })
+            .arg(write.set.len());
+        for (name, value) in &write.set {
+            invocation.arg(*name).arg(value);
+        }
+        for (name, by) in &write.increment {
+            invocation.arg(name).arg(*by);
+        }
+        let mut connection = self.connection.clone();
+        let (evicted, entries): (u64, u64) =
+            self.run(invocation.invoke_async(&mut connection)).await?;
+        Ok(Recorded { evicted, entries })
+    }
+
+    pub(super) async fn client(&self, client_id: &str) -> Result<Option<ClientFields>, StoreError> {
+        let mut connection = self.connection.clone();
+        let fields: ClientFields = self
+            .run(
+                redis::cmd("HGETALL")
+                    .arg(self.client_hash(&client_key(client_id)))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+
+    pub(super) async fn clients(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<ClientFields>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let digests: Vec<String> = self
+            .run(
+                redis::cmd("ZREVRANGE")
+                    .arg(self.clients_key())
+                    .arg(offset)
+                    .arg(offset.saturating_add(limit - 1))
+                    .query_async(&mut connection),
+            )
+            .await?;
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for digest in &digests {
+            pipe.cmd("HGETALL").arg(self.client_hash(digest));
+        }
+        let entries: Vec<ClientFields> = self.run(pipe.query_async(&mut connection)).await?;
+        // An entry evicted between the two reads comes back empty.
+        Ok(entries
+            .into_iter()
+            .filter(|fields| !fields.is_empty())
+            .collect())
+    }
+
+    pub(super) async fn client_count(&self) -> Result<u64, StoreError> {
+        let mut connection = self.connection.clone();
+        self.run(
+            redis::cmd("ZCARD")
+                .arg(self.clients_key())
+                .query_async(&mut connection),
+        )
+        .await
+    }
+
+    pub(super) async fn add_user(
+        &self,
+        client_id: &str,
+        user: &[u8; 16],
+    ) -> Result<(), StoreError> {
+        let digest = client_key(client_id);
+        let mut invocation = self.add_user.key(self.client_hash(&digest));
+        invocation.key(self.users_key(&digest)).arg(hex(user));
+        let mut connection = self.connection.clone();
+        let _: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+        Ok(())
+    }
+
+    pub(super) async fn count_users(&self, client_id: &str) -> Result<u64, StoreError> {
+        let mut connection = self.connection.clone();
+        self.run(
+            redis::cmd("PFCOUNT")
+                .arg(self.users_key(&client_key(client_id)))
+                .query_async(&mut connection),
+        )
+        .await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {

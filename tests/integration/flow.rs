@@ -389,6 +389,13 @@ fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppSta
             Arc::clone(&store),
         )),
         signing: SigningKeys::generate_ephemeral().unwrap(),
+        inventory: cimd_proxy::inventory::Inventory::new(
+            Arc::clone(&store),
+            config.inventory.clone(),
+        ),
+        admin_token: config.admin.token.as_ref().map(|source| {
+            Arc::new(cimd_proxy::admin::AdminToken::read(source).expect("the admin token"))
+        }),
         store,
         logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
         trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
@@ -2332,3 +2339,7 @@ async fn refresh_reuse_and_a_changed_document_revoke_the_providers_grant_too() {
         )]
     );
 }
+
+/// The client inventory, its admin API, page and command (a child module:
+/// it drives the proxy through this module's harness).
+mod inventory;

@@ -26,6 +26,13 @@ export const TEST_USER = Object.freeze({
 });
 
 /**
+ * More accounts for tests that need several people: `login_hint=test-user-<n>` signs in that one
+ * (same claims, its own sub); any other hint, or none, signs in `test-user`.
+ */
+const OTHER_USER = /^test-user-[0-9]{1,4}$/;
+const accountFor = (hint) => (OTHER_USER.test(hint ?? '') ? hint : TEST_USER.sub);
+
+/**
  * Starts the provider. `clients` are static clients (oidc-provider client
  * metadata). `resourceIndicators`: accept any http(s) loopback resource.
  * `quirks`: a provider quirk layer's name (`generic`, `entra`, `okta`, `google`: see quirks.js)
@@ -59,8 +66,8 @@ export async function startProvider({ clients, port = 0, log = () => {}, quirks 
     },
     scopes: ['openid', 'offline_access', 'profile', 'email'],
     async findAccount(_ctx, sub) {
-      if (sub !== TEST_USER.sub) return undefined;
-      return { accountId: sub, async claims() { return { ...TEST_USER }; } };
+      if (sub !== TEST_USER.sub && !OTHER_USER.test(sub)) return undefined;
+      return { accountId: sub, async claims() { return { ...TEST_USER, sub }; } };
     },
     features: {
       devInteractions: { enabled: false },
@@ -154,7 +161,7 @@ export async function startProvider({ clients, port = 0, log = () => {}, quirks 
   };
 }
 
-/** Signs `test-user` in and grants every requested scope, claim and resource, then resumes. */
+/** Signs `test-user` (or the `login_hint` account) in and grants every requested scope, claim and resource, then resumes. */
 async function finishInteraction(provider, layer, req, res) {
   const interaction = await provider.interactionDetails(req, res);
   const { params } = interaction;
@@ -163,7 +170,7 @@ async function finishInteraction(provider, layer, req, res) {
     grant = await provider.Grant.find(interaction.grantId);
   }
   if (!grant) {
-    grant = new provider.Grant({ accountId: TEST_USER.sub, clientId: params.client_id });
+    grant = new provider.Grant({ accountId: accountFor(params.login_hint), clientId: params.client_id });
   }
   if (params.scope) grant.addOIDCScope(params.scope);
   if (params.claims) {
@@ -178,7 +185,7 @@ async function finishInteraction(provider, layer, req, res) {
   const grantId = await grant.save();
   layer.onConsent(interaction, grantId);
   await provider.interactionFinished(req, res, {
-    login: { accountId: TEST_USER.sub, remember: false },
+    login: { accountId: accountFor(params.login_hint), remember: false },
     consent: { grantId },
   }, { mergeWithLastSubmission: false });
 }

@@ -85,6 +85,11 @@ export function proxyConfig(o) {
     'loopback_only_redirects = "allow"',
   );
   if (o.interstitial) lines.push(`interstitial = ${q(o.interstitial)}`);
+  // { until_users, until_days }: policy.new_client_warning.
+  if (o.newClientWarning) {
+    const w = o.newClientWarning;
+    lines.push(`new_client_warning = { until_users = ${w.until_users}, until_days = ${w.until_days} }`);
+  }
   // Rules: { client_id?, require_statement_from?, action, scopes?, upstream_client? }.
   for (const rule of o.rules ?? []) {
     lines.push('', '[[policy.rules]]');
