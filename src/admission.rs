@@ -204,7 +204,7 @@ impl Refusal {
 }
 
 fn host_of(client: &ClientIdUrl) -> &str {
-    client.url().host_str().unwrap_or_default()
+    client.host_str()
 }
 
 impl<'a> Admission<'a> {

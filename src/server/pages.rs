@@ -406,8 +406,8 @@ pub fn refusal_page(refusal: &Refusal) -> Response {
             Some(client.id())
         }
     };
-    let host = client.and_then(|client| display_host(client.url()));
-    error_page(reason, &detail, host.as_deref().or_else(|| refusal.host()))
+    let host = client.map(crate::client_id::ClientIdUrl::authority);
+    error_page(reason, &detail, host.or_else(|| refusal.host()))
 }
 
 #[derive(Template)]
