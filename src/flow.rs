@@ -251,12 +251,11 @@ impl Sealed for SealedRefresh {
 }
 
 /// 128 random bits, base64url: the id of a sealed value spent once.
-/// `None` only when the OS has no randomness.
-pub fn random_id() -> Option<String> {
+pub fn random_id() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    crate::seal::fill_random(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// How long a consent page's decision stays valid.
@@ -331,7 +330,7 @@ mod tests {
         let config = SealConfig::default();
         let seals = Seals::new(&sealer, &config);
         let state = SealedState {
-            id: random_id().unwrap(),
+            id: random_id(),
             client_id: "https://app.example/c.json".into(),
             redirect_uri: RedirectUri::trusted("https://app.example/cb".into()),
             redirect_uri_asked: true,

@@ -246,16 +246,10 @@ fn provider_url(
     }
     match upstream.redirect_mode() {
         RedirectMode::Relay => {
-            let Some(id) = random_id() else {
-                return Err(Refused::new(
-                    OAuthErrorCode::ServerError,
-                    "the sign-in could not be started",
-                ));
-            };
             let sealed = state
                 .seals()
                 .seal(&SealedState {
-                    id,
+                    id: random_id(),
                     client_id: reply.client_id.to_owned(),
                     redirect_uri: reply.redirect_uri.clone(),
                     redirect_uri_asked: params.get("redirect_uri").is_some(),
