@@ -249,7 +249,7 @@ fn configured(relayed: &RelayedClient) -> Client {
 }
 
 fn host_of(client: &ClientIdUrl) -> &str {
-    client.url().host_str().unwrap_or_default()
+    client.host_str()
 }
 
 impl<'a> Admission<'a> {

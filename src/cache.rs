@@ -579,9 +579,13 @@ impl Inner {
         let conditional = stored
             .map(|stored| validators(&stored.header_map()))
             .unwrap_or_default();
+        // Never refused: `ClientIdUrl::parse` accepted what the parser keeps as is.
+        let url = client_id.to_url().map_err(|_| FetchError::UnsupportedUrl {
+            url: client_id.as_str().to_owned(),
+        })?;
         let fetched = self
             .egress
-            .fetch(client_id.url(), FetchKind::Document, &conditional)
+            .fetch(&url, FetchKind::Document, &conditional)
             .await?;
         let request = cache_request(client_id);
         let now = SystemTime::now();

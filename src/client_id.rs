@@ -58,10 +58,12 @@ pub(crate) fn shown(value: &str) -> String {
 /// exact string, as rule 2 requires.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientIdUrl {
-    /// The parsed form. `parse` refuses any string the parser would
-    /// rewrite, so its serialization is the client_id byte for byte as
-    /// received: the string is kept once (the cache holds one per client).
-    url: Url,
+    /// The client_id as received. `parse` proved that a URL parser
+    /// serialises it to these very bytes, so the host and port are read
+    /// back from the text when asked for: the cache holds one of these per
+    /// client, and a parsed `Url` beside the text cost 88 bytes more each
+    /// for parts only a fetch or an error page needs.
+    text: Box<str>,
 }
 
 impl ClientIdUrl {
@@ -153,32 +155,81 @@ impl ClientIdUrl {
             });
         }
 
-        Ok(Self { url })
+        Ok(Self { text: s.into() })
     }
 
     /// The client_id exactly as received; this is the identity to compare,
     /// store and send.
     pub fn as_str(&self) -> &str {
-        self.url.as_str()
+        &self.text
     }
 
-    /// The parsed URL, for the fetcher. Its string form equals [`Self::as_str`].
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The client_id parsed, for the fetcher. Its string form equals
+    /// [`Self::as_str`]; it is parsed again on each call, which only a fetch
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// None in practice: `parse` accepted exactly what the parser accepts
+    /// unchanged. The error is passed on rather than turned into a panic.
+    pub fn to_url(&self) -> Result<Url, url::ParseError> {
+        Url::parse(&self.text)
+    }
+
+    /// The authority as written: host, and `:port` when there is one
+    /// (`a.example:8443`, `[2001:db8::1]`). What a person recognises.
+    pub fn authority(&self) -> &str {
+        // Canonical form: `https://`, then the authority up to the path's
+        // `/` (which `parse` requires); no userinfo, no backslash.
+        let rest = &self.text[HTTPS_PREFIX.len()..];
+        rest.find('/').map_or(rest, |end| &rest[..end])
+    }
+
+    /// The host as written, IPv6 literals in brackets (`[::1]`), as
+    /// `Url::host_str` gives it.
+    pub fn host_str(&self) -> &str {
+        self.split_authority().0
     }
 
     /// The host: a domain name (ASCII, lower case, punycode) or an IP literal.
     pub fn host(&self) -> Host<&str> {
-        // `parse` refuses a client_id without a host, so the fallback is never
-        // taken; it avoids a panic path rather than handling a real case.
-        self.url.host().unwrap_or(Host::Domain(""))
+        let host = self.host_str();
+        // A canonical host is exactly one of these spellings: the URL parser
+        // reads any name ending in a number as IPv4 and rewrites it to the
+        // dotted quad, so a name the standard library reads as an address
+        // was one for the parser too.
+        if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            if let Ok(address) = v6.parse() {
+                return Host::Ipv6(address);
+            }
+        } else if let Ok(address) = host.parse() {
+            return Host::Ipv4(address);
+        }
+        Host::Domain(host)
     }
 
     /// The port to connect to: the explicit one, or 443.
     pub fn port(&self) -> u16 {
         // The parser drops an explicit `:443` and `parse` refuses such a
         // spelling, so an absent port always means the https default.
-        self.url.port().unwrap_or(443)
+        self.split_authority()
+            .1
+            .and_then(|port| port.parse().ok())
+            .unwrap_or(443)
+    }
+
+    /// The authority's host and port texts.
+    fn split_authority(&self) -> (&str, Option<&str>) {
+        let authority = self.authority();
+        // The port follows the last `:` after an IPv6 literal's `]`.
+        let host_end = authority.rfind(']').map_or(0, |bracket| bracket + 1);
+        match authority[host_end..].find(':') {
+            Some(colon) => {
+                let (host, port) = authority.split_at(host_end + colon);
+                (host, Some(&port[1..]))
+            }
+            None => (authority, None),
+        }
     }
 }
 
@@ -326,6 +377,7 @@ mod tests {
         "https://a.example/",
         "https://a.example:8443/client",
         "https://a.example/c?version=2",
+        "https://a.example/c?x=[::1]:9",
         "https://a.example/c?",
         "https://a.example/a%2Fb",
         "https://a.example/.well-known/client",
@@ -343,7 +395,17 @@ mod tests {
             let id = ClientIdUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(id.as_str(), *s);
             assert_eq!(id.to_string(), *s);
-            assert_eq!(id.url().as_str(), *s);
+            let url = id.to_url().unwrap();
+            assert_eq!(url.as_str(), *s);
+            // The parts read back from the text are the parser's.
+            assert_eq!(Some(id.host_str()), url.host_str(), "{s}");
+            assert_eq!(Some(id.host()), url.host(), "{s}");
+            assert_eq!(Some(id.port()), url.port_or_known_default(), "{s}");
+            let shown = match url.port() {
+                Some(port) => format!("{}:{port}", id.host_str()),
+                None => id.host_str().to_owned(),
+            };
+            assert_eq!(id.authority(), shown, "{s}");
             assert!(is_url_client_id(s), "{s}");
         }
     }
@@ -359,8 +421,14 @@ mod tests {
             Host::<&str>::Ipv6("2001:db8::1".parse().unwrap())
         );
         assert_eq!(id.port(), 8443);
+        assert_eq!(id.host_str(), "[2001:db8::1]");
+        assert_eq!(id.authority(), "[2001:db8::1]:8443");
         let id = ClientIdUrl::parse("https://192.0.2.1/x").unwrap();
         assert_eq!(id.host(), Host::<&str>::Ipv4("192.0.2.1".parse().unwrap()));
+        let id = ClientIdUrl::parse("https://a.example:8443/c?next=b:1/x").unwrap();
+        assert_eq!(id.host(), Host::Domain("a.example"));
+        assert_eq!(id.port(), 8443);
+        assert_eq!(id.authority(), "a.example:8443");
     }
 
     #[test]

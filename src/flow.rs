@@ -184,14 +184,11 @@ pub struct SealedState {
     /// The scopes granted to the client (its request within the
     /// ceiling), before the translation for the provider: what a refresh
     /// may narrow (RFC 6749 §6).
-    #[serde(default)]
     pub granted_scope: String,
     /// The RFC 8707 resource granted (normalised), if the client named one:
     /// a token request naming another is refused.
-    #[serde(default)]
     pub resource: Option<String>,
     /// The client's document when the sign-in began, handed on to the code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<MetadataFingerprint>,
 }
 
@@ -225,16 +222,13 @@ pub struct SealedCode {
     /// The scopes granted to the client (its request within the
     /// ceiling), before the translation for the provider: what a refresh
     /// may narrow (RFC 6749 §6).
-    #[serde(default)]
     pub granted_scope: String,
     /// The RFC 8707 resource granted (normalised), if the client named one:
     /// a token request naming another is refused.
-    #[serde(default)]
     pub resource: Option<String>,
     /// What the client's document said when the user signed in; `/token`
-    /// compares it with the live document. Absent only in codes sealed
-    /// before this field existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// compares it with the live document (`None`: not bound; the proxy
+    /// always binds what it seals).
     pub metadata: Option<MetadataFingerprint>,
 }
 
@@ -269,16 +263,13 @@ pub struct SealedRefresh {
     /// The scopes granted to the client (its request within the
     /// ceiling), before the translation for the provider: what a refresh
     /// may narrow (RFC 6749 §6).
-    #[serde(default)]
     pub granted_scope: String,
     /// The RFC 8707 resource granted (normalised), if the client named one:
     /// a token request naming another is refused.
-    #[serde(default)]
     pub resource: Option<String>,
     /// The client's document the grant was last checked against (see
-    /// [`MetadataFingerprint`]). Absent only in tokens sealed before this
-    /// field existed: the next refresh binds them to the live document.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// [`MetadataFingerprint`]); `None`: not bound (the proxy always binds
+    /// what it seals; the next refresh would bind it to the live document).
     pub metadata: Option<MetadataFingerprint>,
 }
 
@@ -367,12 +358,11 @@ impl TryFrom<String> for MetadataFingerprint {
 }
 
 /// 128 random bits, base64url: the id of a sealed value spent once.
-/// `None` only when the OS has no randomness.
-pub fn random_id() -> Option<String> {
+pub fn random_id() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    crate::seal::fill_random(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// How long a consent page's decision stays valid.
@@ -447,7 +437,7 @@ mod tests {
         let config = SealConfig::default();
         let seals = Seals::new(&sealer, &config);
         let state = SealedState {
-            id: random_id().unwrap(),
+            id: random_id(),
             client_id: "https://app.example/c.json".into(),
             redirect_uri: RedirectUri::trusted("https://app.example/cb".into()),
             redirect_uri_asked: true,
@@ -542,24 +532,32 @@ mod tests {
     }
 
     #[test]
-    fn a_refresh_token_sealed_before_fingerprints_still_opens() {
-        // What a proxy before this field sealed: no `metadata` member.
+    fn a_refresh_token_keeps_its_fingerprint_or_its_absence_through_the_seal() {
+        // Postcard carries no member names: an optional field must be
+        // written either way, or the fields after it would shift.
         let sealer = Sealer::new(vec![[3u8; 32]]).unwrap();
         let config = SealConfig::default();
-        let old = serde_json::json!({
-            "upstream_refresh_token": "r", "client_id": "https://app.example/c.json",
-            "scope": "openid", "upstream_client": "main",
-            "family": "000102030405060708090a0b0c0d0e0f", "generation": 4,
-            "family_expires_at": 4_000_000_000u64,
-        });
-        let token = sealer
-            .try_seal(Purpose::RefreshToken, Duration::from_secs(60), &old)
-            .unwrap();
-        let opened: SealedRefresh = Seals::new(&sealer, &config).open(&token).unwrap();
-        assert_eq!(opened.metadata, None);
-        assert_eq!(opened.generation, 4);
-        // And a fingerprint travels as 22 base64url characters, both ways.
+        let seals = Seals::new(&sealer, &config);
         let print = MetadataFingerprint::of(&document(serde_json::json!({})));
+        for metadata in [None, Some(print)] {
+            let refresh = SealedRefresh {
+                upstream_refresh_token: "r".into(),
+                client_id: "https://app.example/c.json".into(),
+                scope: "openid".into(),
+                upstream_client: "main".into(),
+                family: crate::store::FamilyId::from_bytes([7; 16]),
+                generation: 4,
+                family_expires_at: 4_000_000_000,
+                granted_scope: "openid".into(),
+                resource: Some("https://mcp.example/".into()),
+                metadata,
+            };
+            let opened: SealedRefresh = seals.open(&seals.seal(&refresh).unwrap()).unwrap();
+            assert_eq!(opened.metadata, metadata);
+            assert_eq!(opened.generation, 4);
+            assert_eq!(opened.resource.as_deref(), Some("https://mcp.example/"));
+        }
+        // And a fingerprint travels as 22 base64url characters, both ways.
         let text = serde_json::to_string(&print).unwrap();
         assert_eq!(text.len(), 24, "{text}");
         assert_eq!(

@@ -3,7 +3,8 @@
 //!
 //! A server's lines are formatted on the thread that logs them and handed
 //! to a bounded in-memory queue; one writer thread owns standard error and
-//! drains it. When the sink blocks (a full pipe, a container runtime's log
+//! drains it, writing the lines it finds waiting together (one `write(2)`
+//! for up to 64 KiB of lines under load, rather than one per line). When the sink blocks (a full pipe, a container runtime's log
 //! pipeline backing up, a paused `kubectl logs`), the queue fills and
 //! further lines are dropped rather than waited for: a request never waits
 //! on the log sink, and neither does a health probe. Dropped lines are
@@ -49,6 +50,11 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// queue again: the most a line waits before it is written, when nothing
 /// else wakes the writer.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How many bytes of lines the writer gathers before it writes them: one
+/// `write(2)` for many lines while lines keep coming. Gathered lines still
+/// count against [`QUEUE_BYTES`] until written, so the bound holds.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Where the summary of dropped lines is logged from (a filter can name it).
 const SUMMARY_TARGET: &str = "cimd_proxy::logging";
@@ -245,6 +251,8 @@ fn start(
         queue: Arc::clone(&queue),
         receiver,
         sink,
+        batch: Vec::new(),
+        batch_lines: [0, 0],
     };
     let thread_dispatch = dispatch.clone();
     let handle = thread::Builder::new()
@@ -308,8 +316,14 @@ impl Queue {
     }
 
     fn lost(&self, kind: Kind) {
-        self.dropped[kind.index()].inc();
-        self.unreported[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.lost_many(kind, 1);
+    }
+
+    fn lost_many(&self, kind: Kind, lines: u64) {
+        if lines > 0 {
+            self.dropped[kind.index()].inc_by(lines);
+            self.unreported[kind.index()].fetch_add(lines, Ordering::Relaxed);
+        }
     }
 
     fn flush(&self, timeout: Duration) -> bool {
@@ -402,6 +416,11 @@ struct Writer {
     queue: Arc<Queue>,
     receiver: mpsc::Receiver<Message>,
     sink: Box<dyn Write + Send>,
+    /// Lines taken from the queue and not yet written, in order.
+    batch: Vec<u8>,
+    /// How many of them are of each kind (counted as lost if the sink
+    /// refuses them).
+    batch_lines: [u64; 2],
 }
 
 impl Writer {
@@ -409,12 +428,10 @@ impl Writer {
         loop {
             match self.receiver.try_recv() {
                 Ok(Message::Line { kind, bytes }) => {
-                    let written = write_fully(&mut self.sink, &bytes);
-                    self.queue
-                        .queued_bytes
-                        .fetch_sub(bytes.len(), Ordering::AcqRel);
-                    if !written {
-                        self.queue.lost(kind);
+                    self.batch.extend_from_slice(&bytes);
+                    self.batch_lines[kind.index()] += 1;
+                    if self.batch.len() >= BATCH_BYTES {
+                        self.write_batch();
                     }
                 }
                 Ok(Message::Flush(done)) => {
@@ -424,6 +441,13 @@ impl Writer {
                 Ok(Message::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
                     self.catch_up();
                     return;
+                }
+                Err(mpsc::TryRecvError::Empty) if !self.batch.is_empty() => {
+                    // Writing may wait on the sink while more lines queue
+                    // up: look at the queue again before saying it is
+                    // caught up, so the summary follows every line queued
+                    // before it.
+                    self.write_batch();
                 }
                 Err(mpsc::TryRecvError::Empty) => {
                     // Caught up: the sink has drained what was queued, so
@@ -436,10 +460,37 @@ impl Writer {
         }
     }
 
-    /// Writes the summary of any lines lost, and flushes the sink.
+    /// Writes the lines gathered, then the summary of any lines lost, and
+    /// flushes the sink.
     fn catch_up(&mut self) {
+        self.write_batch();
         self.summarize();
         let _ = self.sink.flush();
+    }
+
+    /// Writes the lines gathered so far; they leave the queue's count once
+    /// written (or lost, and counted, if the sink refuses them).
+    fn write_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let written = write_fully(&mut self.sink, &self.batch);
+        self.queue
+            .queued_bytes
+            .fetch_sub(self.batch.len(), Ordering::AcqRel);
+        let lines = std::mem::take(&mut self.batch_lines);
+        if !written {
+            // A batch the sink cut off part way counts whole: the count may
+            // be above the lines lost, never below.
+            for kind in Kind::ALL {
+                self.queue.lost_many(kind, lines[kind.index()]);
+            }
+        }
+        self.batch.clear();
+        if self.batch.capacity() > BATCH_BYTES * 2 {
+            // One huge line grew it: give the memory back.
+            self.batch = Vec::new();
+        }
     }
 
     /// Writes the one line that tells how many lines were lost since the

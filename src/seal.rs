@@ -5,7 +5,7 @@
 //! # Sealed form
 //!
 //! ```text
-//! v1.<base64url, unpadded: purpose (1 byte) | key id (4) | nonce (24) | ciphertext + tag (16)>
+//! v2.<base64url, unpadded: purpose (1 byte) | key id (4) | nonce (24) | ciphertext + tag (16)>
 //! ```
 //!
 //! Every character is URL-safe (`A–Z a–z 0–9 - _ .`), so a sealed value can
@@ -13,7 +13,22 @@
 //! the clear so that `open` can refuse a value meant for another purpose, and
 //! pick the key, without trial decryption; both are also bound as associated
 //! data, so changing them is caught by the AEAD like any other alteration.
-//! The plaintext is `{"p": purpose, "exp": unix seconds, "d": payload}`.
+//! The plaintext is the expiry (unix seconds, 8 bytes big-endian) followed
+//! by the payload in postcard, a compact binary serde format: field names and
+//! JSON's quoting would make the sealed `state` of every sign-in, which rides
+//! in the provider URL's query, about half as long again. Postcard writes the
+//! fields in declaration order without names, so a payload type is read back
+//! only by the same type: values sealed by another version of a payload (or
+//! by the JSON-based `v1.` format before it) do not open, and are refused as
+//! malformed like any unreadable value. A sign-in under way while replicas
+//! are upgraded starts again; a sealed refresh token from before the upgrade
+//! ends its grant (the client signs in again).
+//!
+//! # Nonces
+//!
+//! From `rand`'s thread-local generator (ChaCha12, seeded from the operating
+//! system and reseeded from it every 64 KiB of output) rather than a system
+//! call per value: every sign-in seals a state.
 //!
 //! # Why XChaCha20-Poly1305 (the `chacha20poly1305` crate) and not `ring::aead`
 //!
@@ -26,7 +41,7 @@
 //! at any volume without a home-made key-derivation step. The crate is
 //! RustCrypto's, in the same family as the `p256`/`rsa`/`sha2` crates that
 //! `jsonwebtoken`'s `rust_crypto` backend already brings in, and it zeroizes
-//! its key on drop. `ring` still supplies the randomness and SHA-256.
+//! its key on drop. `ring` supplies keys' randomness and SHA-256.
 //!
 //! # Keys
 //!
@@ -46,9 +61,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use rand::Rng as _;
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretSource;
 
@@ -87,7 +103,7 @@ pub const MAX_SEALED_LEN: usize = 8 * 1024;
 /// The text form of a key: 32 bytes as unpadded base64url.
 const KEY_TEXT_LEN: usize = 43;
 /// The version prefix; a future format gets a new one.
-const PREFIX: &str = "v1.";
+const PREFIX: &str = "v2.";
 const KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -95,7 +111,9 @@ const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
 /// Separates this use of SHA-256 and of the AEAD's associated data from any other.
 const KEY_ID_DOMAIN: &[u8] = b"cimd-proxy seal key id\0";
-const AAD_DOMAIN: &[u8] = b"cimd-proxy seal v1\0";
+const AAD_DOMAIN: &[u8] = b"cimd-proxy seal v2\0";
+/// The expiry at the start of the plaintext.
+const EXPIRY_LEN: usize = 8;
 /// A key file is a few lines; a bigger one is a wrong path (e.g. a device).
 const MAX_KEY_SOURCE_BYTES: u64 = 64 * 1024;
 
@@ -174,8 +192,7 @@ pub enum SealError {
     /// produce by `try_seal`).
     #[error("sealed value is too large")]
     TooLarge,
-    /// Sealing only: the payload could not be serialised or the operating
-    /// system's random source failed.
+    /// Sealing only: the payload could not be serialised.
     #[error("sealing failed")]
     #[strum(serialize = "seal_failed")]
     Failed,
@@ -245,7 +262,6 @@ pub struct Sealer {
 struct Inner {
     /// Newest first; `keys[0]` seals.
     keys: Vec<SealKey>,
-    rng: SystemRandom,
 }
 
 struct SealKey {
@@ -259,20 +275,6 @@ impl fmt::Debug for Sealer {
             .field("keys", &self.inner.keys.len())
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Serialize)]
-struct SealEnvelope<'a, T: ?Sized> {
-    p: &'static str,
-    exp: u64,
-    d: &'a T,
-}
-
-#[derive(Deserialize)]
-struct OpenEnvelope {
-    p: String,
-    exp: u64,
-    d: serde_json::Value,
 }
 
 impl Sealer {
@@ -303,10 +305,7 @@ impl Sealer {
             });
         }
         Ok(Sealer {
-            inner: Arc::new(Inner {
-                keys: built,
-                rng: SystemRandom::new(),
-            }),
+            inner: Arc::new(Inner { keys: built }),
         })
     }
 
@@ -348,9 +347,9 @@ impl Sealer {
     /// Seals `payload` for `purpose`, valid for `ttl` (whole seconds).
     ///
     /// Infallible by contract: if sealing fails (a payload that does not
-    /// serialise to JSON, a result over [`MAX_SEALED_LEN`], a failed random
-    /// source) the failure is logged and an empty string is returned, which
-    /// every `open` refuses as malformed. Where the payload holds anything an
+    /// serialise, a result over [`MAX_SEALED_LEN`]) the failure is logged
+    /// and an empty string is returned, which every `open` refuses as
+    /// malformed. Where the payload holds anything an
     /// outsider sized (a redirect_uri, a state), prefer [`Sealer::try_seal`].
     pub fn seal<T: Serialize>(&self, purpose: Purpose, ttl: Duration, payload: &T) -> String {
         self.seal_at(purpose, ttl, payload, unix_now())
@@ -396,12 +395,9 @@ impl Sealer {
         payload: &T,
         now: u64,
     ) -> Result<String, SealError> {
-        let envelope = SealEnvelope {
-            p: purpose.as_str(),
-            exp: now.saturating_add(ttl.as_secs()),
-            d: payload,
-        };
-        let plaintext = serde_json::to_vec(&envelope).map_err(|_| SealError::Failed)?;
+        let expiry = now.saturating_add(ttl.as_secs()).to_be_bytes();
+        let plaintext =
+            postcard::to_extend(payload, expiry.to_vec()).map_err(|_| SealError::Failed)?;
         let blob_len = HEADER_LEN + plaintext.len() + TAG_LEN;
         if PREFIX.len() + base64_len(blob_len) > MAX_SEALED_LEN {
             return Err(SealError::TooLarge);
@@ -411,10 +407,7 @@ impl Sealer {
         let mut header = [0u8; HEADER_LEN];
         header[0] = purpose.tag();
         header[1..1 + KEY_ID_LEN].copy_from_slice(&key.id);
-        self.inner
-            .rng
-            .fill(&mut header[1 + KEY_ID_LEN..])
-            .map_err(|_| SealError::Failed)?;
+        fill_random(&mut header[1 + KEY_ID_LEN..]);
         let aad = associated_data(purpose, &header);
         let ciphertext = key
             .cipher
@@ -498,17 +491,20 @@ impl Sealer {
             )
             .map_err(|_| SealError::Tampered)?;
 
-        let envelope: OpenEnvelope =
-            serde_json::from_slice(&plaintext).map_err(|_| SealError::Malformed)?;
-        if envelope.p != purpose.as_str() {
-            return Err(SealError::WrongPurpose);
-        }
-        if now >= envelope.exp {
+        // Authentic, so the purpose is the one bound as associated data.
+        let (expiry, payload) = plaintext
+            .split_first_chunk::<EXPIRY_LEN>()
+            .ok_or(SealError::Malformed)?;
+        if now >= u64::from_be_bytes(*expiry) {
             return Err(SealError::Expired);
         }
-        // Authentic but of another shape: a payload type changed between
-        // versions. Refused like any unreadable value.
-        serde_json::from_value(envelope.d).map_err(|_| SealError::Malformed)
+        // Authentic but of another shape (a payload type changed between
+        // versions) is refused like any unreadable value; so is a payload
+        // followed by anything.
+        match postcard::take_from_bytes(payload) {
+            Ok((value, [])) => Ok(value),
+            _ => Err(SealError::Malformed),
+        }
     }
 }
 
@@ -614,6 +610,20 @@ fn associated_data(purpose: Purpose, header: &[u8]) -> Vec<u8> {
     aad.push(0);
     aad.extend_from_slice(header);
     aad
+}
+
+/// Fills `bytes` from a fast generator that is safe for secrets and unique
+/// ids: the thread's ChaCha12, seeded from the operating system, instead of
+/// a system call per value (`ring`'s `SystemRandom`): every sign-in draws a
+/// state id and a nonce.
+///
+/// # Panics
+///
+/// When the operating system's random source fails while seeding or
+/// reseeding the generator, as nothing safe can be done without it; on
+/// Linux `getrandom(2)` does not fail once the kernel's pool is ready.
+pub fn fill_random(bytes: &mut [u8]) {
+    rand::rng().fill_bytes(bytes);
 }
 
 /// Length of `n` bytes as unpadded base64.

@@ -12,7 +12,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(id) = ClientIdUrl::parse(s) {
         assert_eq!(id.as_str(), s);
         // No normalisation: the parser's form is the received form.
-        assert_eq!(id.url().as_str(), s);
+        let url = id.to_url().expect("an accepted client_id parses");
+        assert_eq!(url.as_str(), s);
+        // The parts read back from the text are the parser's.
+        assert_eq!(Some(id.host_str()), url.host_str());
+        assert_eq!(Some(id.host()), url.host());
+        assert_eq!(Some(id.port()), url.port_or_known_default());
         assert!(ClientIdUrl::parse(id.as_str()).is_ok());
     }
 });

@@ -301,10 +301,7 @@ impl Inventory {
             Refusal::InvalidClientId(_) => return,
             Refusal::Client { client, .. } => {
                 set.push((field::KIND, "cimd".to_owned()));
-                set.push((
-                    field::HOST,
-                    client.url().host_str().unwrap_or_default().to_owned(),
-                ));
+                set.push((field::HOST, client.host_str().to_owned()));
             }
             Refusal::Denied(denied) => {
                 set.extend(describe(&denied.client));

@@ -22,6 +22,7 @@ struct GateState {
     open: bool,
     broken: bool,
     written: Vec<u8>,
+    writes: usize,
 }
 
 impl Gate {
@@ -41,6 +42,14 @@ impl Gate {
         let (state, changed) = &*self.0;
         state.lock().unwrap_or_else(PoisonError::into_inner).broken = true;
         changed.notify_all();
+    }
+
+    fn writes(&self) -> usize {
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .writes
     }
 
     fn lines(&self) -> Vec<String> {
@@ -64,6 +73,7 @@ impl Write for Gate {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         state.written.extend_from_slice(buf);
+        state.writes += 1;
         Ok(buf.len())
     }
 
@@ -163,6 +173,22 @@ fn lines_reach_the_sink_in_order_with_nothing_dropped() {
 }
 
 #[test]
+fn lines_waiting_together_reach_the_sink_in_few_writes() {
+    // While the sink is held, lines pile up in the queue; once it is
+    // released they go out in batches, not one write(2) each.
+    let logger = Logger::new(LogFormat::Json, Gate::default(), 1 << 20);
+    logger.log_without_waiting(1_000, 0);
+    logger.sink.set_open(true);
+    assert!(logger.logging.flush(PATIENCE));
+    let lines = logger.sink.lines();
+    assert_eq!(lines.len(), 1_000);
+    assert!(lines.iter().all(|line| message(line) == "audit line"));
+    let writes = logger.sink.writes();
+    assert!(writes <= 10, "{writes} writes for 1000 lines");
+    assert_eq!(logger.dropped(), (0, 0));
+}
+
+#[test]
 fn a_blocked_sink_drops_lines_beyond_the_bound_and_counts_them_by_kind() {
     // Room for a handful of lines of about 150 bytes.
     let logger = Logger::new(LogFormat::Json, Gate::default(), 2_000);
@@ -187,6 +213,34 @@ fn a_blocked_sink_drops_lines_beyond_the_bound_and_counts_them_by_kind() {
         .filter(|line| message(line) == "audit line")
         .count();
     assert_eq!(written as u64 + audit, 500);
+}
+
+#[test]
+fn the_summary_follows_lines_queued_while_the_writer_waited_on_the_sink() {
+    // The bug: the writer, caught up, wrote its last lines and, once the
+    // sink took them, told the gap at once, ahead of the lines queued while
+    // it waited, so those lines read as if they came after the gap.
+    let logger = Logger::new(LogFormat::Json, Gate::default(), 4_000);
+    logger.log_without_waiting(1, 0);
+    // Long enough for the writer to find the line and block writing it.
+    std::thread::sleep(Duration::from_millis(200));
+    logger.log_without_waiting(200, 0);
+    let (audit, _) = logger.dropped();
+    assert!(audit > 0);
+
+    logger.sink.set_open(true);
+    assert!(logger.logging.flush(PATIENCE));
+    let lines = logger.sink.lines();
+    let summary = lines
+        .iter()
+        .position(|line| message(line).contains("dropped"))
+        .expect("a summary line");
+    let before = lines[..summary]
+        .iter()
+        .filter(|line| message(line) == "audit line")
+        .count();
+    assert_eq!(before as u64 + audit, 201, "{lines:#?}");
+    assert_eq!(lines.len(), summary + 1, "nothing after the summary");
 }
 
 #[test]

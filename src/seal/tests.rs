@@ -59,7 +59,7 @@ fn sealed_values_are_url_safe_and_fresh() {
     let s = sealer(&[key(1)]);
     let a = s.seal_at(Purpose::State, TTL, &flow(), NOW);
     let b = s.seal_at(Purpose::State, TTL, &flow(), NOW);
-    assert!(a.starts_with("v1."));
+    assert!(a.starts_with("v2."));
     assert!(
         a.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -223,8 +223,8 @@ fn malformed_truncated_and_empty_inputs_are_refused() {
     let s = sealer(&[key(1)]);
     let sealed = s.seal_at(Purpose::State, TTL, &flow(), NOW);
     for input in [
-        "", "v1.", "v1", "v2.AAAA", "V1.AAAA", "v1.!!!!", "v1.AAAA", "v1.AAAA=", "v1.+/+/",
-        " v1.AAAA", "\u{0}", "é",
+        "", "v2.", "v2", "v3.AAAA", "V2.AAAA", "v2.!!!!", "v2.AAAA", "v2.AAAA=", "v2.+/+/",
+        " v2.AAAA", "\u{0}", "é",
     ] {
         assert_eq!(
             s.open_at::<Flow>(Purpose::State, input, NOW),
@@ -254,15 +254,67 @@ fn malformed_truncated_and_empty_inputs_are_refused() {
 }
 
 #[test]
+fn values_of_the_json_format_before_are_refused_as_malformed() {
+    // What a `v1.` sealer made (JSON plaintext): a replica still on the old
+    // version must not have its values half-read by this one.
+    let s = sealer(&[key(1)]);
+    let v2 = s.seal_at(Purpose::State, TTL, &flow(), NOW);
+    let v1 = format!("v1.{}", v2.strip_prefix(PREFIX).unwrap());
+    assert_eq!(
+        s.open_at::<Flow>(Purpose::State, &v1, NOW),
+        Err(SealError::Malformed)
+    );
+}
+
+#[test]
+fn an_authentic_payload_followed_by_more_bytes_is_malformed() {
+    // A `Flow` sealed with a trailing field this version does not know.
+    #[derive(Serialize)]
+    struct Longer {
+        flow: Flow,
+        more: u8,
+    }
+    let s = sealer(&[key(1)]);
+    let sealed = s.seal_at(
+        Purpose::State,
+        TTL,
+        &Longer {
+            flow: flow(),
+            more: 7,
+        },
+        NOW,
+    );
+    assert_eq!(
+        s.open_at::<Flow>(Purpose::State, &sealed, NOW),
+        Err(SealError::Malformed)
+    );
+}
+
+#[test]
+fn the_state_of_a_sign_in_seals_compactly() {
+    // The sealed state rides in the provider URL: a binary payload keeps it
+    // short (JSON's field names and quoting made it about half as long again).
+    let s = sealer(&[key(1)]);
+    let payload = flow();
+    let sealed = s.seal_at(Purpose::State, TTL, &payload, NOW);
+    let text = payload.client_id.len()
+        + payload.redirect_uri.len()
+        + payload.scope.iter().map(String::len).sum::<usize>();
+    // Header, tag, expiry, one length byte per string and the list.
+    let bound = PREFIX.len() + base64_len(HEADER_LEN + TAG_LEN + EXPIRY_LEN + 5 + text);
+    assert_eq!(sealed.len(), bound);
+}
+
+#[test]
 fn over_long_input_is_refused_before_decoding() {
     let s = sealer(&[key(1)]);
-    let long = format!("v1.{}", "A".repeat(MAX_SEALED_LEN));
+    let long = format!("v2.{}", "A".repeat(MAX_SEALED_LEN));
     assert_eq!(
         s.open_at::<Flow>(Purpose::State, &long, NOW),
         Err(SealError::TooLarge)
     );
     // At the bound it is looked at (and refused for what it is).
-    let at_bound = format!("v1.{}", "A".repeat(MAX_SEALED_LEN - 3));
+    let at_bound = format!("v2.{}", "A".repeat(MAX_SEALED_LEN - 3));
     assert_ne!(
         s.open_at::<Flow>(Purpose::State, &at_bound, NOW),
         Err(SealError::TooLarge)
@@ -312,7 +364,7 @@ fn authentic_value_of_another_shape_is_malformed() {
 #[test]
 fn errors_never_echo_the_input() {
     let s = sealer(&[key(1)]);
-    let secret = "v1.SECRETSECRETSECRET";
+    let secret = "v2.SECRETSECRETSECRET";
     let error = s.open_at::<Flow>(Purpose::State, secret, NOW).unwrap_err();
     assert!(!format!("{error} {error:?}").contains("SECRET"));
     for error in [

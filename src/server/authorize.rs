@@ -284,27 +284,26 @@ fn provider_url(
     fingerprint: MetadataFingerprint,
 ) -> Result<String, Refused> {
     let scope = translated.scope.as_deref().unwrap_or_default();
-    let mut upstream_params: Vec<(&str, String)> = vec![
-        ("client_id", upstream.client.client_id.clone()),
-        ("response_type", "code".to_owned()),
-        ("code_challenge", code_challenge.to_owned()),
-        ("code_challenge_method", "S256".to_owned()),
-    ];
+    // Only the sealed state and the callback URL are made here; every other
+    // value is borrowed from the request or the configuration.
+    let sealed;
+    let callback;
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
+    pairs.extend([
+        ("client_id", upstream.client.client_id.as_str()),
+        ("response_type", "code"),
+        ("code_challenge", code_challenge),
+        ("code_challenge_method", "S256"),
+    ]);
     if !scope.is_empty() {
-        upstream_params.push(("scope", scope.to_owned()));
+        pairs.push(("scope", scope));
     }
     match upstream.redirect_mode() {
         RedirectMode::Relay => {
-            let Some(id) = random_id() else {
-                return Err(Refused::new(
-                    OAuthErrorCode::ServerError,
-                    "the sign-in could not be started",
-                ));
-            };
-            let sealed = state
+            sealed = state
                 .seals()
                 .seal(&SealedState {
-                    id,
+                    id: random_id(),
                     client_id: reply.client_id.to_owned(),
                     redirect_uri: reply.redirect_uri.clone(),
                     redirect_uri_asked: params.get("redirect_uri").is_some(),
@@ -323,33 +322,30 @@ fn provider_url(
                         format!("state, nonce and redirect_uri are too large together ({error})"),
                     )
                 })?;
-            upstream_params.push(("redirect_uri", state.callback_url()));
-            upstream_params.push(("state", sealed));
+            callback = state.callback_url();
+            pairs.push(("redirect_uri", &callback));
+            pairs.push(("state", &sealed));
         }
         RedirectMode::Direct => {
             // The provider sends the user straight back to the client, which
             // must be registered there; the client's own state travels as is.
-            upstream_params.push(("redirect_uri", reply.redirect_uri.as_str().to_owned()));
+            pairs.push(("redirect_uri", reply.redirect_uri.as_str()));
             if let Some(client_state) = reply.state {
-                upstream_params.push(("state", client_state.to_owned()));
+                pairs.push(("state", client_state));
             }
         }
     }
     if let Some(nonce) = params.get("nonce") {
-        upstream_params.push(("nonce", nonce.to_owned()));
+        pairs.push(("nonce", nonce));
     }
     for (name, value) in &translated.params {
-        upstream_params.push((name, value.clone()));
+        pairs.push((name, value));
     }
     for name in FORWARDED {
         if let Some(value) = params.get(name) {
-            upstream_params.push((name, value.to_owned()));
+            pairs.push((name, value));
         }
     }
-    let pairs: Vec<(&str, &str)> = upstream_params
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
     Ok(with_query_url(
         &state.provider.metadata().authorization_endpoint,
         &pairs,

@@ -158,8 +158,36 @@ struct PageContext {
     branding: Branding,
 }
 
+/// What a request's error pages are made from. The request keeps only its
+/// id and the state in force; the branding is worked out when a page is
+/// rendered, which few requests do (every cached sign-in paid for it).
+enum PageSource {
+    Request {
+        request_id: Option<HeaderValue>,
+        state: Arc<super::AppState>,
+    },
+    #[cfg(test)]
+    Context(PageContext),
+}
+
+impl PageSource {
+    fn context(&self) -> PageContext {
+        match self {
+            PageSource::Request { request_id, state } => PageContext {
+                request_id: request_id
+                    .as_ref()
+                    .and_then(|id| id.to_str().ok())
+                    .map(str::to_owned),
+                branding: Branding::new(&state.config.pages, &state.issuer),
+            },
+            #[cfg(test)]
+            PageSource::Context(context) => context.clone(),
+        }
+    }
+}
+
 tokio::task_local! {
-    static PAGE: PageContext;
+    static PAGE: PageSource;
 }
 
 /// Middleware: runs the request with its id and the branding in force
@@ -169,17 +197,11 @@ pub(super) async fn page_context(
     request: Request,
     next: Next,
 ) -> Response {
-    let state = shared.current();
-    let context = PageContext {
-        request_id: request
-            .headers()
-            .get("x-request-id")
-            .and_then(|id| id.to_str().ok())
-            .map(str::to_owned),
-        branding: Branding::new(&state.config.pages, &state.issuer),
+    let source = PageSource::Request {
+        request_id: request.headers().get("x-request-id").cloned(),
+        state: shared.current(),
     };
-    drop(state);
-    PAGE.scope(context, next.run(request)).await
+    PAGE.scope(source, next.run(request)).await
 }
 
 /// Why a page is shown instead of a redirect.
@@ -321,7 +343,7 @@ pub fn content_security_policy(form_action: &[String]) -> String {
 /// like everything else and must never hold a secret.
 pub fn error_page(reason: PageReason, detail: &str, client_host: Option<&str>) -> Response {
     // Outside a request (a unit test), the page still renders, unbranded.
-    let context = PAGE.try_with(PageContext::clone).unwrap_or_default();
+    let context = PAGE.try_with(PageSource::context).unwrap_or_default();
     let page = ErrorPage {
         css: CSS,
         brand: &context.branding,
@@ -406,8 +428,8 @@ pub fn refusal_page(refusal: &Refusal) -> Response {
             client.id()
         }
     };
-    let host = client.and_then(|client| display_host(client.url()));
-    error_page(reason, &detail, host.as_deref().or_else(|| refusal.host()))
+    let host = client.map(crate::client_id::ClientIdUrl::authority);
+    error_page(reason, &detail, host.or_else(|| refusal.host()))
 }
 
 #[derive(Template)]
@@ -520,7 +542,7 @@ mod tests {
             branding: Branding::new(&config, "https://login.example.com"),
         };
         let response = PAGE
-            .scope(context, async {
+            .scope(PageSource::Context(context), async {
                 error_page(PageReason::InvalidState, "expired", None)
             })
             .await;

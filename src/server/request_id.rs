@@ -3,18 +3,21 @@
 //! `X-Request-Id`, so a user's report can be matched to the log. A caller's
 //! own id is kept only if it is short and plain; otherwise one is made.
 //!
-//! tower-http's request-id layers carry the id and its trace layer opens
-//! the span; what is ours is the rule for a caller's id and the id maker.
+//! tower-http's layers set the request's id header, return it in the
+//! response and open the span; what is ours is the rule for a caller's id
+//! and the id maker. One header layer does both (keep a plain id, replace
+//! anything else) so that a request costs no boxed middleware and no
+//! extension map: the id travels in the request's header only.
 
 use axum::Router;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use axum::http::{HeaderName, HeaderValue, Request};
+use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::set_header::SetRequestHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-/// `router` with request ids. The last layer added runs first: a caller's
-/// id that is not plain is dropped, one is made where none is left, the
-/// request runs in a `request` span naming it, and the response returns it.
+/// `router` with request ids. The last layer added runs first: the request
+/// gets its id (the caller's if plain, else a new one), runs in a `request`
+/// span naming it, and the response returns it.
 pub(super) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .layer(
@@ -28,19 +31,19 @@ pub(super) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rout
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeId))
-        .layer(axum::middleware::map_request(drop_caller_id_unless_plain))
+        .layer(SetRequestHeaderLayer::overriding(
+            X_REQUEST_ID,
+            request_id::<axum::body::Body>,
+        ))
 }
 
 /// The header a request's id travels in, both ways.
-const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A caller's own id is kept only if it is short and plain (it ends up in
-/// log lines); otherwise it is removed here and [`MakeId`] makes one.
-async fn drop_caller_id_unless_plain(
-    mut request: axum::extract::Request,
-) -> axum::extract::Request {
-    let plain = request.headers().get(X_REQUEST_ID).is_none_or(|id| {
+/// The request's id: the caller's own if it is short and plain (it ends up
+/// in log lines), otherwise a new one.
+fn request_id<B>(request: &Request<B>) -> Option<HeaderValue> {
+    let caller = request.headers().get(X_REQUEST_ID).filter(|id| {
         let id = id.as_bytes();
         !id.is_empty()
             && id.len() <= 64
@@ -48,22 +51,7 @@ async fn drop_caller_id_unless_plain(
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
     });
-    if !plain {
-        request.headers_mut().remove(X_REQUEST_ID);
-    }
-    request
-}
-
-/// Makes the id of a request that came without a plain one.
-#[derive(Clone, Copy)]
-struct MakeId;
-
-impl MakeRequestId for MakeId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        axum::http::HeaderValue::from_str(&new_request_id())
-            .ok()
-            .map(RequestId::new)
-    }
+    Some(caller.cloned().unwrap_or_else(new_request_id))
 }
 
 /// The `request` span, with the id the request now carries.
@@ -79,7 +67,7 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
 /// 64 bits as hex, unique within the process and unpredictable from
 /// outside: a counter through a bijective mix (SplitMix64's finalizer)
 /// keyed with a random value drawn once. No system call per request.
-fn new_request_id() -> String {
+fn new_request_id() -> HeaderValue {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static KEY: OnceLock<u64> = OnceLock::new();
@@ -98,7 +86,14 @@ fn new_request_id() -> String {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    format!("{z:016x}")
+    // Written in place: no string is made on the way to the header.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 16];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(z.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
