@@ -15,6 +15,11 @@
 //! which each entrance maps to its wire in one place (an error page, an
 //! OAuth error, the `check` report). A new entrance is a new caller.
 //!
+//! A client_id issued by `/register` (`dcr.…`) is opened instead of
+//! fetched ([`Registrations::open`]): its document is the sealed
+//! registration, and `policy.registration` decides about it; everything
+//! after that is the same path.
+//!
 //! The cached fast path parses nothing: only client_ids that parsed are
 //! ever cached, and the cache entry keeps the parsed [`ClientIdUrl`], so a
 //! hit yields it for free.
@@ -28,6 +33,9 @@ use crate::error_code::ErrorCode;
 use crate::flow::RedirectUri;
 use crate::metadata::ClientMetadata;
 use crate::policy::{Action, Decision, Policy};
+use crate::registration::{
+    Registration, RegistrationRefused, Registrations, is_registered_client_id,
+};
 use crate::trust::{ClientError, Trust, Verdict};
 use crate::upstream::{RedirectMode, UpstreamClient};
 
@@ -40,6 +48,9 @@ pub struct Admission<'a> {
     policy: &'a Policy,
     upstream_clients: &'a BTreeMap<String, UpstreamClient>,
     resource_scopes: &'a BTreeMap<String, String>,
+    /// Registration client_ids are opened here; `None`: every one is
+    /// refused (an entrance that does not serve registered clients).
+    registrations: Option<Registrations<'a>>,
 }
 
 /// What an entrance knows about the request besides the client_id.
@@ -63,33 +74,70 @@ pub enum RedirectAsk<'a> {
     Asked(Option<&'a str>),
 }
 
+/// Where a client's metadata came from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Its CIMD document: the cache lookup, the document as fetched (with
+    /// its parsed client_id), and how it was served.
+    Document(Resolved),
+    /// Its registration (`/register`): the client_id is the sealed,
+    /// self-declared metadata.
+    Registration(Registration),
+}
+
 /// A client looked up for use: its document and its statement's verdict.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The cache lookup: the document as fetched (with its parsed
-    /// client_id), and how it was served.
-    pub resolved: Resolved,
+    /// Where its metadata came from.
+    pub source: Source,
     /// The metadata to use: the document, with a verified statement's
-    /// claims taking precedence.
+    /// claims taking precedence, or the opened registration.
     pub metadata: Arc<ClientMetadata>,
-    /// The statement's verdict; `None` when the document carries none.
+    /// The statement's verdict; `None` when the document carries none (and
+    /// for a registration, whose statement was checked when it registered).
     pub statement: Option<Verdict>,
 }
 
 impl Client {
-    /// The parsed client_id.
-    pub fn id(&self) -> &ClientIdUrl {
-        self.resolved.document.client_id()
+    /// The parsed client_id of a CIMD client; `None` for a registration.
+    pub fn id(&self) -> Option<&ClientIdUrl> {
+        self.resolved()
+            .map(|resolved| resolved.document.client_id())
+    }
+
+    /// The client_id as presented, of either kind.
+    pub fn client_id(&self) -> &str {
+        &self.metadata.client_id
+    }
+
+    /// The document cache's lookup, for a CIMD client.
+    pub fn resolved(&self) -> Option<&Resolved> {
+        match &self.source {
+            Source::Document(resolved) => Some(resolved),
+            Source::Registration(_) => None,
+        }
+    }
+
+    /// Whether the client registered itself (nothing about it verified).
+    pub fn is_registration(&self) -> bool {
+        matches!(self.source, Source::Registration(_))
     }
 
     /// The issuer that vouches for the client, if any.
     pub fn vouched_by(&self) -> Option<&str> {
-        self.statement.as_ref().and_then(Verdict::vouched_by)
+        match &self.source {
+            Source::Document(_) => self.statement.as_ref().and_then(Verdict::vouched_by),
+            Source::Registration(registration) => registration.vouched_by.as_deref(),
+        }
     }
 
-    /// The client_id's host, shown to people (`[::1]` for IPv6).
+    /// The host shown to people: the client_id's (`[::1]` for IPv6), or
+    /// for a registration, which has no domain, its redirect host.
     pub fn host(&self) -> &str {
-        host_of(self.id())
+        match &self.source {
+            Source::Document(resolved) => host_of(resolved.document.client_id()),
+            Source::Registration(registration) => &registration.redirect_host,
+        }
     }
 }
 
@@ -151,6 +199,9 @@ pub enum Refusal {
     /// The operator's policy denies the client.
     #[error("the operator's policy denies this client")]
     Denied(Box<Denied>),
+    /// A registration client_id that does not open (or registration is off).
+    #[error("{0}")]
+    Registration(RegistrationRefused),
     /// The requested redirect_uri is not one the document lists.
     #[error("the redirect_uri is not listed in the client's metadata document")]
     RedirectUriNotRegistered(Box<Client>),
@@ -176,6 +227,7 @@ impl Refusal {
             Refusal::InvalidClientId(error) => Some(error.code()),
             Refusal::Client { error, .. } => Some(error.code()),
             Refusal::Denied(_) => Some(ErrorCode::PolicyDenied),
+            Refusal::Registration(_) => Some(ErrorCode::InvalidRegistration),
             Refusal::RedirectUriNotRegistered(_) | Refusal::RedirectUriRequired(_) => None,
         }
     }
@@ -193,7 +245,7 @@ impl Refusal {
     /// The client_id's host, once the client_id parsed.
     pub fn host(&self) -> Option<&str> {
         match self {
-            Refusal::InvalidClientId(_) => None,
+            Refusal::InvalidClientId(_) | Refusal::Registration(_) => None,
             Refusal::Client { client, .. } => Some(host_of(client)),
             Refusal::Denied(denied) => Some(denied.client.host()),
             Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {
@@ -222,7 +274,15 @@ impl<'a> Admission<'a> {
             policy,
             upstream_clients,
             resource_scopes,
+            registrations: None,
         }
+    }
+
+    /// Admission that also opens registration client_ids.
+    #[must_use]
+    pub fn with_registrations(mut self, registrations: Registrations<'a>) -> Self {
+        self.registrations = Some(registrations);
+        self
     }
 
     /// Admits `client_id` for what `ask` describes, or says why not.
@@ -233,9 +293,14 @@ impl<'a> Admission<'a> {
     /// the statement, the policy, then the redirect_uri.
     pub async fn admit(&self, client_id: &str, ask: Ask<'_>) -> Result<Admitted<'a>, Refusal> {
         let client = self.look_up(client_id).await?;
-        let decision = self
-            .policy
-            .decide(client.id(), &client.metadata, client.vouched_by());
+        let decision = match client.id() {
+            Some(id) => self
+                .policy
+                .decide(id, &client.metadata, client.vouched_by()),
+            None => self
+                .policy
+                .decide_registered(&client.metadata, client.vouched_by()),
+        };
         if decision.action == Action::Deny {
             return Err(Refusal::Denied(Box::new(Denied { client, decision })));
         }
@@ -265,6 +330,19 @@ impl<'a> Admission<'a> {
 
     /// The document (from the cache when fresh) and the statement's verdict.
     async fn look_up(&self, client_id: &str) -> Result<Client, Refusal> {
+        if is_registered_client_id(client_id) {
+            let registrations = self
+                .registrations
+                .ok_or(Refusal::Registration(RegistrationRefused::Disabled))?;
+            let registration = registrations
+                .open(client_id)
+                .map_err(Refusal::Registration)?;
+            return Ok(Client {
+                metadata: Arc::clone(&registration.metadata),
+                statement: None,
+                source: Source::Registration(registration),
+            });
+        }
         let resolved = match self.cache.cached(client_id) {
             Some(resolved) => resolved,
             None => {
@@ -290,7 +368,7 @@ impl<'a> Admission<'a> {
                 error,
             })?;
         Ok(Client {
-            resolved,
+            source: Source::Document(resolved),
             metadata,
             statement,
         })

@@ -139,7 +139,9 @@ pub async fn check(config: &Config, client_id: &str) -> Result<CheckReport, Chec
         decision: Some(decision.action),
         error,
         metadata: Some(Arc::clone(&client.metadata)),
-        fetch: Some(client.resolved.document.fetch.clone()),
+        fetch: client
+            .resolved()
+            .map(|resolved| resolved.document.fetch.clone()),
         policy: Some(decision),
         statement: client.statement.as_ref().map(|verdict| verdict.report()),
     })

@@ -127,6 +127,13 @@ pub enum Reason {
         /// The `[[trust.issuers]]` name.
         issuer: String,
     },
+    /// The client registered itself (`/register`): `policy.registration`
+    /// applied, with the tier at this index when one matched.
+    SelfRegistered {
+        /// The `[[policy.registration.tiers]]` entry, from 0, if one matched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tier: Option<usize>,
+    },
 }
 
 /// The outcome of applying the policy to a valid client.
@@ -155,6 +162,8 @@ pub struct PolicyConfig {
     pub interstitial: Interstitial,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
+    /// `[policy.registration]`: clients that registered themselves.
+    pub registration: RegistrationPolicy,
 }
 
 impl Default for PolicyConfig {
@@ -165,8 +174,52 @@ impl Default for PolicyConfig {
             loopback_only_redirects: Action::Warn,
             interstitial: Interstitial::Warn,
             rules: Vec::new(),
+            registration: RegistrationPolicy::default(),
         }
     }
+}
+
+/// `[policy.registration]`: what happens to clients that registered
+/// themselves at `/register`. They have no domain a rule could match, so
+/// they get this action (by default `warn`: nothing about them is
+/// verified), unless a software statement from a trusted issuer put them in
+/// a tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationPolicy {
+    /// The action for a self-registered client no tier matches.
+    pub action: Action,
+    /// Its upstream client (else `default_upstream_client`).
+    pub upstream_client: Option<String>,
+    /// A ceiling on the scopes it may request.
+    pub scopes: Option<Vec<String>>,
+    /// `[[policy.registration.tiers]]`, tried in order: the first whose
+    /// issuers include the one that vouched at registration decides.
+    pub tiers: Vec<RegistrationTier>,
+}
+
+impl Default for RegistrationPolicy {
+    fn default() -> Self {
+        RegistrationPolicy {
+            action: Action::Warn,
+            upstream_client: None,
+            scopes: None,
+            tiers: Vec::new(),
+        }
+    }
+}
+
+/// `[[policy.registration.tiers]]`: self-registered clients vouched for by
+/// one of `issuers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationTier {
+    /// `[[trust.issuers]]` names.
+    pub issuers: Vec<String>,
+    /// What to do with such a client.
+    pub action: Action,
+    /// Its upstream client (else the registration's, else the default).
+    pub upstream_client: Option<String>,
+    /// A ceiling on its scopes (else the registration's).
+    pub scopes: Option<Vec<String>>,
 }
 
 /// `[policy] interstitial`: when the user is shown who is asking.
@@ -247,6 +300,60 @@ impl Policy {
                 issuer: issuer.to_owned(),
             });
         }
+        self.loopback_floor(metadata, &mut decision);
+        decision
+    }
+
+    /// Decides what to do with a client that registered itself: the
+    /// registration's tier (by the issuer that vouched when it
+    /// registered), else `policy.registration`; the loopback floor applies
+    /// as to every client.
+    pub fn decide_registered(
+        &self,
+        metadata: &ClientMetadata,
+        vouched_by: Option<&str>,
+    ) -> Decision {
+        let registration = &self.config.registration;
+        let tier = vouched_by.and_then(|issuer| {
+            registration
+                .tiers
+                .iter()
+                .enumerate()
+                .find(|(_, tier)| tier.issuers.iter().any(|name| name == issuer))
+        });
+        let mut decision = match tier {
+            Some((index, tier)) => Decision {
+                action: tier.action,
+                upstream_client: tier
+                    .upstream_client
+                    .clone()
+                    .or_else(|| registration.upstream_client.clone())
+                    .or_else(|| self.config.default_upstream_client.clone()),
+                scopes: tier.scopes.clone().or_else(|| registration.scopes.clone()),
+                reasons: vec![Reason::SelfRegistered { tier: Some(index) }],
+            },
+            None => Decision {
+                action: registration.action,
+                upstream_client: registration
+                    .upstream_client
+                    .clone()
+                    .or_else(|| self.config.default_upstream_client.clone()),
+                scopes: registration.scopes.clone(),
+                reasons: vec![Reason::SelfRegistered { tier: None }],
+            },
+        };
+        if let Some(issuer) = vouched_by {
+            decision.reasons.push(Reason::Vouched {
+                issuer: issuer.to_owned(),
+            });
+        }
+        self.loopback_floor(metadata, &mut decision);
+        decision
+    }
+
+    /// Raises the action to `loopback_only_redirects` for a client whose
+    /// only redirect URIs are on loopback.
+    fn loopback_floor(&self, metadata: &ClientMetadata, decision: &mut Decision) {
         // A statement vouches for the software, not for whoever holds the
         // loopback listener, so it does not lift this floor either.
         if metadata.only_loopback_redirects()
@@ -255,7 +362,6 @@ impl Policy {
             decision.action = self.config.loopback_only_redirects;
             decision.reasons.push(Reason::LoopbackOnlyRedirects);
         }
-        decision
     }
 }
 

@@ -24,6 +24,7 @@ use crate::client_id::is_url_client_id;
 use crate::flow::{RedirectUri, SealedState, random_id};
 use crate::policy::Action;
 use crate::policy::Interstitial;
+use crate::registration::is_registered_client_id;
 use crate::upstream::{RedirectMode, ResourceParameter};
 
 /// Parameters passed to the provider as the client sent them.
@@ -41,7 +42,7 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
     let Some(client_id) = params.get("client_id") else {
         return error_page(PageReason::BadRequest, "client_id is missing", None);
     };
-    if !is_url_client_id(client_id) {
+    if !is_url_client_id(client_id) && !is_registered_client_id(client_id) {
         // A pre-registered client: the provider knows it; pass it through.
         audit(client_id, "pass_through", "pass_through", None);
         return pass_through(&state, raw_query);

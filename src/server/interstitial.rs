@@ -266,7 +266,8 @@ fn explain(reason: &Reason) -> Option<String> {
                 .to_owned(),
         ),
         // Not a warning: the page states it apart (`vouched_by`).
-        Reason::Rule { .. } | Reason::Vouched { .. } => None,
+        // Not a warning either: the page says it in its own notice.
+        Reason::Rule { .. } | Reason::Vouched { .. } | Reason::SelfRegistered { .. } => None,
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod listener;
 pub mod oauth;
 pub mod pages;
 pub(crate) mod params;
+mod register;
 pub mod reload;
 mod request_id;
 mod token;
@@ -41,6 +42,7 @@ use crate::flow::Seals;
 use crate::id_token::{SigningKeys, SigningSetupError};
 use crate::logo::LogoCache;
 use crate::policy::Policy;
+use crate::registration::{Registrar, RegistrationSetupError, Registrations};
 use crate::seal::{SealSetupError, Sealer};
 use crate::store::{Store, StoreSetupError};
 use crate::trust::{Trust, TrustSetupError};
@@ -78,6 +80,9 @@ pub struct AppState {
     /// The issuers whose software statements vouch for clients (their
     /// fetched key sets are kept across reloads).
     pub trust: Trust,
+    /// The dynamic registration endpoint (`[registration]`), with its
+    /// initial access token read.
+    pub registrar: Registrar,
 }
 
 /// The state in force. A reload swaps it; a request in flight keeps the
@@ -137,6 +142,9 @@ pub enum ServeError {
     /// A trust issuer's key file could not be used.
     #[error(transparent)]
     Trust(#[from] TrustSetupError),
+    /// The registration endpoint's initial access token could not be read.
+    #[error(transparent)]
+    Registration(#[from] RegistrationSetupError),
     /// The shared store could not be set up (its URL unreadable or invalid).
     #[error(transparent)]
     Store(#[from] StoreSetupError),
@@ -185,6 +193,7 @@ impl AppState {
             Arc::clone(&store),
         );
         Ok(AppState {
+            registrar: Registrar::new(&config.registration)?,
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
             trust: Trust::new(&config.trust, Arc::clone(&egress))?,
             store,
@@ -240,6 +249,7 @@ impl AppState {
         config.store = self.config.store.clone();
         config.gate = self.config.gate.clone();
         Ok(AppState {
+            registrar: Registrar::new(&config.registration)?,
             issuer: self.issuer.clone(),
             cache: Arc::clone(&self.cache),
             policy: Policy::new(config.policy.clone()),
@@ -269,6 +279,7 @@ impl AppState {
             &self.config.upstream.clients,
             &self.config.upstream.resource_scopes,
         )
+        .with_registrations(Registrations::new(&self.sealer, &self.config.registration))
     }
 
     /// Seals and opens the flow's payloads under this state's keys and
@@ -339,6 +350,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         router = add(router, format!("{base}/logo"), get(logo));
         router = add(router, format!("{base}/token"), post(token));
         router = add(router, format!("{base}/jwks.json"), get(jwks));
+        // Its own body limit (`registration.max_body_bytes`), checked by
+        // the handler, so the route takes up to the largest allowed.
+        router = add(
+            router,
+            format!("{base}/register"),
+            post(register).layer(DefaultBodyLimit::max(register::MAX_BODY_BYTES)),
+        );
     }
     let router = router
         .fallback(|| async { StatusCode::NOT_FOUND })
@@ -359,11 +377,14 @@ async fn brand_logo(Current(state): Current) -> Response {
 }
 
 async fn metadata(Current(state): Current) -> Response {
-    let metadata = discovery::authorization_server_metadata(
+    let mut metadata = discovery::authorization_server_metadata(
         &state.issuer,
         &state.provider.metadata(),
         &state.signing.algorithms(),
     );
+    if state.config.registration.enabled {
+        discovery::add_registration_endpoint(&mut metadata, &state.issuer);
+    }
     Json(metadata).into_response()
 }
 
@@ -459,6 +480,16 @@ async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
             not_found()
         }
     }
+}
+
+async fn register(
+    Current(state): Current,
+    peer: Option<axum::Extension<listener::PeerAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let peer = peer.map(|axum::Extension(listener::PeerAddr(addr))| addr.ip());
+    register::register(state, peer, &headers, body).await
 }
 
 async fn token(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {

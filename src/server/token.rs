@@ -31,6 +31,7 @@ use crate::client_id::is_url_client_id;
 use crate::flow::{RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
+use crate::registration::is_registered_client_id;
 use crate::store::{Backend, FamilyStatus, Rotation, Store, StoreError};
 use crate::upstream::RedirectMode;
 
@@ -83,7 +84,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
     };
     let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
     let client_id = match claimed {
-        Some(id) if is_url_client_id(&id) => id,
+        Some(id) if is_url_client_id(&id) || is_registered_client_id(&id) => id,
         // A pre-registered client (or one we cannot name): the provider's business.
         other => return forward(&state, body, &headers, other.as_deref(), &grant_type).await,
     };
@@ -198,7 +199,7 @@ async fn cimd_token(
     let client = &admitted.client;
     state
         .client_auth
-        .authenticate(client.id(), &client.metadata, auth)
+        .authenticate(client.client_id(), &client.metadata, auth)
         .await
         .map_err(|error| TokenError::new(error.oauth_error(), error.description()))?;
     match grant_type {

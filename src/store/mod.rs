@@ -338,6 +338,8 @@ pub enum Operation {
     FamilyStatus,
     /// [`Store::ping`].
     Ping,
+    /// [`Store::count`].
+    Count,
 }
 
 /// The shared store: one per process, behind an `Arc`.
@@ -470,6 +472,22 @@ impl Store {
             match self {
                 Store::Memory(store) => Ok(store.family_status(family)),
                 Store::Redis(store) => store.family_status(family).await,
+            }
+        })
+        .await
+    }
+
+    /// Adds one to the counter `key` and returns its new value. The
+    /// counter starts at 1 and is forgotten `window` after its first
+    /// increment (a fixed window: `INCR` then, on the first one, `PEXPIRE`,
+    /// atomically, on Redis), which is what a rate limit counts in. `key`
+    /// is the caller's name for the counter (`registration:…`); the store
+    /// hashes nothing into it, so keep it short.
+    pub async fn count(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        counted(Operation::Count, async {
+            match self {
+                Store::Memory(store) => store.count(key, window),
+                Store::Redis(store) => store.count(key, window).await,
             }
         })
         .await

@@ -10,6 +10,9 @@
 //!   every later write, so a revoked family is remembered exactly as long as
 //!   any of its tokens could be presented.
 //!
+//! - `count:<name>` → a fixed-window counter (rate limits), `INCR` and, on
+//!   its first increment, `PEXPIRE`, in one script.
+//!
 //! Rotation is one Lua script (atomic on the server): read the generation,
 //! advance it if the presented one is current, otherwise mark the family
 //! revoked. WATCH/MULTI would need a connection of its own per rotation;
@@ -51,12 +54,22 @@ redis.call('SET', KEYS[1], 'revoked', 'KEEPTTL')
 return -3
 ";
 
+/// KEYS[1] the counter; ARGV[1] its window in milliseconds. Returns the
+/// new count; the first increment sets the expiry, so the window is fixed
+/// (one script: an `INCR` whose `PEXPIRE` never ran would count forever).
+const COUNT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+";
+
 /// The Redis-backed store.
 pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
     advance: Script,
+    count: Script,
     /// The URL's password as written and as decoded, kept only to scrub it
     /// from any error text (defence in depth: Redis and the client library
     /// do not echo it, and this makes sure).
@@ -156,6 +169,7 @@ impl RedisStore {
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             advance: Script::new(ADVANCE),
+            count: Script::new(COUNT),
             password,
         })
     }
@@ -189,7 +203,7 @@ impl RedisStore {
                 "Redis refused the credentials: check the user and password in the URL".to_owned()
             }
             (_, Some("NOPERM")) => {
-                "the Redis user lacks a permission this proxy needs: GET, SET, EVALSHA, EVAL \
+                "the Redis user lacks a permission this proxy needs: GET, SET, INCR, PEXPIRE, EVALSHA, EVAL \
                  and PING on keys under store.key_prefix"
                     .to_owned()
             }
@@ -320,6 +334,22 @@ impl RedisStore {
                 )
             }),
         }
+    }
+
+    pub(super) async fn count(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        let key = format!("{}count:{key}", self.prefix);
+        let mut connection = self.connection.clone();
+        let count: i64 = self
+            .run(
+                self.count
+                    .key(&key)
+                    .arg(ttl_ms(window))
+                    .invoke_async(&mut connection),
+            )
+            .await?;
+        u64::try_from(count).map_err(|_| {
+            StoreError::Unavailable("Redis answered a counter with a negative count".to_owned())
+        })
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {

@@ -116,7 +116,8 @@ fn the_operation_labels_are_a_closed_snake_case_set() {
             "advance_family",
             "revoke_family",
             "family_status",
-            "ping"
+            "ping",
+            "count"
         ]
     );
 }

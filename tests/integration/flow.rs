@@ -311,6 +311,8 @@ fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppSta
         store,
         logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
         trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
+        registrar: cimd_proxy::registration::Registrar::new(&config.registration)
+            .expect("the registration endpoint"),
         config,
     }
 }
