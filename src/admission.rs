@@ -536,4 +536,47 @@ mod tests {
         }
         assert_eq!(parts.cache.entry_count(), 0);
     }
+
+    #[tokio::test]
+    async fn a_registration_is_opened_only_where_registrations_are_served() {
+        let parts = Parts::new(&format!("{TWO_CLIENTS}\n[registration]\nenabled = true\n"));
+        let sealer = crate::seal::Sealer::new(vec![[7; 32]]).unwrap();
+        let registrar = crate::registration::Registrar::new(&parts.config.registration).unwrap();
+        let body = br#"{"redirect_uris":["https://agent.example/cb"],"client_name":"Agent"}"#;
+        let registered = registrar
+            .register(&sealer, body, None, crate::registration::unix_now())
+            .unwrap();
+        let ask = Ask {
+            redirect_uri: RedirectAsk::Asked(None),
+            ..Ask::default()
+        };
+        // `check` and the gate build admission without registrations.
+        let refusal = parts
+            .admission()
+            .admit(&registered.client_id, ask)
+            .await
+            .expect_err("refused");
+        assert!(matches!(refusal, Refusal::Registration(_)), "{refusal}");
+        assert_eq!(refusal.code(), Some(ErrorCode::InvalidRegistration));
+
+        let registrations =
+            crate::registration::Registrations::new(&sealer, &parts.config.registration);
+        let admitted = parts
+            .admission()
+            .with_registrations(registrations)
+            .admit(&registered.client_id, ask)
+            .await
+            .expect("admitted");
+        assert!(admitted.client.is_registration());
+        assert_eq!(admitted.client.id(), None);
+        assert_eq!(admitted.client.client_id(), registered.client_id);
+        assert_eq!(admitted.client.host(), "agent.example");
+        assert_eq!(admitted.decision.action, Action::Warn);
+        assert_eq!(
+            admitted.redirect_uri.as_ref().map(RedirectUri::as_str),
+            Some("https://agent.example/cb")
+        );
+        // Nothing was fetched or cached for it.
+        assert_eq!(parts.cache.entry_count(), 0);
+    }
 }

@@ -589,4 +589,62 @@ mod tests {
             assert_eq!(text.parse::<Action>(), Ok(value));
         }
     }
+
+    fn registered(redirects: &[&str]) -> ClientMetadata {
+        let body = serde_json::json!({ "redirect_uris": redirects });
+        crate::metadata::validate_registration(body.to_string().as_bytes()).expect("valid")
+    }
+
+    #[test]
+    fn a_self_registered_client_gets_the_registration_policy_or_its_issuers_tier() {
+        let policy = Policy::new(PolicyConfig {
+            // Rules about domains never apply to a registration.
+            rules: vec![rule("https://**", Action::Deny)],
+            default_upstream_client: Some("main".into()),
+            loopback_only_redirects: Action::Warn,
+            registration: RegistrationPolicy {
+                action: Action::Warn,
+                upstream_client: None,
+                scopes: Some(vec!["openid".into()]),
+                tiers: vec![RegistrationTier {
+                    issuers: vec!["registry".into()],
+                    action: Action::Allow,
+                    upstream_client: Some("partners".into()),
+                    scopes: None,
+                }],
+            },
+            ..PolicyConfig::default()
+        });
+        let web = registered(&["https://agent.example/cb"]);
+        let plain = policy.decide_registered(&web, None);
+        assert_eq!(plain.action, Action::Warn);
+        assert_eq!(plain.upstream_client.as_deref(), Some("main"));
+        assert_eq!(plain.scopes, Some(vec!["openid".to_owned()]));
+        assert_eq!(plain.reasons, vec![Reason::SelfRegistered { tier: None }]);
+
+        let vouched = policy.decide_registered(&web, Some("registry"));
+        assert_eq!(vouched.action, Action::Allow);
+        assert_eq!(vouched.upstream_client.as_deref(), Some("partners"));
+        // The tier names no ceiling: the registration's applies.
+        assert_eq!(vouched.scopes, Some(vec!["openid".to_owned()]));
+        assert_eq!(
+            vouched.reasons,
+            vec![
+                Reason::SelfRegistered { tier: Some(0) },
+                Reason::Vouched {
+                    issuer: "registry".into()
+                }
+            ]
+        );
+        // Another issuer: no tier.
+        assert_eq!(
+            policy.decide_registered(&web, Some("other")).action,
+            Action::Warn
+        );
+        // The loopback floor holds for a vouched registration too.
+        let local = registered(&["http://127.0.0.1/cb"]);
+        let decision = policy.decide_registered(&local, Some("registry"));
+        assert_eq!(decision.action, Action::Warn);
+        assert!(decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
+    }
 }
