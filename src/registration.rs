@@ -429,8 +429,8 @@ impl Registrar {
         Ok(())
     }
 
-    /// Validates `body` and seals it into a client_id. `vouched_by` is the
-    /// issuer whose statement the caller verified, if any.
+    /// [`Registrar::validate`] then [`Registrar::seal`], for a request
+    /// whose statement (if any) the caller has already judged.
     ///
     /// # Errors
     ///
@@ -442,15 +442,78 @@ impl Registrar {
         vouched_by: Option<String>,
         now: u64,
     ) -> Result<Registered, RegistrationError> {
+        let metadata = self.validate(body)?;
+        self.seal(sealer, &metadata, vouched_by, now)
+    }
+
+    /// The request's metadata, if `body` is within the size limit and
+    /// passes every document rule and the code-flow-only types.
+    ///
+    /// # Errors
+    ///
+    /// Why the request is refused (RFC 7591 §3.2.2).
+    pub fn validate(&self, body: &[u8]) -> Result<ClientMetadata, RegistrationError> {
         if body.len() > self.config.max_body_bytes {
             return Err(RegistrationError::TooLarge(self.config.max_body_bytes));
         }
         let metadata = metadata::validate_registration(body).map_err(refusal_for)?;
         check_types(&metadata)?;
+        Ok(metadata)
+    }
+
+    /// The metadata with a verified software statement's claims taking
+    /// precedence (RFC 7591 §3.1.1), validated again by every rule.
+    ///
+    /// # Errors
+    ///
+    /// The combined metadata breaks a rule: `invalid_software_statement`.
+    pub fn with_statement(
+        &self,
+        metadata: &ClientMetadata,
+        overrides: Map<String, Value>,
+    ) -> Result<ClientMetadata, RegistrationError> {
+        let Ok(Value::Object(mut members)) = serde_json::to_value(metadata) else {
+            return Err(RegistrationError::InvalidSoftwareStatement(
+                "the registration cannot be combined with the statement".to_owned(),
+            ));
+        };
+        members.remove("client_id");
+        // Written back for every registration, but an empty list is what the
+        // request said by omitting it, and "lists nothing" is refused.
+        if metadata.token_endpoint_auth_methods_supported.is_empty() {
+            members.remove("token_endpoint_auth_methods_supported");
+        }
+        members.extend(overrides);
+        let body = serde_json::to_vec(&members).unwrap_or_default();
+        let combined = metadata::validate_registration(&body).map_err(|error| {
+            RegistrationError::InvalidSoftwareStatement(format!(
+                "software_statement: with its claims the registration is invalid: {error}"
+            ))
+        })?;
+        check_types(&combined).map_err(|error| {
+            RegistrationError::InvalidSoftwareStatement(format!("software_statement: {error}"))
+        })?;
+        Ok(combined)
+    }
+
+    /// Seals validated metadata into a client_id. `vouched_by` is the
+    /// issuer whose statement the caller verified, if any.
+    ///
+    /// # Errors
+    ///
+    /// A statement is required and none vouched; the registration is too
+    /// large for a client_id.
+    pub fn seal(
+        &self,
+        sealer: &Sealer,
+        metadata: &ClientMetadata,
+        vouched_by: Option<String>,
+        now: u64,
+    ) -> Result<Registered, RegistrationError> {
         if self.config.require_software_statement && vouched_by.is_none() {
             return Err(RegistrationError::StatementRequired);
         }
-        let members = sealed_members(&metadata);
+        let members = sealed_members(metadata);
         let sealed = SealedRegistration {
             m: members.clone(),
             i: now,

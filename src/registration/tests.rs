@@ -456,3 +456,23 @@ fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
         ingress
     );
 }
+
+#[test]
+fn a_statements_claims_take_precedence_and_are_held_to_the_same_rules() {
+    let registrar = registrar(&config());
+    let metadata = registrar
+        .validate(public_client().to_string().as_bytes())
+        .unwrap();
+    let overrides = json!({"client_name": "Vouched Agent"});
+    let combined = registrar
+        .with_statement(&metadata, overrides.as_object().unwrap().clone())
+        .unwrap();
+    assert_eq!(combined.client_name.as_deref(), Some("Vouched Agent"));
+    assert_eq!(combined.redirect_uris, metadata.redirect_uris);
+    let overrides = json!({"token_endpoint_auth_method": "client_secret_post"});
+    let error = registrar
+        .with_statement(&metadata, overrides.as_object().unwrap().clone())
+        .unwrap_err();
+    assert_eq!(error.code(), OAuthErrorCode::InvalidSoftwareStatement);
+    assert!(error.to_string().contains("shared secret"), "{error}");
+}

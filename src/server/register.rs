@@ -82,12 +82,20 @@ async fn registration(
             "the body must be application/json".to_owned(),
         ));
     }
-    if body.len() > registrar.config().max_body_bytes {
-        return Err(RegistrationError::TooLarge(
-            registrar.config().max_body_bytes,
-        ));
-    }
-    registrar.register(&state.sealer, body, None, unix_now())
+    let metadata = registrar.validate(body)?;
+    let (metadata, vouched_by) = match state.trust.vet_registration(&metadata).await {
+        Ok(Some((issuer, overrides))) => (
+            registrar.with_statement(&metadata, overrides)?,
+            Some(issuer),
+        ),
+        Ok(None) => (metadata, None),
+        Err(error) => {
+            return Err(RegistrationError::InvalidSoftwareStatement(format!(
+                "software_statement: {error}"
+            )));
+        }
+    };
+    registrar.seal(&state.sealer, &metadata, vouched_by, unix_now())
 }
 
 /// Whether the request says its body is JSON: the media type,
