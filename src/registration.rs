@@ -134,8 +134,13 @@ impl Default for RegistrationConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistrationSetupError {
     /// The initial access token cannot be read, or is empty.
-    #[error("registration.initial_access_token: {0}")]
-    InitialAccessToken(String),
+    #[error("{key}: {reason}")]
+    InitialAccessToken {
+        /// The configuration key naming the source.
+        key: &'static str,
+        /// Why, without any of the content.
+        reason: String,
+    },
 }
 
 /// A registration request refused (RFC 7591 §3.2.2), or the endpoint not
@@ -673,7 +678,11 @@ pub fn source_address(peer: IpAddr, forwarded_for: &[&str], trusted_proxies: &[I
 }
 
 fn read_token(source: &SecretSource) -> Result<String, RegistrationSetupError> {
-    let failed = RegistrationSetupError::InitialAccessToken;
+    let key = match source {
+        SecretSource::Env(_) => "registration.initial_access_token_env",
+        SecretSource::File(_) => "registration.initial_access_token_file",
+    };
+    let failed = |reason| RegistrationSetupError::InitialAccessToken { key, reason };
     let text = match source {
         SecretSource::Env(var) => std::env::var(var).map_err(|_| {
             failed(format!(
