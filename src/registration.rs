@@ -13,8 +13,9 @@
 //! ```text
 //! POST /register
 //!   registration.enabled?                        404 when off
-//!   rate limits (store counters): source, global  429 + Retry-After
+//!   rate limit per source (a store counter)     429 + Retry-After
 //!   initial access token (Bearer), if configured  401 invalid_token
+//!   the global rate limit (a store counter)       429 + Retry-After
 //!   body size                                     413 invalid_client_metadata
 //!   metadata::validate_registration               invalid_redirect_uri / invalid_client_metadata
 //!   grant and response types: the code flow only  invalid_client_metadata
@@ -404,32 +405,42 @@ impl Registrar {
         }
     }
 
-    /// Counts the request against the per-source and global limits.
+    /// Counts the request against the per-source limit. Checked before the
+    /// initial access token, so that guessing the token is rate limited too.
     ///
     /// # Errors
     ///
-    /// [`RegistrationError::RateLimited`] when either is reached;
+    /// [`RegistrationError::RateLimited`] when it is reached;
     /// [`RegistrationError::Unavailable`] when the store cannot count.
-    pub async fn rate_limit(&self, store: &Store, source: IpAddr) -> Result<(), RegistrationError> {
+    pub async fn limit_source(
+        &self,
+        store: &Store,
+        source: IpAddr,
+    ) -> Result<(), RegistrationError> {
+        let key = format!("registration:source:{}", source_key(source));
+        self.limit(store, &key, self.config.per_source_limit).await
+    }
+
+    /// Counts the request against the global limit. Checked after the
+    /// initial access token, so that requests without it cannot use up
+    /// everyone's share.
+    ///
+    /// # Errors
+    ///
+    /// As [`Registrar::limit_source`].
+    pub async fn limit_global(&self, store: &Store) -> Result<(), RegistrationError> {
+        self.limit(store, "registration:global", self.config.global_limit)
+            .await
+    }
+
+    async fn limit(&self, store: &Store, key: &str, limit: u64) -> Result<(), RegistrationError> {
         let window = self.config.window;
-        let unavailable = |error: StoreError| {
+        let count = store.count(key, window).await.map_err(|error| {
             tracing::warn!(%error, "registration rate limit not counted");
             RegistrationError::Unavailable
-        };
-        let limited = RegistrationError::RateLimited(window.as_secs().max(1));
-        // The source first: one busy source is refused without using up
-        // everyone's share.
-        let key = format!("registration:source:{}", source_key(source));
-        if store.count(&key, window).await.map_err(unavailable)? > self.config.per_source_limit {
-            return Err(limited);
-        }
-        if store
-            .count("registration:global", window)
-            .await
-            .map_err(unavailable)?
-            > self.config.global_limit
-        {
-            return Err(limited);
+        })?;
+        if count > limit {
+            return Err(RegistrationError::RateLimited(window.as_secs().max(1)));
         }
         Ok(())
     }

@@ -393,23 +393,27 @@ async fn the_rate_limits_count_per_source_and_globally_and_recover_after_the_win
         ..config()
     };
     let registrar = registrar(&config);
+    let both = |source| {
+        let (registrar, store) = (&registrar, &store);
+        async move {
+            registrar.limit_source(store, source).await?;
+            registrar.limit_global(store).await
+        }
+    };
     let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
     let c = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3));
-    assert_eq!(registrar.rate_limit(&store, a).await, Ok(()));
-    assert_eq!(registrar.rate_limit(&store, a).await, Ok(()));
-    let limited = registrar.rate_limit(&store, a).await.unwrap_err();
+    assert_eq!(both(a).await, Ok(()));
+    assert_eq!(both(a).await, Ok(()));
+    let limited = both(a).await.unwrap_err();
     assert!(matches!(limited, RegistrationError::RateLimited(_)));
     assert_eq!(limited.status(), http::StatusCode::TOO_MANY_REQUESTS);
     // A refused source did not use up the global share.
-    assert_eq!(registrar.rate_limit(&store, b).await, Ok(()));
-    assert!(
-        registrar.rate_limit(&store, c).await.is_err(),
-        "global limit"
-    );
+    assert_eq!(both(b).await, Ok(()));
+    assert!(both(c).await.is_err(), "global limit");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(registrar.rate_limit(&store, a).await, Ok(()));
-    assert_eq!(registrar.rate_limit(&store, c).await, Ok(()));
+    assert_eq!(both(a).await, Ok(()));
+    assert_eq!(both(c).await, Ok(()));
 }
 
 #[test]

@@ -71,12 +71,13 @@ async fn registration(
     body: &[u8],
 ) -> Result<crate::registration::Registered, RegistrationError> {
     let registrar = &state.registrar;
+    registrar.limit_source(&state.store, source).await?;
     registrar.check_token(
         headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
     )?;
-    registrar.rate_limit(&state.store, source).await?;
+    registrar.limit_global(&state.store).await?;
     if !is_json(headers) {
         return Err(RegistrationError::InvalidClientMetadata(
             "the body must be application/json".to_owned(),
