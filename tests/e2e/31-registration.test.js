@@ -259,7 +259,7 @@ test('the initial access token, and the per-source rate limit hit and recovered'
     env: { REGISTRATION_TOKEN: token },
     extraToml: [
       REGISTRATION,
-      'per_source_limit = 2',
+      'per_source_limit = 3',
       'window_s = 2',
       'initial_access_token_env = "REGISTRATION_TOKEN"',
     ].join('\n'),
@@ -272,12 +272,14 @@ test('the initial access token, and the per-source rate limit hit and recovered'
     assert.equal(res.json.error, 'invalid_token');
     assert.equal(res.headers.get('www-authenticate'), 'Bearer error="invalid_token"');
   }
+  // Guessing the token is rate limited like registering.
+  const guessing = await postJson(url, body, { authorization: 'Bearer guess' });
+  assert.equal(guessing.status, 429, guessing.text);
   const bearer = { authorization: `Bearer ${token}` };
   // The window is fixed at the first request: wait for a fresh one, so the
-  // three requests below fall in the same window.
+  // four requests below fall in the same window.
   await new Promise((resolve) => { setTimeout(resolve, 2_100); });
-  assert.equal((await postJson(url, body, bearer)).status, 201);
-  assert.equal((await postJson(url, body, bearer)).status, 201);
+  for (let i = 0; i < 3; i += 1) assert.equal((await postJson(url, body, bearer)).status, 201);
   const limited = await postJson(url, body, bearer);
   assert.equal(limited.status, 429, limited.text);
   assert.equal(limited.json.error, 'temporarily_unavailable');
