@@ -333,7 +333,7 @@ impl<'a> Admission<'a> {
         if is_registered_client_id(client_id) {
             let registrations = self
                 .registrations
-                .ok_or(Refusal::Registration(RegistrationRefused::Disabled))?;
+                .ok_or(Refusal::Registration(RegistrationRefused::NotServed))?;
             let registration = registrations
                 .open(client_id)
                 .map_err(Refusal::Registration)?;

@@ -581,10 +581,16 @@ mod tests {
             ErrorCode::FetchOverloaded => vec![fetch(FetchError::Overloaded { limit: 64 })],
             ErrorCode::InvalidRegistration => {
                 use crate::registration::RegistrationRefused as R;
-                [R::Disabled, R::Expired, R::UnknownKey, R::Invalid]
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect()
+                [
+                    R::Disabled,
+                    R::Expired,
+                    R::UnknownKey,
+                    R::Invalid,
+                    R::NotServed,
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .collect()
             }
         }
     }

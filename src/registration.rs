@@ -234,6 +234,11 @@ pub enum RegistrationRefused {
     /// Altered, truncated, or never issued here.
     #[error("this client_id is not a registration issued by this server")]
     Invalid,
+    /// Presented where registrations are not opened (`check`, gate mode).
+    #[error(
+        "registration client_ids are only accepted by the server's /authorize and /token, not here"
+    )]
+    NotServed,
 }
 
 /// The sealed form: the validated members and when they were registered.
