@@ -46,7 +46,7 @@ use crate::error_code::OAuthErrorCode;
 use crate::metadata::{self, AuthMethod, ClientMetadata, MetadataError};
 use crate::seal::{Purpose, SealError, Sealer};
 use crate::secret::SecretSource;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 #[cfg(test)]
 mod tests;
