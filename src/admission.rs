@@ -22,6 +22,11 @@
 //! which each entrance maps to its wire in one place (an error page, an
 //! OAuth error, the `check` report). A new entrance is a new caller.
 //!
+//! A client_id issued by `/register` (`dcr.…`) is opened instead of
+//! fetched ([`Registrations::open`]): its document is the sealed
+//! registration, and `policy.registration` decides about it; everything
+//! after that is the same path.
+//!
 //! The cached fast path parses nothing: only client_ids that parsed are
 //! ever cached, and the cache entry keeps the parsed [`ClientIdUrl`], so a
 //! hit yields it for free.
@@ -36,6 +41,9 @@ use crate::flow::RedirectUri;
 use crate::logo::LogoCache;
 use crate::metadata::ClientMetadata;
 use crate::policy::{Action, Decision, Policy};
+use crate::registration::{
+    Registration, RegistrationRefused, Registrations, is_registered_client_id,
+};
 use crate::trust::{ClientError, Trust, Verdict};
 use crate::upstream::{RedirectMode, RelayedClient, UpstreamClient};
 
@@ -51,6 +59,9 @@ pub struct Admission<'a> {
     /// them ([`Admission::prefetching_logos`]).
     logos: Option<&'a LogoCache>,
     relayed_clients: &'a [RelayedClient],
+    /// Registration client_ids are opened here; `None`: every one is
+    /// refused (an entrance that does not serve registered clients).
+    registrations: Option<Registrations<'a>>,
 }
 
 /// What an entrance knows about the request besides the client_id.
@@ -76,12 +87,14 @@ pub enum RedirectAsk<'a> {
 /// statement's verdict.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// A fetched document, or the operator's configuration.
+    /// A fetched document, the operator's configuration, or a registration.
     pub origin: Origin,
     /// The metadata to use: the document, with a verified statement's
-    /// claims taking precedence; for a relayed client, the configuration's.
+    /// claims taking precedence; for a relayed client, the configuration's;
+    /// for a registration, the opened registration.
     pub metadata: Arc<ClientMetadata>,
-    /// The statement's verdict; `None` when the document carries none.
+    /// The statement's verdict; `None` when the document carries none (and
+    /// for a registration, whose statement was checked when it registered).
     pub statement: Option<Verdict>,
 }
 
@@ -94,32 +107,56 @@ pub enum Origin {
     /// A pre-registered client the operator listed in
     /// `[[upstream.relayed_clients]]`.
     Relayed,
+    /// A registration (`/register`): the client_id is the sealed,
+    /// self-declared metadata.
+    Registration(Registration),
 }
 
 impl Client {
-    /// The parsed client_id of a CIMD client; `None` for a relayed one.
+    /// The parsed client_id of a CIMD client; `None` for a relayed one or a
+    /// registration.
     pub fn id(&self) -> Option<&ClientIdUrl> {
         self.document()
             .map(|resolved| resolved.document.client_id())
     }
 
-    /// The cache lookup of a CIMD client; `None` for a relayed one.
+    /// The cache lookup of a CIMD client; `None` for the others.
     pub fn document(&self) -> Option<&Resolved> {
         match &self.origin {
             Origin::Document(resolved) => Some(resolved),
-            Origin::Relayed => None,
+            Origin::Relayed | Origin::Registration(_) => None,
         }
+    }
+
+    /// The client_id as presented, of any kind.
+    pub fn client_id(&self) -> &str {
+        &self.metadata.client_id
+    }
+
+    /// Whether the client registered itself (nothing about it verified).
+    pub fn is_registration(&self) -> bool {
+        matches!(self.origin, Origin::Registration(_))
     }
 
     /// The issuer that vouches for the client, if any.
     pub fn vouched_by(&self) -> Option<&str> {
-        self.statement.as_ref().and_then(Verdict::vouched_by)
+        match &self.origin {
+            Origin::Registration(registration) => registration.vouched_by.as_deref(),
+            Origin::Document(_) | Origin::Relayed => {
+                self.statement.as_ref().and_then(Verdict::vouched_by)
+            }
+        }
     }
 
-    /// The client_id's host, shown to people (`[::1]` for IPv6); a relayed
+    /// The host shown to people: the client_id's (`[::1]` for IPv6); for a
+    /// registration, which has no domain, its redirect host; a relayed
     /// client has no host, and its client_id stands in.
     pub fn host(&self) -> &str {
-        self.id().map_or(self.metadata.client_id.as_str(), host_of)
+        match &self.origin {
+            Origin::Document(resolved) => host_of(resolved.document.client_id()),
+            Origin::Registration(registration) => &registration.redirect_host,
+            Origin::Relayed => self.metadata.client_id.as_str(),
+        }
     }
 }
 
@@ -182,6 +219,9 @@ pub enum Refusal {
     /// The operator's policy denies the client.
     #[error("the operator's policy denies this client")]
     Denied(Box<Denied>),
+    /// A registration client_id that does not open (or registration is off).
+    #[error("{0}")]
+    Registration(RegistrationRefused),
     /// The requested redirect_uri is not one the document lists.
     #[error("the redirect_uri is not listed in the client's metadata document")]
     RedirectUriNotRegistered(Box<Client>),
@@ -207,6 +247,7 @@ impl Refusal {
             Refusal::InvalidClientId(error) => Some(error.code()),
             Refusal::Client { error, .. } => Some(error.code()),
             Refusal::Denied(_) => Some(ErrorCode::PolicyDenied),
+            Refusal::Registration(_) => Some(ErrorCode::InvalidRegistration),
             Refusal::RedirectUriNotRegistered(_) | Refusal::RedirectUriRequired(_) => None,
         }
     }
@@ -224,7 +265,7 @@ impl Refusal {
     /// The client_id's host, once the client_id parsed.
     pub fn host(&self) -> Option<&str> {
         match self {
-            Refusal::InvalidClientId(_) => None,
+            Refusal::InvalidClientId(_) | Refusal::Registration(_) => None,
             Refusal::Client { client, .. } => Some(host_of(client)),
             Refusal::Denied(denied) => Some(denied.client.host()),
             Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {
@@ -268,6 +309,7 @@ impl<'a> Admission<'a> {
             upstream_clients,
             relayed_clients,
             logos: None,
+            registrations: None,
         }
     }
 
@@ -289,6 +331,13 @@ impl<'a> Admission<'a> {
             .find(|relayed| relayed.client_id() == client_id)
     }
 
+    /// Admission that also opens registration client_ids.
+    #[must_use]
+    pub fn with_registrations(mut self, registrations: Registrations<'a>) -> Self {
+        self.registrations = Some(registrations);
+        self
+    }
+
     /// Admits `client_id` for what `ask` describes, or says why not.
     ///
     /// # Errors
@@ -305,6 +354,9 @@ impl<'a> Admission<'a> {
             Some(id) => self
                 .policy
                 .decide(id, &client.metadata, client.vouched_by()),
+            None if client.is_registration() => self
+                .policy
+                .decide_registered(&client.metadata, client.vouched_by()),
             // The operator listed it: allow, no ceiling (its registration
             // at the provider is its ceiling), no rule.
             None => Decision {
@@ -353,6 +405,19 @@ impl<'a> Admission<'a> {
 
     /// The document (from the cache when fresh) and the statement's verdict.
     async fn look_up(&self, client_id: &str) -> Result<Client, Refusal> {
+        if is_registered_client_id(client_id) {
+            let registrations = self
+                .registrations
+                .ok_or(Refusal::Registration(RegistrationRefused::NotServed))?;
+            let registration = registrations
+                .open(client_id)
+                .map_err(Refusal::Registration)?;
+            return Ok(Client {
+                metadata: Arc::clone(&registration.metadata),
+                statement: None,
+                origin: Origin::Registration(registration),
+            });
+        }
         let resolved = match self.cache.cached(client_id) {
             Some(resolved) => resolved,
             None => {
@@ -592,5 +657,48 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(refusal, Refusal::InvalidClientId(_)));
         assert_eq!(parts.cache.entry_count(), 0, "nothing was fetched");
+    }
+
+    #[tokio::test]
+    async fn a_registration_is_opened_only_where_registrations_are_served() {
+        let parts = Parts::new(&format!("{TWO_CLIENTS}\n[registration]\nenabled = true\n"));
+        let sealer = crate::seal::Sealer::new(vec![[7; 32]]).unwrap();
+        let registrar = crate::registration::Registrar::new(&parts.config.registration).unwrap();
+        let body = br#"{"redirect_uris":["https://agent.example/cb"],"client_name":"Agent"}"#;
+        let registered = registrar
+            .register(&sealer, body, None, crate::registration::unix_now())
+            .unwrap();
+        let ask = Ask {
+            redirect_uri: RedirectAsk::Asked(None),
+            ..Ask::default()
+        };
+        // `check` and the gate build admission without registrations.
+        let refusal = parts
+            .admission()
+            .admit(&registered.client_id, ask)
+            .await
+            .expect_err("refused");
+        assert!(matches!(refusal, Refusal::Registration(_)), "{refusal}");
+        assert_eq!(refusal.code(), Some(ErrorCode::InvalidRegistration));
+
+        let registrations =
+            crate::registration::Registrations::new(&sealer, &parts.config.registration);
+        let admitted = parts
+            .admission()
+            .with_registrations(registrations)
+            .admit(&registered.client_id, ask)
+            .await
+            .expect("admitted");
+        assert!(admitted.client.is_registration());
+        assert_eq!(admitted.client.id(), None);
+        assert_eq!(admitted.client.client_id(), registered.client_id);
+        assert_eq!(admitted.client.host(), "agent.example");
+        assert_eq!(admitted.decision.action, Action::Warn);
+        assert_eq!(
+            admitted.redirect_uri.as_ref().map(RedirectUri::as_str),
+            Some("https://agent.example/cb")
+        );
+        // Nothing was fetched or cached for it.
+        assert_eq!(parts.cache.entry_count(), 0);
     }
 }

@@ -39,7 +39,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::client_id::{ClientIdUrl, shown};
+use crate::client_id::shown;
 use crate::egress::{Egress, FetchError};
 use crate::error_code::OAuthErrorCode;
 use crate::jwks::{
@@ -424,17 +424,17 @@ impl ClientAuthenticator {
     /// A [`ClientAuthError`]; see [`ClientAuthError::oauth_error`] for what goes on the wire.
     pub async fn authenticate(
         &self,
-        client_id: &ClientIdUrl,
+        client_id: &str,
         metadata: &ClientMetadata,
         params: &TokenClientAuth,
     ) -> Result<(), ClientAuthError> {
-        if metadata.client_id != client_id.as_str() {
+        if metadata.client_id != client_id {
             return Err(ClientAuthError::MetadataMismatch);
         }
         if params
             .client_id
             .as_deref()
-            .is_some_and(|named| named != client_id.as_str())
+            .is_some_and(|named| named != client_id)
         {
             return Err(ClientAuthError::ClientIdMismatch);
         }
@@ -455,8 +455,7 @@ impl ClientAuthenticator {
             // A public client that signs anyway is held to its signature.
             (_, Some(_), None) => Err(ClientAuthError::NoKeys),
             (_, Some(assertion), Some(source)) => {
-                self.verify(client_id.as_str(), metadata, assertion, source)
-                    .await
+                self.verify(client_id, metadata, assertion, source).await
             }
         }
     }

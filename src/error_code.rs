@@ -48,11 +48,15 @@ pub enum ErrorCode {
     PolicyDenied,
     /// Outbound fetch capacity (`fetch.max_concurrent_fetches`) is exhausted.
     FetchOverloaded,
+    /// A registration client_id (`/register`) that does not open: altered,
+    /// expired, sealed under a key no longer configured, or registration
+    /// turned off.
+    InvalidRegistration,
 }
 
 impl ErrorCode {
     /// Every code, in contract order; handy for tests and metric pre-registration.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidClientIdUrl,
         ErrorCode::BlockedAddress,
         ErrorCode::PortNotAllowed,
@@ -68,6 +72,7 @@ impl ErrorCode {
         ErrorCode::InvalidMetadata,
         ErrorCode::PolicyDenied,
         ErrorCode::FetchOverloaded,
+        ErrorCode::InvalidRegistration,
     ];
 
     /// The code as it appears on the wire, in logs and in metric labels.
@@ -322,6 +327,7 @@ mod tests {
             (ErrorCode::InvalidMetadata, "invalid_metadata"),
             (ErrorCode::PolicyDenied, "policy_denied"),
             (ErrorCode::FetchOverloaded, "fetch_overloaded"),
+            (ErrorCode::InvalidRegistration, "invalid_registration"),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, text) in table {
@@ -650,6 +656,19 @@ mod tests {
                 vec!["the operator's policy denies this client".to_owned()]
             }
             ErrorCode::FetchOverloaded => vec![fetch(FetchError::Overloaded { limit: 64 })],
+            ErrorCode::InvalidRegistration => {
+                use crate::registration::RegistrationRefused as R;
+                [
+                    R::Disabled,
+                    R::Expired,
+                    R::UnknownKey,
+                    R::Invalid,
+                    R::NotServed,
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+            }
         }
     }
 

@@ -32,6 +32,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod policy;
 pub mod preflight;
+pub mod registration;
 pub mod replay;
 pub mod seal;
 pub mod secret;

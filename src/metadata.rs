@@ -184,7 +184,34 @@ impl AuthMethod {
 pub fn validate(client_id: &ClientIdUrl, body: &[u8]) -> Result<ClientMetadata, MetadataError> {
     let mut doc = parse_strict_object(body)?;
     let client_id = take_client_id(&mut doc, client_id)?;
+    validate_members(client_id, doc)
+}
 
+/// Parses a dynamic registration request (RFC 7591 §3.1) and checks it
+/// against every document rule but the client_id's: the same strict JSON,
+/// redirect URI, authentication method and key rules as a CIMD document.
+/// The proxy assigns the client_id, so a request naming one is refused, and
+/// the result's `client_id` is empty until the caller sets it.
+///
+/// # Errors
+///
+/// The first rule broken, as [`validate`] reports it.
+pub fn validate_registration(body: &[u8]) -> Result<ClientMetadata, MetadataError> {
+    let doc = parse_strict_object(body)?;
+    if doc.contains_key("client_id") {
+        return Err(invalid(
+            "client_id",
+            "is assigned by the authorization server and must not be in a registration request",
+        ));
+    }
+    validate_members(String::new(), doc)
+}
+
+/// Every rule on the members other than `client_id`.
+fn validate_members(
+    client_id: String,
+    mut doc: Map<String, Value>,
+) -> Result<ClientMetadata, MetadataError> {
     // Refused outright, whatever the value: a secret in a public document is
     // already leaked, and its value is never echoed in the message.
     for field in ["client_secret", "client_secret_expires_at"] {

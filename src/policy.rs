@@ -127,6 +127,13 @@ pub enum Reason {
         /// The `[[trust.issuers]]` name.
         issuer: String,
     },
+    /// The client registered itself (`/register`): `policy.registration`
+    /// applied, with the tier at this index when one matched.
+    SelfRegistered {
+        /// The `[[policy.registration.tiers]]` entry, from 0, if one matched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tier: Option<usize>,
+    },
 }
 
 /// The outcome of applying the policy to a valid client.
@@ -161,6 +168,8 @@ pub struct PolicyConfig {
     pub new_client_warning: Option<crate::inventory::NewClientWarning>,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
+    /// `[policy.registration]`: clients that registered themselves.
+    pub registration: RegistrationPolicy,
 }
 
 impl Default for PolicyConfig {
@@ -173,6 +182,7 @@ impl Default for PolicyConfig {
             on_metadata_change: OnMetadataChange::Refuse,
             new_client_warning: None,
             rules: Vec::new(),
+            registration: RegistrationPolicy::default(),
         }
     }
 }
@@ -201,6 +211,49 @@ pub enum OnMetadataChange {
     /// The grant goes on, bound to the new document from then on; the
     /// change is logged and counted.
     Allow,
+}
+
+/// `[policy.registration]`: what happens to clients that registered
+/// themselves at `/register`. They have no domain a rule could match, so
+/// they get this action (by default `warn`: nothing about them is
+/// verified), unless a software statement from a trusted issuer put them in
+/// a tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationPolicy {
+    /// The action for a self-registered client no tier matches.
+    pub action: Action,
+    /// Its upstream client (else `default_upstream_client`).
+    pub upstream_client: Option<String>,
+    /// A ceiling on the scopes it may request.
+    pub scopes: Option<Vec<String>>,
+    /// `[[policy.registration.tiers]]`, tried in order: the first whose
+    /// issuers include the one that vouched at registration decides.
+    pub tiers: Vec<RegistrationTier>,
+}
+
+impl Default for RegistrationPolicy {
+    fn default() -> Self {
+        RegistrationPolicy {
+            action: Action::Warn,
+            upstream_client: None,
+            scopes: None,
+            tiers: Vec::new(),
+        }
+    }
+}
+
+/// `[[policy.registration.tiers]]`: self-registered clients vouched for by
+/// one of `issuers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationTier {
+    /// `[[trust.issuers]]` names.
+    pub issuers: Vec<String>,
+    /// What to do with such a client.
+    pub action: Action,
+    /// Its upstream client (else the registration's, else the default).
+    pub upstream_client: Option<String>,
+    /// A ceiling on its scopes (else the registration's).
+    pub scopes: Option<Vec<String>>,
 }
 
 /// `[policy] interstitial`: when the user is shown who is asking.
@@ -281,6 +334,60 @@ impl Policy {
                 issuer: issuer.to_owned(),
             });
         }
+        self.loopback_floor(metadata, &mut decision);
+        decision
+    }
+
+    /// Decides what to do with a client that registered itself: the
+    /// registration's tier (by the issuer that vouched when it
+    /// registered), else `policy.registration`; the loopback floor applies
+    /// as to every client.
+    pub fn decide_registered(
+        &self,
+        metadata: &ClientMetadata,
+        vouched_by: Option<&str>,
+    ) -> Decision {
+        let registration = &self.config.registration;
+        let tier = vouched_by.and_then(|issuer| {
+            registration
+                .tiers
+                .iter()
+                .enumerate()
+                .find(|(_, tier)| tier.issuers.iter().any(|name| name == issuer))
+        });
+        let mut decision = match tier {
+            Some((index, tier)) => Decision {
+                action: tier.action,
+                upstream_client: tier
+                    .upstream_client
+                    .clone()
+                    .or_else(|| registration.upstream_client.clone())
+                    .or_else(|| self.config.default_upstream_client.clone()),
+                scopes: tier.scopes.clone().or_else(|| registration.scopes.clone()),
+                reasons: vec![Reason::SelfRegistered { tier: Some(index) }],
+            },
+            None => Decision {
+                action: registration.action,
+                upstream_client: registration
+                    .upstream_client
+                    .clone()
+                    .or_else(|| self.config.default_upstream_client.clone()),
+                scopes: registration.scopes.clone(),
+                reasons: vec![Reason::SelfRegistered { tier: None }],
+            },
+        };
+        if let Some(issuer) = vouched_by {
+            decision.reasons.push(Reason::Vouched {
+                issuer: issuer.to_owned(),
+            });
+        }
+        self.loopback_floor(metadata, &mut decision);
+        decision
+    }
+
+    /// Raises the action to `loopback_only_redirects` for a client whose
+    /// only redirect URIs are on loopback.
+    fn loopback_floor(&self, metadata: &ClientMetadata, decision: &mut Decision) {
         // A statement vouches for the software, not for whoever holds the
         // loopback listener, so it does not lift this floor either.
         if metadata.only_loopback_redirects()
@@ -289,7 +396,6 @@ impl Policy {
             decision.action = self.config.loopback_only_redirects;
             decision.reasons.push(Reason::LoopbackOnlyRedirects);
         }
-        decision
     }
 }
 
@@ -516,5 +622,63 @@ mod tests {
             assert_eq!(value.to_string(), text);
             assert_eq!(text.parse::<Action>(), Ok(value));
         }
+    }
+
+    fn registered(redirects: &[&str]) -> ClientMetadata {
+        let body = serde_json::json!({ "redirect_uris": redirects });
+        crate::metadata::validate_registration(body.to_string().as_bytes()).expect("valid")
+    }
+
+    #[test]
+    fn a_self_registered_client_gets_the_registration_policy_or_its_issuers_tier() {
+        let policy = Policy::new(PolicyConfig {
+            // Rules about domains never apply to a registration.
+            rules: vec![rule("https://**", Action::Deny)],
+            default_upstream_client: Some("main".into()),
+            loopback_only_redirects: Action::Warn,
+            registration: RegistrationPolicy {
+                action: Action::Warn,
+                upstream_client: None,
+                scopes: Some(vec!["openid".into()]),
+                tiers: vec![RegistrationTier {
+                    issuers: vec!["registry".into()],
+                    action: Action::Allow,
+                    upstream_client: Some("partners".into()),
+                    scopes: None,
+                }],
+            },
+            ..PolicyConfig::default()
+        });
+        let web = registered(&["https://agent.example/cb"]);
+        let plain = policy.decide_registered(&web, None);
+        assert_eq!(plain.action, Action::Warn);
+        assert_eq!(plain.upstream_client.as_deref(), Some("main"));
+        assert_eq!(plain.scopes, Some(vec!["openid".to_owned()]));
+        assert_eq!(plain.reasons, vec![Reason::SelfRegistered { tier: None }]);
+
+        let vouched = policy.decide_registered(&web, Some("registry"));
+        assert_eq!(vouched.action, Action::Allow);
+        assert_eq!(vouched.upstream_client.as_deref(), Some("partners"));
+        // The tier names no ceiling: the registration's applies.
+        assert_eq!(vouched.scopes, Some(vec!["openid".to_owned()]));
+        assert_eq!(
+            vouched.reasons,
+            vec![
+                Reason::SelfRegistered { tier: Some(0) },
+                Reason::Vouched {
+                    issuer: "registry".into()
+                }
+            ]
+        );
+        // Another issuer: no tier.
+        assert_eq!(
+            policy.decide_registered(&web, Some("other")).action,
+            Action::Warn
+        );
+        // The loopback floor holds for a vouched registration too.
+        let local = registered(&["http://127.0.0.1/cb"]);
+        let decision = policy.decide_registered(&local, Some("registry"));
+        assert_eq!(decision.action, Action::Warn);
+        assert!(decision.reasons.contains(&Reason::LoopbackOnlyRedirects));
     }
 }

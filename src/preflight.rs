@@ -61,6 +61,11 @@ pub fn serve_problems(config: &Config) -> Vec<Problem> {
     {
         problems.push(Problem::new("signing.keys_file", error.to_string()));
     }
+    if let Err(crate::registration::RegistrationSetupError::InitialAccessToken { key, reason }) =
+        crate::registration::Registrar::new(&config.registration)
+    {
+        problems.push(Problem::new(key, reason));
+    }
     for (client, reason) in crate::upstream::Provider::credential_problems(&config.upstream) {
         problems.push(Problem::new(&format!("upstream.clients.{client}"), reason));
     }
@@ -108,6 +113,9 @@ mod tests {
             keys_file = "/nonexistent/cimd-proxy/seal-keys"
             [signing]
             keys_file = "/nonexistent/cimd-proxy/signing.pem"
+            [registration]
+            enabled = true
+            initial_access_token_file = "/nonexistent/cimd-proxy/registration-token"
             "#,
             None,
         )
@@ -119,12 +127,13 @@ mod tests {
             [
                 "seal.keys_file",
                 "signing.keys_file",
+                "registration.initial_access_token_file",
                 "upstream.clients.main"
             ],
             "{problems:?}"
         );
         assert!(
-            problems[2]
+            problems[3]
                 .message
                 .contains("CIMD_PROXY_TEST_SURELY_UNSET_SECRET")
         );

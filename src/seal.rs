@@ -134,16 +134,20 @@ pub enum Purpose {
     /// Gate mode: one authorization request the user confirmed, let
     /// through once.
     GateAdmission,
+    /// A dynamic registration (RFC 7591): the client's validated metadata,
+    /// which is its client_id.
+    Registration,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::State,
         Purpose::Code,
         Purpose::RefreshToken,
         Purpose::Consent,
         Purpose::GateAdmission,
+        Purpose::Registration,
     ];
 
     /// The purpose's stable name, as bound into the seal.
@@ -159,6 +163,7 @@ impl Purpose {
             Purpose::RefreshToken => b'r',
             Purpose::Consent => b'k',
             Purpose::GateAdmission => b'g',
+            Purpose::Registration => b'd',
         }
     }
 

@@ -560,6 +560,36 @@ impl Trust {
         }
     }
 
+    /// A dynamic registration's statement (`/register`): steps 1 to 4, 6
+    /// and 7 of the module documentation. There is no client_id yet for it
+    /// to name (step 5); the claims that take precedence are returned for
+    /// the registration to apply and validate (step 8). `None` when the
+    /// request carries no statement, or no issuer is configured (then, as
+    /// for documents, statements are not evaluated).
+    ///
+    /// # Errors
+    ///
+    /// Why the statement does not vouch for the registration.
+    pub async fn vet_registration(
+        &self,
+        metadata: &ClientMetadata,
+    ) -> Result<Option<(String, Map<String, Value>)>, StatementError> {
+        let Some(statement) = metadata.software_statement.as_deref() else {
+            return Ok(None);
+        };
+        if self.issuers.is_empty() {
+            return Ok(None);
+        }
+        let (issuer, claims) = self.authenticate(statement).await?;
+        check_agrees(&claims, metadata)?;
+        check_required_claims(issuer, &claims)?;
+        let overrides = claims
+            .into_iter()
+            .filter(|(name, _)| !NOT_METADATA.contains(&name.as_str()))
+            .collect();
+        Ok(Some((issuer.name.clone(), overrides)))
+    }
+
     /// Steps 1 to 8 of the module documentation: the issuer's name and the
     /// effective metadata.
     async fn verify(
@@ -568,6 +598,24 @@ impl Trust {
         metadata: &ClientMetadata,
         statement: &str,
     ) -> Result<(String, ClientMetadata), StatementError> {
+        let (issuer, claims) = self.authenticate(statement).await?;
+        check_names_client(&claims, client)?;
+        check_agrees(&claims, metadata)?;
+        check_required_claims(issuer, &claims)?;
+        let overrides: Map<String, Value> = claims
+            .into_iter()
+            .filter(|(name, _)| !NOT_METADATA.contains(&name.as_str()))
+            .collect();
+        let effective =
+            metadata::overlay(client, metadata, &overrides).map_err(StatementError::Effective)?;
+        Ok((issuer.name.clone(), effective))
+    }
+
+    /// Steps 1 to 4: the issuer, and the claims its signature covers.
+    async fn authenticate(
+        &self,
+        statement: &str,
+    ) -> Result<(&Issuer, Map<String, Value>), StatementError> {
         if statement.len() > MAX_STATEMENT_BYTES {
             return Err(StatementError::TooLarge {
                 limit: MAX_STATEMENT_BYTES,
@@ -615,24 +663,24 @@ impl Trust {
             return Err(StatementError::MissingIssuer);
         }
         check_times(&claims, (self.clock)())?;
-        check_names_client(&claims, client)?;
-        check_agrees(&claims, metadata)?;
-        for (claim, expected) in &issuer.required_claims {
-            if claims.get(claim).and_then(Value::as_str) != Some(expected.as_str()) {
-                return Err(StatementError::RequiredClaim {
-                    claim: claim.clone(),
-                    issuer: issuer.name.clone(),
-                });
-            }
-        }
-        let overrides: Map<String, Value> = claims
-            .into_iter()
-            .filter(|(name, _)| !NOT_METADATA.contains(&name.as_str()))
-            .collect();
-        let effective =
-            metadata::overlay(client, metadata, &overrides).map_err(StatementError::Effective)?;
-        Ok((issuer.name.clone(), effective))
+        Ok((issuer, claims))
     }
+}
+
+/// Step 7: the issuer's `required_claims`.
+fn check_required_claims(
+    issuer: &Issuer,
+    claims: &Map<String, Value>,
+) -> Result<(), StatementError> {
+    for (claim, expected) in &issuer.required_claims {
+        if claims.get(claim).and_then(Value::as_str) != Some(expected.as_str()) {
+            return Err(StatementError::RequiredClaim {
+                claim: claim.clone(),
+                issuer: issuer.name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `exp` (optional), `nbf` and `iat` against `now`, with the skew.

@@ -13,6 +13,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::client_id::ClientIdUrl;
 use crate::egress::FetchConfig;
 use crate::metadata;
 use crate::store::MemoryStore;
@@ -238,7 +239,8 @@ async fn check(
     doc: &ClientMetadata,
     params: &TokenClientAuth,
 ) -> Result<(), ClientAuthError> {
-    auth.authenticate(&id(&doc.client_id), doc, params).await
+    auth.authenticate(id(&doc.client_id).as_str(), doc, params)
+        .await
 }
 
 /// Asserts the refusal is `expected` (by label) and is an `invalid_client` 401.
@@ -862,7 +864,7 @@ async fn a_document_for_another_client_is_refused() {
     let doc = document(&[&key]);
     let error = auth
         .authenticate(
-            &id(OTHER_CLIENT),
+            id(OTHER_CLIENT).as_str(),
             &doc,
             &with_assertion(&sign(&key, &claims())),
         )

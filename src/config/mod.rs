@@ -36,7 +36,9 @@ use url::Url;
 use crate::cache::CacheConfig;
 use crate::egress::FetchConfig;
 use crate::id_token::SigningConfig;
-use crate::policy::{Action, ClientIdPattern, PolicyConfig, RuleConfig};
+use crate::policy::{
+    Action, ClientIdPattern, PolicyConfig, RegistrationPolicy, RegistrationTier, RuleConfig,
+};
 use crate::seal::SealConfig;
 use crate::secret::SecretSource;
 use crate::trust::{DEFAULT_STATEMENT_ALGORITHMS, IssuerConfig, IssuerKeys, TrustConfig};
@@ -93,6 +95,8 @@ pub struct Config {
     pub inventory: crate::inventory::InventoryConfig,
     /// `[admin]`: the admin API's token and what it protects.
     pub admin: crate::admin::AdminConfig,
+    /// `[registration]`: the dynamic registration endpoint (RFC 7591).
+    pub registration: crate::registration::RegistrationConfig,
 }
 
 /// `[resource]`: RFC 9728 metadata for the MCP server (or API) beside the
@@ -320,6 +324,9 @@ impl Config {
                 protect_reads,
             }
         });
+        let registration = root.read("registration", &mut problems, |section, problems| {
+            read_registration(section, &files, &trust, problems)
+        });
 
         root.finish(&mut problems);
         if problems.is_empty() {
@@ -338,6 +345,7 @@ impl Config {
                 gate,
                 inventory,
                 admin,
+                registration,
             })
         } else {
             Err(ConfigError::Invalid(problems))
@@ -1059,6 +1067,7 @@ fn read_policy(
             .has("new_client_warning")
             .then(|| section.read("new_client_warning", problems, read_new_client_warning)),
         rules: Vec::new(),
+        registration: defaults.registration.clone(),
     };
     for mut rule in section.array_of_tables("rules", problems) {
         let require_statement_from =
@@ -1102,6 +1111,9 @@ fn read_policy(
             });
         }
     }
+    policy.registration = section.read("registration", problems, |section, problems| {
+        read_registration_policy(section, upstream, trust, problems)
+    });
     policy
 }
 
@@ -1117,6 +1129,62 @@ fn read_new_client_warning(
         until_days: section
             .get_between("until_days", 1, 36_500, problems)
             .unwrap_or(7),
+    }
+}
+
+/// `[policy.registration]` and its `[[policy.registration.tiers]]`.
+fn read_registration_policy(
+    section: &mut Section<'_>,
+    upstream: &UpstreamConfig,
+    trust: &TrustConfig,
+    problems: &mut Vec<Problem>,
+) -> RegistrationPolicy {
+    let defaults = RegistrationPolicy::default();
+    let action = section.get("action", problems);
+    let action = read_action(section, "action", action, problems).unwrap_or(defaults.action);
+    let upstream_client = section.get::<String>("upstream_client", problems);
+    check_upstream_name(
+        upstream,
+        section,
+        "upstream_client",
+        upstream_client.as_deref(),
+        problems,
+    );
+    let scopes = section.get::<Vec<String>>("scopes", problems);
+    let mut tiers = Vec::new();
+    for mut tier in section.array_of_tables("tiers", problems) {
+        let issuers = if tier.has("issuers") {
+            read_statement_issuers(&mut tier, "issuers", trust, problems)
+        } else {
+            problems.push(Problem::new(&tier.key_path("issuers"), "required"));
+            None
+        };
+        let tier_action = tier.require("action", problems);
+        let tier_action = read_action(&mut tier, "action", tier_action, problems);
+        let tier_upstream = tier.get::<String>("upstream_client", problems);
+        check_upstream_name(
+            upstream,
+            &tier,
+            "upstream_client",
+            tier_upstream.as_deref(),
+            problems,
+        );
+        let tier_scopes = tier.get::<Vec<String>>("scopes", problems);
+        tier.finish(problems);
+        if let (Some(issuers), Some(action)) = (issuers, tier_action) {
+            tiers.push(RegistrationTier {
+                issuers,
+                action,
+                upstream_client: tier_upstream,
+                scopes: tier_scopes,
+            });
+        }
+    }
+    RegistrationPolicy {
+        action,
+        upstream_client,
+        scopes,
+        tiers,
     }
 }
 
@@ -1430,6 +1498,54 @@ fn read_store(
         timeout: timeout.unwrap_or(defaults.timeout),
         root_certs,
         max_entries: max_entries.map_or(defaults.max_entries, |n| n as usize),
+    }
+}
+
+/// `[registration]`. The initial access token is only named here; the
+/// registration endpoint reads it when it is built.
+fn read_registration(
+    section: &mut Section<'_>,
+    files: &FileResolver<'_>,
+    trust: &TrustConfig,
+    problems: &mut Vec<Problem>,
+) -> crate::registration::RegistrationConfig {
+    let defaults = crate::registration::RegistrationConfig::default();
+    let enabled = section.get::<bool>("enabled", problems);
+    let lifetime = section
+        .get_between("lifetime_s", 60, 365 * 86_400, problems)
+        .map(Duration::from_secs);
+    let max_body_bytes = section.get_between("max_body_bytes", 1024, 64 * 1024, problems);
+    let per_source_limit = section.get_between("per_source_limit", 1, 1_000_000, problems);
+    let global_limit = section.get_between("global_limit", 1, 100_000_000, problems);
+    let window = section
+        .get_between("window_s", 1, 86_400, problems)
+        .map(Duration::from_secs);
+    let initial_access_token = read_secret_source(
+        section,
+        "initial_access_token_env",
+        "initial_access_token_file",
+        files,
+        problems,
+    );
+    let require_software_statement = section.get::<bool>("require_software_statement", problems);
+    if require_software_statement == Some(true) && trust.issuers.is_empty() {
+        problems.push(Problem::new(
+            &section.key_path("require_software_statement"),
+            "needs at least one [[trust.issuers]] to verify statements against",
+        ));
+    }
+    let trusted_proxies = read_list(section, "trusted_proxies", problems, parse_cidr);
+    crate::registration::RegistrationConfig {
+        enabled: enabled.unwrap_or(defaults.enabled),
+        lifetime: lifetime.unwrap_or(defaults.lifetime),
+        max_body_bytes: max_body_bytes.map_or(defaults.max_body_bytes, |n| n as usize),
+        per_source_limit: per_source_limit.unwrap_or(defaults.per_source_limit),
+        global_limit: global_limit.unwrap_or(defaults.global_limit),
+        window: window.unwrap_or(defaults.window),
+        initial_access_token,
+        require_software_statement: require_software_statement
+            .unwrap_or(defaults.require_software_statement),
+        trusted_proxies: trusted_proxies.unwrap_or(defaults.trusted_proxies),
     }
 }
 

@@ -553,6 +553,119 @@ fn redis_settings_with_the_memory_backend_are_a_mistake_not_ignored() {
 }
 
 #[test]
+fn the_example_file_shows_the_registration_defaults() {
+    let example = include_str!("../../policy.example.toml");
+    let config = Config::from_toml_str(example, None).expect("policy.example.toml is valid");
+    assert_eq!(
+        config.registration,
+        crate::registration::RegistrationConfig::default()
+    );
+    assert_eq!(
+        config.policy.registration,
+        crate::policy::RegistrationPolicy::default()
+    );
+    let section = &example[example.find("[registration]").unwrap()..];
+    for key in [
+        "enabled",
+        "lifetime_s",
+        "max_body_bytes",
+        "per_source_limit",
+        "global_limit",
+        "window_s",
+        "trusted_proxies",
+        "initial_access_token_env",
+        "initial_access_token_file",
+        "require_software_statement",
+    ] {
+        assert!(section.contains(&format!("{key} = ")), "{key} undocumented");
+    }
+}
+
+#[test]
+fn registration_settings_are_read_and_checked() {
+    let config = Config::from_toml_str(
+        r#"
+        [[trust.issuers]]
+        name = "https://registry.example"
+        jwks_uri = "https://registry.example/jwks.json"
+        [upstream.clients.main]
+        client_id = "proxy-app"
+        auth_method = "none"
+        [policy.registration]
+        action = "deny"
+        scopes = ["openid"]
+        [[policy.registration.tiers]]
+        issuers = ["https://registry.example"]
+        action = "allow"
+        upstream_client = "main"
+        [registration]
+        enabled = true
+        lifetime_s = 3600
+        per_source_limit = 3
+        trusted_proxies = ["10.0.0.0/8", "::1"]
+        initial_access_token_env = "REG_TOKEN"
+        require_software_statement = true
+        "#,
+        None,
+    )
+    .expect("valid");
+    let registration = &config.registration;
+    assert!(registration.enabled);
+    assert_eq!(registration.lifetime, std::time::Duration::from_secs(3600));
+    assert_eq!(registration.per_source_limit, 3);
+    assert_eq!(registration.trusted_proxies.len(), 2);
+    assert_eq!(
+        registration.initial_access_token,
+        Some(SecretSource::Env("REG_TOKEN".to_owned()))
+    );
+    assert!(registration.require_software_statement);
+    let policy = &config.policy.registration;
+    assert_eq!(policy.action, crate::policy::Action::Deny);
+    assert_eq!(policy.tiers.len(), 1);
+    assert_eq!(policy.tiers[0].upstream_client.as_deref(), Some("main"));
+
+    let problems = load(
+        r#"
+        [upstream.clients.main]
+        client_id = "proxy-app"
+        auth_method = "none"
+        [policy.registration]
+        action = "maybe"
+        upstream_client = "gone"
+        [[policy.registration.tiers]]
+        issuers = ["https://nobody.example"]
+        action = "allow"
+        [[policy.registration.tiers]]
+        action = "allow"
+        [registration]
+        lifetime_s = 0
+        max_body_bytes = 100
+        trusted_proxies = ["10.0.0.1/8"]
+        initial_access_token_env = "A"
+        initial_access_token_file = "b"
+        require_software_statement = true
+        surprise = 1
+        "#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![
+            "policy.registration.action",
+            "policy.registration.upstream_client",
+            "policy.registration.tiers[0].issuers[0]",
+            "policy.registration.tiers[1].issuers",
+            "registration.lifetime_s",
+            "registration.max_body_bytes",
+            "registration.initial_access_token_env",
+            "registration.require_software_statement",
+            "registration.trusted_proxies[0]",
+            "registration.surprise",
+        ]
+    );
+}
+
+#[test]
 fn the_example_file_shows_the_store_defaults() {
     let example = include_str!("../../policy.example.toml");
     let config = Config::from_toml_str(example, None).expect("policy.example.toml is valid");

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admitted, Client, Refusal};
+use crate::admission::{Admitted, Client, Origin, Refusal};
 use crate::cache::CachedDocument;
 use crate::metrics::METRICS;
 use crate::policy::{Decision, Reason};
@@ -259,6 +259,10 @@ pub fn rule_of(decision: &Decision) -> String {
             Reason::Default => "policy.default_action".to_owned(),
             Reason::LoopbackOnlyRedirects => "policy.loopback_only_redirects".to_owned(),
             Reason::Vouched { issuer } => format!("vouched by {issuer}"),
+            Reason::SelfRegistered { tier: Some(index) } => {
+                format!("policy.registration.tiers[{index}]")
+            }
+            Reason::SelfRegistered { tier: None } => "policy.registration".to_owned(),
         })
         .collect();
     named.join("; ")
@@ -298,7 +302,9 @@ impl Inventory {
         let outcome = refusal.outcome();
         let mut set = Vec::new();
         match refusal {
-            Refusal::InvalidClientId(_) => return,
+            // Neither was resolved: a malformed id, or a registration that
+            // does not open (anyone can make either by the thousand).
+            Refusal::InvalidClientId(_) | Refusal::Registration(_) => return,
             Refusal::Client { client, .. } => {
                 set.push((field::KIND, "cimd".to_owned()));
                 set.push((field::HOST, client.host_str().to_owned()));
@@ -561,10 +567,10 @@ fn describe(client: &Client) -> Vec<(&'static str, String)> {
     let mut set = vec![
         (
             field::KIND,
-            if client.document().is_some() {
-                "cimd"
-            } else {
-                "relayed"
+            match client.origin {
+                Origin::Document(_) => "cimd",
+                Origin::Relayed => "relayed",
+                Origin::Registration(_) => "registration",
             }
             .to_owned(),
         ),

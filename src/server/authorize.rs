@@ -25,6 +25,7 @@ use crate::flow::{MetadataFingerprint, RedirectUri, SealedState, random_id};
 use crate::inventory::Newness;
 use crate::policy::Action;
 use crate::policy::Interstitial;
+use crate::registration::is_registered_client_id;
 use crate::upstream::{Grant, Leg, RedirectMode, UpstreamRequest, may_refresh};
 
 /// Parameters passed to the provider as the client sent them (`prompt` is
@@ -42,7 +43,10 @@ pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) ->
     let Some(client_id) = params.get("client_id") else {
         return error_page(PageReason::BadRequest, "client_id is missing", None);
     };
-    if !is_url_client_id(client_id) && state.admission().relayed(client_id).is_none() {
+    if !is_url_client_id(client_id)
+        && !is_registered_client_id(client_id)
+        && state.admission().relayed(client_id).is_none()
+    {
         // A pre-registered client the operator did not list for relaying:
         // the provider knows it; pass it through.
         audit(client_id, "pass_through", "pass_through", None);

@@ -26,6 +26,17 @@ const ASSERTION_ALGORITHMS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// Advertises `/register` (RFC 8414 `registration_endpoint`): only when
+/// `[registration] enabled`, so a client never tries an endpoint that is off.
+pub fn add_registration_endpoint(metadata: &mut Value, issuer: &str) {
+    if let Value::Object(metadata) = metadata {
+        metadata.insert(
+            "registration_endpoint".to_owned(),
+            Value::String(format!("{issuer}/register")),
+        );
+    }
+}
+
 /// The authorization server metadata the proxy serves.
 pub fn authorization_server_metadata(
     issuer: &str,

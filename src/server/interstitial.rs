@@ -23,6 +23,7 @@ use super::pages::{
 };
 use crate::flow::{CONSENT_TTL, RedirectUri, SealedConsent};
 use crate::policy::Reason;
+use crate::registration::is_registered_client_id;
 
 /// The cookie binding a consent token to the browser that saw the page.
 pub(super) const COOKIE: &str = "cimd_proxy_consent";
@@ -68,6 +69,10 @@ struct InterstitialPage<'a> {
     reasons: Vec<String>,
     redirect_host: String,
     redirect_warnings: Vec<String>,
+    /// The client registered itself at `/register`: the page says that
+    /// nothing about it is verified, and shows no client_id (it is the
+    /// sealed registration, meaningless to a person).
+    self_registered: bool,
     scopes: Vec<ScopeLine<'a>>,
     client_name: Option<&'a str>,
     client_uri: Option<&'a str>,
@@ -156,6 +161,7 @@ pub(crate) fn interstitial_posting_to(
             );
         }
     };
+    let self_registered = is_registered_client_id(request.client_id);
     let (redirect_host, redirect_warnings) = describe_redirect(request.host, request.redirect_uri);
     // The port too: it is what tells two applications on one host apart.
     let host = Url::parse(request.client_id)
@@ -183,6 +189,7 @@ pub(crate) fn interstitial_posting_to(
         reasons: request.reasons.iter().filter_map(explain).collect(),
         redirect_host,
         redirect_warnings,
+        self_registered,
         scopes: describe_scopes(request.scope, &state.config.pages.scopes),
         client_name: request.client_name,
         client_uri: request.client_uri,
@@ -271,7 +278,8 @@ fn explain(reason: &Reason) -> Option<String> {
                 .to_owned(),
         ),
         // Not a warning: the page states it apart (`vouched_by`).
-        Reason::Rule { .. } | Reason::Vouched { .. } => None,
+        // Not a warning either: the page says it in its own notice.
+        Reason::Rule { .. } | Reason::Vouched { .. } | Reason::SelfRegistered { .. } => None,
     }
 }
 
@@ -329,6 +337,7 @@ mod tests {
             reasons: vec![],
             redirect_host: "app.example".into(),
             redirect_warnings: vec![],
+            self_registered: false,
             scopes: describe_scopes("openid <img src=x onerror=alert(1)>", &Default::default()),
             client_name: Some("\"><script>alert('name')</script>"),
             client_uri: Some("https://app.example/\"><a href=javascript:alert(1)>x</a>"),
@@ -356,6 +365,38 @@ mod tests {
             .nth(1)
             .and_then(|rest| rest.split("</style>").next());
         assert_eq!(style, Some(CSS));
+    }
+
+    #[test]
+    fn a_self_registered_client_is_said_to_be_unverified_and_its_redirect_host_named() {
+        let page = InterstitialPage {
+            css: CSS,
+            brand: Branding::default(),
+            host: "agent.example",
+            client_id: "dcr.v1.sealed-registration",
+            logo_url: None,
+            vouched_by: None,
+            reasons: vec![],
+            redirect_host: "agent.example".into(),
+            new_client: None,
+            redirect_warnings: vec![],
+            self_registered: true,
+            scopes: vec![],
+            client_name: Some("Totally Official App"),
+            client_uri: None,
+            action: "https://proxy.example/consent".into(),
+            token: "v1.token".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains("registered itself"), "{html}");
+        assert!(html.contains("Nothing about it is verified"), "{html}");
+        assert!(
+            html.contains("send you back to <strong>agent.example</strong>"),
+            "{html}"
+        );
+        // The sealed client_id means nothing to a person and is not shown.
+        assert!(!html.contains("dcr.v1.sealed-registration"), "{html}");
+        assert!(html.contains("self-declared"));
     }
 
     #[test]
@@ -413,6 +454,7 @@ mod tests {
             reasons: vec![],
             redirect_host: "127.0.0.1:5000".into(),
             redirect_warnings: vec![],
+            self_registered: false,
             scopes: lines,
             client_name: None,
             client_uri: None,

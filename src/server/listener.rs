@@ -87,6 +87,11 @@ pub struct Served {
     pub name: &'static str,
 }
 
+/// The TCP peer of the connection a request came on, in the request's
+/// extensions (the registration endpoint's rate limit counts by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Binds both listeners; an address in use is reported with the address.
 pub async fn bind(public: SocketAddr, admin: SocketAddr) -> Result<Listeners, ServeError> {
     Ok(Listeners {
@@ -219,8 +224,8 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
             () = stop.stopped() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off briefly.
                 tracing::warn!(%error, "accept failed");
@@ -236,13 +241,13 @@ async fn accept_loop(
         let (app, drain) = (app.clone(), drain.clone());
         match handshake.clone() {
             Handshake::None => {
-                tokio::spawn(serve_connection(stream, app, drain, slot));
+                tokio::spawn(serve_connection(stream, peer, app, drain, slot));
             }
             #[cfg(feature = "dev")]
             Handshake::Tls(tls) => {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, drain, slot).await,
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, drain, slot).await,
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -329,7 +334,7 @@ const IDLE_GRACE: Duration = Duration::from_millis(25);
 const SLOW_HEAD: Duration = Duration::from_secs(1);
 
 /// One connection, from accept to close.
-async fn serve_connection<S>(stream: S, app: Router, mut drain: Drain, slot: Slot)
+async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router, mut drain: Drain, slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -344,7 +349,8 @@ where
         let draining = Arc::clone(&drain.draining);
         let tracker = Arc::clone(&tracker);
         let epoch = slot.registry.epoch;
-        hyper::service::service_fn(move |request| {
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
             let response = app.call(request);
             let draining = Arc::clone(&draining);
             let tracker = Arc::clone(&tracker);

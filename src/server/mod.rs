@@ -16,6 +16,7 @@ pub(crate) mod listener;
 pub mod oauth;
 pub mod pages;
 pub(crate) mod params;
+mod register;
 pub mod reload;
 mod request_id;
 mod revoke;
@@ -42,6 +43,7 @@ use crate::flow::Seals;
 use crate::id_token::{SigningKeys, SigningSetupError};
 use crate::logo::LogoCache;
 use crate::policy::Policy;
+use crate::registration::{Registrar, RegistrationSetupError, Registrations};
 use crate::seal::{SealSetupError, Sealer};
 use crate::store::{Store, StoreSetupError};
 use crate::trust::{Trust, TrustSetupError};
@@ -83,6 +85,9 @@ pub struct AppState {
     pub inventory: crate::inventory::Inventory,
     /// The admin API's token, read at start (kept across reloads).
     pub admin_token: Option<Arc<crate::admin::AdminToken>>,
+    /// The dynamic registration endpoint (`[registration]`), with its
+    /// initial access token read.
+    pub registrar: Registrar,
 }
 
 /// The state in force. A reload swaps it; a request in flight keeps the
@@ -142,6 +147,9 @@ pub enum ServeError {
     /// A trust issuer's key file could not be used.
     #[error(transparent)]
     Trust(#[from] TrustSetupError),
+    /// The registration endpoint's initial access token could not be read.
+    #[error(transparent)]
+    Registration(#[from] RegistrationSetupError),
     /// The shared store could not be set up (its URL unreadable or invalid).
     #[error(transparent)]
     Store(#[from] StoreSetupError),
@@ -208,6 +216,7 @@ impl AppState {
                 config.inventory.clone(),
             ),
             admin_token,
+            registrar: Registrar::new(&config.registration)?,
             logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
             trust: Trust::new(&config.trust, Arc::clone(&egress))?,
             store,
@@ -272,6 +281,7 @@ impl AppState {
         Ok(AppState {
             inventory: self.inventory.clone(),
             admin_token: self.admin_token.clone(),
+            registrar: Registrar::new(&config.registration)?,
             issuer: self.issuer.clone(),
             cache: Arc::clone(&self.cache),
             policy: Policy::new(config.policy.clone()),
@@ -301,6 +311,7 @@ impl AppState {
             &self.config.upstream.clients,
             &self.config.upstream.relayed_clients,
         )
+        .with_registrations(Registrations::new(&self.sealer, &self.config.registration))
     }
 
     /// The admission path of the relay's sign-ins and `/logo`: as
@@ -379,6 +390,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         router = add(router, format!("{base}/token"), post(token));
         router = add(router, format!("{base}/revoke"), post(revoke));
         router = add(router, format!("{base}/jwks.json"), get(jwks));
+        // Its own body limit (`registration.max_body_bytes`), checked by
+        // the handler, so the route takes up to the largest allowed.
+        router = add(
+            router,
+            format!("{base}/register"),
+            post(register).layer(DefaultBodyLimit::max(register::MAX_BODY_BYTES)),
+        );
     }
     let router = router
         .fallback(|| async { StatusCode::NOT_FOUND })
@@ -399,11 +417,14 @@ async fn brand_logo(Current(state): Current) -> Response {
 }
 
 async fn metadata(Current(state): Current) -> Response {
-    let metadata = discovery::authorization_server_metadata(
+    let mut metadata = discovery::authorization_server_metadata(
         &state.issuer,
         &state.provider.metadata(),
         &state.signing.algorithms(),
     );
+    if state.config.registration.enabled {
+        discovery::add_registration_endpoint(&mut metadata, &state.issuer);
+    }
     Json(metadata).into_response()
 }
 
@@ -499,6 +520,16 @@ async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
         logo.bytes.clone(),
     )
         .into_response()
+}
+
+async fn register(
+    Current(state): Current,
+    peer: Option<axum::Extension<listener::PeerAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let peer = peer.map(|axum::Extension(listener::PeerAddr(addr))| addr.ip());
+    register::register(state, peer, &headers, body).await
 }
 
 async fn token(Current(state): Current, headers: HeaderMap, body: Bytes) -> Response {

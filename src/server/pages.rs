@@ -280,6 +280,9 @@ impl PageReason {
                     "Your organisation does not allow this application to sign in."
                 }
                 ErrorCode::FetchOverloaded => "The service is busy. Please try again in a moment.",
+                ErrorCode::InvalidRegistration => {
+                    "The application's registration with this service is not valid or has expired. It must register again."
+                }
             },
             PageReason::RedirectUriNotRegistered => {
                 "The application asked to send you back to an address it has not declared, so the sign-in was stopped."
@@ -421,7 +424,7 @@ pub fn refusal_page(refusal: &Refusal) -> Response {
     // Host and port where the client_id has one: the port tells two
     // applications on one host apart.
     let client = match refusal {
-        Refusal::InvalidClientId(_) => None,
+        Refusal::InvalidClientId(_) | Refusal::Registration(_) => None,
         Refusal::Client { client, .. } => Some(client),
         Refusal::Denied(denied) => denied.client.id(),
         Refusal::RedirectUriNotRegistered(client) | Refusal::RedirectUriRequired(client) => {

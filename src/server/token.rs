@@ -34,14 +34,15 @@ use super::AppState;
 use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, basic_user, no_store, token_error_for_refusal};
 use super::params::Params;
-use crate::admission::{Admitted, Ask, ScopeRefused};
+use crate::admission::{Admitted, Ask, Origin, ScopeRefused};
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
-use crate::client_id::{ClientIdUrl, is_url_client_id};
+use crate::client_id::is_url_client_id;
 use crate::error_code::provider_description;
 use crate::flow::{MetadataFingerprint, RedirectUri, SealedCode, SealedRefresh};
 use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
 use crate::policy::OnMetadataChange;
+use crate::registration::is_registered_client_id;
 use crate::store::{Backend, FamilyStatus, Rotation, StoreError};
 use crate::upstream::{Grant, Leg, RedirectMode, Revocation, TargetError, normalise_resource};
 
@@ -89,7 +90,7 @@ pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Res
     };
     let grant_type = params.get("grant_type").unwrap_or_default().to_owned();
     let client_id = match claimed {
-        Some(id) if is_url_client_id(&id) => id,
+        Some(id) if is_url_client_id(&id) || is_registered_client_id(&id) => id,
         other => {
             // A confidential pre-registered client may name itself only in
             // its Basic credentials (RFC 6749 §2.3.1).
@@ -188,10 +189,11 @@ async fn admit<'s>(state: &'s AppState, client_id: &str) -> Result<Admitted<'s>,
         .map_err(|refusal| token_error_for_refusal(&refusal))
 }
 
-/// A CIMD client's authentication at the proxy, against its document.
+/// A client's authentication at the proxy, against its document (or its
+/// registration).
 async fn authenticate(
     state: &AppState,
-    id: &ClientIdUrl,
+    id: &str,
     metadata: &ClientMetadata,
     auth: &TokenClientAuth,
 ) -> Result<(), TokenError> {
@@ -212,13 +214,14 @@ pub(super) async fn admit_and_authenticate<'s>(
     auth: &TokenClientAuth,
 ) -> Result<Admitted<'s>, TokenError> {
     let admitted = admit(state, client_id).await?;
-    let Some(id) = admitted.client.id() else {
+    let client = &admitted.client;
+    if matches!(client.origin, Origin::Relayed) {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidClient,
             "a relayed pre-registered client cannot revoke at the proxy",
         ));
-    };
-    authenticate(state, id, &admitted.client.metadata, auth).await?;
+    }
+    authenticate(state, client.client_id(), &client.metadata, auth).await?;
     Ok(admitted)
 }
 
@@ -262,23 +265,20 @@ async fn cimd_token(
 ) -> Result<Response, TokenError> {
     let admitted = admit(state, client_id).await?;
     let client = &admitted.client;
-    // A CIMD client authenticates to the proxy; a relayed one to the
-    // provider, with what it presents here.
-    let relayed = match (client.id(), admitted.upstream) {
-        (Some(id), _) => {
-            authenticate(state, id, &client.metadata, auth).await?;
-            None
-        }
-        (None, Some(registration)) => {
-            Some(relayed_credentials(registration.client, params, headers)?)
-        }
-        // Not reached: admission gives a relayed client its own registration.
-        (None, None) => {
+    // A relayed client authenticates to the provider, with what it
+    // presents here; any other to the proxy, against its metadata.
+    let relayed = if matches!(client.origin, Origin::Relayed) {
+        // Admission gives a relayed client its own registration.
+        let Some(registration) = admitted.upstream else {
             return Err(TokenError::new(
                 OAuthErrorCode::InvalidClient,
                 "the client is not known to the proxy",
             ));
-        }
+        };
+        Some(relayed_credentials(registration.client, params, headers)?)
+    } else {
+        authenticate(state, client.client_id(), &client.metadata, auth).await?;
+        None
     };
     match grant_type {
         "authorization_code" => {

@@ -23,6 +23,16 @@ pub struct MemoryStore {
     families: Mutex<Families>,
     max_families: usize,
     clients: Mutex<Clients>,
+    counters: Mutex<Counters>,
+}
+
+/// Fixed-window counters ([`super::Store::count`]): a map and a min-heap of
+/// window ends, like the families; a counter's end is fixed at its first
+/// increment, so the heap never holds stale entries.
+#[derive(Debug, Default)]
+struct Counters {
+    by_key: HashMap<Box<str>, (u64, u64)>,
+    by_end: BinaryHeap<Reverse<(u64, Box<str>)>>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +67,7 @@ impl MemoryStore {
             families: Mutex::new(Families::default()),
             max_families: max_entries,
             clients: Mutex::new(Clients::default()),
+            counters: Mutex::new(Counters::default()),
         }
     }
 
@@ -94,6 +105,39 @@ impl MemoryStore {
             Err(ReplayError::Replayed) => Ok(Use::Replayed),
             Err(ReplayError::Full) => Err(StoreError::Full),
         }
+    }
+
+    /// Counters held, ended ones not yet purged included.
+    pub fn counters_len(&self) -> usize {
+        self.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_key
+            .len()
+    }
+
+    pub(super) fn count(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        self.count_at(key, window, now_ms())
+    }
+
+    fn count_at(&self, key: &str, window: Duration, now: u64) -> Result<u64, StoreError> {
+        // Nothing panics while the lock is held, so a poisoned state is still consistent.
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        counters.purge(now);
+        if let Some((count, _)) = counters.by_key.get_mut(key) {
+            *count = count.saturating_add(1);
+            return Ok(*count);
+        }
+        // A new counter when the table is full is refused, not made by
+        // forgetting another: forgetting would reset someone's limit.
+        if counters.by_key.len() >= self.max_families {
+            return Err(StoreError::Full);
+        }
+        let end = now.saturating_add(millis(window).max(1));
+        let key: Box<str> = key.into();
+        counters.by_key.insert(key.clone(), (1, end));
+        counters.by_end.push(Reverse((end, key)));
+        Ok(1)
     }
 
     pub(super) fn create_family(&self, id: FamilyId, ttl: Duration) -> Result<(), StoreError> {
@@ -194,6 +238,19 @@ impl MemoryStore {
             None => FamilyStatus::Unknown,
             Some(State::Revoked) => FamilyStatus::Revoked,
             Some(State::Live(generation)) => FamilyStatus::Current(*generation),
+        }
+    }
+}
+
+impl Counters {
+    /// Drops every counter whose window has ended (`end <= now`).
+    fn purge(&mut self, now: u64) {
+        while let Some(Reverse((end, _))) = self.by_end.peek()
+            && *end <= now
+        {
+            if let Some(Reverse((_, key))) = self.by_end.pop() {
+                self.by_key.remove(&key);
+            }
         }
     }
 }
@@ -342,6 +399,33 @@ mod tests {
             store.family_status_at(id(1), t + 60_001),
             FamilyStatus::Unknown
         );
+    }
+
+    #[test]
+    fn a_counter_counts_within_its_window_and_starts_again_after() {
+        let store = MemoryStore::new(8);
+        let t0 = 1_000_000;
+        assert_eq!(store.count_at("a", MINUTE, t0), Ok(1));
+        assert_eq!(store.count_at("a", MINUTE, t0 + 1), Ok(2));
+        assert_eq!(store.count_at("b", MINUTE, t0 + 2), Ok(1));
+        // The window is fixed at the first increment, not extended by later ones.
+        assert_eq!(store.count_at("a", MINUTE, t0 + 59_999), Ok(3));
+        assert_eq!(store.count_at("a", MINUTE, t0 + 60_000), Ok(1));
+        assert_eq!(store.counters_len(), 2);
+    }
+
+    #[test]
+    fn a_full_counter_table_refuses_a_new_counter_until_one_ends() {
+        let store = MemoryStore::new(2);
+        let t0 = 5_000_000;
+        assert_eq!(store.count_at("a", MINUTE, t0), Ok(1));
+        assert_eq!(store.count_at("b", MINUTE, t0), Ok(1));
+        assert_eq!(store.count_at("c", MINUTE, t0), Err(StoreError::Full));
+        // Existing counters still count: a full table does not reset anyone.
+        assert_eq!(store.count_at("a", MINUTE, t0 + 1), Ok(2));
+        assert_eq!(store.counters_len(), 2);
+        assert_eq!(store.count_at("c", MINUTE, t0 + 60_000), Ok(1));
+        assert_eq!(store.counters_len(), 1);
     }
 
     #[test]

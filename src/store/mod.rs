@@ -349,6 +349,8 @@ pub enum Operation {
     AddUser,
     /// [`Store::count_users`].
     CountUsers,
+    /// [`Store::count`].
+    Count,
 }
 
 /// A client's inventory entry as the store keeps it: field names to values
@@ -602,6 +604,22 @@ impl Store {
             match self {
                 Store::Memory(store) => Ok(store.clients().count_users(client_id)),
                 Store::Redis(store) => store.count_users(client_id).await,
+            }
+        })
+        .await
+    }
+
+    /// Adds one to the counter `key` and returns its new value. The
+    /// counter starts at 1 and is forgotten `window` after its first
+    /// increment (a fixed window: `INCR` then, on the first one, `PEXPIRE`,
+    /// atomically, on Redis), which is what a rate limit counts in. `key`
+    /// is the caller's name for the counter (`registration:…`); the store
+    /// hashes nothing into it, so keep it short.
+    pub async fn count(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        counted(Operation::Count, async {
+            match self {
+                Store::Memory(store) => store.count(key, window),
+                Store::Redis(store) => store.count(key, window).await,
             }
         })
         .await

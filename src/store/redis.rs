@@ -18,6 +18,8 @@
 //!   script names those keys itself: this layout is for one Redis, not a
 //!   cluster). These keys carry no expiry: the bound is what keeps them
 //!   finite.
+//! - `count:<name>` → a fixed-window counter (rate limits), `INCR` and, on
+//!   its first increment, `PEXPIRE`, in one script.
 //!
 //! Rotation is one Lua script (atomic on the server): read the generation,
 //! advance it if the presented one is current, otherwise mark the family
@@ -109,6 +111,15 @@ end
 return 0
 ";
 
+/// KEYS[1] the counter; ARGV[1] its window in milliseconds. Returns the
+/// new count; the first increment sets the expiry, so the window is fixed
+/// (one script: an `INCR` whose `PEXPIRE` never ran would count forever).
+const COUNT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+";
+
 /// The Redis-backed store.
 pub struct RedisStore {
     connection: ConnectionManager,
@@ -117,6 +128,7 @@ pub struct RedisStore {
     advance: Script,
     record: Script,
     add_user: Script,
+    count: Script,
     /// The URL's password as written and as decoded, kept only to scrub it
     /// from any error text (defence in depth: Redis and the client library
     /// do not echo it, and this makes sure).
@@ -218,6 +230,7 @@ impl RedisStore {
             advance: Script::new(ADVANCE),
             record: Script::new(RECORD),
             add_user: Script::new(ADD_USER),
+            count: Script::new(COUNT),
             password,
         })
     }
@@ -251,8 +264,8 @@ impl RedisStore {
                 "Redis refused the credentials: check the user and password in the URL".to_owned()
             }
             (_, Some("NOPERM")) => {
-                "the Redis user lacks a permission this proxy needs: GET, SET, EVALSHA, EVAL, \
-                 PING, HGETALL, ZREVRANGE, ZCARD and PFCOUNT on keys under store.key_prefix"
+                "the Redis user lacks a permission this proxy needs: GET, SET, INCR, PEXPIRE, EVALSHA, \
+                 EVAL, PING, HGETALL, ZREVRANGE, ZCARD and PFCOUNT on keys under store.key_prefix"
                     .to_owned()
             }
             _ if error.is_io_error() => format!("cannot reach Redis: {error}"),
@@ -499,6 +512,22 @@ impl RedisStore {
                 .query_async(&mut connection),
         )
         .await
+    }
+
+    pub(super) async fn count(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        let key = format!("{}count:{key}", self.prefix);
+        let mut connection = self.connection.clone();
+        let count: i64 = self
+            .run(
+                self.count
+                    .key(&key)
+                    .arg(ttl_ms(window))
+                    .invoke_async(&mut connection),
+            )
+            .await?;
+        u64::try_from(count).map_err(|_| {
+            StoreError::Unavailable("Redis answered a counter with a negative count".to_owned())
+        })
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {

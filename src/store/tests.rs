@@ -120,7 +120,8 @@ fn the_operation_labels_are_a_closed_snake_case_set() {
             "record_client",
             "read_clients",
             "add_user",
-            "count_users"
+            "count_users",
+            "count"
         ]
     );
 }

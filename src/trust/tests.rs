@@ -609,3 +609,85 @@ fn a_jwks_file_is_read_when_trust_is_built() {
     let good = trust_of(vec![issuer(REGISTRY, &keys)]);
     assert!(good.reconfigured(&config).is_err(), "a reload reads it too");
 }
+
+// ---------------------------------------------------------------------------
+// Registrations (/register)
+// ---------------------------------------------------------------------------
+
+fn registration(statement: Option<&str>) -> ClientMetadata {
+    let mut body = json!({
+        "client_name": "Self-declared Agent",
+        "redirect_uris": ["https://agent.example/cb"],
+    });
+    if let Some(statement) = statement {
+        body["software_statement"] = statement.into();
+    }
+    metadata::validate_registration(body.to_string().as_bytes()).expect("valid registration")
+}
+
+#[tokio::test]
+async fn a_registration_statement_vouches_without_naming_a_client_id() {
+    let keys = registry_keys();
+    let trust = trust_of(vec![issuer(REGISTRY, &keys)]);
+    let statement = keys
+        .sign(&claims(
+            json!({"client_id": null, "software_id": "agent-1"}),
+        ))
+        .unwrap();
+    let (issuer_name, overrides) = trust
+        .vet_registration(&registration(Some(&statement)))
+        .await
+        .expect("verifies")
+        .expect("vouched");
+    assert_eq!(issuer_name, REGISTRY);
+    assert_eq!(overrides["client_name"], "Vouched App");
+    assert_eq!(overrides["software_id"], "agent-1");
+    for claim in ["iss", "iat", "exp"] {
+        assert!(!overrides.contains_key(claim), "{claim}");
+    }
+    // No statement, or no issuers configured: nothing to judge.
+    assert!(
+        trust
+            .vet_registration(&registration(None))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        trust_of(Vec::new())
+            .vet_registration(&registration(Some(&statement)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_registration_statement_is_held_to_its_signature_and_the_request() {
+    let keys = registry_keys();
+    let trust = trust_of(vec![issuer(REGISTRY, &keys)]);
+    let stranger = registry_keys().sign(&claims(json!({}))).unwrap();
+    let error = trust
+        .vet_registration(&registration(Some(&stranger)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.as_str(), "unknown_key", "{error}");
+    let other_redirects = keys
+        .sign(&claims(
+            json!({"redirect_uris": ["https://evil.example/cb"]}),
+        ))
+        .unwrap();
+    let error = trust
+        .vet_registration(&registration(Some(&other_redirects)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.as_str(), "contradicts_document", "{error}");
+    let expired = keys
+        .sign(&claims(json!({"exp": NOW - 3600, "iat": NOW - 7200})))
+        .unwrap();
+    let error = trust
+        .vet_registration(&registration(Some(&expired)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.as_str(), "expired", "{error}");
+}

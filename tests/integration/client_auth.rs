@@ -126,7 +126,7 @@ async fn keys_are_fetched_once_and_then_served_from_the_cache() {
     let auth = authenticator(&world.config(origin.port()), ClientAuthLimits::default());
     let doc = document(&client, &jwks_uri);
     for _ in 0..3 {
-        auth.authenticate(&id(&client), &doc, &assertion(&k1, "k1", &client))
+        auth.authenticate(id(&client).as_str(), &doc, &assertion(&k1, "k1", &client))
             .await
             .expect("valid assertion");
     }
@@ -141,13 +141,17 @@ async fn an_unknown_kid_forces_exactly_one_refetch_and_bogus_kids_no_more() {
     let auth = authenticator(&world.config(origin.port()), ClientAuthLimits::default());
     let doc = document(&client, &jwks_uri);
 
-    auth.authenticate(&id(&client), &doc, &assertion(&k1, "k1", &client))
+    auth.authenticate(id(&client).as_str(), &doc, &assertion(&k1, "k1", &client))
         .await
         .expect("valid assertion");
     assert_eq!(fetches(&origin, "/jwks.json"), 1);
 
     let error = auth
-        .authenticate(&id(&client), &doc, &assertion(&k1, "bogus-1", &client))
+        .authenticate(
+            id(&client).as_str(),
+            &doc,
+            &assertion(&k1, "bogus-1", &client),
+        )
         .await
         .expect_err("unknown kid");
     assert_eq!(error.as_str(), "unknown_key");
@@ -161,7 +165,11 @@ async fn an_unknown_kid_forces_exactly_one_refetch_and_bogus_kids_no_more() {
     // Within the rate-limit window: neither one more bogus kid nor a burst
     // of them reaches the origin again.
     let error = auth
-        .authenticate(&id(&client), &doc, &assertion(&k1, "bogus-2", &client))
+        .authenticate(
+            id(&client).as_str(),
+            &doc,
+            &assertion(&k1, "bogus-2", &client),
+        )
         .await
         .expect_err("unknown kid");
     assert_eq!(error.as_str(), "unknown_key");
@@ -170,7 +178,9 @@ async fn an_unknown_kid_forces_exactly_one_refetch_and_bogus_kids_no_more() {
         .map(|n| {
             let (auth, client, doc) = (Arc::clone(&auth), client.clone(), doc.clone());
             let params = assertion(&k1, &format!("burst-{n}"), &client);
-            tokio::spawn(async move { auth.authenticate(&id(&client), &doc, &params).await })
+            tokio::spawn(
+                async move { auth.authenticate(id(&client).as_str(), &doc, &params).await },
+            )
         })
         .collect();
     for task in burst {
@@ -189,7 +199,7 @@ async fn concurrent_unknown_kids_share_one_refetch() {
         ClientAuthLimits::default(),
     ));
     let doc = document(&client, &jwks_uri);
-    auth.authenticate(&id(&client), &doc, &assertion(&k1, "k1", &client))
+    auth.authenticate(id(&client).as_str(), &doc, &assertion(&k1, "k1", &client))
         .await
         .expect("valid assertion");
     // The refetch is slow, so every request below arrives while it runs.
@@ -204,7 +214,9 @@ async fn concurrent_unknown_kids_share_one_refetch() {
         .map(|_| {
             let (auth, client, doc) = (Arc::clone(&auth), client.clone(), doc.clone());
             let params = assertion(&k2, "k2", &client);
-            tokio::spawn(async move { auth.authenticate(&id(&client), &doc, &params).await })
+            tokio::spawn(
+                async move { auth.authenticate(id(&client).as_str(), &doc, &params).await },
+            )
         })
         .collect();
     for task in tasks {
@@ -228,7 +240,7 @@ async fn a_rotated_key_is_found_by_a_refetch_once_the_window_has_passed() {
 
     // A kid the origin does not publish yet: one refetch, still unknown.
     let error = auth
-        .authenticate(&id(&client), &doc, &assertion(&k2, "k2", &client))
+        .authenticate(id(&client).as_str(), &doc, &assertion(&k2, "k2", &client))
         .await
         .expect_err("k2 is not published yet");
     assert_eq!(error.as_str(), "unknown_key");
@@ -236,14 +248,14 @@ async fn a_rotated_key_is_found_by_a_refetch_once_the_window_has_passed() {
 
     origin.set_route("/jwks.json", Script::json(jwks(&[&k1, &k2])));
     let error = auth
-        .authenticate(&id(&client), &doc, &assertion(&k2, "k2", &client))
+        .authenticate(id(&client).as_str(), &doc, &assertion(&k2, "k2", &client))
         .await
         .expect_err("inside the window the new key is not fetched");
     assert_eq!(error.as_str(), "unknown_key");
     assert_eq!(fetches(&origin, "/jwks.json"), 2);
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    auth.authenticate(&id(&client), &doc, &assertion(&k2, "k2", &client))
+    auth.authenticate(id(&client).as_str(), &doc, &assertion(&k2, "k2", &client))
         .await
         .expect("after the window one refetch finds the rotated key");
     assert_eq!(fetches(&origin, "/jwks.json"), 3);
@@ -260,16 +272,28 @@ async fn a_document_that_changes_its_key_source_is_honoured_at_once() {
     let auth = authenticator(&world.config(origin.port()), ClientAuthLimits::default());
 
     let before = document(&client, &old_uri);
-    auth.authenticate(&id(&client), &before, &assertion(&old, "old", &client))
-        .await
-        .expect("old key under the old document");
+    auth.authenticate(
+        id(&client).as_str(),
+        &before,
+        &assertion(&old, "old", &client),
+    )
+    .await
+    .expect("old key under the old document");
 
     let after = document(&client, &new_uri);
-    auth.authenticate(&id(&client), &after, &assertion(&new, "new", &client))
-        .await
-        .expect("new key under the new document");
+    auth.authenticate(
+        id(&client).as_str(),
+        &after,
+        &assertion(&new, "new", &client),
+    )
+    .await
+    .expect("new key under the new document");
     let error = auth
-        .authenticate(&id(&client), &after, &assertion(&old, "old", &client))
+        .authenticate(
+            id(&client).as_str(),
+            &after,
+            &assertion(&old, "old", &client),
+        )
         .await
         .expect_err("the old key no longer speaks for the client");
     assert_eq!(error.as_str(), "unknown_key");
@@ -289,7 +313,7 @@ async fn a_published_private_key_is_refused() {
     let auth = authenticator(&world.config(origin.port()), ClientAuthLimits::default());
     let error = auth
         .authenticate(
-            &id(&client),
+            id(&client).as_str(),
             &document(&client, &jwks_uri),
             &assertion(&k1, "k1", &client),
         )
@@ -324,7 +348,7 @@ async fn a_jwks_uri_resolving_to_a_refused_address_is_never_connected_to() {
         let jwks_uri = client_id(host, decoy.port(), "/jwks.json");
         let error = auth
             .authenticate(
-                &id(&client),
+                id(&client).as_str(),
                 &document(&client, &jwks_uri),
                 &assertion(&k1, "k1", &client),
             )
@@ -352,7 +376,7 @@ async fn a_jwks_uri_on_a_port_not_allowed_is_refused_before_any_lookup() {
     let jwks_uri = client_id("elsewhere.test", other_port, "/jwks.json");
     let error = auth
         .authenticate(
-            &id(&client),
+            id(&client).as_str(),
             &document(&client, &jwks_uri),
             &assertion(&k1, "k1", &client),
         )

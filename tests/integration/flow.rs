@@ -399,6 +399,8 @@ fn app_state(config_text: &str, idp: &Arc<StandInProvider>, keep: Option<&AppSta
         store,
         logos: Arc::new(LogoCache::new(Arc::clone(&egress))),
         trust: Trust::new(&config.trust, egress).expect("no issuers to read"),
+        registrar: cimd_proxy::registration::Registrar::new(&config.registration)
+            .expect("the registration endpoint"),
         config,
     }
 }
@@ -2343,3 +2345,245 @@ async fn refresh_reuse_and_a_changed_document_revoke_the_providers_grant_too() {
 /// The client inventory, its admin API, page and command (a child module:
 /// it drives the proxy through this module's harness).
 mod inventory;
+
+// ---------------------------------------------------------------------------
+// Dynamic registration (/register): the client_id is the sealed registration
+// ---------------------------------------------------------------------------
+
+const REGISTRATION_ON: &str = "[policy]\ndefault_action = \"allow\"\n\
+    [policy.registration]\naction = \"allow\"\n\
+    [registration]\nenabled = true\n";
+
+/// `POST /register` with a JSON body and, optionally, a bearer token.
+async fn register(proxy: &Proxy, body: &str, bearer: Option<&str>) -> Answer {
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(proxy.base.join("register").unwrap().as_str())
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(15),
+        proxy.http.request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("the proxy answers in time")
+    .expect("the proxy answers");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+const AGENT: &str = r#"{"client_name":"Agent","redirect_uris":["https://app.test/cb"],
+    "grant_types":["authorization_code","refresh_token"],"response_types":["code"],
+    "token_endpoint_auth_method":"none"}"#;
+
+/// The registration's client_id, from a 201.
+fn registered_client_id(answer: &Answer) -> String {
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    answer.json()["client_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_registered_client_signs_in_and_refreshes_on_any_replica_and_one_changed_byte_is_invalid_client()
+ {
+    let world = World::new().await;
+    let (origin, _) = world.valid_app().await;
+    let proxy = Proxy::start(&world, origin.port(), REGISTRATION_ON).await;
+    let other_replica = Proxy::start(&world, origin.port(), REGISTRATION_ON).await;
+
+    let discovery = proxy
+        .get(".well-known/oauth-authorization-server", &[])
+        .await
+        .json();
+    assert_eq!(
+        discovery["registration_endpoint"],
+        format!("{PROXY}/register")
+    );
+
+    let answer = register(&proxy, AGENT, None).await;
+    let client_id = registered_client_id(&answer);
+    let body = answer.json();
+    assert!(client_id.starts_with("dcr."), "{client_id}");
+    assert_eq!(body["client_name"], "Agent");
+    assert_eq!(body["token_endpoint_auth_method"], "none");
+    assert!(body["client_id_issued_at"].as_u64().is_some());
+    assert!(body["client_id_expires_at"].as_u64() > body["client_id_issued_at"].as_u64());
+
+    // Signs in and refreshes at the other replica: nothing was stored.
+    let code = other_replica.code_for(&client_id).await;
+    let tokens = exchange(&other_replica, &client_id, &code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+    let id_token = tokens.json()["id_token"].as_str().unwrap().to_owned();
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], client_id.as_str());
+    let refreshed = refresh(&other_replica, &client_id, &refresh_token_of(&tokens)).await;
+    refresh_token_of(&refreshed);
+
+    // One byte changed: invalid_client at /token, an error page at /authorize.
+    let mut altered = client_id.clone().into_bytes();
+    let middle = altered.len() / 2;
+    altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let refused = exchange(&proxy, &altered, &code).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "invalid_client");
+    assert!(
+        refused.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not a registration issued by this server"),
+        "{}",
+        refused.body
+    );
+    let page = proxy.authorize(&altered, "https://app.test/cb").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("must register again"), "{}", page.body);
+    assert!(
+        proxy.idp.token_calls().is_empty(),
+        "nothing reached the provider"
+    );
+
+    // A redirect_uri it did not register is refused as for any client.
+    let page = proxy.authorize(&client_id, "https://app.test/other").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_warned_registered_client_gets_the_self_registered_consent_page() {
+    let world = World::new().await;
+    let (origin, _) = world.valid_app().await;
+    let proxy = Proxy::start(
+        &world,
+        origin.port(),
+        "[policy]\ndefault_action = \"allow\"\n[registration]\nenabled = true\n",
+    )
+    .await;
+    let client_id = registered_client_id(&register(&proxy, AGENT, None).await);
+    let page = proxy.authorize(&client_id, "https://app.test/cb").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("registered itself"), "{}", page.body);
+    assert!(
+        page.body.contains("<strong>app.test</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&client_id));
+}
+
+#[tokio::test]
+async fn registration_refusals_limits_and_the_initial_access_token() {
+    let world = World::new().await;
+    let (origin, _) = world.valid_app().await;
+
+    // Off (the default): no endpoint, not advertised, no registration accepted.
+    let off = Proxy::start(&world, origin.port(), ALLOW).await;
+    assert_eq!(
+        register(&off, AGENT, None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let discovery = off.get(".well-known/oauth-authorization-server", &[]).await;
+    assert!(discovery.json().get("registration_endpoint").is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "let-me-register\n").unwrap();
+    let proxy = Proxy::start(
+        &world,
+        origin.port(),
+        &format!(
+            "{REGISTRATION_ON}per_source_limit = 8\nwindow_s = 2\nmax_body_bytes = 2048\n\
+             initial_access_token_file = \"{}\"\n",
+            token_file.display()
+        ),
+    )
+    .await;
+    // A registration made while it was on is refused once it is off.
+    let client_id = registered_client_id(&register(&proxy, AGENT, Some("let-me-register")).await);
+    let refused = exchange(&off, &client_id, "code").await;
+    assert_eq!(
+        refused.json()["error"],
+        "invalid_client",
+        "{}",
+        refused.body
+    );
+
+    let token = Some("let-me-register");
+    let missing = register(&proxy, AGENT, None).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED, "{}", missing.body);
+    assert_eq!(missing.json()["error"], "invalid_token");
+    assert_eq!(
+        missing.headers[header::WWW_AUTHENTICATE],
+        r#"Bearer error="invalid_token""#
+    );
+    let wrong = register(&proxy, AGENT, Some("let-me-in")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+
+    let cases = [
+        (
+            r#"{"redirect_uris":["http://app.test/cb"]}"#,
+            "invalid_redirect_uri",
+        ),
+        (
+            r#"{"redirect_uris":["https://app.test/cb"],"redirect_uris":["https://evil.test/cb"]}"#,
+            "invalid_client_metadata",
+        ),
+        (
+            r#"{"redirect_uris":["https://app.test/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
+            "invalid_client_metadata",
+        ),
+    ];
+    for (body, error) in cases {
+        let answer = register(&proxy, body, token).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.body
+        );
+        assert_eq!(answer.json()["error"], error, "{body}");
+    }
+    let large = format!(
+        r#"{{"redirect_uris":["https://app.test/cb"],"client_name":"{}"}}"#,
+        "x".repeat(3000)
+    );
+    let answer = register(&proxy, &large, token).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.json()["error"], "invalid_client_metadata");
+
+    // Eight from this address in the window (one registration, two without
+    // the token: guessing it is limited too, three refusals, the large one,
+    // and one more) have been counted: the next is limited, with
+    // Retry-After, until the window ends.
+    registered_client_id(&register(&proxy, AGENT, token).await);
+    let limited = register(&proxy, AGENT, token).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.body
+    );
+    assert_eq!(limited.headers[header::RETRY_AFTER], "2");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    registered_client_id(&register(&proxy, AGENT, token).await);
+}

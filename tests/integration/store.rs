@@ -473,3 +473,37 @@ async fn rediss_trusts_root_certs_alone_when_given_and_the_web_pki_otherwise() {
     assert!(error.to_string().contains("certificate"), "{error}");
     assert!(!error.to_string().contains(&server.password), "{error}");
 }
+
+#[tokio::test]
+async fn a_counter_is_shared_by_replicas_and_ends_with_its_window() {
+    let server = redis();
+    let _shared = server.shared().await;
+    let replicas = Replicas::new(&server.url());
+    let (a, b) = (replicas.replica(), replicas.replica());
+    let window = Duration::from_secs(60);
+
+    assert_eq!(
+        a.count("registration:source:192.0.2.1", window).await,
+        Ok(1)
+    );
+    assert_eq!(
+        b.count("registration:source:192.0.2.1", window).await,
+        Ok(2)
+    );
+    assert_eq!(
+        a.count("registration:source:192.0.2.1", window).await,
+        Ok(3)
+    );
+    assert_eq!(b.count("registration:global", window).await, Ok(1));
+
+    let mut redis = inspect(server).await;
+    let key = format!("{}count:registration:source:192.0.2.1", replicas.prefix);
+    // The window is set by the first increment and not pushed back by later ones.
+    assert_lifetime(pttl(&mut redis, &key).await, window);
+
+    let short = Duration::from_millis(300);
+    assert_eq!(a.count("registration:short", short).await, Ok(1));
+    assert_eq!(b.count("registration:short", short).await, Ok(2));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(a.count("registration:short", short).await, Ok(1));
+}
