@@ -12,6 +12,7 @@
 //! Address checks (loopback, private ranges, allowed ports) are not made here;
 //! they belong to `egress`, which sees the resolved addresses.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use url::{Host, Url};
@@ -367,6 +368,28 @@ impl ClientIdError {
     }
 }
 
+/// A client_id (or any string an outsider chose) as a log line may carry
+/// it: bounded and escaped.
+/// The common case, short printable ASCII with nothing to escape, is
+/// borrowed as is.
+pub fn loggable(value: &str) -> Cow<'_, str> {
+    let plain = value.len() <= MAX_CLIENT_ID_LEN
+        && value
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && !matches!(b, b'"' | b'\\' | b'\''));
+    if plain {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .chars()
+            .take(MAX_CLIENT_ID_LEN)
+            .collect::<String>()
+            .escape_debug()
+            .to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,5 +641,19 @@ mod tests {
         ] {
             assert!(!is_url_client_id(s), "{s}");
         }
+    }
+
+    #[test]
+    fn hostile_client_ids_are_escaped_and_bounded_for_logs() {
+        assert!(matches!(
+            loggable("https://app.example/c.json"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            loggable("https://a.example/\"x\n"),
+            "https://a.example/\\\"x\\n"
+        );
+        let long = "https://a.example/".to_owned() + &"x".repeat(10 * MAX_CLIENT_ID_LEN);
+        assert!(loggable(&long).len() <= MAX_CLIENT_ID_LEN + 1);
     }
 }

@@ -22,6 +22,7 @@ pub mod egress;
 pub mod error_code;
 pub mod flow;
 pub mod gate;
+pub mod html;
 pub mod id_token;
 pub mod inventory;
 mod jwks;

@@ -305,7 +305,7 @@ impl Shared {
             Err(error) => {
                 drop(pending);
                 tracing::info!(
-                    logo_uri = %crate::server::audit_short(url.as_str()),
+                    logo_uri = %crate::client_id::loggable(url.as_str()),
                     %error,
                     "client logo not fetched; its page shows no logo"
                 );

@@ -165,7 +165,7 @@ pub struct PolicyConfig {
     pub on_metadata_change: OnMetadataChange,
     /// `new_client_warning`: the extra warning for a client few people of
     /// the organisation have used yet (off when `None`); see `inventory`.
-    pub new_client_warning: Option<crate::inventory::NewClientWarning>,
+    pub new_client_warning: Option<NewClientWarning>,
     /// Ordered rules; the first match wins.
     pub rules: Vec<RuleConfig>,
     /// `[policy.registration]`: clients that registered themselves.
@@ -185,6 +185,18 @@ impl Default for PolicyConfig {
             registration: RegistrationPolicy::default(),
         }
     }
+}
+
+/// `policy.new_client_warning` (counted by `inventory`): a client is "new to the organisation"
+/// until `until_users` distinct users have completed a sign-in with it or
+/// it was first seen `until_days` days ago, whichever comes first. While
+/// it is, its consent page says so, and an `allow` shows the page too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewClientWarning {
+    /// Distinct users (the provider's `sub`, counted as digests).
+    pub until_users: u64,
+    /// Days since the client was first seen.
+    pub until_days: u64,
 }
 
 /// `[policy] on_metadata_change`: what `/token` does when the client's

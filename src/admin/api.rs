@@ -330,7 +330,7 @@ impl ClientsAdmin {
                 target: "audit",
                 event = "admin",
                 action = kind,
-                client_id = %crate::server::audit_short(client_id),
+                client_id = %crate::client_id::loggable(client_id),
             );
         }
         result

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::api::{Action, AdminError, ClientsAdmin, parse_list_query};
+use crate::html::{CSS, content_security_policy, html_response};
 use crate::inventory::{ClientRecord, ago};
-use crate::server::pages::{CSS, content_security_policy, html_response};
 
 /// The decisions the filter offers ("" is any).
 const DECISIONS: [&str; 6] = ["", "allow", "warn", "deny", "refused", "pass_through"];

@@ -1121,8 +1121,8 @@ fn read_policy(
 fn read_new_client_warning(
     section: &mut Section<'_>,
     problems: &mut Vec<Problem>,
-) -> crate::inventory::NewClientWarning {
-    crate::inventory::NewClientWarning {
+) -> crate::policy::NewClientWarning {
+    crate::policy::NewClientWarning {
         until_users: section
             .get_between("until_users", 1, 1_000_000_000, problems)
             .unwrap_or(100),

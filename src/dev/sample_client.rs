@@ -439,7 +439,7 @@ pub(super) fn page(status: StatusCode, template: &impl Template) -> Response {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    crate::server::pages::html_response(status, html, content_security_policy())
+    crate::html::html_response(status, html, content_security_policy())
 }
 
 async fn home(State(client): State<Arc<SampleClient>>) -> Response {

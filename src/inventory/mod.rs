@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::admission::{Admitted, Client, Origin, Refusal};
 use crate::cache::CachedDocument;
 use crate::metrics::METRICS;
+pub use crate::policy::NewClientWarning;
 use crate::policy::{Decision, Reason};
 use crate::store::{Backend, ClientFields, ClientWrite, FIRST_SEEN, LAST_SEEN, Store, StoreError};
 
@@ -47,18 +48,6 @@ impl Default for InventoryConfig {
             max_entries: 10_000,
         }
     }
-}
-
-/// `policy.new_client_warning`: a client is "new to the organisation"
-/// until `until_users` distinct users have completed a sign-in with it or
-/// it was first seen `until_days` days ago, whichever comes first. While
-/// it is, its consent page says so, and an `allow` shows the page too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewClientWarning {
-    /// Distinct users (the provider's `sub`, counted as digests).
-    pub until_users: u64,
-    /// Days since the client was first seen.
-    pub until_days: u64,
 }
 
 /// Why the new-client warning applies: what the consent page tells.

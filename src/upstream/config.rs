@@ -53,57 +53,6 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// `[upstream] profile`: which provider the proxy stands in front of. A
-/// profile is only a set of defaults for the other `[upstream]` keys,
-/// resolved into a [`Translation`] at load.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::IntoStaticStr,
-)]
-#[strum(serialize_all = "snake_case")]
-pub enum Profile {
-    /// A textbook OAuth 2.1 / RFC 8707 provider: today's behaviour.
-    #[default]
-    Generic,
-    /// Microsoft Entra ID (the v2.0 endpoints).
-    Entra,
-    /// An Okta custom authorization server.
-    Okta,
-    /// Google's OAuth 2.0 for web server applications.
-    Google,
-    /// Keycloak.
-    Keycloak,
-    /// Auth0.
-    Auth0,
-}
-
-impl Profile {
-    /// The profile's name as configured.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-/// `[upstream] resource_parameter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::VariantNames)]
-#[strum(serialize_all = "snake_case")]
-pub enum ResourceParameter {
-    /// Pass `resource` to the provider (authorization and token requests).
-    #[default]
-    Forward,
-    /// Remove it (Entra ID's v2 endpoint refuses it; Okta and Google ignore it).
-    Drop,
-    /// Send it as `audience` on the authorization request (Auth0).
-    Audience,
-}
-
 /// `[upstream.clients.NAME]`: one application registered at the provider.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamClient {

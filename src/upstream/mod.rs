@@ -38,17 +38,14 @@ use url::Url;
 
 use crate::error_code::OAuthErrorCode;
 use crate::jwks::{self, KeySetPolicy, KeySetSlot, WhenRefetchFails};
-pub use config::{
-    Profile, RedirectMode, RelayedClient, ResourceParameter, UpstreamAuthMethod, UpstreamClient,
-    UpstreamConfig,
-};
+pub use config::{RedirectMode, RelayedClient, UpstreamAuthMethod, UpstreamClient, UpstreamConfig};
 use credentials::{Credential, LoadedClient};
 pub use discovery::{oauth_authorization_server_url, openid_configuration_url};
 use http::HttpClient;
 pub use identity_provider::IdentityProvider;
 pub use translate::{
-    Grant, Leg, OIDC_SCOPES, TargetError, Translation, UpstreamRequest, may_refresh,
-    normalise_resource,
+    Grant, Leg, OIDC_SCOPES, Profile, ResourceParameter, TargetError, Translation, UpstreamRequest,
+    may_refresh, normalise_resource,
 };
 
 /// The provider's metadata: what discovery found, with the configured

@@ -163,7 +163,7 @@ test('direct mode: the provider lands the user on the client, and /token redeems
   assert.equal(res.json.token_type?.toLowerCase(), 'bearer');
   assert.ok(res.json.access_token);
   assert.ok(res.json.refresh_token, 'a refresh token (offline_access)');
-  assert.match(res.json.refresh_token, /^v1\./, 'the refresh token is sealed by the proxy');
+  assert.match(res.json.refresh_token, /^v2\./, 'the refresh token is sealed by the proxy');
   assert.match(res.headers.get('cache-control') ?? '', /no-store/);
 
   // The id_token is the proxy's: signed with its key, for the CIMD client, with the client's nonce.
