@@ -100,7 +100,7 @@ pub fn redirect_uri(id: &str) -> String {
     format!("https://app-{id}.bench.example/oauth/callback")
 }
 
-fn token_client_document(client_id: &str, id: &str, origin: &str) -> String {
+pub fn token_client_document(client_id: &str, id: &str, origin: &str) -> String {
     json!({
         "client_id": client_id,
         "client_name": format!("Bench Confidential Client {id}"),
@@ -130,6 +130,33 @@ fn rsa_jwk(key: &rsa::RsaPublicKey, kid: &str) -> Value {
 
 fn new_rsa_key() -> rsa::RsaPrivateKey {
     rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("generate RSA key")
+}
+
+/// The code `/callback` would seal for `client_id` (whose document is
+/// `document`, as the document host serves it): the library's own
+/// payload, bound to that document, under the proxy's key.
+pub fn sealed_code(sealer: &cimd_proxy::Sealer, client_id: &str, document: &str, n: u64) -> String {
+    use cimd_proxy::flow::{MetadataFingerprint, RedirectUri, SealedCode};
+    let parsed = cimd_proxy::client_id::ClientIdUrl::parse(client_id).expect("a bench client_id");
+    let metadata =
+        cimd_proxy::metadata::validate(&parsed, document.as_bytes()).expect("a valid document");
+    let scope = "openid profile email offline_access";
+    sealer.seal(
+        cimd_proxy::Purpose::Code,
+        Duration::from_secs(600),
+        &SealedCode {
+            upstream_code: format!("upstream-code-{n:012}"),
+            client_id: client_id.to_owned(),
+            redirect_uri: RedirectUri::only(&metadata).expect("one redirect URI"),
+            redirect_uri_asked: true,
+            nonce: Some(BENCH_NONCE.to_owned()),
+            scope: scope.to_owned(),
+            upstream_client: "main".to_owned(),
+            granted_scope: scope.to_owned(),
+            resource: None,
+            metadata: Some(MetadataFingerprint::of(&metadata)),
+        },
+    )
 }
 
 /// Signs a JWT with RS256 (ring).

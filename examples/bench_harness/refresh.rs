@@ -13,26 +13,13 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::fixtures::{BENCH_NONCE, redirect_uri};
+use crate::fixtures::{client_document, redirect_uri, sealed_code};
 use crate::net::{Conn, enc};
-
-/// The payload `/callback` seals into a code (`flow::SealedCode`).
-#[derive(Serialize)]
-struct SealedCode<'a> {
-    upstream_code: &'a str,
-    client_id: &'a str,
-    redirect_uri: &'a str,
-    redirect_uri_asked: bool,
-    nonce: Option<&'a str>,
-    scope: &'a str,
-    upstream_client: &'a str,
-}
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
@@ -63,20 +50,8 @@ pub async fn prepare(
         let id = format!("r{}", n % clients);
         let client_id = format!("{origin}/c/{id}.json");
         let redirect = redirect_uri(&id);
-        let upstream_code = format!("upstream-code-{n:012}");
-        let code = sealer.seal(
-            cimd_proxy::Purpose::Code,
-            Duration::from_secs(600),
-            &SealedCode {
-                upstream_code: &upstream_code,
-                client_id: &client_id,
-                redirect_uri: &redirect,
-                redirect_uri_asked: true,
-                nonce: Some(BENCH_NONCE),
-                scope: "openid profile email offline_access",
-                upstream_client: "main",
-            },
-        );
+        let document = client_document(&client_id, &id, &origin);
+        let code = sealed_code(&sealer, &client_id, &document, n as u64);
         let body = format!(
             "grant_type=authorization_code&code={}&code_verifier={VERIFIER}&redirect_uri={}\
              &client_id={}",

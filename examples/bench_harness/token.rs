@@ -11,50 +11,26 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::fixtures::{BENCH_NONCE, CLIENT_KID, redirect_uri, sign_rs256};
+use crate::fixtures::{CLIENT_KID, redirect_uri, sealed_code, sign_rs256, token_client_document};
 use crate::net::{Conn, enc};
-
-/// The payload `/callback` seals into a code (`flow::SealedCode`).
-#[derive(Serialize)]
-struct SealedCode<'a> {
-    upstream_code: &'a str,
-    client_id: &'a str,
-    redirect_uri: &'a str,
-    nonce: Option<&'a str>,
-    scope: &'a str,
-    upstream_client: &'a str,
-}
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 fn body(
     sealer: &cimd_proxy::Sealer,
     key: &ring::signature::RsaKeyPair,
-    client_id: &str,
-    id: &str,
+    (client_id, id, origin): (&str, &str, &str),
     audience: &str,
     n: u64,
 ) -> String {
     let redirect = redirect_uri(id);
-    let upstream_code = format!("upstream-code-{n:012}");
-    let code = sealer.seal(
-        cimd_proxy::Purpose::Code,
-        Duration::from_secs(600),
-        &SealedCode {
-            upstream_code: &upstream_code,
-            client_id,
-            redirect_uri: &redirect,
-            nonce: Some(BENCH_NONCE),
-            scope: "openid profile email offline_access",
-            upstream_client: "main",
-        },
-    );
+    let document = token_client_document(client_id, id, origin);
+    let code = sealed_code(sealer, client_id, &document, n);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -120,8 +96,7 @@ pub async fn prepare(
         let request = body(
             &sealer,
             &key,
-            &client_id,
-            &id,
+            (&client_id, &id, &origin),
             &audience,
             1_000_000_000 + i as u64,
         );
@@ -156,14 +131,14 @@ pub async fn prepare(
     let lines: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (sealer, key, audience) = (&sealer, &key, &audience);
+                let (sealer, key, audience, origin) = (&sealer, &key, &audience, &origin);
                 let client = &client;
                 scope.spawn(move || {
                     (t..bodies)
                         .step_by(threads)
                         .map(|n| {
                             let (client_id, id) = client(n % clients);
-                            body(sealer, key, &client_id, &id, audience, n as u64)
+                            body(sealer, key, (&client_id, &id, origin), audience, n as u64)
                         })
                         .collect::<Vec<_>>()
                 })

@@ -34,40 +34,31 @@ use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, no_store};
 use super::params::Params;
 use super::token::{
-    admit_and_authenticate, client_auth_of, is_form, provider_unavailable, revoke_upstream,
+    admit_and_authenticate, client_auth_of, form_params, provider_unavailable, revoke_upstream,
     store_unavailable,
 };
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::is_url_client_id;
 use crate::flow::SealedRefresh;
+use crate::registration::is_registered_client_id;
 use crate::seal::SealError;
 use crate::upstream::Revocation;
 
 /// Handles `POST /revoke`.
 pub async fn revoke(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_form(&headers) {
-        return TokenError::new(
-            OAuthErrorCode::InvalidRequest,
-            "the body must be application/x-www-form-urlencoded",
-        )
-        .into_response();
-    }
-    let params = match Params::parse(&body) {
+    let params = match form_params(&headers, &body) {
         Ok(params) => params,
-        Err(error) => {
-            return TokenError::new(OAuthErrorCode::InvalidRequest, error.to_string())
-                .into_response();
-        }
+        Err(error) => return error.into_response(),
     };
     let auth = client_auth_of(&params);
     let client_id = match ClientAuthenticator::claimed_client_id(&auth) {
-        Ok(Some(id)) if is_url_client_id(&id) => id,
+        Ok(Some(id)) if is_url_client_id(&id) || is_registered_client_id(&id) => id,
         Ok(_) => {
             // A pre-registered client revokes at the provider, where its
             // tokens come from: the proxy never saw them.
             return TokenError::new(
                 OAuthErrorCode::InvalidClient,
-                "only clients identified by a metadata document URL revoke here",
+                "only clients identified by a metadata document URL, or registered at /register, revoke here",
             )
             .into_response();
         }

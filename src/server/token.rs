@@ -63,21 +63,26 @@ pub(super) fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Handles `POST /token`.
-pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_form(&headers) {
-        count("", "invalid_request");
-        return TokenError::new(
+/// A token endpoint's body (`/token`, `/revoke`): a form, and only a form
+/// (RFC 6749 §3.2, RFC 7009 §2.1), with strict parameters.
+pub(super) fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, TokenError> {
+    if !is_form(headers) {
+        return Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
             "the body must be application/x-www-form-urlencoded",
-        )
-        .into_response();
+        ));
     }
-    let params = match Params::parse(&body) {
+    Params::parse(body)
+        .map_err(|error| TokenError::new(OAuthErrorCode::InvalidRequest, error.to_string()))
+}
+
+/// Handles `POST /token`.
+pub async fn token(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match form_params(&headers, &body) {
         Ok(params) => params,
         Err(error) => {
-            return TokenError::new(OAuthErrorCode::InvalidRequest, error.to_string())
-                .into_response();
+            count("", "invalid_request");
+            return error.into_response();
         }
     };
     let auth = client_auth_of(&params);
