@@ -133,9 +133,14 @@ fn new_rsa_key() -> rsa::RsaPrivateKey {
 }
 
 /// The code `/callback` would seal for `client_id` (whose document is
-/// `document`, as the document host serves it): the library's own
-/// payload, bound to that document, under the proxy's key.
-pub fn sealed_code(sealer: &cimd_proxy::Sealer, client_id: &str, document: &str, n: u64) -> String {
+/// `document`, as the document host serves it) and its `redirect`: the
+/// library's own payload, bound to that document, under the proxy's key.
+pub fn sealed_code(
+    sealer: &cimd_proxy::Sealer,
+    (client_id, document): (&str, &str),
+    redirect: &str,
+    n: u64,
+) -> String {
     use cimd_proxy::flow::{MetadataFingerprint, RedirectUri, SealedCode};
     let parsed = cimd_proxy::client_id::ClientIdUrl::parse(client_id).expect("a bench client_id");
     let metadata =
@@ -147,7 +152,7 @@ pub fn sealed_code(sealer: &cimd_proxy::Sealer, client_id: &str, document: &str,
         &SealedCode {
             upstream_code: format!("upstream-code-{n:012}"),
             client_id: client_id.to_owned(),
-            redirect_uri: RedirectUri::only(&metadata).expect("one redirect URI"),
+            redirect_uri: RedirectUri::registered(&metadata, redirect).expect("registered"),
             redirect_uri_asked: true,
             nonce: Some(BENCH_NONCE.to_owned()),
             scope: scope.to_owned(),

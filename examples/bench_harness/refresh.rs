@@ -51,7 +51,7 @@ pub async fn prepare(
         let client_id = format!("{origin}/c/{id}.json");
         let redirect = redirect_uri(&id);
         let document = client_document(&client_id, &id, &origin);
-        let code = sealed_code(&sealer, &client_id, &document, n as u64);
+        let code = sealed_code(&sealer, (&client_id, &document), &redirect, n as u64);
         let body = format!(
             "grant_type=authorization_code&code={}&code_verifier={VERIFIER}&redirect_uri={}\
              &client_id={}",

@@ -30,7 +30,7 @@ fn body(
 ) -> String {
     let redirect = redirect_uri(id);
     let document = token_client_document(client_id, id, origin);
-    let code = sealed_code(sealer, client_id, &document, n);
+    let code = sealed_code(sealer, (client_id, &document), &redirect, n);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
