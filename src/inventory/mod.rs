@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admitted, Client, Origin, Refusal};
-use crate::cache::CachedDocument;
+use crate::cache::{CacheStatus, CachedDocument};
 use crate::metrics::METRICS;
 pub use crate::policy::NewClientWarning;
 use crate::policy::{Decision, Reason};
@@ -275,7 +275,17 @@ impl Inventory {
 
     /// `/authorize` admitted a client: a sign-in started.
     pub fn admitted(&self, client_id: &str, admitted: &Admitted<'_>) {
-        let mut set = describe(&admitted.client);
+        // What the document says changes only when it is fetched: a cache
+        // hit (the hot path) records the sighting and the decision alone.
+        let client = &admitted.client;
+        let mut set = if client
+            .document()
+            .is_some_and(|resolved| resolved.status == CacheStatus::Hit)
+        {
+            Vec::from(kind_and_host(client))
+        } else {
+            describe(client)
+        };
         set.extend(decided(&admitted.decision));
         set.push((field::LAST_OUTCOME, "ok".to_owned()));
         if let Some(upstream) = admitted.upstream {
@@ -551,19 +561,24 @@ fn user_digest(issuer: &str, sub: &str) -> [u8; 16] {
 }
 
 /// What the client's document and cache entry say.
+/// What kind of client it is, and its host: written with every sighting,
+/// so an entry made on a cache hit still says what it is.
+fn kind_and_host(client: &Client) -> [(&'static str, String); 2] {
+    let kind = match client.origin {
+        Origin::Document(_) => "cimd",
+        Origin::Relayed => "relayed",
+        Origin::Registration(_) => "registration",
+    };
+    [
+        (field::KIND, kind.to_owned()),
+        (field::HOST, client.host().to_owned()),
+    ]
+}
+
 fn describe(client: &Client) -> Vec<(&'static str, String)> {
     let metadata = &client.metadata;
-    let mut set = vec![
-        (
-            field::KIND,
-            match client.origin {
-                Origin::Document(_) => "cimd",
-                Origin::Relayed => "relayed",
-                Origin::Registration(_) => "registration",
-            }
-            .to_owned(),
-        ),
-        (field::HOST, client.host().to_owned()),
+    let mut set = Vec::from(kind_and_host(client));
+    set.extend([
         (
             field::AUTH_METHOD,
             metadata.token_endpoint_auth_method.as_str().to_owned(),
@@ -588,7 +603,7 @@ fn describe(client: &Client) -> Vec<(&'static str, String)> {
             field::VOUCHED_BY,
             client.vouched_by().unwrap_or_default().to_owned(),
         ),
-    ];
+    ]);
     if let Some(resolved) = client.document() {
         set.extend(cache_state(&resolved.document));
     }
