@@ -155,6 +155,8 @@ enum Command {
         #[arg(long)]
         max_fetches: u64,
         #[arg(long)]
+        max_logo_fetches: u64,
+        #[arg(long)]
         out: PathBuf,
     },
     /// Scenario 6's bodies: sealed codes and RS256 assertions, one jti each.
@@ -330,6 +332,7 @@ async fn main() {
             attack_conns,
             proxy_pid,
             max_fetches,
+            max_logo_fetches,
             out,
         } => {
             let result = scenarios::flood(scenarios::FloodArgs {
@@ -347,6 +350,7 @@ async fn main() {
                 attack_conns,
                 proxy_pid,
                 max_fetches,
+                max_logo_fetches,
             })
             .await;
             write_json(&out, &result);

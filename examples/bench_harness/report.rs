@@ -140,6 +140,7 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     let redirected = num(&stampede, &["redirected"]);
     let requests = num(&stampede, &["requests"]);
     let max_fetches = num(&flood, &["max_concurrent_fetches"]);
+    let max_logo_fetches = num(&flood, &["max_concurrent_logo_fetches"]);
     let slow_max = num(&flood, &["slow_host", "max_open_connections"]);
     let gauge_max = num(&flood, &["proxy", "max_fetches_in_flight_sampled"]);
     let refused = num(&flood, &["attack", "refused_fetch_overloaded"]);
@@ -187,8 +188,8 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     );
     let _ = writeln!(
         md,
-        "| 4 | flood: outbound fetches in flight | ≤ `max_concurrent_fetches` ({max_fetches:.0}) | at most {slow_max:.0} connections open at the slow host; proxy gauge max {gauge_max:.0} | {} |",
-        met(slow_max <= max_fetches && gauge_max <= max_fetches)
+        "| 4 | flood: outbound fetches in flight | documents ≤ `max_concurrent_fetches` ({max_fetches:.0}); at a host, with the logo permits (`max_concurrent_logo_fetches`, {max_logo_fetches:.0}) | at most {slow_max:.0} connections open at the slow host; proxy gauge (documents) max {gauge_max:.0} | {} |",
+        met(slow_max <= max_fetches + max_logo_fetches && gauge_max <= max_fetches)
     );
     let _ = writeln!(
         md,

@@ -386,6 +386,8 @@ pub struct FloodArgs {
     pub attack_conns: usize,
     pub proxy_pid: u32,
     pub max_fetches: u64,
+    /// `fetch.max_concurrent_logo_fetches`: the logo permits, apart.
+    pub max_logo_fetches: u64,
 }
 
 /// Scenario 4: real users on cached clients, first alone, then while an
@@ -518,6 +520,7 @@ pub async fn flood(a: FloodArgs) -> Value {
     json!({
         "seconds": a.seconds,
         "max_concurrent_fetches": a.max_fetches,
+        "max_concurrent_logo_fetches": a.max_logo_fetches,
         "users": { "rate": a.user_rate, "connections": a.user_conns, "calm": calm, "under_attack": under_attack },
         "attack": {
             "rate": a.attack_rate,
