@@ -2464,6 +2464,32 @@ async fn a_registered_client_signs_in_and_refreshes_on_any_replica_and_one_chang
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
 }
 
+/// A registered client's tokens are the proxy's: it revokes them at
+/// `/revoke` like a CIMD client (regression: `/revoke` took only URL
+/// client_ids).
+#[tokio::test]
+async fn a_registered_client_revokes_its_refresh_token_at_revoke() {
+    let world = World::new().await;
+    let (origin, _) = world.valid_app().await;
+    let proxy = Proxy::start(&world, origin.port(), REGISTRATION_ON).await;
+    let client_id = registered_client_id(&register(&proxy, AGENT, None).await);
+    let code = proxy.code_for(&client_id).await;
+    let tokens = exchange(&proxy, &client_id, &code).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+    let refresh_token = refresh_token_of(&tokens);
+    let answer = revoke(
+        &proxy,
+        &[
+            ("token", refresh_token.as_str()),
+            ("client_id", client_id.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let refused = refresh(&proxy, &client_id, &refresh_token).await;
+    assert_eq!(refused.json()["error"], "invalid_grant", "{}", refused.body);
+}
+
 #[tokio::test]
 async fn a_warned_registered_client_gets_the_self_registered_consent_page() {
     let world = World::new().await;
