@@ -351,7 +351,7 @@ impl Inventory {
         };
         let store = Arc::clone(&self.store);
         let client_id = client_id.to_owned();
-        tokio::spawn(async move { apply(&store, &client_id, &write).await });
+        tokio::spawn(async move { apply(&store, &client_id, write).await });
     }
 
     /// A user signed in with the client: the provider's verified id_token
@@ -387,7 +387,7 @@ impl Inventory {
         };
         let store = Arc::clone(&self.store);
         let client_id = client_id.to_owned();
-        tokio::spawn(async move { apply(&store, &client_id, &write).await });
+        tokio::spawn(async move { apply(&store, &client_id, write).await });
     }
 
     /// The operator refreshed or invalidated the client's document: the
@@ -519,14 +519,14 @@ struct OwnedWrite {
     max_entries: usize,
 }
 
-async fn apply(store: &Store, client_id: &str, write: &OwnedWrite) {
+async fn apply(store: &Store, client_id: &str, write: OwnedWrite) {
     let result = store
         .record_client(&ClientWrite {
             client_id,
             now_ms: write.now_ms,
             sighting: true,
-            set: write.set.clone(),
-            increment: write.increment.clone(),
+            set: write.set,
+            increment: write.increment,
             max_entries: write.max_entries,
         })
         .await;

@@ -114,7 +114,13 @@ impl Clients {
 /// Sets and increments a write's fields, as `HSET` and `HINCRBY` do.
 fn apply_fields(fields: &mut ClientFields, write: &ClientWrite<'_>) {
     for (name, value) in &write.set {
-        fields.insert((*name).to_owned(), value.clone());
+        // Most writes change fields the entry already has: no new key then.
+        match fields.get_mut(*name) {
+            Some(held) => value.clone_into(held),
+            None => {
+                fields.insert((*name).to_owned(), value.clone());
+            }
+        }
     }
     for (name, by) in &write.increment {
         let field = fields.entry(name.clone()).or_default();
