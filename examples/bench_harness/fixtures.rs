@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,6 +130,37 @@ fn rsa_jwk(key: &rsa::RsaPublicKey, kid: &str) -> Value {
 
 fn new_rsa_key() -> rsa::RsaPrivateKey {
     rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("generate RSA key")
+}
+
+/// A sealer with the proxy's key (`seal.key` in the work directory), to
+/// seal codes as `/callback` does.
+pub fn proxy_sealer(dir: &Path) -> cimd_proxy::Sealer {
+    let seal_key = std::fs::read_to_string(dir.join("seal.key")).expect("read seal.key");
+    let key_bytes: [u8; 32] = B64
+        .decode(seal_key.trim())
+        .expect("seal key is base64url")
+        .try_into()
+        .expect("seal key is 32 bytes");
+    cimd_proxy::Sealer::new(vec![key_bytes]).expect("sealer")
+}
+
+/// Writes `lines` round-robin over `files` files (`PREFIX.0`,
+/// `PREFIX.1`, ...), one per wrk thread's Lua state.
+pub fn write_spread(lines: &[String], files: usize, prefix: &Path) {
+    use std::io::Write as _;
+    let mut writers: Vec<_> = (0..files)
+        .map(|f| {
+            std::io::BufWriter::new(
+                std::fs::File::create(format!("{}.{f}", prefix.display())).expect("bodies file"),
+            )
+        })
+        .collect();
+    for (n, line) in lines.iter().enumerate() {
+        writeln!(writers[n % files], "{line}").expect("write a body");
+    }
+    for mut writer in writers {
+        writer.flush().expect("flush bodies");
+    }
 }
 
 /// The code `/callback` would seal for `client_id` (whose document is

@@ -10,15 +10,13 @@
 //! from its first generation to its second: the store's `family_status` and
 //! `advance_family` on every request.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::fixtures::{client_document, redirect_uri, sealed_code};
+use crate::fixtures::{client_document, proxy_sealer, redirect_uri, sealed_code, write_spread};
 use crate::net::{Conn, enc};
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -38,13 +36,7 @@ pub async fn prepare(
     files: usize,
     prefix: &Path,
 ) -> Value {
-    let seal_key = std::fs::read_to_string(dir.join("seal.key")).expect("read seal.key");
-    let key_bytes: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(seal_key.trim())
-        .expect("seal key is base64url")
-        .try_into()
-        .expect("seal key is 32 bytes");
-    let sealer = cimd_proxy::Sealer::new(vec![key_bytes]).expect("sealer");
+    let sealer = proxy_sealer(dir);
     let origin = format!("https://{docs}");
     let exchange = |n: usize| {
         let id = format!("r{}", n % clients);
@@ -110,19 +102,7 @@ pub async fn prepare(
     let exchange_s = started.elapsed().as_secs_f64();
     let failures: usize = done.iter().map(|(_, failures)| failures).sum();
     let lines: Vec<String> = done.into_iter().flat_map(|(lines, _)| lines).collect();
-    let mut writers: Vec<_> = (0..files)
-        .map(|f| {
-            std::io::BufWriter::new(
-                std::fs::File::create(format!("{}.{f}", prefix.display())).expect("bodies file"),
-            )
-        })
-        .collect();
-    for (n, line) in lines.iter().enumerate() {
-        writeln!(writers[n % files], "{line}").expect("write a body");
-    }
-    for mut writer in writers {
-        writer.flush().expect("flush bodies");
-    }
+    write_spread(&lines, files, prefix);
     json!({
         "clients": clients,
         "bodies": lines.len(),

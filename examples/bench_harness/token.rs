@@ -8,15 +8,16 @@
 //! Before the load, one request per client is sent, so the documents and
 //! key sets are cached when the measurement starts.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::fixtures::{CLIENT_KID, redirect_uri, sealed_code, sign_rs256, token_client_document};
+use crate::fixtures::{
+    CLIENT_KID, proxy_sealer, redirect_uri, sealed_code, sign_rs256, token_client_document,
+    write_spread,
+};
 use crate::net::{Conn, enc};
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -69,13 +70,7 @@ pub async fn prepare(
     files: usize,
     prefix: &Path,
 ) -> Value {
-    let seal_key = std::fs::read_to_string(dir.join("seal.key")).expect("read seal.key");
-    let key_bytes: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(seal_key.trim())
-        .expect("seal key is base64url")
-        .try_into()
-        .expect("seal key is 32 bytes");
-    let sealer = cimd_proxy::Sealer::new(vec![key_bytes]).expect("sealer");
+    let sealer = proxy_sealer(dir);
     let key = ring::signature::RsaKeyPair::from_pkcs8(
         &std::fs::read(dir.join("client-key.der")).expect("read client-key.der"),
     )
@@ -150,19 +145,7 @@ pub async fn prepare(
             .collect()
     });
     let generation_s = started.elapsed().as_secs_f64();
-    let mut writers: Vec<_> = (0..files)
-        .map(|f| {
-            std::io::BufWriter::new(
-                std::fs::File::create(format!("{}.{f}", prefix.display())).expect("bodies file"),
-            )
-        })
-        .collect();
-    for (n, line) in lines.iter().enumerate() {
-        writeln!(writers[n % files], "{line}").expect("write a body");
-    }
-    for mut writer in writers {
-        writer.flush().expect("flush bodies");
-    }
+    write_spread(&lines, files, prefix);
     json!({
         "clients": clients,
         "bodies": bodies,
