@@ -172,6 +172,12 @@ export async function startProxy(o) {
     if (exited) {
       await sleep(50);
       const stderr = existsSync(stderrFile) ? readFileSync(stderrFile, 'utf8') : '';
+      // freePort() closes the port it found before the proxy binds it: another process on the
+      // machine may take it in between. Ports we chose are chosen again; ports a test chose are not.
+      const retries = o.bindRetries ?? 0;
+      if (stderr.includes('Address already in use') && o.port === undefined && o.adminPort === undefined && retries < 3) {
+        return startProxy({ ...o, bindRetries: retries + 1 });
+      }
       throw new Error(`proxy ${o.name} exited (${JSON.stringify(exited)}) before it was healthy:\n${stderr.slice(-3000)}`);
     }
     try {
