@@ -14,14 +14,16 @@
 //! decisions and cache times. The users of a client are counted in a
 //! HyperLogLog of digests (`PFADD`), for the new-client warning.
 //!
-//! Writes are sightings, sent from each entrance (one hook each) in a task
-//! of their own: a slow or failing store never delays or fails a sign-in;
-//! a failed write is counted in `cimd_proxy_inventory_write_failures_total`
-//! and logged.
+//! Writes are sightings, sent from each entrance (one hook each), merged
+//! per client and written in batches ([`batch`]): a slow or failing store
+//! never delays or fails a sign-in; a failed write is counted in
+//! `cimd_proxy_inventory_write_failures_total` and logged.
 
+mod batch;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,7 +32,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admitted, Client, Origin, Refusal};
 use crate::cache::{CacheStatus, CachedDocument};
-use crate::metrics::METRICS;
 pub use crate::policy::NewClientWarning;
 use crate::policy::{Decision, Reason};
 use crate::store::{Backend, ClientFields, ClientWrite, FIRST_SEEN, LAST_SEEN, Store, StoreError};
@@ -188,16 +189,21 @@ pub struct ClientPage {
     pub shared: bool,
 }
 
+use batch::{Batcher, Field};
+pub use batch::{INTERVAL as BATCH_INTERVAL, MAX_WAITING};
+
 /// The inventory over the shared store.
 #[derive(Debug, Clone)]
 pub struct Inventory {
     store: Arc<Store>,
     config: InventoryConfig,
+    batcher: Arc<Batcher>,
 }
 
 /// What happened, for the counters.
 enum Event {
     Started,
+    Completed,
     Refused(&'static str),
 }
 
@@ -260,7 +266,18 @@ pub fn rule_of(decision: &Decision) -> String {
 impl Inventory {
     /// The inventory in `store`, bounded by `config`.
     pub fn new(store: Arc<Store>, config: InventoryConfig) -> Self {
-        Inventory { store, config }
+        let batcher = Arc::new(Batcher::new(Arc::clone(&store), config.max_entries));
+        Inventory {
+            store,
+            config,
+            batcher,
+        }
+    }
+
+    /// Writes every sighting still waiting in this process (at shutdown;
+    /// reads of the inventory do it themselves).
+    pub async fn flush(&self) {
+        self.batcher.flush().await;
     }
 
     /// Whether every replica sharing the store sees this inventory.
@@ -287,9 +304,9 @@ impl Inventory {
             describe(client)
         };
         set.extend(decided(&admitted.decision));
-        set.push((field::LAST_OUTCOME, "ok".to_owned()));
+        set.push((field::LAST_OUTCOME, Cow::Borrowed("ok")));
         if let Some(upstream) = admitted.upstream {
-            set.push((field::UPSTREAM_CLIENT, upstream.name.to_owned()));
+            set.push((field::UPSTREAM_CLIENT, Cow::Borrowed(upstream.name)));
         }
         self.write(client_id, set, Event::Started);
     }
@@ -305,8 +322,8 @@ impl Inventory {
             // does not open (anyone can make either by the thousand).
             Refusal::InvalidClientId(_) | Refusal::Registration(_) => return,
             Refusal::Client { client, .. } => {
-                set.push((field::KIND, "cimd".to_owned()));
-                set.push((field::HOST, client.host_str().to_owned()));
+                set.push((field::KIND, Cow::Borrowed("cimd")));
+                set.push((field::HOST, Cow::Borrowed(client.host_str())));
             }
             Refusal::Denied(denied) => {
                 set.extend(describe(&denied.client));
@@ -317,9 +334,9 @@ impl Inventory {
             }
         }
         if !matches!(refusal, Refusal::Denied(_)) {
-            set.push((field::LAST_DECISION, "refused".to_owned()));
+            set.push((field::LAST_DECISION, Cow::Borrowed("refused")));
         }
-        set.push((field::LAST_OUTCOME, outcome.to_owned()));
+        set.push((field::LAST_OUTCOME, Cow::Borrowed(outcome)));
         self.write(client_id, set, Event::Refused(outcome));
     }
 
@@ -334,60 +351,34 @@ impl Inventory {
             return;
         }
         let set = vec![
-            (field::KIND, "pre_registered".to_owned()),
-            (field::LAST_DECISION, "pass_through".to_owned()),
-            (field::LAST_OUTCOME, "pass_through".to_owned()),
+            (field::KIND, Cow::Borrowed("pre_registered")),
+            (field::LAST_DECISION, Cow::Borrowed("pass_through")),
+            (field::LAST_OUTCOME, Cow::Borrowed("pass_through")),
         ];
         self.write(client_id, set, Event::Started);
     }
 
     /// A sign-in completed: a code exchanged at `/token`.
     pub fn completed(&self, client_id: &str) {
-        let write = OwnedWrite {
-            now_ms: now_ms(),
-            set: vec![(field::CLIENT_ID, client_id.to_owned())],
-            increment: vec![(field::COMPLETED.to_owned(), 1)],
-            max_entries: self.config.max_entries,
-        };
-        let store = Arc::clone(&self.store);
-        let client_id = client_id.to_owned();
-        tokio::spawn(async move { apply(&store, &client_id, write).await });
+        self.write(client_id, Vec::new(), Event::Completed);
     }
 
-    /// A user signed in with the client: the provider's verified id_token
-    /// named them `sub`. They are counted as a digest of the provider's
-    /// issuer and the `sub` (`PFADD`): neither is stored, and counting the
-    /// same user again (a refresh) changes nothing.
+    /// A user signed in with the client (a code exchanged): the provider's
+    /// verified id_token named them `sub`. They are counted as a digest of
+    /// the provider's issuer and the `sub` (`PFADD`): neither is stored,
+    /// and counting the same user again changes nothing. A refresh is not
+    /// a sign-in and is not counted.
     pub fn user(&self, client_id: &str, issuer: &str, sub: &str) {
-        let user = user_digest(issuer, sub);
-        let store = Arc::clone(&self.store);
-        let client_id = client_id.to_owned();
-        tokio::spawn(async move {
-            if let Err(error) = store.add_user(&client_id, &user).await {
-                METRICS
-                    .inventory_write_failures
-                    .with_label_values(&["user"])
-                    .inc();
-                tracing::warn!(%error, "cannot count a client's user; the sign-in goes on");
-            }
-        });
+        self.batcher.user(client_id, user_digest(issuer, sub));
     }
 
-    fn write(&self, client_id: &str, mut set: Vec<(&'static str, String)>, event: Event) {
-        set.push((field::CLIENT_ID, client_id.to_owned()));
-        let increment = match event {
-            Event::Started => vec![(field::STARTED.to_owned(), 1)],
-            Event::Refused(code) => vec![(format!("{}{code}", field::REFUSED_PREFIX), 1)],
+    fn write(&self, client_id: &str, set: Vec<Field<'_>>, event: Event) {
+        let counter = match event {
+            Event::Started => Cow::Borrowed(field::STARTED),
+            Event::Completed => Cow::Borrowed(field::COMPLETED),
+            Event::Refused(code) => Cow::Owned(format!("{}{code}", field::REFUSED_PREFIX)),
         };
-        let write = OwnedWrite {
-            now_ms: now_ms(),
-            set,
-            increment,
-            max_entries: self.config.max_entries,
-        };
-        let store = Arc::clone(&self.store);
-        let client_id = client_id.to_owned();
-        tokio::spawn(async move { apply(&store, &client_id, write).await });
+        self.batcher.sighting(client_id, now_ms(), set, counter);
     }
 
     /// The operator refreshed or invalidated the client's document: the
@@ -398,8 +389,13 @@ impl Inventory {
         client_id: &str,
         document: Option<&CachedDocument>,
     ) -> Result<(), StoreError> {
+        // Sightings waiting to be written hold the cache state as it was.
+        self.flush().await;
         let set = match document {
-            Some(document) => cache_state(document).to_vec(),
+            Some(document) => cache_state(document)
+                .into_iter()
+                .map(|(name, value)| (name, value.into_owned()))
+                .collect(),
             None => vec![
                 (field::FETCHED_AT, String::new()),
                 (field::EXPIRES_AT, String::new()),
@@ -421,11 +417,13 @@ impl Inventory {
 
     /// The client's entry.
     pub async fn get(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        self.flush().await;
         Ok(self.store.client(client_id).await?.map(ClientRecord::from))
     }
 
     /// How many clients the inventory holds.
     pub async fn len(&self) -> Result<u64, StoreError> {
+        self.flush().await;
         self.store.client_count().await
     }
 
@@ -439,6 +437,7 @@ impl Inventory {
     /// filter the whole inventory is (it is bounded) and filtered here, so
     /// filters need nothing of the store.
     pub async fn list(&self, query: &ListQuery) -> Result<ClientPage, StoreError> {
+        self.flush().await;
         let per_page = query.per_page.clamp(1, MAX_PER_PAGE);
         let page = query.page.max(1);
         let offset = (page - 1).saturating_mul(per_page);
@@ -511,42 +510,6 @@ impl Inventory {
     }
 }
 
-/// A write owned by its task.
-struct OwnedWrite {
-    now_ms: u64,
-    set: Vec<(&'static str, String)>,
-    increment: Vec<(String, i64)>,
-    max_entries: usize,
-}
-
-async fn apply(store: &Store, client_id: &str, write: OwnedWrite) {
-    let result = store
-        .record_client(&ClientWrite {
-            client_id,
-            now_ms: write.now_ms,
-            sighting: true,
-            set: write.set,
-            increment: write.increment,
-            max_entries: write.max_entries,
-        })
-        .await;
-    match result {
-        Ok(recorded) => {
-            METRICS.inventory_evictions.inc_by(recorded.evicted);
-            METRICS
-                .inventory_entries
-                .set(i64::try_from(recorded.entries).unwrap_or(i64::MAX));
-        }
-        Err(error) => {
-            METRICS
-                .inventory_write_failures
-                .with_label_values(&["sighting"])
-                .inc();
-            tracing::warn!(%error, "cannot record a client in the inventory; the sign-in goes on");
-        }
-    }
-}
-
 /// A user as the inventory counts them: 128 bits of SHA-256 over the
 /// provider's issuer and the `sub`, so the store never sees who it was.
 fn user_digest(issuer: &str, sub: &str) -> [u8; 16] {
@@ -560,48 +523,42 @@ fn user_digest(issuer: &str, sub: &str) -> [u8; 16] {
     digest
 }
 
-/// What the client's document and cache entry say.
 /// What kind of client it is, and its host: written with every sighting,
 /// so an entry made on a cache hit still says what it is.
-fn kind_and_host(client: &Client) -> [(&'static str, String); 2] {
+fn kind_and_host(client: &Client) -> [Field<'_>; 2] {
     let kind = match client.origin {
         Origin::Document(_) => "cimd",
         Origin::Relayed => "relayed",
         Origin::Registration(_) => "registration",
     };
     [
-        (field::KIND, kind.to_owned()),
-        (field::HOST, client.host().to_owned()),
+        (field::KIND, Cow::Borrowed(kind)),
+        (field::HOST, Cow::Borrowed(client.host())),
     ]
 }
 
-fn describe(client: &Client) -> Vec<(&'static str, String)> {
+/// What the client's document and cache entry say.
+fn describe(client: &Client) -> Vec<Field<'_>> {
     let metadata = &client.metadata;
     let mut set = Vec::from(kind_and_host(client));
     set.extend([
         (
             field::AUTH_METHOD,
-            metadata.token_endpoint_auth_method.as_str().to_owned(),
+            Cow::Borrowed(metadata.token_endpoint_auth_method.as_str()),
         ),
         (
             field::REDIRECT_HOSTS,
-            redirect_hosts(&metadata.redirect_uris),
+            Cow::Owned(redirect_hosts(&metadata.redirect_uris)),
         ),
         (
             field::CLIENT_NAME,
-            metadata.client_name.clone().unwrap_or_default(),
+            optional(metadata.client_name.as_deref()),
         ),
-        (
-            field::JWKS_URI,
-            metadata.jwks_uri.clone().unwrap_or_default(),
-        ),
-        (
-            field::LOGO_URI,
-            metadata.logo_uri.clone().unwrap_or_default(),
-        ),
+        (field::JWKS_URI, optional(metadata.jwks_uri.as_deref())),
+        (field::LOGO_URI, optional(metadata.logo_uri.as_deref())),
         (
             field::VOUCHED_BY,
-            client.vouched_by().unwrap_or_default().to_owned(),
+            Cow::Borrowed(client.vouched_by().unwrap_or_default()),
         ),
     ]);
     if let Some(resolved) = client.document() {
@@ -610,24 +567,32 @@ fn describe(client: &Client) -> Vec<(&'static str, String)> {
     set
 }
 
-fn cache_state(document: &CachedDocument) -> [(&'static str, String); 3] {
+/// An optional text field: empty when absent, as the store holds it.
+fn optional(value: Option<&str>) -> Cow<'_, str> {
+    Cow::Borrowed(value.unwrap_or_default())
+}
+
+fn cache_state(document: &CachedDocument) -> [Field<'static>; 3] {
     [
         (
             field::FETCHED_AT,
-            unix_ms(document.received_at()).to_string(),
+            Cow::Owned(unix_ms(document.received_at()).to_string()),
         ),
         (
             field::EXPIRES_AT,
-            unix_ms(document.expires_at()).to_string(),
+            Cow::Owned(unix_ms(document.expires_at()).to_string()),
         ),
-        (field::ETAG, document.etag().unwrap_or_default()),
+        (field::ETAG, Cow::Owned(document.etag().unwrap_or_default())),
     ]
 }
 
-fn decided(decision: &Decision) -> Vec<(&'static str, String)> {
-    vec![
-        (field::LAST_DECISION, decision.action.as_str().to_owned()),
-        (field::LAST_RULE, rule_of(decision)),
+fn decided(decision: &Decision) -> [Field<'static>; 2] {
+    [
+        (
+            field::LAST_DECISION,
+            Cow::Borrowed(decision.action.as_str()),
+        ),
+        (field::LAST_RULE, Cow::Owned(rule_of(decision))),
     ]
 }
 

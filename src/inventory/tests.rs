@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::metrics::METRICS;
 use crate::store::{Store, StoreConfig};
 
 fn memory_store() -> Arc<Store> {
@@ -236,6 +237,87 @@ async fn the_list_filters_by_decision_and_host_glob_and_pages() {
         .map(|c| c.client_id.as_str())
         .collect();
     assert_eq!(ids, ["https://a.example.com/c"]);
+}
+
+/// Lets spawned tasks run, without letting (paused) time pass.
+async fn let_tasks_run() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sightings_of_a_client_are_merged_and_written_within_the_interval() {
+    let store = memory_store();
+    let inventory = Inventory::new(Arc::clone(&store), InventoryConfig::default());
+    let started = tokio::time::Instant::now();
+    inventory.passed_through("proxy-app");
+    inventory.passed_through("proxy-app");
+    inventory.completed("proxy-app");
+    let_tasks_run().await;
+    assert!(
+        store.client("proxy-app").await.unwrap().is_none(),
+        "a sighting waits for its batch"
+    );
+    let fields = loop {
+        if let Some(fields) = store.client("proxy-app").await.unwrap() {
+            break fields;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(started.elapsed() <= BATCH_INTERVAL + Duration::from_millis(10));
+    let record = ClientRecord::from(fields);
+    assert_eq!((record.started, record.completed), (2, 1));
+    assert_eq!(record.client_id, "proxy-app");
+    assert_eq!(record.last_decision.as_deref(), Some("pass_through"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_is_written_at_once_and_a_read_writes_what_waits() {
+    let store = memory_store();
+    let inventory = Inventory::new(
+        Arc::clone(&store),
+        InventoryConfig {
+            max_entries: MAX_WAITING + 1,
+        },
+    );
+    for n in 0..MAX_WAITING {
+        inventory.passed_through(&format!("app-{n}"));
+    }
+    let_tasks_run().await;
+    assert_eq!(store.client_count().await.unwrap(), MAX_WAITING as u64);
+    // One more waits for its interval, unless this process reads.
+    inventory.passed_through("one-more");
+    let_tasks_run().await;
+    assert!(store.client("one-more").await.unwrap().is_none());
+    assert_eq!(inventory.len().await.unwrap(), MAX_WAITING as u64 + 1);
+}
+
+#[tokio::test]
+async fn sightings_the_store_refuses_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("redis-url");
+    // Nothing listens on port 1 of the loopback address.
+    std::fs::write(&url, "redis://127.0.0.1:1/").unwrap();
+    let store = Store::connect(&StoreConfig {
+        backend: crate::store::Backend::Redis,
+        url: crate::secret::SecretSource::File(url),
+        timeout: Duration::from_millis(100),
+        ..StoreConfig::default()
+    })
+    .unwrap();
+    let inventory = Inventory::new(Arc::new(store), InventoryConfig::default());
+    let failures = || {
+        METRICS
+            .inventory_write_failures
+            .with_label_values(&["sighting"])
+            .get()
+    };
+    let before = failures();
+    inventory.passed_through("app-a");
+    inventory.passed_through("app-b");
+    inventory.flush().await;
+    assert!(failures() >= before + 2, "both clients counted as lost");
 }
 
 #[test]

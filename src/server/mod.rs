@@ -640,4 +640,6 @@ pub async fn run(
     for served in more {
         let _ = served.await;
     }
+    // The last sightings, merged but not yet written.
+    shared.current().inventory.flush().await;
 }

@@ -1115,7 +1115,7 @@ async fn finish(
             IdToken::ReissueWithProviderNonce => Some(NonceRule::CarryOver),
         };
         if let Some(nonce) = nonce {
-            let ours = reissue_id_token(
+            let (ours, sub) = reissue_id_token(
                 state,
                 &provider_id_token,
                 client_id,
@@ -1124,6 +1124,12 @@ async fn finish(
                 body.get("access_token").and_then(Value::as_str),
             )
             .await?;
+            // A user is counted when they sign in; a refresh is the same
+            // user again, and would cost a store write per refresh.
+            if let (Some(sub), Refresh::Start { .. }) = (sub, &refresh) {
+                let issuer = &state.provider.metadata().issuer;
+                state.inventory.user(client_id, issuer, &sub);
+            }
             body.insert("id_token".into(), Value::String(ours));
         }
     }
@@ -1199,7 +1205,8 @@ enum NonceRule<'a> {
     CarryOver,
 }
 
-/// Verifies the provider's id_token and issues the proxy's own.
+/// Verifies the provider's id_token and issues the proxy's own; with the
+/// provider's `sub`, the user it names.
 async fn reissue_id_token(
     state: &AppState,
     id_token: &str,
@@ -1207,7 +1214,7 @@ async fn reissue_id_token(
     party: &Party<'_>,
     nonce: NonceRule<'_>,
     access_token: Option<&str>,
-) -> Result<String, TokenError> {
+) -> Result<(String, Option<String>), TokenError> {
     let expected_nonce = match nonce {
         NonceRule::Expect(expected) => expected,
         NonceRule::CarryOver => None,
@@ -1247,9 +1254,6 @@ async fn reissue_id_token(
         )
     })?;
     let claims: Map<String, Value> = claims;
-    if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
-        state.inventory.user(client_id, &provider.issuer, sub);
-    }
     let nonce = match nonce {
         NonceRule::Expect(expected) => expected,
         NonceRule::CarryOver => claims.get("nonce").and_then(Value::as_str),
@@ -1263,8 +1267,10 @@ async fn reissue_id_token(
         state.signing.alg(),
         ID_TOKEN_LIFETIME,
     );
-    state.signing.sign(&ours).map_err(|error| {
+    let signed = state.signing.sign(&ours).map_err(|error| {
         tracing::error!(%error, "cannot sign an id_token");
         TokenError::new(OAuthErrorCode::ServerError, "cannot sign the id_token")
-    })
+    })?;
+    let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+    Ok((signed, sub))
 }
