@@ -27,6 +27,10 @@ use super::UpstreamError;
 /// are a few KiB; a token response a few more.
 pub(super) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// The most idle connections kept to the provider: as many as a busy
+/// replica has token calls in flight at once.
+const MAX_IDLE_CONNECTIONS: usize = 256;
+
 /// Sent with every call, so the provider's logs can tell who is asking.
 const USER_AGENT: &str = concat!("cimd-proxy/", env!("CARGO_PKG_VERSION"));
 
@@ -76,9 +80,13 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
+        // Every token call goes to one host. Connections a burst opened
+        // stay for the next one: with too few kept, each call beyond them
+        // paid a new connection (and against a real provider a TLS
+        // handshake) under load. Idle ones close after 30 s.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
             .build(https);
         Ok(HttpClient {
             client,
