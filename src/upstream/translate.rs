@@ -10,6 +10,7 @@
 //! translated identically each time ("works on sign-in, fails on
 //! reconnect" was the refresh forwarding the client's raw scope).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The scopes OpenID Connect defines: never qualified with a resource's
@@ -194,6 +195,13 @@ impl Translation {
     ///
     /// [`TargetError::Invalid`] or [`TargetError::NotAllowed`].
     pub fn allowed_resource(&self, requested: &str) -> Result<String, TargetError> {
+        // The allowed ones are normalised already, and normalising is
+        // idempotent: a request naming one exactly needs no parse.
+        if let Some(allowed) = &self.allowed_resources
+            && allowed.iter().any(|resource| resource == requested)
+        {
+            return Ok(requested.to_owned());
+        }
         let resource = normalise_resource(requested)?;
         match &self.allowed_resources {
             Some(allowed) if !allowed.contains(&resource) => Err(TargetError::NotAllowed),
@@ -259,14 +267,17 @@ impl Translation {
         })
     }
 
-    /// The scope sent upstream for the client's `asked` scopes.
+    /// The scope sent upstream for the client's `asked` scopes: each once,
+    /// in the order first named.
     fn scope(&self, asked: &str, mapping: Option<&String>, may_refresh: bool) -> String {
         let asked = asked.split(' ').filter(|scope| !scope.is_empty());
         let mapped = mapping
             .map_or("", String::as_str)
             .split(' ')
             .filter(|s| !s.is_empty());
-        let mut scopes: Vec<String> = Vec::new();
+        // Borrowed from the request and the configuration; only a
+        // qualified scope is made anew.
+        let mut scopes: Vec<Cow<'_, str>> = Vec::new();
         if self.qualify_scopes {
             // The resource's identifier: the first non-OIDC scope of its
             // line, without the `/.default` an operator may have written.
@@ -277,29 +288,42 @@ impl Translation {
             for scope in asked {
                 match prefix {
                     Some(prefix) if !is_oidc(scope) && !scope.contains('/') => {
-                        scopes.push(format!("{prefix}/{scope}"));
+                        scopes.push(Cow::Owned(format!("{prefix}/{scope}")));
                     }
-                    _ => scopes.push(scope.to_owned()),
+                    _ => scopes.push(Cow::Borrowed(scope)),
                 }
             }
-            scopes.extend(mapped.filter(|scope| is_oidc(scope)).map(str::to_owned));
+            scopes.extend(mapped.filter(|scope| is_oidc(scope)).map(Cow::Borrowed));
             if let Some(prefix) = prefix {
-                let of_resource = format!("{prefix}/");
-                if !scopes.iter().any(|scope| scope.starts_with(&of_resource)) {
+                let of_resource = |scope: &Cow<'_, str>| {
+                    scope
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                };
+                if !scopes.iter().any(of_resource) {
                     // Nothing of the resource asked: all it was granted.
-                    scopes.push(format!("{prefix}/.default"));
+                    scopes.push(Cow::Owned(format!("{prefix}/.default")));
                 }
             }
         } else {
-            scopes.extend(asked.map(str::to_owned));
-            scopes.extend(mapped.map(str::to_owned));
+            scopes.extend(asked.map(Cow::Borrowed));
+            scopes.extend(mapped.map(Cow::Borrowed));
         }
         if self.offline_access && may_refresh {
-            scopes.push("offline_access".to_owned());
+            scopes.push(Cow::Borrowed("offline_access"));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        scopes.retain(|scope| seen.insert(scope.clone()));
-        scopes.join(" ")
+        let mut joined = String::new();
+        for (n, scope) in scopes.iter().enumerate() {
+            // A handful of scopes: a look back costs less than a set.
+            if scopes[..n].contains(scope) {
+                continue;
+            }
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(scope);
+        }
+        joined
     }
 }
 
