@@ -244,6 +244,9 @@ pub fn ago(now: u64, then: u64) -> String {
     }
 }
 
+/// The rule of a decision the policy's default made.
+const DEFAULT_RULE: &str = "policy.default_action";
+
 /// The rule that made a decision, as the operator wrote it.
 pub fn rule_of(decision: &Decision) -> String {
     let named: Vec<String> = decision
@@ -251,7 +254,7 @@ pub fn rule_of(decision: &Decision) -> String {
         .iter()
         .map(|reason| match reason {
             Reason::Rule { index, pattern } => format!("policy.rules[{index}] {pattern}"),
-            Reason::Default => "policy.default_action".to_owned(),
+            Reason::Default => DEFAULT_RULE.to_owned(),
             Reason::LoopbackOnlyRedirects => "policy.loopback_only_redirects".to_owned(),
             Reason::Vouched { issuer } => format!("vouched by {issuer}"),
             Reason::SelfRegistered { tier: Some(index) } => {
@@ -587,12 +590,17 @@ fn cache_state(document: &CachedDocument) -> [Field<'static>; 3] {
 }
 
 fn decided(decision: &Decision) -> [Field<'static>; 2] {
+    let rule = match decision.reasons.as_slice() {
+        // The common case, on every sighting of most deployments.
+        [Reason::Default] => Cow::Borrowed(DEFAULT_RULE),
+        _ => Cow::Owned(rule_of(decision)),
+    };
     [
         (
             field::LAST_DECISION,
             Cow::Borrowed(decision.action.as_str()),
         ),
-        (field::LAST_RULE, Cow::Owned(rule_of(decision))),
+        (field::LAST_RULE, rule),
     ]
 }
 
