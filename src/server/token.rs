@@ -16,8 +16,10 @@
 //! Refresh tokens rotate, with reuse detection (OAuth 2.1 §4.3.1): the code
 //! exchange starts a family in the shared store, every refresh returns the
 //! family's next generation, and presenting an older one revokes the
-//! family. The store is asked only after the provider answered, so a
-//! provider failure never turns the client's retry into "reuse". A grant
+//! family. The family advances in one store call before the provider is
+//! asked (a reused or revoked token never reaches it), and goes back if
+//! the refresh then fails (`rewind_family`), so a provider failure never
+//! turns the client's retry into "reuse". A grant
 //! that ends here (reuse, or a client document that changed what the user
 //! trusted) ends at the provider too, when it has a revocation endpoint.
 
@@ -43,7 +45,7 @@ use crate::id_token::{IdTokenVerifier, reissue_claims};
 use crate::metadata::ClientMetadata;
 use crate::policy::OnMetadataChange;
 use crate::registration::is_registered_client_id;
-use crate::store::{Backend, FamilyStatus, Rotation, StoreError};
+use crate::store::{Backend, FamilyId, Rotation, StoreError};
 use crate::upstream::{Grant, Leg, RedirectMode, Revocation, TargetError, normalise_resource};
 
 /// The lifetime of the id_tokens the proxy issues.
@@ -672,9 +674,15 @@ enum Refresh {
         /// The client's document at the code exchange.
         metadata: MetadataFingerprint,
     },
-    /// A refresh: the family advances from the presented generation; the
-    /// provider's new refresh token travels inside, or the one it kept.
-    Rotate(SealedRefresh),
+    /// A refresh: the family, advanced before the provider was asked,
+    /// stands at `generation`; the provider's new refresh token travels
+    /// inside, or the one it kept.
+    Rotate {
+        /// The token presented.
+        presented: SealedRefresh,
+        /// The family's generation now.
+        generation: u64,
+    },
 }
 
 /// A store that cannot answer: the step is refused, never skipped.
@@ -741,7 +749,35 @@ async fn refresh_token(
         .map_err(|error| invalid_target(&error))?;
     // A revoked family, or an old generation, is refused before the
     // provider is asked; an old generation revokes the family here.
-    check_family(state, &sealed).await?;
+    let generation = advance_family(state, &sealed).await?;
+    let (family, presented) = (sealed.family, sealed.generation);
+    let refreshed = refresh_advanced(
+        state,
+        (client_id, metadata),
+        sealed,
+        generation,
+        translated,
+        relayed,
+    )
+    .await;
+    if refreshed.is_err() {
+        // The client keeps the token it presented, for a retry.
+        rewind_family(state, family, generation, presented).await;
+    }
+    refreshed
+}
+
+/// A refresh after its family advanced to `generation`: the document
+/// checked against the grant, the provider asked, the answer made the
+/// client's.
+async fn refresh_advanced(
+    state: &AppState,
+    (client_id, metadata): (&str, &ClientMetadata),
+    sealed: SealedRefresh,
+    generation: u64,
+    translated: crate::upstream::UpstreamRequest,
+    relayed: Option<&RelayedCredentials>,
+) -> Result<Response, TokenError> {
     let live = MetadataFingerprint::of(metadata);
     if metadata_changed(state, sealed.metadata, live, client_id) {
         // The grant ends here: every generation of the family with it.
@@ -795,7 +831,10 @@ async fn refresh_token(
         &party,
         &scope,
         id_token,
-        Refresh::Rotate(sealed),
+        Refresh::Rotate {
+            presented: sealed,
+            generation,
+        },
     )
     .await
 }
@@ -881,38 +920,56 @@ enum NarrowingRefused {
     Ceiling(ScopeRefused),
 }
 
-/// Where the presented token's family stands, before the provider is
-/// asked. With the memory backend an unknown family (made by another
-/// replica, or before a restart) goes on, to be adopted; with Redis it is
-/// refused.
-async fn check_family(state: &AppState, sealed: &SealedRefresh) -> Result<(), TokenError> {
+/// Advances the presented token's family to its next generation, before
+/// the provider is asked. With the memory backend an unknown family (made
+/// by another replica, or before a restart) is adopted at the next
+/// generation; with Redis it is refused. An old generation revokes the
+/// family, here and at the provider.
+async fn advance_family(state: &AppState, sealed: &SealedRefresh) -> Result<u64, TokenError> {
     let store = &state.store;
-    match store
-        .family_status(sealed.family)
+    let rotation = store
+        .advance_family(sealed.family, sealed.generation)
         .await
-        .map_err(|error| store_unavailable(&error))?
-    {
-        FamilyStatus::Current(current) if current == sealed.generation => Ok(()),
-        FamilyStatus::Current(_) => {
-            // Presented before: the store revokes the family as it refuses.
-            let rotation = store
-                .advance_family(sealed.family, sealed.generation)
+        .map_err(|error| store_unavailable(&error))?;
+    let next = sealed.generation.saturating_add(1);
+    match rotation {
+        Rotation::Advanced { generation } => Ok(generation),
+        Rotation::Unknown if store.backend() == Backend::Memory => {
+            let remaining =
+                Duration::from_secs(sealed.family_expires_at.saturating_sub(unix_now()));
+            let adopted = store
+                .adopt_family(sealed.family, next, remaining)
                 .await
                 .map_err(|error| store_unavailable(&error))?;
-            if rotation == Rotation::Reused {
-                // A token was stolen and used: the provider's grant ends too.
-                revoke_upstream(
-                    state,
-                    &sealed.upstream_client,
-                    &sealed.upstream_refresh_token,
-                )
-                .await;
-            }
+            // Not adopted: another request took it on first.
+            adopted
+                .then_some(next)
+                .ok_or_else(|| refused_rotation(Rotation::Unknown, sealed))
+        }
+        Rotation::Reused => {
+            // A token was stolen and used: the provider's grant ends too.
+            revoke_upstream(
+                state,
+                &sealed.upstream_client,
+                &sealed.upstream_refresh_token,
+            )
+            .await;
             Err(refused_rotation(rotation, sealed))
         }
-        FamilyStatus::Revoked => Err(refused_rotation(Rotation::Revoked, sealed)),
-        FamilyStatus::Unknown if store.backend() == Backend::Memory => Ok(()),
-        FamilyStatus::Unknown => Err(refused_rotation(Rotation::Unknown, sealed)),
+        Rotation::Unknown | Rotation::Revoked => Err(refused_rotation(rotation, sealed)),
+    }
+}
+
+/// Takes back an advance whose refresh failed, so that the client's retry
+/// with the token it holds is not "reuse". A store that cannot do it is
+/// logged: that retry then revokes the family, and the user signs in again.
+async fn rewind_family(state: &AppState, family: FamilyId, advanced: u64, presented: u64) {
+    if let Err(error) = state.store.rewind_family(family, advanced, presented).await {
+        tracing::warn!(
+            %error,
+            %family,
+            "cannot take back a refresh family's advance; a retry will end the grant"
+        );
     }
 }
 
@@ -1035,45 +1092,16 @@ async fn rotated_refresh(
                 metadata: Some(metadata),
             }
         }
-        Refresh::Rotate(presented) => {
-            let remaining = Duration::from_secs(presented.family_expires_at.saturating_sub(now));
-            let mut rotation = state
-                .store
-                .advance_family(presented.family, presented.generation)
-                .await
-                .map_err(|error| store_unavailable(&error))?;
-            if rotation == Rotation::Unknown
-                && state
-                    .store
-                    .adopt_family(
-                        presented.family,
-                        presented.generation.saturating_add(1),
-                        remaining,
-                    )
-                    .await
-                    .map_err(|error| store_unavailable(&error))?
-            {
-                rotation = Rotation::Advanced {
-                    generation: presented.generation.saturating_add(1),
-                };
-            }
-            let Rotation::Advanced { generation } = rotation else {
-                // The provider's fresh tokens are dropped with the grant, and
-                // its refresh token (the new one, or the one it kept) revoked.
-                let live = upstream_refresh_token
-                    .as_deref()
-                    .unwrap_or(&presented.upstream_refresh_token);
-                revoke_upstream(state, &presented.upstream_client, live).await;
-                return Err(refused_rotation(rotation, &presented));
-            };
-            SealedRefresh {
-                // Google never rotates: then the provider's own token is kept.
-                upstream_refresh_token: upstream_refresh_token
-                    .unwrap_or(presented.upstream_refresh_token),
-                generation,
-                ..presented
-            }
-        }
+        Refresh::Rotate {
+            presented,
+            generation,
+        } => SealedRefresh {
+            // Google never rotates: then the provider's own token is kept.
+            upstream_refresh_token: upstream_refresh_token
+                .unwrap_or(presented.upstream_refresh_token),
+            generation,
+            ..presented
+        },
     };
     let remaining = Duration::from_secs(payload.family_expires_at.saturating_sub(now));
     state
@@ -1087,9 +1115,9 @@ async fn rotated_refresh(
 }
 
 /// Turns the provider's answer into the client's: the id_token re-issued
-/// under the proxy's key, then the refresh token sealed to the client. The
-/// refresh family advances last, once nothing else can fail: a failure
-/// before it leaves the presented token usable for a retry.
+/// under the proxy's key, then the refresh token sealed to the client: a
+/// new family after a code exchange, the family's generation (advanced
+/// before the provider was asked) after a refresh.
 async fn finish(
     state: &AppState,
     answer: crate::upstream::TokenResponse,

@@ -215,6 +215,17 @@ impl MemoryStore {
         }
     }
 
+    pub(super) fn rewind_family(&self, id: FamilyId, advanced: u64, presented: u64) -> bool {
+        let mut families = self.lock();
+        match families.by_id.get_mut(&id) {
+            Some(state) if *state == State::Live(advanced) => {
+                *state = State::Live(presented);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn revoke_family(&self, id: FamilyId) {
         self.revoke_family_at(id, now_ms());
     }

@@ -335,6 +335,8 @@ pub enum Operation {
     CreateFamily,
     /// [`Store::advance_family`].
     AdvanceFamily,
+    /// [`Store::rewind_family`].
+    RewindFamily,
     /// [`Store::revoke_family`].
     RevokeFamily,
     /// [`Store::family_status`].
@@ -472,6 +474,25 @@ impl Store {
             match self {
                 Store::Memory(store) => store.advance_family(family, presented),
                 Store::Redis(store) => store.advance_family(family, presented).await,
+            }
+        })
+        .await
+    }
+
+    /// Undoes an advance whose refresh failed before the client got the
+    /// new generation: `family` goes back from `advanced` to `presented`,
+    /// only if it still stands at `advanced` (not revoked, not advanced
+    /// again). Whether it went back.
+    pub async fn rewind_family(
+        &self,
+        family: FamilyId,
+        advanced: u64,
+        presented: u64,
+    ) -> Result<bool, StoreError> {
+        counted(Operation::RewindFamily, async {
+            match self {
+                Store::Memory(store) => Ok(store.rewind_family(family, advanced, presented)),
+                Store::Redis(store) => store.rewind_family(family, advanced, presented).await,
             }
         })
         .await

@@ -62,6 +62,17 @@ redis.call('SET', KEYS[1], 'revoked', 'KEEPTTL')
 return -3
 ";
 
+/// KEYS[1] the family; ARGV[1] the generation it was advanced to, ARGV[2]
+/// the one presented. Returns 1 when the family went back, 0 when it no
+/// longer stands at ARGV[1] (revoked, advanced again, or expired).
+const REWIND: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+";
+
 /// KEYS[1] the client's hash, KEYS[2] the sorted set by last seen.
 /// ARGV[1] now (ms), ARGV[2] the bound, ARGV[3] the client's digest,
 /// ARGV[4] the prefix of client hashes, ARGV[5] the prefix of user sketches,
@@ -126,6 +137,7 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     advance: Script,
+    rewind: Script,
     record: Script,
     add_user: Script,
     count: Script,
@@ -228,6 +240,7 @@ impl RedisStore {
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             advance: Script::new(ADVANCE),
+            rewind: Script::new(REWIND),
             record: Script::new(RECORD),
             add_user: Script::new(ADD_USER),
             count: Script::new(COUNT),
@@ -375,6 +388,21 @@ impl RedisStore {
             )
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn rewind_family(
+        &self,
+        family: FamilyId,
+        advanced: u64,
+        presented: u64,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.rewind.key(self.family_key(family));
+        invocation
+            .arg(advanced.to_string())
+            .arg(presented.to_string());
+        let reply: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+        Ok(reply == 1)
     }
 
     pub(super) async fn family_status(&self, family: FamilyId) -> Result<FamilyStatus, StoreError> {

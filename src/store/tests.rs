@@ -102,6 +102,32 @@ async fn the_memory_store_rotates_and_detects_reuse() {
     );
 }
 
+#[tokio::test]
+async fn a_rewind_takes_back_only_the_advance_it_names() {
+    let store = Store::connect(&StoreConfig::default()).unwrap();
+    let family = store.create_family(Duration::from_secs(60)).await.unwrap();
+    store.advance_family(family.id, 0).await.unwrap();
+    // The refresh failed: generation 0 is current again, for the retry.
+    assert_eq!(store.rewind_family(family.id, 1, 0).await, Ok(true));
+    assert_eq!(
+        store.family_status(family.id).await,
+        Ok(FamilyStatus::Current(0))
+    );
+    assert_eq!(
+        store.advance_family(family.id, 0).await,
+        Ok(Rotation::Advanced { generation: 1 })
+    );
+    // Advanced again since, or revoked: nothing to take back.
+    store.advance_family(family.id, 1).await.unwrap();
+    assert_eq!(store.rewind_family(family.id, 1, 0).await, Ok(false));
+    store.revoke_family(family.id).await.unwrap();
+    assert_eq!(store.rewind_family(family.id, 2, 1).await, Ok(false));
+    assert_eq!(
+        store.family_status(family.id).await,
+        Ok(FamilyStatus::Revoked)
+    );
+}
+
 #[test]
 fn the_operation_labels_are_a_closed_snake_case_set() {
     let labels: Vec<&'static str> = <Operation as strum::VariantArray>::VARIANTS
@@ -114,6 +140,7 @@ fn the_operation_labels_are_a_closed_snake_case_set() {
             "use_once",
             "create_family",
             "advance_family",
+            "rewind_family",
             "revoke_family",
             "family_status",
             "ping",

@@ -170,6 +170,18 @@ async fn refresh_reuse_on_another_replica_revokes_the_family_everywhere() {
         a.advance_family(family.id, 1).await,
         Ok(Rotation::Advanced { generation: 2 })
     );
+    // A refresh on b failed after it advanced 2 → 3: b takes it back, and
+    // a later rewind that no longer applies changes nothing.
+    assert_eq!(
+        b.advance_family(family.id, 2).await,
+        Ok(Rotation::Advanced { generation: 3 })
+    );
+    assert_eq!(b.rewind_family(family.id, 3, 2).await, Ok(true));
+    assert_eq!(a.rewind_family(family.id, 3, 2).await, Ok(false));
+    assert_eq!(
+        a.family_status(family.id).await,
+        Ok(FamilyStatus::Current(2))
+    );
     // Generation 1 again, on the other replica: a stolen token.
     assert_eq!(b.advance_family(family.id, 1).await, Ok(Rotation::Reused));
     // The legitimate holder of generation 2 is refused too, on any replica.
