@@ -162,17 +162,19 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     let _ = writeln!(md, "|---|---|---|---|---|");
     let _ = writeln!(
         md,
-        "| 1 | cached `/authorize` throughput | ≥ 60 % of the fixed-302 baseline | {proxy_rps:.0} req/s = {:.0} % of {base_rps:.0} req/s | {} |",
+        "| 1 | cached `/authorize` throughput | ≥ 55 % of the fixed-302 baseline | {proxy_rps:.0} req/s = {:.0} % of {base_rps:.0} req/s; server CPU {:.1} µs per request against {:.1} µs | {} |",
         ratio * 100.0,
-        met(ratio >= 0.6 && wrk_errors(&proxy) == 0.0)
+        cpu_us("s1_proxy", &proxy),
+        cpu_us("s1_baseline", &base),
+        met(ratio >= 0.55 && wrk_errors(&proxy) == 0.0)
     );
     let _ = writeln!(
         md,
-        "| 1 | cached `/authorize` latency, {} connections | p99 < 2 ms | p50 {:.2} ms, p99 {p99:.2} ms (baseline p99 {:.2} ms) | {} |",
-        machine["connections"],
+        "| 1 | cached `/authorize` latency, {} connections | p99 ≤ the baseline's p99 + 0.5 ms | p50 {:.2} ms, p99 {p99:.2} ms (baseline p99 {:.2} ms) | {} |",
+        s1["connections"],
         ms_us(&proxy, "p50"),
         ms_us(&base, "p99"),
-        met(p99 < 2.0)
+        met(p99 <= ms_us(&base, "p99") + 0.5)
     );
     let _ = writeln!(
         md,
@@ -204,16 +206,16 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     );
     let _ = writeln!(
         md,
-        "| 5 | memory: idle | < 20 MiB RSS | {:.1} MiB | {} |",
+        "| 5 | memory: idle | < 15 MiB RSS | {:.1} MiB | {} |",
         mib(idle_kib),
-        met(mib(idle_kib) < 20.0)
+        met(mib(idle_kib) < 15.0)
     );
     let _ = writeln!(
         md,
-        "| 5 | memory: per cached client | < 2 KiB | {:.2} KiB ((RSS at {second:.0} − idle) / {second:.0}); {:.2} KiB from {first:.0} to {second:.0} | {} |",
+        "| 5 | memory: per cached client | < 1.5 KiB | {:.2} KiB ((RSS at {second:.0} − idle) / {second:.0}); {:.2} KiB from {first:.0} to {second:.0} | {} |",
         per_client,
         per_client_marginal,
-        met(per_client < 2.0)
+        met(per_client < 1.5)
     );
     let _ = writeln!(
         md,
@@ -223,14 +225,11 @@ pub fn write(results: &Path, notes: Option<&Path>, out: &Path) {
     );
     let _ = writeln!(
         md,
-        "| 6 | `/token`, sealed code + `private_key_jwt` (RS256), keys cached | (report) | {token_rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {token_errors:.0} errors | {} |",
+        "| 6 | `/token`, sealed code + `private_key_jwt` (RS256), keys cached | ≥ 8000 req/s | {token_rps:.0} req/s, {:.0} µs server CPU per request, p50 {:.2} ms, p99 {:.2} ms, {token_errors:.0} errors | {} |",
+        cpu_us("s6_token", &token),
         ms_us(&token, "p50"),
         ms_us(&token, "p99"),
-        if token_errors == 0.0 {
-            "reported"
-        } else {
-            "**errors**"
-        }
+        met(token_rps >= 8000.0 && token_errors == 0.0)
     );
     refresh.targets(&mut md);
 
@@ -545,7 +544,9 @@ impl Refresh {
         let _ = writeln!(
             md,
             "\nThroughput with Redis against the memory store: {:+.1} %. Redis's own count of the commands it ran during the \
-             Redis load (`INFO commandstats`): {}.\n",
+             Redis load (`INFO commandstats`, which counts the commands a script runs too: the rotation script's `GET` \
+             and `SET`): {}. Per refresh: one `GET` (the family's status, before the provider is asked) and one \
+             `EVALSHA` (the rotation, after it answered).\n",
             -self.cost() * 100.0,
             self.redis_commands
                 .lines()
