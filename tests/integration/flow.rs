@@ -327,7 +327,10 @@ struct Proxy {
     idp: Arc<StandInProvider>,
     config_text: String,
     http: Client<HttpConnector, Full<Bytes>>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Dropped, it stops the server (as SIGTERM does).
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// The server, until it has stopped.
+    running: tokio::task::JoinHandle<()>,
 }
 
 struct Answer {
@@ -456,7 +459,7 @@ impl Proxy {
         ))
         .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(cimd_proxy::server::run(
+        let running = tokio::spawn(cimd_proxy::server::run(
             Arc::clone(&shared),
             listeners,
             async move {
@@ -470,8 +473,16 @@ impl Proxy {
             idp,
             config_text,
             http: Client::builder(TokioExecutor::new()).build_http(),
-            _stop: stop,
+            stop,
+            running,
         }
+    }
+
+    /// Stops the server as SIGTERM does, and waits until it has.
+    async fn shut_down(self) {
+        let Proxy { stop, running, .. } = self;
+        drop(stop);
+        running.await.expect("the server stops");
     }
 
     /// Puts a new policy in force, keeping the cache, as a reload does.

@@ -579,3 +579,39 @@ async fn redis_evicts_the_least_recently_seen_client_with_its_users() {
     assert_eq!(listed, ["https://three.test/c", "https://two.test/c"]);
     assert_eq!(b.client_count().await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn the_last_sightings_are_written_at_shutdown() {
+    let server = redis();
+    let _guard = server.shared().await;
+    let world = World::new().await;
+    let (origin, client_id) = world.valid_app().await;
+    let url_file = world.dir.path().join("redis-url");
+    std::fs::write(&url_file, server.url()).unwrap();
+    let prefix = format!("shutdown-{}:", FamilyId::random().unwrap());
+    let rest = format!(
+        "{ALLOW}\n[store]\nbackend = \"redis\"\nurl_file = {}\nkey_prefix = \"{prefix}\"\n\n\
+         [server]\ndrain_s = 0\n",
+        crate::support::config::quote(&url_file.to_string_lossy())
+    );
+    let reader = Store::connect(&cimd_proxy::store::StoreConfig {
+        backend: cimd_proxy::store::Backend::Redis,
+        url: cimd_proxy::secret::SecretSource::File(url_file),
+        key_prefix: prefix,
+        ..cimd_proxy::store::StoreConfig::default()
+    })
+    .unwrap();
+    let proxy = Proxy::start(&world, origin.port(), &rest).await;
+    let begun = tokio::time::Instant::now();
+    let answer = proxy.authorize(&client_id, "https://app.test/cb").await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    proxy.shut_down().await;
+    let entry = reader.client(&client_id).await.unwrap();
+    // Sooner than a batch's interval: only the shutdown could have written it.
+    assert!(
+        begun.elapsed() < cimd_proxy::inventory::BATCH_INTERVAL,
+        "the sign-in and the shutdown took longer than a batch interval"
+    );
+    let entry = entry.expect("the sighting was written at shutdown");
+    assert_eq!(entry["started"], "1");
+}
