@@ -34,8 +34,7 @@ use super::audit::short;
 use super::oauth::{OAuthErrorCode, TokenError, no_store};
 use super::params::Params;
 use super::token::{
-    admit_and_authenticate, client_auth_of, form_params, provider_unavailable, revoke_upstream,
-    store_unavailable,
+    admit_and_authenticate, client_auth_of, form_params, provider_unavailable, revoke_grant,
 };
 use crate::client_auth::{ClientAuthenticator, TokenClientAuth};
 use crate::client_id::is_url_client_id;
@@ -109,7 +108,7 @@ async fn revoke_for(
     let hint = params.get("token_type_hint");
     match state.seals().open::<SealedRefresh>(token) {
         Ok(sealed) if sealed.client_id == client_id => {
-            revoke_family(state, &sealed).await?;
+            revoke_grant(state, &sealed).await?;
             Ok("family_revoked")
         }
         Ok(_) => Ok("not_this_clients"),
@@ -119,23 +118,6 @@ async fn revoke_for(
         }
         Err(_) => Ok("not_valid"),
     }
-}
-
-/// Ends the family in the store (which decides the answer), then tells the
-/// provider ([`revoke_upstream`]: its failure is only logged).
-async fn revoke_family(state: &AppState, sealed: &SealedRefresh) -> Result<(), TokenError> {
-    state
-        .store
-        .revoke_family(sealed.family)
-        .await
-        .map_err(|error| store_unavailable(&error))?;
-    revoke_upstream(
-        state,
-        &sealed.upstream_client,
-        &sealed.upstream_refresh_token,
-    )
-    .await;
-    Ok(())
 }
 
 /// A token the proxy did not seal: the provider's, revoked there.

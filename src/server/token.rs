@@ -781,17 +781,7 @@ async fn refresh_advanced(
     let live = MetadataFingerprint::of(metadata);
     if metadata_changed(state, sealed.metadata, live, client_id) {
         // The grant ends here: every generation of the family with it.
-        state
-            .store
-            .revoke_family(sealed.family)
-            .await
-            .map_err(|error| store_unavailable(&error))?;
-        revoke_upstream(
-            state,
-            &sealed.upstream_client,
-            &sealed.upstream_refresh_token,
-        )
-        .await;
+        revoke_grant(state, &sealed).await?;
         return Err(metadata_refusal());
     }
     // From here on the grant is bound to the document it was checked against.
@@ -1008,6 +998,27 @@ fn metadata_refusal() -> TokenError {
         OAuthErrorCode::InvalidGrant,
         "the client's metadata changed since the grant was made; sign in again",
     )
+}
+
+/// Ends the grant `sealed` belongs to: its family in the store (which
+/// decides the answer), then at the provider ([`revoke_upstream`]: its
+/// failure is only logged).
+pub(super) async fn revoke_grant(
+    state: &AppState,
+    sealed: &SealedRefresh,
+) -> Result<(), TokenError> {
+    state
+        .store
+        .revoke_family(sealed.family)
+        .await
+        .map_err(|error| store_unavailable(&error))?;
+    revoke_upstream(
+        state,
+        &sealed.upstream_client,
+        &sealed.upstream_refresh_token,
+    )
+    .await;
+    Ok(())
 }
 
 /// Tells the provider that a grant ended here: `token`, its refresh token,
