@@ -21,6 +21,30 @@ fn with_token(world: &World, extra: &str) -> String {
     )
 }
 
+/// A `[store]` section on `server` with its URL in a file and a key
+/// prefix of its own (`label` and a random part), and the same store's
+/// configuration, to read what the proxy wrote.
+fn redis_section(
+    world: &World,
+    server: &crate::support::redis::RedisServer,
+    label: &str,
+) -> (String, cimd_proxy::store::StoreConfig) {
+    let url_file = world.dir.path().join(format!("redis-url-{label}"));
+    std::fs::write(&url_file, server.url()).unwrap();
+    let prefix = format!("{label}-{}:", FamilyId::random().unwrap());
+    let section = format!(
+        "[store]\nbackend = \"redis\"\nurl_file = {}\nkey_prefix = \"{prefix}\"\n",
+        crate::support::config::quote(&url_file.to_string_lossy())
+    );
+    let config = cimd_proxy::store::StoreConfig {
+        backend: cimd_proxy::store::Backend::Redis,
+        url: cimd_proxy::secret::SecretSource::File(url_file),
+        key_prefix: prefix,
+        ..cimd_proxy::store::StoreConfig::default()
+    };
+    (section, config)
+}
+
 fn segment(client_id: &str) -> String {
     url::form_urlencoded::byte_serialize(client_id.as_bytes())
         .collect::<String>()
@@ -415,13 +439,7 @@ async fn two_replicas_share_one_inventory_through_redis() {
     let _guard = server.shared().await;
     let world = World::new().await;
     let (origin, client_id) = world.valid_app().await;
-    let url_file = world.dir.path().join("redis-url");
-    std::fs::write(&url_file, server.url()).unwrap();
-    let prefix = format!("inventory-{}:", FamilyId::random().unwrap());
-    let store = format!(
-        "[store]\nbackend = \"redis\"\nurl_file = {}\nkey_prefix = \"{prefix}\"\n",
-        crate::support::config::quote(&url_file.to_string_lossy())
-    );
+    let (store, _) = redis_section(&world, server, "inventory");
     let policy = format!(
         "[policy]\ndefault_action = \"allow\"\n\
          new_client_warning = {{ until_users = 1, until_days = 7 }}\n{store}"
@@ -586,21 +604,9 @@ async fn the_last_sightings_are_written_at_shutdown() {
     let _guard = server.shared().await;
     let world = World::new().await;
     let (origin, client_id) = world.valid_app().await;
-    let url_file = world.dir.path().join("redis-url");
-    std::fs::write(&url_file, server.url()).unwrap();
-    let prefix = format!("shutdown-{}:", FamilyId::random().unwrap());
-    let rest = format!(
-        "{ALLOW}\n[store]\nbackend = \"redis\"\nurl_file = {}\nkey_prefix = \"{prefix}\"\n\n\
-         [server]\ndrain_s = 0\n",
-        crate::support::config::quote(&url_file.to_string_lossy())
-    );
-    let reader = Store::connect(&cimd_proxy::store::StoreConfig {
-        backend: cimd_proxy::store::Backend::Redis,
-        url: cimd_proxy::secret::SecretSource::File(url_file),
-        key_prefix: prefix,
-        ..cimd_proxy::store::StoreConfig::default()
-    })
-    .unwrap();
+    let (store, config) = redis_section(&world, server, "shutdown");
+    let rest = format!("{ALLOW}\n{store}\n[server]\ndrain_s = 0\n");
+    let reader = Store::connect(&config).unwrap();
     let proxy = Proxy::start(&world, origin.port(), &rest).await;
     let begun = tokio::time::Instant::now();
     let answer = proxy.authorize(&client_id, "https://app.test/cb").await;
