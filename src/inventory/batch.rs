@@ -13,6 +13,10 @@
 //!   an operator sees every sighting this replica made;
 //! - at shutdown, once requests in flight are done.
 //!
+//! At most [`MAX_FULL_BATCHES`] full batches wait behind the one being
+//! written: a store slower than a flood of new client_ids costs the oldest
+//! batch (counted as failures), never unbounded memory.
+//!
 //! One batch is written at a time, in the order the batches were taken,
 //! so a later sighting is never overwritten by an earlier one. A batch the
 //! store refuses is dropped from its first failure on (the store is down;
@@ -36,6 +40,9 @@ pub const INTERVAL: Duration = Duration::from_millis(500);
 
 /// The most clients waiting: one more and they are written at once.
 pub const MAX_WAITING: usize = 4_096;
+
+/// The most full batches waiting behind the one being written.
+pub const MAX_FULL_BATCHES: usize = 4;
 
 /// A field's name and value, borrowed from the request where it can be.
 pub(super) type Field<'a> = (&'static str, Cow<'a, str>);
@@ -137,10 +144,17 @@ impl Batcher {
                 waiting.clients.insert(client_id.into(), merged);
             }
         }
+        let mut dropped = None;
         let due = if waiting.clients.len() >= MAX_WAITING {
+            // A batch already waiting has its write on the way, which
+            // takes this one too.
+            let on_the_way = !waiting.full.is_empty();
+            if waiting.full.len() == MAX_FULL_BATCHES {
+                dropped = Some(waiting.full.remove(0));
+            }
             let full = mem::take(&mut waiting.clients);
             waiting.full.push(full);
-            Some(Duration::ZERO)
+            (!on_the_way).then_some(Duration::ZERO)
         } else if waiting.scheduled {
             None
         } else {
@@ -148,6 +162,18 @@ impl Batcher {
             Some(INTERVAL)
         };
         drop(waiting);
+        if let Some(batch) = dropped {
+            let mut lost = Lost::default();
+            for merged in batch.values() {
+                lost.add(merged);
+            }
+            lost.count();
+            tracing::warn!(
+                sightings = lost.sightings,
+                users = lost.users,
+                "the client inventory's store is behind: the oldest waiting sightings were dropped"
+            );
+        }
         if let Some(delay) = due {
             let batcher = Arc::clone(self);
             tokio::spawn(async move {
@@ -266,5 +292,41 @@ impl Lost {
             .with_label_values(&["sighting"])
             .inc_by(self.sightings);
         failures.with_label_values(&["user"]).inc_by(self.users);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    #[tokio::test(start_paused = true)]
+    async fn full_batches_behind_a_slow_store_are_bounded_and_the_dropped_counted() {
+        let store = Arc::new(Store::connect(&StoreConfig::default()).unwrap());
+        let batcher = Arc::new(Batcher::new(Arc::clone(&store), usize::MAX));
+        let failures = || {
+            METRICS
+                .inventory_write_failures
+                .with_label_values(&["sighting"])
+                .get()
+        };
+        let before = failures();
+        // A write in progress that does not end: the store is behind.
+        let writing = batcher.writing.lock().await;
+        for n in 0..(MAX_FULL_BATCHES + 2) * MAX_WAITING {
+            batcher.sighting(&format!("c{n}"), 1, Vec::new(), Cow::Borrowed("started"));
+        }
+        assert_eq!(batcher.lock_waiting().full.len(), MAX_FULL_BATCHES);
+        assert!(failures() >= before + 2 * MAX_WAITING as u64);
+        // The store catches up: the batches kept are written, the newest last.
+        drop(writing);
+        batcher.flush().await;
+        assert_eq!(
+            store.client_count().await.unwrap(),
+            (MAX_FULL_BATCHES * MAX_WAITING) as u64
+        );
+        let newest = (MAX_FULL_BATCHES + 2) * MAX_WAITING - 1;
+        assert!(store.client(&format!("c{newest}")).await.unwrap().is_some());
+        assert!(store.client("c0").await.unwrap().is_none());
     }
 }
