@@ -171,6 +171,14 @@ mod tests {
     #[tokio::test]
     async fn a_plain_caller_id_is_kept_and_anything_else_replaced() {
         let spans = SpanIds::default();
+        // While a scoped subscriber is the only one registered, tracing
+        // judges a call site first reached on another thread (another
+        // test's server) by that thread's default alone and caches it as
+        // unwanted: this test would then miss its spans. A global
+        // subscriber that wants nothing keeps every call site judged
+        // against this one too.
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
         let _guard =
             tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
         assert_eq!(

@@ -1074,6 +1074,19 @@ impl std::io::Write for Capture {
 impl CapturedLogs {
     /// Captures what the current-thread runtime (the server included) logs.
     fn start() -> CapturedLogs {
+        // tracing caches, per call site, whether any subscriber wants it.
+        // While this test's subscriber is the only one registered, a call
+        // site first reached on another test's thread is judged by that
+        // thread's default alone (none) and cached as unwanted, and this
+        // test's request span would then be lost. A global subscriber that
+        // wants nothing keeps the count at two, so every call site is
+        // judged against this test's subscriber too.
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(
+                tracing::subscriber::NoSubscriber::default(),
+            );
+        });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let writer = Arc::clone(&lines);
         let subscriber = tracing_subscriber::fmt()
