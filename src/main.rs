@@ -8,6 +8,13 @@ use cimd_proxy::Config;
 use cimd_proxy::logging::{self, Delivery};
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the hot path allocates and
+/// frees many small values per request, and every cached document is a few
+/// dozen small allocations that glibc pads with a header each
+/// (ARCHITECTURE.md, "Dependencies"; BENCHMARKS.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Where a newcomer starts, under the command list of `--help`.
 #[cfg(feature = "dev")]
 const HELP_START: &str = "New here? Start with `cimd-proxy dev`: the whole sign-in on this machine \
