@@ -218,7 +218,7 @@ impl DevIdp {
 
     /// `/authorize`: checks the client, its redirect_uri and PKCE, then
     /// signs `dev-user` in without asking and redirects with a code.
-    pub(super) fn authorize(&self, params: &Params) -> Authorize {
+    pub(super) fn authorize(&self, params: &Params<'_>) -> Authorize {
         if params.get("client_id") != Some(self.config.client_id.as_str()) {
             return Authorize::Refuse("unknown client_id: this provider knows only the proxy");
         }
@@ -305,7 +305,7 @@ impl DevIdp {
     pub(super) fn token(
         &self,
         authorization: Option<&str>,
-        params: &Params,
+        params: &Params<'_>,
     ) -> Result<Value, TokenError> {
         if !self.client_authenticated(authorization) {
             return Err(TokenError::client());
@@ -614,12 +614,14 @@ mod tests {
         assert!(html.contains(&format!("{ISSUER}/.well-known/openid-configuration")));
     }
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
+    fn params(pairs: &[(&str, &str)]) -> Params<'static> {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in pairs {
             form.append_pair(name, value);
         }
-        Params::parse(form.finish().as_bytes()).unwrap()
+        Params::parse(form.finish().as_bytes())
+            .unwrap()
+            .into_owned()
     }
 
     fn basic(id: &str, secret: &str) -> String {

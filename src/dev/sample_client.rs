@@ -141,7 +141,7 @@ impl SampleClient {
 
     /// The callback: checks `state` and `iss`, shows an OAuth error, or
     /// exchanges the code and shows the tokens.
-    async fn callback(&self, params: &Params) -> Outcome {
+    async fn callback(&self, params: &Params<'_>) -> Outcome {
         let mut outcome = Outcome::new(self);
         let Some(pending) = params
             .get("state")

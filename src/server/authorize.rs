@@ -39,7 +39,7 @@ const FORWARDED: [&str; 5] = [
 ];
 
 /// Handles GET and POST `/authorize` once parameters are read.
-pub async fn authorize(state: Arc<AppState>, params: Params, raw_query: &str) -> Response {
+pub async fn authorize(state: Arc<AppState>, params: Params<'_>, raw_query: &str) -> Response {
     let Some(client_id) = params.get("client_id") else {
         return error_page(PageReason::BadRequest, "client_id is missing", None);
     };
@@ -155,7 +155,7 @@ impl Reply<'_> {
 /// built, then the consent page or the redirect to the provider.
 fn sign_in(
     state: &AppState,
-    params: &Params,
+    params: &Params<'_>,
     admitted: &Admitted<'_>,
     reply: &Reply<'_>,
     new_client: Option<Newness>,
@@ -247,7 +247,7 @@ fn sign_in(
 
 /// The request itself: `response_type=code` and an S256 PKCE challenge,
 /// which is returned.
-fn check_request(params: &Params) -> Result<&str, Refused> {
+fn check_request<'p>(params: &'p Params<'_>) -> Result<&'p str, Refused> {
     if params.get("response_type") != Some("code") {
         return Err(Refused::new(
             OAuthErrorCode::UnsupportedResponseType,
@@ -280,7 +280,7 @@ fn check_request(params: &Params) -> Result<&str, Refused> {
 /// state, in direct mode with the client's own redirect_uri and state.
 fn provider_url(
     state: &AppState,
-    params: &Params,
+    params: &Params<'_>,
     upstream: Upstream<'_>,
     code_challenge: &str,
     (grant, translated): (&Grant<'_>, &UpstreamRequest),

@@ -25,7 +25,7 @@ use crate::store::{SingleUseKind, Use};
 const ISS_SUPPORTED: &str = "authorization_response_iss_parameter_supported";
 
 /// Handles `GET /callback`.
-pub async fn callback(state: Arc<AppState>, params: Params) -> Response {
+pub async fn callback(state: Arc<AppState>, params: Params<'_>) -> Response {
     let Some(sealed) = params.get("state") else {
         return error_page(PageReason::InvalidState, "state is missing", None);
     };
@@ -95,7 +95,7 @@ type Relayed = (&'static str, OAuthErrorCode, String);
 
 /// The provider's answer relayed to the client: our sealed code, the
 /// client's state and our issuer, or the provider's error.
-fn relay(state: &AppState, params: &Params, flow: &SealedState) -> Result<Response, Relayed> {
+fn relay(state: &AppState, params: &Params<'_>, flow: &SealedState) -> Result<Response, Relayed> {
     // RFC 9207: a provider that names itself must name the right issuer,
     // or this response may come from another server (mix-up attack); one
     // that says it always does (§2.4) must not be believed without it.

@@ -51,7 +51,7 @@ pub(crate) async fn check(
     sealer: &crate::seal::Sealer,
     store: &Store,
     headers: &HeaderMap,
-    params: &Params,
+    params: &Params<'_>,
 ) -> Result<(SealedConsent, Choice), (Refusal, Option<String>)> {
     let sealed = params.get("consent").ok_or((Refusal::Missing, None))?;
     let token: SealedConsent = sealer
@@ -81,7 +81,7 @@ pub(crate) async fn check(
 
 /// Handles `POST /consent`: Continue goes to the provider, Cancel returns
 /// `access_denied` to the validated redirect_uri; either uses the token up.
-pub async fn decide(state: Arc<AppState>, headers: &HeaderMap, params: Params) -> Response {
+pub async fn decide(state: Arc<AppState>, headers: &HeaderMap, params: Params<'_>) -> Response {
     match check(&state.sealer, &state.store, headers, &params).await {
         Ok((token, Choice::Continue)) => {
             audit(&token.client_id, "continue");
@@ -194,12 +194,12 @@ mod tests {
         }
     }
 
-    fn post(sealed: &str, decision: &str) -> Params {
+    fn post(sealed: &str, decision: &str) -> Params<'static> {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("consent", sealed)
             .append_pair("decision", decision)
             .finish();
-        Params::parse(body.as_bytes()).unwrap()
+        Params::parse(body.as_bytes()).unwrap().into_owned()
     }
 
     fn memory() -> Store {

@@ -481,7 +481,8 @@ async fn consent(Current(state): Current, headers: HeaderMap, body: Bytes) -> Re
 /// a page whose logo is not there (yet) shows the client's initials.
 async fn logo(Current(state): Current, RawQuery(query): RawQuery) -> Response {
     let not_found = || StatusCode::NOT_FOUND.into_response();
-    let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
+    let query = query.unwrap_or_default();
+    let Ok(params) = Params::parse(query.as_bytes()) else {
         return not_found();
     };
     let Some(client_id) = params.get("client_id") else {

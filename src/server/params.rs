@@ -8,11 +8,14 @@
 /// The most bytes of query string or form body read for one request.
 pub const MAX_PARAMS_BYTES: usize = 16 * 1024;
 
+use std::borrow::Cow;
+
 /// Parameters of one request, each at most once, sorted by name (a
 /// request has a dozen: a sorted list is cheaper than hashing each name).
+/// Names and values borrow the request's text unless they were encoded.
 #[derive(Debug, Clone, Default)]
-pub struct Params {
-    values: Vec<(String, String)>,
+pub struct Params<'a> {
+    values: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 /// Why parameters could not be read.
@@ -26,17 +29,17 @@ pub enum ParamsError {
     TooLarge,
 }
 
-impl Params {
+impl<'a> Params<'a> {
     /// Parses `application/x-www-form-urlencoded` text (a query or a body).
-    pub fn parse(raw: &[u8]) -> Result<Params, ParamsError> {
+    pub fn parse(raw: &'a [u8]) -> Result<Params<'a>, ParamsError> {
         if raw.len() > MAX_PARAMS_BYTES {
             return Err(ParamsError::TooLarge);
         }
-        let mut values: Vec<(String, String)> =
+        let mut values: Vec<(Cow<'a, str>, Cow<'a, str>)> =
             Vec::with_capacity(raw.iter().filter(|&&b| b == b'&').count() + 1);
         for (name, value) in url::form_urlencoded::parse(raw) {
             if !value.is_empty() {
-                values.push((name.into_owned(), value.into_owned()));
+                values.push((name, value));
             }
         }
         // Stable: of repeated names, the first in the request comes first.
@@ -47,12 +50,30 @@ impl Params {
         Ok(Params { values })
     }
 
+    /// The same parameters, owning their text (for tests that build a
+    /// request's text and keep only its parameters).
+    #[cfg(test)]
+    pub fn into_owned(self) -> Params<'static> {
+        Params {
+            values: self
+                .values
+                .into_iter()
+                .map(|(name, value)| {
+                    (
+                        Cow::Owned(name.into_owned()),
+                        Cow::Owned(value.into_owned()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// A parameter's value, if present and non-empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values
-            .binary_search_by(|(key, _)| key.as_str().cmp(name))
+            .binary_search_by(|(key, _)| key.as_ref().cmp(name))
             .ok()
-            .map(|index| self.values[index].1.as_str())
+            .map(|index| self.values[index].1.as_ref())
     }
 }
 

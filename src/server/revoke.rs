@@ -92,7 +92,7 @@ pub async fn revoke(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Re
 /// says what was done, for the audit line.
 async fn revoke_for(
     state: &AppState,
-    params: &Params,
+    params: &Params<'_>,
     auth: &TokenClientAuth,
     client_id: &str,
 ) -> Result<&'static str, TokenError> {

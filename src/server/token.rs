@@ -67,7 +67,10 @@ pub(super) fn is_form(headers: &HeaderMap) -> bool {
 
 /// A token endpoint's body (`/token`, `/revoke`): a form, and only a form
 /// (RFC 6749 §3.2, RFC 7009 §2.1), with strict parameters.
-pub(super) fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, TokenError> {
+pub(super) fn form_params<'b>(
+    headers: &HeaderMap,
+    body: &'b [u8],
+) -> Result<Params<'b>, TokenError> {
     if !is_form(headers) {
         return Err(TokenError::new(
             OAuthErrorCode::InvalidRequest,
@@ -177,7 +180,7 @@ async fn forward(
 }
 
 /// The client-authentication fields of a `/token` or `/revoke` form.
-pub(super) fn client_auth_of(params: &Params) -> TokenClientAuth {
+pub(super) fn client_auth_of(params: &Params<'_>) -> TokenClientAuth {
     TokenClientAuth {
         client_id: params.get("client_id").map(str::to_owned),
         client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
@@ -264,7 +267,7 @@ pub(super) fn provider_unavailable(error: &crate::upstream::UpstreamError) -> To
 /// client the grant was made as.
 async fn cimd_token(
     state: &AppState,
-    params: &Params,
+    params: &Params<'_>,
     (auth, headers): (&TokenClientAuth, &HeaderMap),
     client_id: &str,
     grant_type: &str,
@@ -418,7 +421,7 @@ impl<'a> Party<'a> {
 /// provider is asked.
 fn relayed_credentials(
     registration: &crate::upstream::UpstreamClient,
-    params: &Params,
+    params: &Params<'_>,
     headers: &HeaderMap,
 ) -> Result<RelayedCredentials, TokenError> {
     use crate::upstream::UpstreamAuthMethod;
@@ -704,7 +707,7 @@ fn unix_now() -> u64 {
 /// only narrows), then the same translation as at sign-in.
 async fn refresh_token(
     state: &AppState,
-    params: &Params,
+    params: &Params<'_>,
     (client_id, metadata): (&str, &ClientMetadata),
     ceiling: Option<&[String]>,
     upstream_client: &mut Option<String>,
@@ -836,7 +839,7 @@ fn invalid_target(error: &TargetError) -> TokenError {
 
 /// RFC 8707 §2.2: a token request may name the resource again, and then
 /// only the one granted.
-fn check_resource(params: &Params, granted: Option<&str>) -> Result<(), TokenError> {
+fn check_resource(params: &Params<'_>, granted: Option<&str>) -> Result<(), TokenError> {
     let Some(asked) = params.get("resource") else {
         return Ok(());
     };
