@@ -351,6 +351,17 @@ thread_local! {
     static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// This thread's formatting buffer, kept from line to line: a line is
+    /// formatted into it and leaves as one exact-size copy, where a new
+    /// vector per line grew several times while the line was written.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most capacity a thread keeps in [`SCRATCH`]: one huge line does not
+/// hold its memory for the thread's life.
+const SCRATCH_BYTES: usize = 16 * 1024;
+
 /// The subscriber's writer: one [`LineWriter`] per event.
 struct QueueWriter(Arc<Queue>);
 
@@ -358,19 +369,11 @@ impl<'a> MakeWriter<'a> for QueueWriter {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter {
-            queue: &self.0,
-            kind: Kind::Other,
-            bytes: Vec::new(),
-        }
+        LineWriter::new(&self.0, Kind::Other)
     }
 
     fn make_writer_for(&'a self, metadata: &Metadata<'_>) -> Self::Writer {
-        LineWriter {
-            queue: &self.0,
-            kind: Kind::of(metadata),
-            bytes: Vec::new(),
-        }
+        LineWriter::new(&self.0, Kind::of(metadata))
     }
 }
 
@@ -379,6 +382,20 @@ struct LineWriter<'a> {
     queue: &'a Queue,
     kind: Kind,
     bytes: Vec<u8>,
+}
+
+impl<'a> LineWriter<'a> {
+    fn new(queue: &'a Queue, kind: Kind) -> Self {
+        LineWriter {
+            queue,
+            kind,
+            // Empty if an event is logged while this thread formats another.
+            // (`try_with`: a thread may log while its locals are torn down.)
+            bytes: SCRATCH
+                .try_with(|scratch| std::mem::take(&mut *scratch.borrow_mut()))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 impl Write for LineWriter<'_> {
@@ -394,19 +411,23 @@ impl Write for LineWriter<'_> {
 
 impl Drop for LineWriter<'_> {
     fn drop(&mut self) {
-        if self.bytes.is_empty() {
-            return;
-        }
-        let bytes = std::mem::take(&mut self.bytes);
-        let bytes = CAPTURED.with(|captured| match captured.borrow_mut().as_mut() {
-            Some(into) => {
-                into.extend_from_slice(&bytes);
-                None
+        if !self.bytes.is_empty() {
+            let captured = CAPTURED.with(|captured| match captured.borrow_mut().as_mut() {
+                Some(into) => {
+                    into.extend_from_slice(&self.bytes);
+                    true
+                }
+                None => false,
+            });
+            if !captured {
+                // `clone` allocates exactly the line's length.
+                self.queue.submit(self.kind, self.bytes.clone());
             }
-            None => Some(bytes),
-        });
-        if let Some(bytes) = bytes {
-            self.queue.submit(self.kind, bytes);
+            self.bytes.clear();
+        }
+        if self.bytes.capacity() <= SCRATCH_BYTES {
+            let bytes = std::mem::take(&mut self.bytes);
+            let _ = SCRATCH.try_with(|scratch| *scratch.borrow_mut() = bytes);
         }
     }
 }
