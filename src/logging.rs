@@ -33,6 +33,11 @@ use prometheus::IntCounter;
 use tracing::{Dispatch, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::JsonFields;
+
+use json_line::JsonLines;
+
+mod json_line;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How many bytes of formatted lines may wait for the sink. At a few
@@ -218,9 +223,8 @@ where
     match format {
         LogFormat::Json => Dispatch::new(
             builder
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonLines::new())
                 .finish(),
         ),
         LogFormat::Text => Dispatch::new(builder.with_ansi(ansi).finish()),
