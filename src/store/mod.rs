@@ -54,23 +54,25 @@
 //!   expiry (absolute: rotation never extends it, the family's key in Redis
 //!   expires then, and every token of the family with it).
 //! - **`/token`, refresh_token grant**: after the sealed token opens,
-//!   [`Store::family_status`] first (a revoked or unknown family is refused
-//!   without calling the provider), then the provider's refresh, then
-//!   [`Store::advance_family`] with the token's family and generation: only
-//!   [`Rotation::Advanced`] returns the new tokens, sealed with the next
-//!   generation. [`Rotation::Reused`] (the store has just revoked the
-//!   family), [`Rotation::Revoked`] and [`Rotation::Unknown`] →
-//!   `invalid_grant`, the provider's fresh tokens dropped (and revoked at
-//!   the provider when it has a revocation endpoint); [`StoreError`] →
-//!   `temporarily_unavailable`. Advancing only after the provider answered
-//!   matters: advancing first would turn a provider failure into "reuse"
-//!   on the client's retry with the same token, and revoke a legitimate
-//!   family. With Redis `Unknown` is refused: accepting it would let an old
-//!   token start its family again after the family expired. The memory
-//!   backend cannot tell "expired" from "made by another replica or before
-//!   a restart", so it adopts the family at the presented generation
-//!   ([`Store::adopt_family`]) rather than sign everyone out at every
-//!   restart; the sealed token's own expiry (the family's) still bounds it.
+//!   [`Store::advance_family`] with the token's family and generation,
+//!   before the provider is asked (one round trip): only
+//!   [`Rotation::Advanced`] goes on to the provider, so a reused, revoked or
+//!   unknown family never reaches it. [`Rotation::Reused`] (the store has
+//!   just revoked the family), [`Rotation::Revoked`] and
+//!   [`Rotation::Unknown`] → `invalid_grant`; [`StoreError`] →
+//!   `temporarily_unavailable`. If the refresh then fails (the provider
+//!   refuses or cannot be reached, a changed document is refused),
+//!   [`Store::rewind_family`] takes the advance back, a compare-and-set to
+//!   the presented generation, so the client's retry with the same token is
+//!   not "reuse" and does not revoke a legitimate family. A rewind the store
+//!   cannot make is logged; the retry then ends the grant. With Redis
+//!   `Unknown` is refused: accepting it would let an old token start its
+//!   family again after the family expired. The memory backend cannot tell
+//!   "expired" from "made by another replica or before a restart", so it
+//!   adopts the family at the presented generation ([`Store::adopt_family`])
+//!   rather than sign everyone out at every restart; the sealed token's own
+//!   expiry (the family's) still bounds it. [`Store::family_status`] reads a
+//!   family without changing it (the tests use it).
 //! - **`POST /revoke` (RFC 7009)**: [`Store::revoke_family`] for a sealed
 //!   refresh token; unknown tokens still get 200.
 //! - **`/readyz`**: false while [`Store::ping`] fails (always true for the
