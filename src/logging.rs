@@ -34,11 +34,11 @@ use tracing::{Dispatch, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::JsonFields;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use json_line::JsonLines;
 
 mod json_line;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How many bytes of formatted lines may wait for the sink. At a few
 /// hundred bytes a line that is thousands of lines: it absorbs a reader's
@@ -353,9 +353,7 @@ thread_local! {
     /// Set on the writer thread while it logs the summary line: that line is
     /// taken here and written directly instead of queued behind itself.
     static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-}
 
-thread_local! {
     /// This thread's formatting buffer, kept from line to line: a line is
     /// formatted into it and leaves as one exact-size copy, where a new
     /// vector per line grew several times while the line was written.

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// mimalloc instead of the system allocator: the hot path allocates and
 /// frees many small values per request, and every cached document is a few
 /// dozen small allocations that glibc pads with a header each
-/// (ARCHITECTURE.md, "Dependencies"; BENCHMARKS.md has the figures).
+/// (ARCHITECTURE.md, "Why the dependencies"; bench/notes.md has the figures).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

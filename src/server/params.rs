@@ -5,10 +5,10 @@
 //! rather than resolved (first wins? last wins?), because two components
 //! that resolve it differently is how parameter-pollution attacks work.
 
+use std::borrow::Cow;
+
 /// The most bytes of query string or form body read for one request.
 pub const MAX_PARAMS_BYTES: usize = 16 * 1024;
-
-use std::borrow::Cow;
 
 /// Parameters of one request, each at most once, sorted by name (a
 /// request has a dozen: a sorted list is cheaper than hashing each name).
