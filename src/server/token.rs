@@ -753,37 +753,10 @@ async fn refresh_token(
     // A revoked family, or an old generation, is refused before the
     // provider is asked; an old generation revokes the family here.
     let generation = advance_family(state, &sealed).await?;
-    let (family, presented) = (sealed.family, sealed.generation);
-    let refreshed = refresh_advanced(
-        state,
-        (client_id, metadata),
-        sealed,
-        generation,
-        translated,
-        relayed,
-    )
-    .await;
-    if refreshed.is_err() {
-        // The client keeps the token it presented, for a retry.
-        rewind_family(state, family, generation, presented).await;
-    }
-    refreshed
-}
-
-/// A refresh after its family advanced to `generation`: the document
-/// checked against the grant, the provider asked, the answer made the
-/// client's.
-async fn refresh_advanced(
-    state: &AppState,
-    (client_id, metadata): (&str, &ClientMetadata),
-    sealed: SealedRefresh,
-    generation: u64,
-    translated: crate::upstream::UpstreamRequest,
-    relayed: Option<&RelayedCredentials>,
-) -> Result<Response, TokenError> {
     let live = MetadataFingerprint::of(metadata);
     if metadata_changed(state, sealed.metadata, live, client_id) {
-        // The grant ends here: every generation of the family with it.
+        // The grant ends here: every generation of the family with it (so
+        // there is no advance to take back).
         revoke_grant(state, &sealed).await?;
         return Err(metadata_refusal());
     }
@@ -792,6 +765,27 @@ async fn refresh_advanced(
         metadata: Some(live),
         ..sealed
     };
+    let (family, presented) = (sealed.family, sealed.generation);
+    let refreshed =
+        refresh_advanced(state, client_id, sealed, generation, translated, relayed).await;
+    if refreshed.is_err() {
+        // The client keeps the token it presented, for a retry.
+        rewind_family(state, family, generation, presented).await;
+    }
+    refreshed
+}
+
+/// A refresh after its family advanced to `generation` and the document
+/// was checked against the grant: the provider asked, the answer made the
+/// client's.
+async fn refresh_advanced(
+    state: &AppState,
+    client_id: &str,
+    sealed: SealedRefresh,
+    generation: u64,
+    translated: crate::upstream::UpstreamRequest,
+    relayed: Option<&RelayedCredentials>,
+) -> Result<Response, TokenError> {
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", sealed.upstream_refresh_token.as_str()),
