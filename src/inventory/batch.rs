@@ -295,6 +295,16 @@ impl Lost {
     }
 }
 
+/// Sightings counted as lost so far (for tests: the metric is process-wide,
+/// so a test compares it before and after).
+#[cfg(test)]
+pub(super) fn sightings_lost() -> u64 {
+    METRICS
+        .inventory_write_failures
+        .with_label_values(&["sighting"])
+        .get()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,20 +314,14 @@ mod tests {
     async fn full_batches_behind_a_slow_store_are_bounded_and_the_dropped_counted() {
         let store = Arc::new(Store::connect(&StoreConfig::default()).unwrap());
         let batcher = Arc::new(Batcher::new(Arc::clone(&store), usize::MAX));
-        let failures = || {
-            METRICS
-                .inventory_write_failures
-                .with_label_values(&["sighting"])
-                .get()
-        };
-        let before = failures();
+        let before = sightings_lost();
         // A write in progress that does not end: the store is behind.
         let writing = batcher.writing.lock().await;
         for n in 0..(MAX_FULL_BATCHES + 2) * MAX_WAITING {
             batcher.sighting(&format!("c{n}"), 1, Vec::new(), Cow::Borrowed("started"));
         }
         assert_eq!(batcher.lock_waiting().full.len(), MAX_FULL_BATCHES);
-        assert!(failures() >= before + 2 * MAX_WAITING as u64);
+        assert!(sightings_lost() >= before + 2 * MAX_WAITING as u64);
         // The store catches up: the batches kept are written, the newest last.
         drop(writing);
         batcher.flush().await;

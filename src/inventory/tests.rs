@@ -2,7 +2,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::metrics::METRICS;
 use crate::store::{Store, StoreConfig};
 
 fn memory_store() -> Arc<Store> {
@@ -307,17 +306,14 @@ async fn sightings_the_store_refuses_are_counted() {
     })
     .unwrap();
     let inventory = Inventory::new(Arc::new(store), InventoryConfig::default());
-    let failures = || {
-        METRICS
-            .inventory_write_failures
-            .with_label_values(&["sighting"])
-            .get()
-    };
-    let before = failures();
+    let before = batch::sightings_lost();
     inventory.passed_through("app-a");
     inventory.passed_through("app-b");
     inventory.flush().await;
-    assert!(failures() >= before + 2, "both clients counted as lost");
+    assert!(
+        batch::sightings_lost() >= before + 2,
+        "both clients counted as lost"
+    );
 }
 
 #[test]
